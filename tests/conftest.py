@@ -1,0 +1,32 @@
+"""Shared fixtures: the reference data folder beside the checkout, read in place."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MINGLE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def mimic3_demo_dir() -> Path:
+    d = SHARED_DATA / "mimic3-demo"
+    if not (d / "ADMISSIONS.csv").exists():
+        pytest.skip(f"MIMIC-III demo not found at {d} (set MINGLE_SHARED_DATA to the folder holding mimic3-demo/)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def ccs_dir() -> Path:
+    d = SHARED_DATA / "ccs"
+    if not (d / "ccs_single_dx_tool_2015.csv").exists():
+        pytest.skip(f"CCS tools not found at {d} (set MINGLE_SHARED_DATA to the folder holding ccs/)")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep every test's caches out of the user's home."""
+    monkeypatch.setenv("MINGLE_CACHE", str(tmp_path_factory.getbasetemp() / "mingle-cache"))

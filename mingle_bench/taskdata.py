@@ -1,0 +1,57 @@
+"""`TaskData`: everything a model may read for one task, after splitting and featurising.
+
+Produced by :func:`mingle_bench.features.build_task_data`; consumed by models and the trainer.
+Every fitted piece (vocabulary, DeepWalk, projections) was fitted on the train split only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+
+
+@dataclass
+class TaskData:
+    task_name: str
+    label_names: list[str]
+    samples: pd.DataFrame                 # sample_id, patient_id, hadm_id, prediction_time, split
+    labels: torch.Tensor                  # float32 [n_samples, n_labels]
+    split_idx: dict[str, torch.Tensor]    # "train"/"val"/"test" -> int64 sample indices
+    manifest: Any                         # mingle_bench.splits.SplitManifest
+    vocab: Any                            # mingle_bench.vocab.CodeVocab (train-only)
+    # set view: per sample, vocab indices of its input codes (CSR)
+    sample_codes_indptr: torch.Tensor     # int64 [n_samples + 1]
+    sample_codes: torch.Tensor            # int64 [nnz]
+    # sequence view: per sample, its visits in time order up to and including the index visit
+    seq_visit_indptr: torch.Tensor        # int64 [n_samples + 1]
+    seq_visits: torch.Tensor              # int64 [n_seq_rows] visit ids
+    seq_times: torch.Tensor               # float32 [n_seq_rows] days before the prediction time
+    visit_codes_indptr: torch.Tensor      # int64 [n_visits + 1]
+    visit_codes: torch.Tensor             # int64 [...] vocab indices per visit (task's input view)
+    # hypergraph view
+    graph: Any                            # mingle_bench.hypergraph.EHRHypergraph
+    sample_edge: torch.Tensor             # int64 [n_samples] hyperedge of each sample's index visit
+    edge_visit: torch.Tensor              # int64 [num_edges] visit id of each hyperedge, -1 for self-loops
+    structural: torch.Tensor              # float32 [n_nodes, d_s] DeepWalk
+    concept_emb: torch.Tensor | None      # float32 [n_nodes, d_llm]
+    visit_note_emb: torch.Tensor | None   # float32 [n_visits, d_llm], zeros where no notes
+    visit_has_notes: torch.Tensor         # bool [n_visits]
+    report: dict = field(default_factory=dict)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.structural.shape[0])
+
+    @property
+    def n_visits(self) -> int:
+        return int(self.visit_codes_indptr.numel() - 1)

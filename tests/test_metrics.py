@@ -1,0 +1,82 @@
+"""Metrics against values computed by hand (the paper's definitions, mingle_bench.metrics)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mingle_bench.metrics import compute_metrics, expected_calibration_error, is_better
+
+# 4 visits x 2 labels
+Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+P = np.array([[0.9, 0.2], [0.4, 0.6], [0.3, 0.8], [0.1, 0.7]])
+
+
+def test_multilabel_hand_computed():
+    m = compute_metrics(Y, P)
+    # predictions at 0.5: [[1,0],[0,1],[0,1],[0,1]] -> 6 of 8 cells right
+    assert m["acc"] == pytest.approx(6 / 8)
+    # flattened: positives {.9,.8,.6,.3}, negatives {.7,.4,.2,.1}: 13 of 16 pairs ordered
+    assert m["auroc"] == pytest.approx(13 / 16)
+    # ranking P P N P N P N N: AP = (1 + 1 + 3/4 + 4/6) / 4
+    assert m["aupr"] == pytest.approx((1 + 1 + 0.75 + 4 / 6) / 4)
+    # macro over labels: label 0 F1 = 2/3 (P=1, R=1/2), label 1 F1 = 0.8 (P=2/3, R=1)
+    assert m["f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    # squared errors sum to 1.40 over 8 cells
+    assert m["brier"] == pytest.approx(1.40 / 8)
+    # 10 bins: every cell falls in its own bin -> mean |y - p| = 2.8 / 8
+    assert m["ece"] == pytest.approx(2.8 / 8)
+
+
+def test_ece_two_bins_perfectly_calibrated():
+    # bin (0, .5]: p mean .25, y mean .25; bin (.5, 1]: p mean .75, y mean .75
+    assert expected_calibration_error(Y, P, n_bins=2) == pytest.approx(0.0)
+
+
+def test_binary_f1_is_macro_over_both_classes():
+    y = np.array([1, 0, 1, 0, 0])
+    p = np.array([0.8, 0.3, 0.4, 0.6, 0.1])
+    m = compute_metrics(y, p)
+    assert m["acc"] == pytest.approx(3 / 5)
+    # positive-class F1 = 0.5, negative-class F1 = 2/3
+    assert m["f1"] == pytest.approx((0.5 + 2 / 3) / 2)
+    # [n] and [n, 1] and torch inputs agree
+    assert compute_metrics(y[:, None], p[:, None]) == pytest.approx(m)
+    assert compute_metrics(torch.tensor(y), torch.tensor(p)) == pytest.approx(m)
+
+
+def test_threshold_changes_acc_only_for_threshold_metrics():
+    a = compute_metrics(Y, P, threshold=0.5)
+    b = compute_metrics(Y, P, threshold=0.75)
+    assert a["auroc"] == b["auroc"] and a["aupr"] == b["aupr"]
+    # at 0.75: preds [[1,0],[0,0],[0,1],[0,0]] -> wrong: (1,1),(2,0) -> 6/8
+    assert b["acc"] == pytest.approx(6 / 8)
+
+
+def test_undefined_metrics_are_nan_not_errors():
+    m = compute_metrics(np.zeros(4), np.array([0.1, 0.2, 0.3, 0.4]))
+    assert math.isnan(m["auroc"]) and math.isnan(m["aupr"])
+    assert m["acc"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "y,p,msg",
+    [
+        (np.zeros(3), np.zeros(4), "does not match"),
+        (np.array([0, 1, 2]), np.zeros(3), "0/1"),
+        (np.array([0, 1]), np.array([0.5, np.nan]), "non-finite"),
+        (np.array([0, 1]), np.array([-2.0, 3.0]), "probabilities"),
+        (np.zeros(0), np.zeros(0), "empty"),
+    ],
+)
+def test_bad_input_gives_clear_error(y, p, msg):
+    with pytest.raises(ValueError, match=msg):
+        compute_metrics(y, p)
+
+
+def test_is_better_direction():
+    assert is_better("auroc", 0.8, 0.7) and not is_better("auroc", 0.7, 0.8)
+    assert is_better("brier", 0.1, 0.2)
+    assert not is_better("acc", math.nan, 0.1) and is_better("acc", 0.1, math.nan)

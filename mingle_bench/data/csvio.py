@@ -1,0 +1,205 @@
+"""Locating and reading MIMIC-style CSV tables through DuckDB, with counted skips.
+
+Every table is read with all columns as text (``all_varchar``), so nothing is guessed
+from a sample of rows: typing happens afterwards in SQL with ``TRY_CAST`` and each value
+that fails to parse is counted in the :class:`~mingle_bench.data.report.LoadReport`.
+
+Rows the CSV reader cannot parse (missing columns, broken quoting) are not fatal: DuckDB's
+``store_rejects`` keeps them aside and they are counted per reason. Invalid UTF-8 bytes
+(old note exports contain Latin-1 bytes) are repaired rather than dropped: the file is
+streamed once through an incremental UTF-8 decoder that replaces each bad sequence with
+U+FFFD, and the replacements are counted. A truncated or corrupt ``.gz`` is an error
+naming the file.
+"""
+from __future__ import annotations
+
+import codecs
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+
+from mingle_bench.data.report import LoadReport
+
+_SUFFIXES = (".csv.gz", ".csv")
+
+
+@dataclass(frozen=True)
+class TableFile:
+    name: str        # logical table name, e.g. "ADMISSIONS"
+    path: Path
+
+
+def expected_names(table: str) -> str:
+    """Human-readable list of the file names accepted for ``table``."""
+    return " or ".join(f"{table}{s}" for s in reversed(_SUFFIXES)) + " (file names in any case)"
+
+
+def find_table(directory: Path, table: str) -> Path | None:
+    """The file holding ``table`` in ``directory`` (``TABLE.csv`` or ``TABLE.csv.gz``, any case)."""
+    if not directory.is_dir():
+        return None
+    wanted = {f"{table}{s}".lower(): s for s in _SUFFIXES}
+    hits = sorted(p for p in directory.iterdir() if p.is_file() and p.name.lower() in wanted)
+    if not hits:
+        return None
+    # Prefer the plain csv when both exist (it is what a user unpacked most recently).
+    hits.sort(key=lambda p: p.name.lower().endswith(".gz"))
+    return hits[0]
+
+
+def locate_tables(directory: str | os.PathLike, tables: Sequence[str], what: str,
+                  optional: Sequence[str] = ()) -> dict[str, Path]:
+    """Find every table file or raise one :class:`FileNotFoundError` listing all that are missing."""
+    d = Path(directory)
+    if not d.exists():
+        raise FileNotFoundError(f"{what} folder not found: {d}")
+    if not d.is_dir():
+        raise FileNotFoundError(f"{what} path is not a folder: {d}")
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for t in tables:
+        p = find_table(d, t)
+        if p is None:
+            if t not in optional:
+                missing.append(expected_names(t))
+        else:
+            found[t] = p
+    if missing:
+        raise FileNotFoundError(f"{what} folder {d} lacks required table(s): " + "; ".join(missing))
+    return found
+
+
+def _sql_str(s: str | os.PathLike) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def _check_gzip(path: Path) -> None:
+    """Fail early, naming the file, when a .gz is truncated or corrupt (stream-checked, bounded memory)."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        raise ValueError(f"{path}: truncated or corrupt gzip file ({exc}); re-download or re-extract it") from None
+
+
+def repair_utf8(src: Path, dst: Path, chunk: int = 1 << 22) -> int:
+    """Stream ``src`` (csv or csv.gz) to plain-csv ``dst`` replacing invalid UTF-8 with U+FFFD.
+
+    Returns the number of replaced byte sequences. Memory stays at one chunk.
+    """
+    opener = gzip.open if src.name.lower().endswith(".gz") else open
+    counter = {"n": 0}
+
+    def _count(err: UnicodeDecodeError):
+        counter["n"] += 1
+        return ("\ufffd", err.end)
+
+    codecs.register_error("mingle_count_replace", _count)
+    dec = codecs.getincrementaldecoder("utf-8")(errors="mingle_count_replace")
+    tmp = dst.with_name(dst.name + ".tmp")
+    with opener(src, "rb") as fin, open(tmp, "w", encoding="utf-8", newline="") as fout:
+        while True:
+            block = fin.read(chunk)
+            if not block:
+                fout.write(dec.decode(b"", final=True))
+                break
+            fout.write(dec.decode(block))
+    os.replace(tmp, dst)
+    return counter["n"]
+
+
+class CsvReader:
+    """Reads table files into DuckDB relations with lower-case column names."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, report: LoadReport, scratch: Path):
+        self.con = con
+        self.report = report
+        self.scratch = scratch
+
+    def _scan_sql(self, path: Path, name: str) -> str:
+        return (f"read_csv({_sql_str(path)}, header=true, all_varchar=true, delim=',', quote='\"', "
+                f"escape='\"', store_rejects=true, rejects_table='rej_{name}', rejects_scan='rejscan_{name}', "
+                f"max_line_size=100000000, parallel=false)")
+
+    def columns(self, path: Path) -> list[str]:
+        try:
+            desc = self.con.execute(
+                f"DESCRIBE SELECT * FROM read_csv({_sql_str(path)}, header=true, all_varchar=true, "
+                f"delim=',', quote='\"', escape='\"', max_line_size=100000000)").fetchall()
+        except duckdb.Error as exc:
+            raise ValueError(f"{path}: cannot read the CSV header ({_first_line(exc)})") from None
+        return [r[0] for r in desc]
+
+    def load(self, table: str, path: Path, required: Sequence[str], *, into: str,
+             parquet: Path | None = None) -> list[str]:
+        """Create DuckDB table ``into`` from ``path`` with lower-case, all-text columns.
+
+        With ``parquet`` the rows are streamed (``COPY``) into that parquet file instead and
+        ``into`` becomes a view over it: the table is never held in memory at once.
+        Raises naming the file and the missing columns. Counts rejected CSV lines in the
+        report and returns the lower-case column list.
+        """
+        if path.name.lower().endswith(".gz"):
+            _check_gzip(path)
+        cols = self.columns(path)
+        lower = [c.strip().lower() for c in cols]
+        missing = [c for c in required if c not in lower]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {cols}")
+        key = table.lower()
+        select = ", ".join(f'"{c}" AS "{lc}"' for c, lc in zip(cols, lower) if '"' not in c)
+        src = path
+        for attempt in (0, 1):
+            scan = f"SELECT {select} FROM {self._scan_sql(src, key)}"
+            try:
+                if parquet is None:
+                    self.con.execute(f"CREATE OR REPLACE TABLE {into} AS {scan}")
+                else:
+                    tmp = parquet.with_name(parquet.name + ".tmp")
+                    self.con.execute(f"COPY ({scan}) TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 20000)")
+                    os.replace(tmp, parquet)
+                    self.con.execute(f"CREATE OR REPLACE VIEW {into} AS SELECT * FROM read_parquet({_sql_str(parquet)})")
+            except duckdb.Error as exc:
+                raise ValueError(f"{path}: cannot be read ({_first_line(exc)})") from None
+            rej = dict(self.con.execute(f"SELECT error_type, count(*) FROM rej_{key} GROUP BY 1").fetchall())
+            if attempt == 0 and (rej.get("INVALID ENCODING") or rej.get("INVALID UNICODE")):
+                fixed = self.scratch / f"{key}.utf8.csv"
+                n = repair_utf8(path, fixed)
+                self.report.repair(f"{table}: invalid UTF-8 byte sequences replaced with U+FFFD", n)
+                src = fixed
+                continue
+            break
+        for err, n in sorted(rej.items()):
+            self.report.skip(f"{table}: unparseable CSV line ({str(err).lower()})", int(n))
+        self.report.read[table] = int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0]) + int(sum(rej.values()))
+        if src != path:
+            self.report.info.setdefault("repaired_files", []).append(path.name)
+        return lower
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__
+
+
+def connect(scratch: Path, memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that spills to ``scratch`` and keeps memory bounded.
+
+    ``memory_limit`` defaults to ``$MINGLE_DUCKDB_MEMORY`` or 1GB; ``threads`` to
+    ``$MINGLE_DUCKDB_THREADS`` or 2.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    mem = memory_limit or os.environ.get("MINGLE_DUCKDB_MEMORY", "1GB")
+    thr = int(threads or os.environ.get("MINGLE_DUCKDB_THREADS", "2"))
+    con.execute(f"SET memory_limit = {_sql_str(mem)}")
+    con.execute(f"SET threads = {thr}")
+    con.execute(f"SET temp_directory = {_sql_str(scratch / 'duckdb_tmp')}")
+    con.execute("SET preserve_insertion_order = false")
+    return con

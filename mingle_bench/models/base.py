@@ -1,0 +1,141 @@
+"""The model contract every MINGLE variant and baseline implements.
+
+A model is built as ``cls(data: TaskData, **hparams)`` and called as
+``model(batch) -> {"logits": [B, n_labels], "loss": scalar}`` with
+``batch = {"idx": int64 [B] sample indices, "labels": float32 [B, n_labels]}``; ``loss`` is
+binary cross-entropy with logits (mean over the B x n_labels cells, paper Eq. 4) and is present
+whenever ``labels`` is.
+
+Hyperparameters are one flat dict: the model's own (``hidden``, ``heads``, ...) plus the
+trainer's (:data:`TRAIN_KEYS`: ``lr``, ``weight_decay``, ``batch_size``), so a tuned dict from
+Optuna can be passed as is. ``default_hparams`` holds the original papers' / repositories'
+defaults (cited in each model's docstring); ``search_space(trial)`` proposes values for tuning.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+TRAIN_KEYS: tuple[str, ...] = ("lr", "weight_decay", "batch_size")
+TRAIN_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "weight_decay": 1e-3, "batch_size": 100}
+
+
+class EHRModel(nn.Module):
+    """Base class: hyperparameter resolution, input checks, the BCE loss and op bookkeeping.
+
+    Class attributes a model sets:
+
+    * ``default_hparams``: every accepted hyperparameter with its default;
+    * ``full_graph``: ``True`` for hypergraph models (one step = all train samples, whole
+      incidence), ``False`` for minibatched sequence/set models;
+    * ``uses_op``: whether it calls :mod:`mingle_bench.ops` (then ``impl`` is a hyperparameter
+      and :attr:`impl_used` says which implementation ran);
+    * ``requires``: ``TaskData`` fields that must not be ``None`` (e.g. note embeddings).
+    """
+
+    name: ClassVar[str] = ""
+    default_hparams: ClassVar[dict[str, Any]] = {}
+    variant_overrides: ClassVar[dict[str, Any]] = {}
+    full_graph: ClassVar[bool] = False
+    uses_op: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, data, **hparams: Any) -> None:
+        super().__init__()
+        self.hparams: dict[str, Any] = self.resolve_hparams(hparams)
+        missing = self.missing_inputs(data)
+        if missing:
+            raise ValueError(
+                f"model {self.name or type(self).__name__!r} needs TaskData.{', '.join(missing)}, which is None "
+                "(build the task data with an encoder, e.g. --encoder default)"
+            )
+        self.n_labels: int = data.n_labels
+        self.impl_used: str = "none"
+        self.input_report: dict[str, str] = {}
+
+    # -- hyperparameters ---------------------------------------------------------------
+    @classmethod
+    def resolve_hparams(cls, hparams: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults updated by ``hparams``; unknown keys and changes to a variant's fixed
+        switches raise ``ValueError`` naming them."""
+        hparams = dict(hparams or {})
+        known = {**TRAIN_DEFAULTS, **cls.default_hparams}
+        unknown = sorted(set(hparams) - set(known))
+        if unknown:
+            raise ValueError(
+                f"model {cls.name or cls.__name__!r}: unknown hyperparameter(s) {unknown}; accepted: {sorted(known)}"
+            )
+        for key, fixed in cls.variant_overrides.items():
+            if key in hparams and hparams[key] != fixed:
+                raise ValueError(
+                    f"model {cls.name!r} fixes {key}={fixed!r}; pick another registered variant instead of {key}={hparams[key]!r}"
+                )
+        return {**known, **hparams}
+
+    @staticmethod
+    def search_space(trial) -> dict[str, Any]:
+        """Optuna search space: ``{name: trial.suggest_*(...)}``. Trainer keys included."""
+        return {
+            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        }
+
+    @classmethod
+    def missing_inputs(cls, data) -> list[str]:
+        """Names in ``requires`` that ``data`` lacks (``None``)."""
+        return [f for f in cls.requires if getattr(data, f, None) is None]
+
+    # -- helpers -----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def n_params(self) -> int:
+        """Number of trainable scalars."""
+        return int(sum(p.numel() for p in self.parameters() if p.requires_grad))
+
+    def output(self, logits: Tensor, batch: dict) -> dict[str, Tensor]:
+        """Package logits [B, n_labels] with the BCE-with-logits loss when labels are given."""
+        out = {"logits": logits}
+        labels = batch.get("labels")
+        if labels is not None:
+            labels = labels.to(device=logits.device, dtype=logits.dtype)
+            if labels.shape != logits.shape:
+                raise ValueError(f"batch['labels'] has shape {tuple(labels.shape)}, expected {tuple(logits.shape)}")
+            out["loss"] = F.binary_cross_entropy_with_logits(logits, labels)
+        return out
+
+    def record_impl(self) -> None:
+        """Remember which op implementation ran last (``fused`` or ``reference``)."""
+        from mingle_bench import ops
+
+        last = getattr(ops, "last_impl", None)
+        if last is not None:
+            self.impl_used = last()
+        else:
+            self.impl_used = self.hparams.get("impl", "auto")
+
+    def predict_proba(self, idx: Tensor) -> Tensor:
+        """Sigmoid probabilities [len(idx), n_labels] in eval mode, without gradients."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                logits = self({"idx": idx.to(self.device)})["logits"]
+        finally:
+            self.train(was_training)
+        return torch.sigmoid(logits)
+
+
+def batch_indices(batch: dict, device: torch.device) -> Tensor:
+    """``batch['idx']`` as int64 on ``device``, with a clear error when missing."""
+    if "idx" not in batch:
+        raise ValueError("batch must hold 'idx' (int64 sample indices)")
+    return torch.as_tensor(batch["idx"], dtype=torch.int64, device=device)

@@ -1,0 +1,314 @@
+"""The features stage: Cohort + Task -> :class:`~mingle_bench.taskdata.TaskData`.
+
+:func:`build_task_data` runs, in order:
+
+1. ``task.build(cohort)``: samples, labels and per-admission inputs (time-filtered codes and
+   notes, never discharge summaries; see :mod:`mingle_bench.tasks.base`).
+2. :func:`~mingle_bench.splits.split_patients`: patient-level 7:1:2 split of the sample
+   patients, seeded; disjointness asserted.
+3. The *visit table*: the admissions the models see, in visit order (patient, time, ``hadm_id``).
+   ``graph_scope="all"``: every admission of the cohort; ``"samples"``: the sample admissions
+   and their history admissions (the sequence view needs them). Each visit carries the task's
+   input view of that admission.
+4. :class:`~mingle_bench.vocab.CodeVocab` fitted on the visits of *train* patients only;
+   codes of other visits that the train visits never showed are dropped and counted per split.
+5. Views: the set view (codes of each sample's index visit), the sequence view (history
+   visits up to the index visit, with days before the prediction time) and the
+   :class:`~mingle_bench.hypergraph.EHRHypergraph` (visit hyperedges per ``graph_scope``, then
+   one self-loop per node).
+6. DeepWalk structural node features on the co-occurrence graph of the *train* visits.
+7. Optional semantic features (``encoder`` not ``None``): embeddings of the node description
+   texts (``concept_emb``) and of each visit's input notes (``visit_note_emb``).
+
+**Transductive caveat of** ``graph_scope="all"`` (the HypEHR / MINGLE setting): all admissions,
+including the later admissions of validation/test patients and unlabelled admissions, take part
+in message passing. Labels never cross splits, but code nodes are shared, so information from a
+patient's future admissions can reach the index visit through shared codes (for ``phenotype``, the
+next visit's diagnoses are exactly the label). ``"samples"`` limits hyperedges to the labelled
+samples; within one patient a later sample visit is still a hyperedge, so neither scope is fully
+inductive. Report the scope with every result.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mingle_bench.data.cohort import Cohort
+from mingle_bench.deepwalk import DeepWalkParams, deepwalk_embeddings
+from mingle_bench.hypergraph import EHRHypergraph
+from mingle_bench.splits import SPLITS, SplitManifest, split_patients
+from mingle_bench.taskdata import TaskData
+from mingle_bench.vocab import CodeVocab
+
+GRAPH_SCOPES = ("all", "samples")
+NO_SPLIT = "unlabelled"  # visits of patients without samples
+
+
+@dataclass
+class VisitTable:
+    """The visits the models see, their vocabulary-encoded inputs and the split."""
+
+    task_samples: Any                  # mingle_bench.tasks.TaskSamples
+    samples: pd.DataFrame              # task samples + "split" + "visit"
+    manifest: SplitManifest
+    visit_hadm: np.ndarray             # int64 [n_visits] admission id of each visit
+    visit_patient: np.ndarray          # int64 [n_visits]
+    visit_admittime: np.ndarray        # datetime64[ns] [n_visits]
+    visit_split: np.ndarray            # object [n_visits]: train/val/test/unlabelled
+    vocab: CodeVocab
+    visit_codes_indptr: torch.Tensor   # int64 [n_visits + 1]
+    visit_codes: torch.Tensor          # int64 [nnz]
+    visit_unseen: list[list[str]]      # per visit, input codes dropped as unseen in train
+    graph_scope: str
+    report: dict
+
+    def visit_of(self) -> dict[int, int]:
+        return {int(h): i for i, h in enumerate(self.visit_hadm.tolist())}
+
+
+def _resolve_task(task, code_types: Sequence[str] | None):
+    from mingle_bench.tasks import Task, get_task
+
+    if isinstance(task, str):
+        return get_task(task, code_types=code_types) if code_types is not None else get_task(task)
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a task name or a Task instance, got {type(task).__name__}")
+    if code_types is not None and tuple(code_types) != tuple(task.code_types):
+        raise ValueError(f"code_types={list(code_types)} conflicts with the task instance's {list(task.code_types)}")
+    return task
+
+
+def _csr(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    flat = np.fromiter((x for r in rows for x in r), dtype=np.int64, count=int(indptr[-1]))
+    return torch.from_numpy(indptr), torch.from_numpy(flat)
+
+
+def prepare_visits(cohort: Cohort, task, *, split_seed: int = 0, code_types: Sequence[str] | None = None,
+                   graph_scope: str = "all", task_samples=None) -> VisitTable:
+    """Steps 1-4 of :func:`build_task_data`: samples, split, visit table and train-only vocabulary.
+
+    ``task_samples`` may pass an already built ``TaskSamples`` of ``task`` to skip step 1.
+    """
+    from mingle_bench.tasks.base import ordered_admissions
+
+    if graph_scope not in GRAPH_SCOPES:
+        raise ValueError(f"graph_scope must be one of {GRAPH_SCOPES}, got {graph_scope!r}")
+    task = _resolve_task(task, code_types)
+    ts = task_samples if task_samples is not None else task.build(cohort)
+    if ts.task_name != task.name:
+        raise ValueError(f"task_samples were built for {ts.task_name!r}, not {task.name!r}")
+    if len(ts.samples) == 0:
+        raise ValueError(f"task {task.name!r} has no samples in this cohort ({cohort.source or 'cohort'}); "
+                         f"exclusions: {ts.report.get('excluded')}")
+
+    manifest = split_patients(ts.samples["patient_id"].to_numpy(), seed=split_seed)
+    manifest.assert_disjoint()
+    assignment = manifest.assignment()
+    samples = ts.samples.copy()
+    samples["split"] = samples["patient_id"].map(assignment).astype(object)
+    if samples["split"].isna().any():
+        raise AssertionError("a sample patient is missing from the split manifest")
+
+    adm = ordered_admissions(cohort)
+    if graph_scope == "samples":
+        needed = {h for hist in ts.history for h in hist}
+        adm = adm.loc[adm["hadm_id"].isin(needed)]
+    visit_hadm = adm["hadm_id"].to_numpy(dtype=np.int64)
+    visit_patient = adm["patient_id"].to_numpy(dtype=np.int64)
+    visit_split = np.array([assignment.get(int(p), NO_SPLIT) for p in visit_patient.tolist()], dtype=object)
+    visit_index = {int(h): i for i, h in enumerate(visit_hadm.tolist())}
+    samples["visit"] = samples["hadm_id"].map(visit_index).astype("int64")
+
+    inputs = [ts.input_codes.get(int(h), []) for h in visit_hadm.tolist()]
+    vocab = CodeVocab.fit((inputs[i] for i in np.flatnonzero(visit_split == "train")), cohort.code_texts)
+    encoded, unseen = [], []
+    for codes in inputs:
+        idx, drop = vocab.encode(codes)
+        encoded.append(idx)
+        unseen.append(drop)
+    indptr, flat = _csr(encoded)
+
+    unseen_report: dict[str, dict[str, int]] = {}
+    for split in (*SPLITS, NO_SPLIT):
+        rows = np.flatnonzero(visit_split == split)
+        events = sum(len(unseen[i]) for i in rows)
+        unseen_report[split] = {
+            "visits": int(len(rows)),
+            "input_code_events": int(sum(len(inputs[i]) for i in rows)),
+            "unseen_code_events_dropped": int(events),
+            "unseen_unique_codes": int(len({c for i in rows for c in unseen[i]})),
+        }
+    if unseen_report["train"]["unseen_code_events_dropped"]:
+        raise AssertionError("train visits have codes outside the train vocabulary")
+    report = {
+        "task": ts.report, "graph_scope": graph_scope, "split": {"seed": int(split_seed), "sha256": manifest.sha256,
+                                                                  "patients": manifest.sizes(),
+                                                                  "samples": samples["split"].value_counts().to_dict()},
+        "vocab": {"size": len(vocab), "by_type": pd.Series(vocab.code_types, dtype=object).value_counts().to_dict(),
+                  "without_description": vocab.missing_text_count()},
+        "unseen_codes": unseen_report, "visits": int(len(visit_hadm)),
+    }
+    return VisitTable(ts, samples.reset_index(drop=True), manifest, visit_hadm, visit_patient,
+                      adm["admittime"].to_numpy(dtype="datetime64[ns]"), visit_split, vocab, indptr, flat,
+                      unseen, graph_scope, report)
+
+
+def build_task_data(
+    cohort: Cohort,
+    task,
+    *,
+    split_seed: int = 0,
+    encoder: Any = "default",
+    code_types: Sequence[str] | None = None,
+    graph_scope: str = "all",
+    deepwalk_dim: int = 64,
+    deepwalk_walks_per_node: int = 10,
+    deepwalk_walk_length: int = 40,
+    deepwalk_window: int = 5,
+    deepwalk_epochs: int = 1,
+    deepwalk_seed: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    max_notes_per_visit: int | None = None,
+    max_tokens: int | None = None,
+    task_samples=None,
+) -> TaskData:
+    """Build everything a model may read for ``task`` on ``cohort`` (see the module docstring).
+
+    Args:
+        cohort: a validated :class:`~mingle_bench.data.cohort.Cohort`.
+        task: a task name (``mingle_bench.tasks.list_tasks()``) or a ``Task`` instance.
+        split_seed: seed of the patient-level split (and of DeepWalk unless ``deepwalk_seed``).
+        encoder: an encoder spec for :func:`mingle_bench.encoders.load_encoder`, an ``Encoder``
+            instance, or ``None`` for no semantic features (``concept_emb``/``visit_note_emb`` None).
+        code_types: input code types (default: the task's).
+        graph_scope: ``"all"`` or ``"samples"``: which admissions become hyperedges.
+        deepwalk_*: DeepWalk parameters (:class:`~mingle_bench.deepwalk.DeepWalkParams`).
+        cache_dir: cache root for DeepWalk features and embeddings (default ``$MINGLE_CACHE``
+            or ``~/.cache/mingle-bench``).
+        progress: progress bars while embedding.
+        max_notes_per_visit, max_tokens: note budgets passed to the note encoder.
+        task_samples: an already built ``TaskSamples`` for ``task`` (skips rebuilding it).
+    """
+    from mingle_bench.data.sources import cache_root
+
+    vt = prepare_visits(cohort, task, split_seed=split_seed, code_types=code_types, graph_scope=graph_scope,
+                        task_samples=task_samples)
+    ts, samples = vt.task_samples, vt.samples
+    n_visits = len(vt.visit_hadm)
+    visit_index = vt.visit_of()
+    indptr, flat = vt.visit_codes_indptr, vt.visit_codes
+
+    # set view: the index visit's codes
+    sample_visit = torch.as_tensor(samples["visit"].to_numpy(), dtype=torch.int64)
+    s_rows = [flat[indptr[v]:indptr[v + 1]].tolist() for v in sample_visit.tolist()]
+    sample_codes_indptr, sample_codes = _csr(s_rows)
+
+    # sequence view: history visits (time order) up to and including the index visit
+    pred = samples["prediction_time"].to_numpy(dtype="datetime64[ns]")
+    seq_rows = [[visit_index[h] for h in hist] for hist in ts.history]
+    seq_visit_indptr, seq_visits = _csr(seq_rows)
+    owner = np.repeat(np.arange(len(seq_rows)), np.diff(seq_visit_indptr.numpy()))
+    gap = (pred[owner] - vt.visit_admittime[seq_visits.numpy()]) / np.timedelta64(1, "D")
+    seq_times = torch.as_tensor(np.asarray(gap, dtype=np.float32))
+
+    # hypergraph
+    if graph_scope == "all":
+        edge_visits = torch.arange(n_visits, dtype=torch.int64)
+    else:
+        edge_visits = torch.as_tensor(np.unique(samples["visit"].to_numpy()), dtype=torch.int64)
+    graph = EHRHypergraph.build(indptr, flat, edge_visits, len(vt.vocab))
+    edge_of_visit = torch.full((n_visits,), -1, dtype=torch.int64)
+    edge_of_visit[edge_visits] = torch.arange(edge_visits.numel())
+    sample_edge = edge_of_visit[sample_visit]
+    assert bool((sample_edge >= 0).all()) and not bool(graph.is_self_loop[sample_edge].any())
+
+    # DeepWalk on the train visits only
+    train_rows = np.flatnonzero(vt.visit_split == "train")
+    tr_indptr, tr_codes = _csr([flat[indptr[v]:indptr[v + 1]].tolist() for v in train_rows.tolist()])
+    params = DeepWalkParams(dim=deepwalk_dim, walks_per_node=deepwalk_walks_per_node, walk_length=deepwalk_walk_length,
+                            window=deepwalk_window, epochs=deepwalk_epochs,
+                            seed=split_seed if deepwalk_seed is None else deepwalk_seed)
+    root = cache_root(cache_dir)
+    structural, dw_report = deepwalk_embeddings(tr_indptr, tr_codes, len(vt.vocab), params, cache_dir=root)
+
+    # semantic features
+    visit_note_ids = [ts.input_note_ids.get(int(h), []) for h in vt.visit_hadm.tolist()]
+    note_report: dict[str, Any] = {}
+    if encoder is None:
+        concept_emb = visit_note_emb = None
+        visit_has_notes = torch.tensor([len(n) > 0 for n in visit_note_ids], dtype=torch.bool)
+    else:
+        from mingle_bench.encoders import EmbeddingCache, embed_texts, embed_visit_notes, load_encoder
+
+        enc = load_encoder(encoder) if isinstance(encoder, str) else encoder
+        cache = EmbeddingCache(root / "embeddings")
+        concept_emb = embed_texts(enc, vt.vocab.texts, cache=cache, progress=progress).to(torch.float32)
+        if any(visit_note_ids):
+            visit_note_emb, visit_has_notes, note_report = embed_visit_notes(
+                enc, visit_note_ids, cohort.read_note_texts, max_notes_per_visit=max_notes_per_visit,
+                max_tokens=max_tokens, cache=cache, progress=progress)
+        else:
+            visit_note_emb = torch.zeros(n_visits, enc.dim, dtype=torch.float32)
+            visit_has_notes = torch.zeros(n_visits, dtype=torch.bool)
+        note_report = {"encoder": enc.describe(), **note_report}
+
+    labels = torch.as_tensor(ts.labels, dtype=torch.float32)
+    split_idx = {s: torch.as_tensor(np.flatnonzero(samples["split"].to_numpy() == s), dtype=torch.int64) for s in SPLITS}
+    report = {
+        **vt.report, "graph": graph.report, "deepwalk": dw_report, "notes": note_report,
+        "visits_with_input_notes": int(sum(1 for n in visit_note_ids if n)),
+        "positives_by_split": {s: {n: int(ts.labels[split_idx[s].numpy(), i].sum()) for i, n in enumerate(ts.label_names)}
+                               for s in SPLITS},
+        "empty_sample_visits": int((sample_codes_indptr.diff() == 0).sum()),
+    }
+    return TaskData(
+        task_name=ts.task_name, label_names=list(ts.label_names),
+        samples=samples[["sample_id", "patient_id", "hadm_id", "prediction_time", "split", "visit"]],
+        labels=labels, split_idx=split_idx, manifest=vt.manifest, vocab=vt.vocab,
+        sample_codes_indptr=sample_codes_indptr, sample_codes=sample_codes,
+        seq_visit_indptr=seq_visit_indptr, seq_visits=seq_visits, seq_times=seq_times,
+        visit_codes_indptr=indptr, visit_codes=flat, graph=graph, sample_edge=sample_edge,
+        edge_visit=graph.edge_visit, structural=structural, concept_emb=concept_emb,
+        visit_note_emb=visit_note_emb, visit_has_notes=visit_has_notes, report=report,
+    )
+
+
+def sample_view(vt: VisitTable, cohort: Cohort, limit: int | None = None, with_texts: bool = True):
+    """Yield one JSON-serialisable dict per sample, exactly the inputs models receive:
+    ``sample_id``, ``patient_id``, ``hadm_id``, ``split``, ``prediction_time`` (ISO 8601),
+    ``labels`` (name -> 0/1), ``codes`` (input ``code_id`` s kept by the train vocabulary),
+    ``dropped_unseen_codes``, ``note_ids``, ``note_texts`` (input notes after filtering, in
+    chart order) and ``history`` (admission ids of the sequence view)."""
+    ts, samples = vt.task_samples, vt.samples
+    n = len(samples) if limit is None else min(int(limit), len(samples))
+    indptr, flat = vt.visit_codes_indptr, vt.visit_codes
+    batch = 256
+    for start in range(0, n, batch):
+        rows = range(start, min(n, start + batch))
+        hadms = [int(samples["hadm_id"].iat[i]) for i in rows]
+        note_ids = {h: ts.input_note_ids.get(h, []) for h in hadms}
+        texts = cohort.read_note_texts([i for ids in note_ids.values() for i in ids]) if with_texts else {}
+        for i, h in zip(rows, hadms):
+            v = int(samples["visit"].iat[i])
+            yield {
+                "sample_id": str(samples["sample_id"].iat[i]),
+                "patient_id": int(samples["patient_id"].iat[i]),
+                "hadm_id": h,
+                "split": str(samples["split"].iat[i]),
+                "prediction_time": pd.Timestamp(samples["prediction_time"].iat[i]).isoformat(),
+                "labels": {name: int(ts.labels[i, k]) for k, name in enumerate(ts.label_names)},
+                "codes": [vt.vocab.code_ids[c] for c in flat[indptr[v]:indptr[v + 1]].tolist()],
+                "dropped_unseen_codes": list(vt.visit_unseen[v]),
+                "note_ids": [int(x) for x in note_ids[h]],
+                "note_texts": [texts.get(int(x), "") for x in note_ids[h]] if with_texts else [],
+                "history": [int(x) for x in ts.history[i]],
+            }

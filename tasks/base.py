@@ -1,0 +1,359 @@
+"""The task layer: a :class:`Task` turns a :class:`~mingle_bench.data.cohort.Cohort` into
+:class:`TaskSamples`, labelled samples together with exactly the inputs allowed at prediction time.
+
+Every task shares the machinery here, so the leakage guards are written once:
+
+* **Visit order.** Admissions are ordered per patient by ``admittime`` and then ``hadm_id``
+  (stable on equal timestamps), see :func:`ordered_admissions`.
+* **Input window.** Each task gives every admission an *input window end* (admit + 48 h for
+  the early-prediction tasks, discharge for the discharge-time tasks). An admission's inputs
+  are its codes and notes available by that time. The window end of an index admission is
+  never after the sample's prediction time (asserted in :meth:`Task.build`).
+* **Notes.** A note is an input only when it is linked to the admission (``hadm_id``), is not
+  a discharge summary (any category starting with "discharge"; never an input, in any task),
+  and was charted at or before the window end. A note with only a ``chartdate`` counts as
+  charted at the *end* of that day (conservative).
+* **Codes.** A code is an input when its type is one of the task's ``code_types`` and it is
+  available by the window end. Codes with a time are available from that time; a time of
+  exactly midnight is read as a date-only time and counts as the end of that day
+  (conservative; MIMIC-III prescriptions carry only dates). Codes without any time (ICD
+  diagnoses and MIMIC-III procedures) count as available throughout their admission: note
+  that MIMIC **diagnosis codes are assigned at discharge** for billing, so for the admit + 48 h
+  tasks they describe the whole stay (this follows the task definitions in the benchmark; use
+  ``code_types=("medication", "service")`` for a strictly time-stamped view).
+* **History** (the sequence view for RETAIN/GRAM): the patient's admissions up to and
+  including the index admission, in visit order, keeping only those whose window ended by
+  the prediction time (an earlier but overlapping admission is dropped and counted).
+* **Labels** are computed by each task and cast explicitly to ``int8`` after checking they are 0/1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mingle_bench.data.cohort import CODE_TYPES, Cohort
+
+ONE_DAY = pd.Timedelta(days=1)
+
+
+@dataclass
+class TaskSamples:
+    """The output of :meth:`Task.build`.
+
+    Attributes:
+        task_name: the task's registry name.
+        label_names: one name per label column.
+        samples: one row per sample: ``sample_id`` (str), ``patient_id`` (int64),
+            ``hadm_id`` (int64, the index admission), ``prediction_time`` (datetime64).
+        labels: int8 array [n_samples, n_labels], row-aligned with ``samples``.
+        input_codes: admission id -> the ``code_id`` s the task allows as inputs, for every
+            admission of the cohort (deduplicated, deterministic order).
+        input_note_ids: admission id -> ``note_id`` s allowed as inputs (time-filtered, never
+            discharge summaries), for every admission of the cohort.
+        history: per sample, the admission ids of its visit sequence (visit order, up to and
+            including the index admission).
+        window_end: admission id -> end of its input window (the admission's view is fixed by it).
+        report: counts of samples, exclusions (by reason), positives per label and dropped inputs.
+    """
+
+    task_name: str
+    label_names: list[str]
+    samples: pd.DataFrame
+    labels: np.ndarray
+    input_codes: dict[int, list[str]]
+    input_note_ids: dict[int, list[int]]
+    history: list[list[int]]
+    window_end: dict[int, pd.Timestamp]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.label_names)
+
+
+# -- shared helpers ---------------------------------------------------------------------
+
+
+def ordered_admissions(cohort: Cohort) -> pd.DataFrame:
+    """Admissions in visit order: by patient, ``admittime``, then ``hadm_id`` (stable ties).
+
+    Adds ``visit_rank`` (0-based position in the patient's sequence) and
+    ``n_patient_visits``. Admissions without an ``admittime`` cannot be placed in time and
+    are dropped; their number is returned in ``attrs["dropped_no_admittime"]``.
+    Raises ``ValueError`` naming the admission when a ``hadm_id`` appears twice.
+    """
+    adm = cohort.admissions
+    dup = adm["hadm_id"].duplicated(keep=False)
+    if dup.any():
+        first = int(adm.loc[dup, "hadm_id"].iloc[0])
+        raise ValueError(f"cohort table 'admissions' lists hadm_id {first} more than once")
+    no_time = adm["admittime"].isna()
+    adm = adm.loc[~no_time].sort_values(["patient_id", "admittime", "hadm_id"], kind="mergesort")
+    adm = adm.reset_index(drop=True)
+    adm["visit_rank"] = adm.groupby("patient_id", sort=False).cumcount().astype("int64")
+    adm["n_patient_visits"] = adm.groupby("patient_id", sort=False)["hadm_id"].transform("size").astype("int64")
+    adm.attrs["dropped_no_admittime"] = int(no_time.sum())
+    return adm
+
+
+def is_discharge_note(category: pd.Series) -> pd.Series:
+    """True for discharge summaries ("Discharge summary" in MIMIC-III, "discharge" in MIMIC-IV)."""
+    return category.fillna("").astype(str).str.strip().str.lower().str.startswith("discharge")
+
+
+def note_available_time(notes: pd.DataFrame) -> pd.Series:
+    """When a note counts as written: its ``charttime``, else the end of its ``chartdate``."""
+    end_of_day = notes["chartdate"].dt.normalize() + ONE_DAY
+    return notes["charttime"].where(notes["charttime"].notna(), end_of_day)
+
+
+def code_available_time(times: pd.Series) -> pd.Series:
+    """When a code counts as known: its time; a midnight time is date-only and counts as
+    the end of that day. NaT stays NaT (no time: available throughout the admission)."""
+    midnight = times.notna() & (times == times.dt.normalize())
+    return times.where(~midnight, times + ONE_DAY)
+
+
+def _lists_by_admission(df: pd.DataFrame, value: str, hadm_ids: Sequence[int]) -> dict[int, list]:
+    grouped = df.groupby("hadm_id", sort=False)[value].agg(list).to_dict() if len(df) else {}
+    return {int(h): [v.item() if hasattr(v, "item") else v for v in grouped.get(h, [])] for h in hadm_ids}
+
+
+def select_input_codes(
+    codes: pd.DataFrame, window_end: pd.Series, code_types: Sequence[str]
+) -> tuple[dict[int, list[str]], dict[str, int]]:
+    """Per admission, the input ``code_id`` s: allowed type, available by the window end.
+
+    ``window_end`` is indexed by ``hadm_id``. Order: by code type (in :data:`CODE_TYPES` order),
+    ``seq_num``, time, then ``code_id``; duplicates keep the first. Returns the mapping and
+    counts of code events dropped, by reason.
+    """
+    type_rank = {t: i for i, t in enumerate(CODE_TYPES)}
+    c = codes.loc[codes["hadm_id"].isin(window_end.index)]
+    n_other_adm = len(codes) - len(c)
+    typed = c["code_type"].isin(list(code_types))
+    c = c.loc[typed]
+    avail = code_available_time(c["time"])
+    end = c["hadm_id"].map(window_end)
+    late = avail.notna() & (avail > end)
+    kept = c.loc[~late.to_numpy()].assign(_t=c["code_type"].map(type_rank))
+    kept = kept.sort_values(["hadm_id", "_t", "seq_num", "time", "code_id"], kind="mergesort", na_position="last")
+    kept = kept.drop_duplicates(["hadm_id", "code_id"])
+    counts = {
+        "code_events_unknown_admission": int(n_other_adm),
+        "code_events_other_type": int((~typed).sum()),
+        "code_events_after_window": int(late.sum()),
+    }
+    return _lists_by_admission(kept, "code_id", list(window_end.index)), counts
+
+
+def select_input_notes(notes: pd.DataFrame, window_end: pd.Series) -> tuple[dict[int, list[int]], dict[str, int]]:
+    """Per admission, the input ``note_id`` s: linked to it, not a discharge summary,
+    charted at or before its window end. Returns the mapping and counts dropped, by reason."""
+    linked = notes["hadm_id"].notna()
+    n = notes.loc[linked]
+    n = n.assign(hadm_id=n["hadm_id"].astype("int64"))
+    known = n["hadm_id"].isin(window_end.index)
+    n = n.loc[known]
+    discharge = is_discharge_note(n["category"])
+    avail = note_available_time(n)
+    end = n["hadm_id"].map(window_end)
+    undated = avail.isna()
+    late = ~undated & (avail > end)
+    keep = ~discharge & ~late & ~undated
+    kept = n.loc[keep].assign(_avail=avail[keep]).sort_values(["hadm_id", "_avail", "note_id"], kind="mergesort")
+    counts = {
+        "notes_unlinked": int((~linked).sum()),
+        "notes_unknown_admission": int((~known).sum()),
+        "notes_discharge_summary": int(discharge.sum()),
+        "notes_after_window": int((late & ~discharge).sum()),
+        "notes_undated": int((undated & ~discharge).sum()),
+    }
+    return _lists_by_admission(kept, "note_id", list(window_end.index)), counts
+
+
+def build_history(adm: pd.DataFrame, samples: pd.DataFrame) -> tuple[list[list[int]], int]:
+    """Per sample, the admission ids up to and including its index admission, in visit order,
+    keeping only admissions whose input window ended by the prediction time.
+    Returns the histories and the number of earlier admissions dropped by that guard."""
+    by_patient = {
+        int(pid): (g["hadm_id"].to_numpy(), g["window_end"].to_numpy())
+        for pid, g in adm[["patient_id", "hadm_id", "window_end"]].groupby("patient_id", sort=False)
+    }
+    rank = dict(zip(adm["hadm_id"].to_numpy().tolist(), adm["visit_rank"].to_numpy().tolist()))
+    out: list[list[int]] = []
+    dropped = 0
+    for pid, hadm, pt in zip(samples["patient_id"].to_numpy(), samples["hadm_id"].to_numpy(),
+                             samples["prediction_time"].to_numpy()):
+        ids, ends = by_patient[int(pid)]
+        r = rank[int(hadm)]
+        prev = ids[:r]
+        ok = ends[:r] <= pt
+        dropped += int((~ok).sum())
+        out.append([int(h) for h in prev[ok]] + [int(hadm)])
+    return out, dropped
+
+
+def match_codes(codes: pd.Series, pattern: str) -> pd.Series:
+    """Boolean mask of codes (as released, no dot) matching a regular expression from the start."""
+    return codes.astype(str).str.match(pattern).fillna(False).astype(bool)
+
+
+# -- the base class -------------------------------------------------------------------------
+
+
+class Task:
+    """Base class of every task. Subclasses set ``name``, ``label_names``, ``reference`` and
+    implement :meth:`window_end` and :meth:`make_samples`; the docstring of each subclass states
+    the label, inclusion/exclusion rules, observation window and prediction time, inputs,
+    leakage guards and the definition it follows.
+
+    Args:
+        code_types: the code types used as inputs (default: all of :data:`CODE_TYPES`).
+        min_age: admissions of patients younger than this (years at admission) are excluded;
+            ``None`` keeps every age. Tasks set their own default.
+    """
+
+    name: ClassVar[str] = ""
+    label_names: ClassVar[list[str]] = []
+    reference: ClassVar[str] = ""
+    default_min_age: ClassVar[float | None] = None
+
+    def __init__(self, code_types: Sequence[str] | None = None, min_age: float | None | str = "default") -> None:
+        types = tuple(CODE_TYPES if code_types is None else code_types)
+        bad = [t for t in types if t not in CODE_TYPES]
+        if bad or not types:
+            raise ValueError(f"code_types must be a non-empty subset of {CODE_TYPES}, got {list(types)}")
+        self.code_types = types
+        self.min_age = self.default_min_age if min_age == "default" else min_age
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code_types={self.code_types}, min_age={self.min_age})"
+
+    # hooks -------------------------------------------------------------------------------
+    def window_end(self, adm: pd.DataFrame) -> pd.Series:
+        """End of the input window of every admission (aligned with ``adm``)."""
+        raise NotImplementedError
+
+    def make_samples(self, cohort: Cohort, adm: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+        """Select the index admissions and label them.
+
+        Returns a frame with ``patient_id``, ``hadm_id``, ``prediction_time`` (one row per
+        sample), the labels [n, n_labels] (any integer or bool dtype, 0/1), and the exclusion
+        counts as an ordered ``{reason: n}`` dict.
+        """
+        raise NotImplementedError
+
+    # helpers for subclasses --------------------------------------------------------------
+    def apply_min_age(self, adm: pd.DataFrame, keep: pd.Series, excluded: dict[str, int]) -> pd.Series:
+        if self.min_age is None:
+            return keep
+        young = keep & ~(adm["age"] >= self.min_age)
+        excluded[f"age below {self.min_age:g} (or unknown)"] = int(young.sum())
+        return keep & ~young
+
+    # the template ------------------------------------------------------------------------
+    def build(self, cohort: Cohort) -> TaskSamples:
+        """Build the samples, their labels and their inputs; enforce the leakage guards."""
+        adm = ordered_admissions(cohort)
+        adm["window_end"] = pd.to_datetime(self.window_end(adm)).astype("datetime64[ns]")
+        frame, labels, excluded = self.make_samples(cohort, adm)
+        label_info = dict(frame.attrs.get("label_info", {}))
+        labels = np.asarray(labels)
+        if labels.ndim == 1:
+            labels = labels[:, None]
+        if labels.shape != (len(frame), len(self.label_names)):
+            raise AssertionError(f"task {self.name}: labels shape {labels.shape}, expected {(len(frame), len(self.label_names))}")
+        if labels.size and not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"task {self.name}: labels must be 0/1, found {sorted(set(np.unique(labels).tolist()))}")
+        labels = labels.astype(np.int8)
+
+        frame = frame[["patient_id", "hadm_id", "prediction_time"]].reset_index(drop=True)
+        frame = frame.astype({"patient_id": "int64", "hadm_id": "int64", "prediction_time": "datetime64[ns]"})
+        frame.insert(0, "sample_id", frame["hadm_id"].astype(str).astype(object))
+        if frame["sample_id"].duplicated().any():
+            raise AssertionError(f"task {self.name}: duplicate sample ids")
+
+        window = pd.Series(adm["window_end"].to_numpy(), index=adm["hadm_id"].to_numpy())
+        index_end = frame["hadm_id"].map(window)
+        if (index_end.isna() | (index_end > frame["prediction_time"])).any():
+            raise AssertionError(f"task {self.name}: an index admission's input window ends after its prediction time")
+
+        input_codes, code_counts = select_input_codes(cohort.codes, window, self.code_types)
+        input_notes, note_counts = select_input_notes(cohort.notes, window)
+        history, dropped_hist = build_history(adm, frame)
+
+        report = {
+            "task": self.name,
+            "admissions": int(len(cohort.admissions)),
+            "admissions_without_admittime": int(adm.attrs.get("dropped_no_admittime", 0)),
+            "excluded": {k: int(v) for k, v in excluded.items()},
+            "samples": int(len(frame)),
+            "patients": int(frame["patient_id"].nunique()),
+            "positives": {n: int(labels[:, i].sum()) for i, n in enumerate(self.label_names)},
+            **({"label_info": label_info} if label_info else {}),
+            "inputs": {**code_counts, **note_counts, "history_admissions_overlapping_prediction_time": dropped_hist},
+        }
+        return TaskSamples(
+            task_name=self.name, label_names=list(self.label_names), samples=frame, labels=labels,
+            input_codes=input_codes, input_note_ids=input_notes, history=history,
+            window_end={int(k): v for k, v in window.items()}, report=report,
+        )
+
+
+class EarlyPredictionTask(Task):
+    """Shared rules of the admit + ``hours`` tasks (``mortality``, ``los``).
+
+    Prediction time: ``admittime + hours``. Every admission's input window ends at its own
+    admit + ``hours``. Excluded, in this order and counted: admissions without a discharge time;
+    patients younger than ``min_age``; admissions that end (discharge, or in-hospital death
+    when recorded earlier) at or before the prediction time, so the outcome is always unknown
+    at prediction time.
+    """
+
+    default_min_age: ClassVar[float | None] = 18.0
+
+    def __init__(self, code_types: Sequence[str] | None = None, min_age: float | None | str = "default",
+                 hours: float = 48.0) -> None:
+        super().__init__(code_types, min_age)
+        if not hours > 0:
+            raise ValueError(f"hours must be positive, got {hours}")
+        self.hours = float(hours)
+
+    def window_end(self, adm: pd.DataFrame) -> pd.Series:
+        return adm["admittime"] + pd.Timedelta(hours=self.hours)
+
+    def early_cohort(self, adm: pd.DataFrame) -> tuple[pd.Series, dict[str, int]]:
+        """Mask of eligible admissions and the exclusion counts."""
+        excluded: dict[str, int] = {}
+        keep = adm["dischtime"].notna()
+        excluded["no discharge time"] = int((~keep).sum())
+        keep = self.apply_min_age(adm, keep, excluded)
+        end = adm["dischtime"].where(adm["deathtime"].isna() | (adm["dischtime"] <= adm["deathtime"]), adm["deathtime"])
+        short = keep & (end <= adm["window_end"])
+        excluded[f"stay ended within {self.hours:g} h"] = int(short.sum())
+        return keep & ~short, excluded
+
+
+class DischargeTimeTask(Task):
+    """Shared rules of the tasks predicted at discharge (``phenotype``, ``readmission``, ``cvd``).
+
+    Prediction time: the index admission's ``dischtime``. Every admission's input window ends
+    at its own discharge, so an admission's inputs are its codes and its notes charted before
+    discharge (never its discharge summary).
+    """
+
+    def window_end(self, adm: pd.DataFrame) -> pd.Series:
+        return adm["dischtime"]
+
+    @staticmethod
+    def next_admission(adm: pd.DataFrame) -> pd.DataFrame:
+        """For every admission, the patient's next admission in visit order (NaN/NaT if none)."""
+        nxt = adm.groupby("patient_id", sort=False)[["hadm_id", "admittime", "admission_type"]].shift(-1)
+        return nxt.rename(columns=lambda c: f"next_{c}")

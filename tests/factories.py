@@ -1,0 +1,158 @@
+"""Small hand-built cohorts for tests.
+
+:class:`CohortBuilder` builds a :class:`~mingle_bench.data.cohort.Cohort` row by row (with
+a note text store in a given folder); :func:`make_cohort` builds a seeded random cohort of
+adults with several admissions each, all code types, and planted *leakage canaries*:
+
+* every admission has a note charted one hour after its discharge holding
+  :data:`LATE_TOKEN` and a discharge summary holding :data:`DISCHARGE_TOKEN`; neither may
+  ever be a model input of any task;
+* every stay longer than 60 h has a note charted at admit + 60 h holding :data:`AFTER_48H_TOKEN`
+  (an input of discharge-time tasks, never of the admit + 48 h tasks), and a date-only note on
+  the second day after admission holding :data:`DAY2_TOKEN` (counts at the end of that day,
+  after admit + 48 h);
+* every medication started on day 3 of a stay is named ``late_drug`` (after admit + 48 h);
+* every admission except each patient's first has a diagnosis code unique to it
+  (``V7{hadm_id % 1000:03d}``-style), so a test can check that nothing of visit t+1 reaches
+  sample t.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mingle_bench.data.cohort import SCHEMA, Cohort, make_code_id
+
+LATE_TOKEN = "zzlatecanaryzz"
+DISCHARGE_TOKEN = "zzdischargecanaryzz"
+AFTER_48H_TOKEN = "zzafter48hcanaryzz"
+DAY2_TOKEN = "zzday2datecanaryzz"
+EARLY_TOKEN = "zzearlynotezz"  # a legitimate early note (admit + 6 h)
+
+# real ICD-9 codes that hit phenotypes, T2D and CVD definitions
+DX_POOL = ["4019", "4280", "25000", "41401", "5849", "486", "0389", "42731", "2724", "78552", "43491",
+           "25002", "5990", "2859", "4240"]
+PX_POOL = ["3893", "9604", "9671", "3995", "8856"]
+RX_POOL = ["heparin", "insulin", "furosemide", "metoprolol", "aspirin", "vancomycin", "pantoprazole"]
+SVC_POOL = ["MED", "CMED", "SURG", "NMED"]
+
+
+class CohortBuilder:
+    """Assemble a cohort by hand; ids are assigned in call order."""
+
+    def __init__(self) -> None:
+        self.patients: list[dict] = []
+        self.admissions: list[dict] = []
+        self.codes: list[dict] = []
+        self.notes: list[dict] = []
+        self.texts: dict[int, str] = {}
+        self._next_hadm = 100000
+        self._next_note = 1
+
+    def patient(self, dob: str = "2050-01-01", sex: str = "F", dod: str | None = None, patient_id: int | None = None) -> int:
+        pid = patient_id if patient_id is not None else 1000 + len(self.patients)
+        self.patients.append({"patient_id": pid, "sex": sex, "dob": pd.Timestamp(dob),
+                              "dod": pd.Timestamp(dod) if dod else pd.NaT})
+        return pid
+
+    def admission(self, patient_id: int, admit: str, disch: str | None, death: str | None = None,
+                  admission_type: str = "EMERGENCY", hadm_id: int | None = None) -> int:
+        hadm = hadm_id if hadm_id is not None else self._next_hadm
+        self._next_hadm = max(self._next_hadm, hadm) + 1
+        dob = next(p["dob"] for p in self.patients if p["patient_id"] == patient_id)
+        admit_ts = pd.Timestamp(admit)
+        age = (admit_ts - dob).days / 365.25
+        self.admissions.append({
+            "hadm_id": hadm, "patient_id": patient_id, "admittime": admit_ts,
+            "dischtime": pd.Timestamp(disch) if disch else pd.NaT,
+            "deathtime": pd.Timestamp(death) if death else pd.NaT, "admission_type": admission_type,
+            "hospital_expire_flag": 1 if death else 0, "age": min(age, 90.0), "age_capped": age > 90,
+        })
+        return hadm
+
+    def code(self, hadm_id: int, code_type: str, code: str, icd_version: int | None = None,
+             seq_num: int | None = None, time: str | None = None) -> None:
+        if code_type in ("diagnosis", "procedure") and icd_version is None:
+            icd_version = 9
+        pid = next(a["patient_id"] for a in self.admissions if a["hadm_id"] == hadm_id)
+        self.codes.append({"patient_id": pid, "hadm_id": hadm_id, "code_type": code_type,
+                           "code_id": make_code_id(code_type, code, icd_version), "code": code,
+                           "icd_version": icd_version, "seq_num": seq_num,
+                           "time": pd.Timestamp(time) if time else pd.NaT})
+
+    def note(self, hadm_id: int | None, text: str, category: str = "Nursing", charttime: str | None = None,
+             chartdate: str | None = None, patient_id: int | None = None) -> int:
+        nid = self._next_note
+        self._next_note += 1
+        if patient_id is None:
+            patient_id = next(a["patient_id"] for a in self.admissions if a["hadm_id"] == hadm_id)
+        ct = pd.Timestamp(charttime) if charttime else pd.NaT
+        cd = pd.Timestamp(chartdate) if chartdate else (ct.normalize() if charttime else pd.NaT)
+        self.notes.append({"note_id": nid, "patient_id": patient_id, "hadm_id": hadm_id, "chartdate": cd,
+                           "charttime": ct, "category": category, "description": "", "n_chars": len(text)})
+        self.texts[nid] = text
+        return nid
+
+    def build(self, directory: str | os.PathLike, source: str = "test:factory") -> Cohort:
+        """The cohort, with its note text store written to ``directory/note_texts.parquet``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+
+        def frame(name: str, rows: list[dict]) -> pd.DataFrame:
+            cols = SCHEMA[name]
+            df = pd.DataFrame(rows, columns=list(cols))
+            return df.astype(cols) if len(df) else pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+
+        codes = frame("codes", self.codes)
+        texts = codes[["code_id", "code_type"]].drop_duplicates("code_id").copy()
+        texts["text"] = "description of " + texts["code_id"]
+        text_path = directory / "note_texts.parquet"
+        pd.DataFrame({"note_id": pd.Series(list(self.texts), dtype="int64"),
+                      "text": pd.Series(list(self.texts.values()), dtype=object)}).to_parquet(text_path, index=False)
+        return Cohort(
+            patients=frame("patients", self.patients), admissions=frame("admissions", self.admissions),
+            codes=codes, code_texts=texts.reset_index(drop=True).astype(SCHEMA["code_texts"]),
+            notes=frame("notes", self.notes), source=source, source_id="factory",
+            notes_text_path=str(text_path),
+        ).validate()
+
+
+def make_cohort(directory: str | os.PathLike, n_patients: int = 40, seed: int = 0) -> Cohort:
+    """A seeded random cohort with leakage canaries (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    b = CohortBuilder()
+    for p in range(n_patients):
+        pid = b.patient(dob=f"{2030 + int(rng.integers(0, 40))}-06-15", sex="MF"[p % 2])
+        t = pd.Timestamp("2100-01-01") + pd.Timedelta(days=int(rng.integers(0, 300)), hours=int(rng.integers(0, 24)))
+        n_adm = int(rng.integers(1, 5))
+        for k in range(n_adm):
+            los_h = float(rng.choice([20, 40, 70, 120, 200, 300]))
+            disch = t + pd.Timedelta(hours=los_h)
+            died = k == n_adm - 1 and rng.random() < 0.25
+            atype = "ELECTIVE" if rng.random() < 0.15 else "EMERGENCY"
+            h = b.admission(pid, str(t), str(disch), death=str(disch) if died else None, admission_type=atype)
+            for s, code in enumerate(rng.choice(DX_POOL, size=int(rng.integers(2, 7)), replace=False)):
+                b.code(h, "diagnosis", str(code), 9, seq_num=s + 1)
+            if k > 0:
+                b.code(h, "diagnosis", f"V7{h % 1000:03d}", 9, seq_num=99)
+            for code in rng.choice(PX_POOL, size=int(rng.integers(0, 3)), replace=False):
+                b.code(h, "procedure", str(code), 9)
+            for code in rng.choice(RX_POOL, size=int(rng.integers(1, 4)), replace=False):
+                b.code(h, "medication", str(code), time=str(t.normalize()))
+            if los_h > 72:
+                b.code(h, "medication", "late_drug", time=str(t.normalize() + pd.Timedelta(days=3)))
+            b.code(h, "service", str(rng.choice(SVC_POOL)), time=str(t + pd.Timedelta(minutes=30)))
+            b.note(h, f"early nursing note {EARLY_TOKEN} patient stable", "Nursing", charttime=str(t + pd.Timedelta(hours=6)))
+            if los_h > 60:
+                b.note(h, f"progress note {AFTER_48H_TOKEN}", "Physician ", charttime=str(t + pd.Timedelta(hours=60)))
+                b.note(h, f"radiology report {DAY2_TOKEN}", "Radiology", chartdate=str((t + pd.Timedelta(days=2)).date()))
+            b.note(h, f"Discharge summary {DISCHARGE_TOKEN} follow-up", "Discharge summary",
+                   charttime=str(disch - pd.Timedelta(hours=1)))
+            b.note(h, f"addendum {LATE_TOKEN}", "Nursing/other", charttime=str(disch + pd.Timedelta(hours=1)))
+            t = disch + pd.Timedelta(days=int(rng.choice([3, 10, 25, 45, 200])), hours=int(rng.integers(0, 24)))
+            if died:
+                break
+    return b.build(directory, source=f"test:factory:{n_patients}:{seed}")

@@ -151,8 +151,8 @@ def prepare_visits(cohort: Cohort, task, *, split_seed: int = 0, code_types: Seq
     report = {
         "task": ts.report, "graph_scope": graph_scope, "split": {"seed": int(split_seed), "sha256": manifest.sha256,
                                                                   "patients": manifest.sizes(),
-                                                                  "samples": samples["split"].value_counts().to_dict()},
-        "vocab": {"size": len(vocab), "by_type": pd.Series(vocab.code_types, dtype=object).value_counts().to_dict(),
+                                                                  "samples": {k: int(v) for k, v in samples["split"].value_counts().items()}},
+        "vocab": {"size": len(vocab), "by_type": {k: int(v) for k, v in pd.Series(vocab.code_types, dtype=object).value_counts().items()},
                   "without_description": vocab.missing_text_count()},
         "unseen_codes": unseen_report, "visits": int(len(visit_hadm)),
     }
@@ -208,7 +208,7 @@ def build_task_data(
     indptr, flat = vt.visit_codes_indptr, vt.visit_codes
 
     # set view: the index visit's codes
-    sample_visit = torch.as_tensor(samples["visit"].to_numpy(), dtype=torch.int64)
+    sample_visit = torch.from_numpy(samples["visit"].to_numpy(dtype=np.int64, copy=True))
     s_rows = [flat[indptr[v]:indptr[v + 1]].tolist() for v in sample_visit.tolist()]
     sample_codes_indptr, sample_codes = _csr(s_rows)
 

@@ -120,6 +120,12 @@ def code_available_time(times: pd.Series) -> pd.Series:
     return times.where(~midnight, times + ONE_DAY)
 
 
+def _window_of(window_end: pd.Series, hadm_ids: pd.Series) -> pd.Series:
+    """The window end of each row's admission (datetime64, aligned with ``hadm_ids``)."""
+    values = window_end.reindex(hadm_ids.to_numpy()).to_numpy(dtype="datetime64[ns]")
+    return pd.Series(values, index=hadm_ids.index, dtype="datetime64[ns]")
+
+
 def _lists_by_admission(df: pd.DataFrame, value: str, hadm_ids: Sequence[int]) -> dict[int, list]:
     grouped = df.groupby("hadm_id", sort=False)[value].agg(list).to_dict() if len(df) else {}
     return {int(h): [v.item() if hasattr(v, "item") else v for v in grouped.get(h, [])] for h in hadm_ids}
@@ -140,7 +146,7 @@ def select_input_codes(
     typed = c["code_type"].isin(list(code_types))
     c = c.loc[typed]
     avail = code_available_time(c["time"])
-    end = c["hadm_id"].map(window_end)
+    end = _window_of(window_end, c["hadm_id"])
     late = avail.notna() & (avail > end)
     kept = c.loc[~late.to_numpy()].assign(_t=c["code_type"].map(type_rank))
     kept = kept.sort_values(["hadm_id", "_t", "seq_num", "time", "code_id"], kind="mergesort", na_position="last")
@@ -163,7 +169,7 @@ def select_input_notes(notes: pd.DataFrame, window_end: pd.Series) -> tuple[dict
     n = n.loc[known]
     discharge = is_discharge_note(n["category"])
     avail = note_available_time(n)
-    end = n["hadm_id"].map(window_end)
+    end = _window_of(window_end, n["hadm_id"])
     undated = avail.isna()
     late = ~undated & (avail > end)
     keep = ~discharge & ~late & ~undated
@@ -281,8 +287,8 @@ class Task:
             raise AssertionError(f"task {self.name}: duplicate sample ids")
 
         window = pd.Series(adm["window_end"].to_numpy(), index=adm["hadm_id"].to_numpy())
-        index_end = frame["hadm_id"].map(window)
-        if (index_end.isna() | (index_end > frame["prediction_time"])).any():
+        index_end = window.reindex(frame["hadm_id"].to_numpy()).to_numpy()
+        if len(frame) and (pd.isna(index_end) | (index_end > frame["prediction_time"].to_numpy())).any():
             raise AssertionError(f"task {self.name}: an index admission's input window ends after its prediction time")
 
         input_codes, code_counts = select_input_codes(cohort.codes, window, self.code_types)

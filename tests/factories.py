@@ -156,3 +156,61 @@ def make_cohort(directory: str | os.PathLike, n_patients: int = 40, seed: int = 
             if died:
                 break
     return b.build(directory, source=f"test:factory:{n_patients}:{seed}")
+
+
+def tiny_cohort(directory: str | os.PathLike) -> tuple[Cohort, dict[str, int]]:
+    """A hand-built cohort whose labels and inputs are worked out by hand in the tests.
+
+    Returns the cohort and a name -> id map (admissions ``A1``.., notes ``n_*``).
+    Patient A (adult): A1 9 days (T2D, HTN) -> A2 15 days later, 24 h, emergency (CHF, renal
+    failure, T2D) -> A3 15 days later, elective, 4 days (coronary atherosclerosis).
+    Patient B is 10 years old (one 9-day stay). Patient C dies on day 3 of C1. Patients D has two
+    admissions with the same admittime (D_lo has the smaller hadm_id). Patient E dies 24 h into a
+    stay recorded as discharged at 60 h.
+    """
+    b = CohortBuilder()
+    ids: dict[str, int] = {}
+    a = b.patient(dob="2050-01-01", patient_id=1)
+    ids["A1"] = h = b.admission(a, "2100-01-01 10:00", "2100-01-10 10:00", hadm_id=101)
+    b.code(h, "diagnosis", "4019", seq_num=1)
+    b.code(h, "diagnosis", "25000", seq_num=2)
+    b.code(h, "procedure", "3893")
+    b.code(h, "medication", "heparin", time="2100-01-01")          # end of 01-01: before admit + 48 h
+    b.code(h, "medication", "late_drug", time="2100-01-04")        # after admit + 48 h
+    b.code(h, "medication", "day3_drug", time="2100-01-03")        # end of 01-03 > 01-03 10:00
+    b.code(h, "service", "MED", time="2100-01-01 10:30")
+    ids["n_early"] = b.note(h, "early note", charttime="2100-01-01 16:00")
+    ids["n_day2_date"] = b.note(h, "dated 01-02", "Radiology", chartdate="2100-01-02")   # counts at 01-03 00:00
+    ids["n_day3_date"] = b.note(h, "dated 01-03", "Radiology", chartdate="2100-01-03")   # counts at 01-04 00:00
+    ids["n_exact_48h"] = b.note(h, "at 48 h", "Physician ", charttime="2100-01-03 10:00")
+    ids["n_day5"] = b.note(h, "day 5 note", "Nursing", charttime="2100-01-06 10:00")
+    ids["n_discharge"] = b.note(h, "discharge summary", "Discharge summary", charttime="2100-01-10 09:00")
+    ids["n_after_disch"] = b.note(h, "after discharge", "Nursing", charttime="2100-01-10 12:00")
+    ids["n_unlinked"] = b.note(None, "unlinked", "Nursing", charttime="2100-01-02 10:00", patient_id=a)
+    ids["A2"] = h = b.admission(a, "2100-01-25 10:00", "2100-01-26 10:00", hadm_id=102)
+    b.code(h, "diagnosis", "4280", seq_num=1)
+    b.code(h, "diagnosis", "5849", seq_num=2)
+    b.code(h, "diagnosis", "25000", seq_num=3)
+    ids["n_a2"] = b.note(h, "a2 note", charttime="2100-01-25 12:00")
+    ids["A3"] = h = b.admission(a, "2100-02-10 10:00", "2100-02-14 10:00", admission_type="ELECTIVE", hadm_id=103)
+    b.code(h, "diagnosis", "41401", seq_num=1)
+
+    bb = b.patient(dob="2090-01-01", patient_id=2)
+    ids["B1"] = h = b.admission(bb, "2100-03-01 10:00", "2100-03-10 10:00", hadm_id=201)
+    b.code(h, "diagnosis", "486", seq_num=1)
+
+    c = b.patient(dob="2040-01-01", patient_id=3)
+    ids["C1"] = h = b.admission(c, "2100-05-01 00:00", "2100-05-04 00:00", death="2100-05-04 00:00", hadm_id=301)
+    b.code(h, "diagnosis", "0389", seq_num=1)
+    b.code(h, "diagnosis", "25002", seq_num=2)
+
+    d = b.patient(dob="2040-01-01", patient_id=4)
+    ids["D_hi"] = h = b.admission(d, "2100-06-01 10:00", "2100-06-02 10:00", hadm_id=402)
+    b.code(h, "diagnosis", "78552", seq_num=1)
+    ids["D_lo"] = h = b.admission(d, "2100-06-01 10:00", "2100-06-05 10:00", hadm_id=401)
+    b.code(h, "diagnosis", "42731", seq_num=1)
+
+    e = b.patient(dob="2040-01-01", patient_id=5)
+    ids["E1"] = h = b.admission(e, "2100-07-01 00:00", "2100-07-03 12:00", death="2100-07-02 00:00", hadm_id=501)
+    b.code(h, "diagnosis", "4019", seq_num=1)
+    return b.build(directory, source="test:tiny"), ids

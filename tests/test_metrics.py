@@ -80,3 +80,15 @@ def test_is_better_direction():
     assert is_better("auroc", 0.8, 0.7) and not is_better("auroc", 0.7, 0.8)
     assert is_better("brier", 0.1, 0.2)
     assert not is_better("acc", math.nan, 0.1) and is_better("acc", 0.1, math.nan)
+
+
+@pytest.mark.parametrize("n_labels", [1, 4])
+def test_bootstrap_fast_metrics_equal_sklearn_definitions(n_labels):
+    from mingle_bench.comparison import fast_metric
+
+    rng = np.random.default_rng(n_labels)
+    y = (rng.random((60, n_labels)) < 0.3).astype(float)
+    p = np.round(rng.random((60, n_labels)), 1)  # rounded: many ties
+    ref = compute_metrics(y, p)
+    for m in ("acc", "auroc", "aupr", "f1", "brier"):
+        assert fast_metric(m, y, p) == pytest.approx(ref[m], abs=1e-12), m

@@ -1,6 +1,158 @@
-"""Placeholder: this command group is not implemented yet."""
+"""``mingle-bench run | tune | reproduce | table``: the benchmark commands users type.
+
+Heavy modules (torch, the pipeline, Optuna, matplotlib) are imported inside the handlers.
+"""
 from __future__ import annotations
 
+import argparse
 
-def register(sub) -> None:  # noqa: D401 - filled in by its owner
-    return None
+DEFAULT_DATA = "synthetic"
+
+
+def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
+    if task:
+        p.add_argument("--task", default="mortality", help="task name (mortality, phenotype, readmission, los, cvd)")
+    p.add_argument("--data", default=DEFAULT_DATA,
+                   help="data source: synthetic[:small|default|mimic] (default: synthetic, generated on first use), "
+                        "mimic3:DIR or mimic4:DIR")
+    p.add_argument("--device", default="auto", help="auto (cuda when visible), cpu or cuda[:N]")
+    p.add_argument("--encoder", default="default",
+                   help="text encoder for concept/note embeddings: default (local MiniLM), hf:PATH, openai:MODEL, "
+                        "or none")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level 7:1:2 split (default 0)")
+    p.add_argument("--max-notes-per-visit", type=int, default=None, help="cap on notes embedded per visit")
+    p.add_argument("--max-tokens", type=int, default=None, help="cap on tokens embedded per note")
+    p.add_argument("--out", default="results", help="results root (default: results/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
+
+def register(sub) -> None:
+    from mingle_bench import runner as R
+
+    p = sub.add_parser("run", help="train and evaluate models x seeds on one task; write tables and plots",
+                       description="Train every model x seed on one seeded patient-level split with the same "
+                                   "budget and early stopping; write results/<task>/<data-id>/. "
+                                   "A rerun resumes: finished model x seed cells are skipped.")
+    _add_common(p)
+    p.add_argument("--models", default=",".join(R.DEFAULT_MODELS),
+                   help=f"comma list of registered models, or 'all' (default: {','.join(R.DEFAULT_MODELS)})")
+    p.add_argument("--seeds", default=str(R.DEFAULT_SEEDS),
+                   help=f"number of training seeds (0..N-1) or a comma list (default {R.DEFAULT_SEEDS})")
+    p.add_argument("--epochs", type=int, default=R.DEFAULT_EPOCHS, help=f"max epochs per model (default {R.DEFAULT_EPOCHS})")
+    p.add_argument("--patience", type=int, default=R.DEFAULT_PATIENCE,
+                   help=f"early-stopping patience in epochs on the validation metric (default {R.DEFAULT_PATIENCE})")
+    p.add_argument("--monitor", default=R.DEFAULT_MONITOR, help="validation metric for early stopping (default aupr)")
+    p.add_argument("--tuned", action="append", default=[], metavar="STUDY",
+                   help="use the best hyperparameters of a `mingle-bench tune` study (name or JSON path); repeatable")
+    p.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP,
+                   help=f"bootstrap resamples for the paired comparison (default {R.DEFAULT_BOOTSTRAP}; 0 disables)")
+    p.add_argument("--fresh", action="store_true", help="discard earlier results in the output folder")
+    p.set_defaults(func=_run)
+
+    t = sub.add_parser("tune", help="Optuna hyperparameter search for one model on one task (validation only)",
+                       description="TPE (seeded, multivariate, constant liar) with MedianPruner on the per-epoch "
+                                   "validation metric. Several processes or machines can share one study through "
+                                   "--storage; a killed study resumes.")
+    _add_common(t)
+    t.add_argument("--model", required=True, help="registered model name")
+    t.add_argument("--trials", type=int, default=50, help="total trials of the study (capped across all workers)")
+    t.add_argument("--storage", default=None,
+                   help="Optuna RDB URL; default sqlite:///<out>/optuna.db. Use postgresql://... for many machines")
+    t.add_argument("--study-name", default=None, help="default: <task>-<model>-<data-id>")
+    t.add_argument("--timeout", type=float, default=None, help="stop this worker after this many seconds")
+    t.add_argument("--epochs", type=int, default=R.DEFAULT_EPOCHS, help="max epochs per trial")
+    t.add_argument("--patience", type=int, default=R.DEFAULT_PATIENCE, help="early-stopping patience per trial")
+    t.add_argument("--monitor", default=R.DEFAULT_MONITOR, help="validation metric to maximise (default aupr)")
+    t.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
+    t.add_argument("--worker-id", type=int, default=0,
+                   help="index of this worker when several share a study (offsets the sampler seed)")
+    t.set_defaults(func=_tune)
+
+    r = sub.add_parser("reproduce", help="regenerate the paper's tables (main, ablation, relative improvement)",
+                       description="Main table (MINGLE vs baselines on phenotype and cvd), ablation table and the "
+                                   "relative-improvement figure, beside the paper's published numbers; written "
+                                   "under results/paper/<data-id>/.")
+    _add_common(r, task=False)
+    r.add_argument("--seeds", default=str(R.DEFAULT_SEEDS), help="training seeds (count or comma list; default 5)")
+    r.add_argument("--tasks", default="phenotype,cvd", help="tasks of the main table (default phenotype,cvd)")
+    r.add_argument("--models", default=None, help="override the model list (default: the paper's rows)")
+    r.add_argument("--epochs", type=int, default=R.DEFAULT_EPOCHS, help="max epochs per model")
+    r.add_argument("--patience", type=int, default=R.DEFAULT_PATIENCE, help="early-stopping patience")
+    r.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP, help="bootstrap resamples per task")
+    r.add_argument("--fresh", action="store_true", help="discard earlier per-task results")
+    r.set_defaults(func=_reproduce)
+
+    tb = sub.add_parser("table", help="re-render a results folder as markdown, LaTeX or CSV")
+    tb.add_argument("path", help="a results/<task>/<data-id>/ folder (or results/paper/<data-id>/)")
+    tb.add_argument("--format", default="md", choices=("md", "latex", "csv"))
+    tb.add_argument("--write", action="store_true", help="also rewrite the folder's table files")
+    tb.set_defaults(func=_table)
+
+
+def _run(args) -> int:
+    from mingle_bench import runner as R
+
+    cfg = R.RunConfig(
+        task=args.task, data=args.data, models=args.models, seeds=R.parse_seeds(args.seeds),
+        split_seed=args.split_seed, device=args.device, encoder=args.encoder, tuned=args.tuned, out=args.out,
+        epochs=args.epochs, patience=args.patience, monitor=args.monitor,
+        max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, n_boot=args.bootstrap,
+        fresh=args.fresh, progress=not args.quiet,
+    )
+    s = R.run_benchmark(cfg)
+    print((s.folder / "table.md").read_text(encoding="utf-8") if (s.folder / "table.md").exists() else "")
+    sentence = R.comparison_sentence(s.comparison)
+    if sentence:
+        print(sentence)
+    print(R.summary_line(s))
+    return 1 if s.failed else 0
+
+
+def _tune(args) -> int:
+    from mingle_bench import tuning
+
+    res = tuning.tune(
+        task=args.task, model=args.model, trials=args.trials, storage=args.storage, study_name=args.study_name,
+        timeout=args.timeout, data=args.data, device=args.device, encoder=args.encoder, split_seed=args.split_seed,
+        epochs=args.epochs, patience=args.patience, monitor=args.monitor, seed=args.seed, worker_id=args.worker_id,
+        out=args.out, max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
+        progress=not args.quiet,
+    )
+    print(tuning.summary_line(res))
+    return 0
+
+
+def _reproduce(args) -> int:
+    from mingle_bench import reproduce, runner as R
+
+    res = reproduce.reproduce(
+        data=args.data, seeds=R.parse_seeds(args.seeds), tasks=[t for t in args.tasks.split(",") if t],
+        models=args.models.split(",") if args.models else None, device=args.device, encoder=args.encoder,
+        split_seed=args.split_seed, epochs=args.epochs, patience=args.patience, out=args.out,
+        n_boot=args.bootstrap, fresh=args.fresh, progress=not args.quiet,
+        max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
+    )
+    print(res.main_md)
+    print(reproduce.summary_line(res))
+    return 1 if res.failed else 0
+
+
+def _table(args) -> int:
+    from pathlib import Path
+
+    from mingle_bench import tables
+
+    folder = Path(args.path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such results folder")
+    if (folder / "paper.json").exists():
+        from mingle_bench import reproduce
+
+        text = reproduce.render_paper(folder, args.format)
+    else:
+        text = tables.render_run(folder, args.format)
+    if args.write and not (folder / "paper.json").exists():
+        tables.write_run_tables(folder)
+    print(text, end="")
+    return 0

@@ -1,0 +1,265 @@
+"""Aggregate finished runs and render them as markdown, LaTeX and CSV tables.
+
+Each table is labelled with the data that produced it (``SYNTHETIC`` in capitals for generated
+data), the command that produced it and the machine. Cells are ``mean ± std`` over seeds, in %
+(x100) as in the paper; std is the sample standard deviation (``ddof=1``), omitted for a
+single seed. The best mean per column is bold (highest, or lowest for Brier and ECE).
+
+``mingle-bench table PATH --format md|latex|csv`` re-renders a results folder from its
+``config.json``, ``runs.jsonl`` and ``comparison.json`` alone.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from tabulate import tabulate
+
+from mingle_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRIC_NAMES
+from mingle_bench.results import COMPARISON_FILE, CONFIG_FILE, atomic_write_text, load_runs, read_json
+
+FORMATS = ("md", "latex", "csv")
+TABLE_FILES = {"md": "table.md", "latex": "table.tex", "csv": "table.csv"}
+
+DISPLAY_NAMES = {
+    "mingle": "MINGLE",
+    "mingle-no-concept": "MINGLE w/o concept semantics",
+    "mingle-no-notes": "MINGLE w/o note semantics",
+    "mingle-no-structural": "MINGLE w/o structural (DeepWalk)",
+    "hypehr": "HypEHR",
+    "retain": "RETAIN",
+    "gram": "GRAM",
+    "hypergat": "HyperGAT",
+}
+
+
+def display_name(model: str) -> str:
+    return DISPLAY_NAMES.get(model, model)
+
+
+def is_mingle_family(model: str) -> bool:
+    """MINGLE and its ablations (``mingle-*``); everything else is a baseline."""
+    return model == "mingle" or model.startswith("mingle-")
+
+
+def data_kind(spec: str) -> str:
+    """``SYNTHETIC``, ``MIMIC-III`` or ``MIMIC-IV`` for a data spec."""
+    head = str(spec).split(":", 1)[0].lower()
+    return {"synthetic": "SYNTHETIC", "mimic3": "MIMIC-III", "mimic4": "MIMIC-IV"}.get(head, head.upper())
+
+
+def data_label(spec: str, data_id: str | None = None) -> str:
+    """Human label of a data source for table captions and cells."""
+    kind = data_kind(spec)
+    name = data_id or spec
+    if kind == "SYNTHETIC":
+        return f"SYNTHETIC data ({name}; generated, not real patients)"
+    return f"{kind} ({name})"
+
+
+def machine_description(device: str | None = None) -> str:
+    """OS, CPU model, core count, torch version and the accelerator used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    parts = [f"{platform.system()} {platform.machine()}", cpu, f"{os.cpu_count()} CPU cores"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        if device and device.startswith("cuda") and torch.cuda.is_available():
+            parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    except ImportError:  # pragma: no cover
+        pass
+    if device:
+        parts.append(f"device {device}")
+    return "; ".join(parts)
+
+
+def aggregate(records: Iterable[dict], metrics: Sequence[str] = METRIC_NAMES, order: Sequence[str] = ()) -> list[dict]:
+    """One row per model: ``model, n_seeds, seeds, <m>_mean, <m>_std, impl, train_s, device``.
+
+    Means and stds are fractions (not %); nan when every seed was undefined.
+    """
+    by_model: dict[str, list[dict]] = {}
+    for r in records:
+        by_model.setdefault(r["model"], []).append(r)
+    names = [m for m in order if m in by_model] + sorted(m for m in by_model if m not in order)
+    rows = []
+    for name in names:
+        recs = sorted(by_model[name], key=lambda r: r["seed"])
+        row: dict = {"model": name, "n_seeds": len(recs), "seeds": [r["seed"] for r in recs]}
+        for m in metrics:
+            vals = np.array([np.nan if r["metrics"].get(m) is None else r["metrics"][m] for r in recs], dtype=float)
+            vals = vals[~np.isnan(vals)]
+            row[f"{m}_mean"] = float(vals.mean()) if vals.size else math.nan
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else math.nan
+        row["impl"] = ",".join(sorted({str(r.get("impl", "?")) for r in recs}))
+        row["device"] = ",".join(sorted({str(r.get("device", "?")) for r in recs}))
+        row["train_s"] = float(np.mean([r.get("train_s", math.nan) for r in recs]))
+        rows.append(row)
+    return rows
+
+
+def fmt_pct(mean: float, std: float = math.nan, digits: int = 2) -> str:
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    s = f"{100 * mean:.{digits}f}"
+    if std is not None and not math.isnan(std):
+        s += f" ± {100 * std:.{digits}f}"
+    return s
+
+
+def best_rows(rows: list[dict], metric: str) -> set[str]:
+    vals = [(r["model"], r.get(f"{metric}_mean", math.nan)) for r in rows]
+    vals = [(m, v) for m, v in vals if v is not None and not math.isnan(v)]
+    if not vals:
+        return set()
+    target = (max if HIGHER_IS_BETTER[metric] else min)(v for _, v in vals)
+    return {m for m, v in vals if abs(v - target) < 1e-12}
+
+
+def latex_escape(text: str) -> str:
+    repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(repl.get(c, c) for c in str(text))
+
+
+def _bold(text: str, fmt: str) -> str:
+    return f"**{text}**" if fmt == "md" else rf"\textbf{{{text}}}"
+
+
+def metric_table(rows: list[dict], metrics: Sequence[str], fmt: str, extra_cols: Sequence[tuple[str, str]] = ()) -> str:
+    """Render aggregated rows as a markdown (``md``) or LaTeX (``latex``) tabular."""
+    best = {m: best_rows(rows, m) for m in metrics}
+    header = ["Model"] + [METRIC_LABELS.get(m, m) for m in metrics] + ["seeds"] + [h for h, _ in extra_cols]
+    body = []
+    for r in rows:
+        cells = [display_name(r["model"])]
+        for m in metrics:
+            c = fmt_pct(r[f"{m}_mean"], r[f"{m}_std"])
+            if fmt == "latex":
+                c = c.replace("±", r"$\pm$")
+            cells.append(_bold(c, fmt) if r["model"] in best[m] else c)
+        cells.append(str(r["n_seeds"]))
+        cells += [str(r.get(key, "")) for _, key in extra_cols]
+        if fmt == "latex":
+            cells = [latex_escape(c) if i == 0 or i > len(metrics) else c for i, c in enumerate(cells)]
+        body.append(cells)
+    if fmt == "latex":
+        header = [latex_escape(h) for h in header]
+        return tabulate(body, header, tablefmt="latex_raw", disable_numparse=True)
+    return tabulate(body, header, tablefmt="github", disable_numparse=True)
+
+
+def comparison_lines(comp: dict | None, fmt: str) -> list[str]:
+    """The paired MINGLE-vs-best-baseline comparison as table lines."""
+    if not comp:
+        return []
+    a, b = display_name(comp["a"]), display_name(comp["b"])
+    title = (f"Paired comparison: {a} vs the best baseline {b} (chosen by mean {METRIC_LABELS.get(comp['selected_by'], comp['selected_by'])}); "
+             f"difference in points (x100), 95% patient-level bootstrap CI ({comp['n_boot']} resamples), "
+             f"seeds where {a} is better.")
+    header = ["Metric", f"Δ ({a} − {b})", "95% CI", f"seeds {a} better", "P(not better)"]
+    body = []
+    for m, res in comp["metrics"].items():
+        diff = res["diff"]
+        ci = (f"[{100 * res['ci_low']:+.2f}, {100 * res['ci_high']:+.2f}]"
+              if res.get("ci_low") is not None and not _isnan(res["ci_low"]) else "n/a")
+        p = res.get("p_not_better")
+        body.append([METRIC_LABELS.get(m, m), "n/a" if _isnan(diff) else f"{100 * diff:+.2f}", ci,
+                     f"{res['a_better_seeds']}/{res['n_seeds']}", "n/a" if _isnan(p) else f"{p:.3f}"])
+    if fmt == "latex":
+        body = [[latex_escape(c) for c in row] for row in body]
+        tab = tabulate(body, [latex_escape(h) for h in header], tablefmt="latex_raw", disable_numparse=True)
+        return ["", r"\begin{table}[t]", r"\centering", tab,
+                rf"\caption{{{latex_escape(title)}}}", r"\end{table}"]
+    return ["", title, "", tabulate(body, header, tablefmt="github", disable_numparse=True)]
+
+
+def _isnan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def provenance(config: dict) -> dict:
+    return {
+        "data": data_label(config.get("data", "?"), config.get("data_id")),
+        "command": config.get("command", "?"),
+        "machine": config.get("machine", "?"),
+    }
+
+
+def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
+    """Render a ``results/<task>/<data-id>/`` folder as ``md``, ``latex`` or ``csv`` text."""
+    folder = Path(folder)
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    cfg_path = folder / CONFIG_FILE
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} not found: is {folder} a results folder written by `mingle-bench run`?")
+    config = read_json(cfg_path)
+    records = load_runs(folder)
+    if not records:
+        raise ValueError(f"{folder / 'runs.jsonl'} holds no finished runs yet")
+    rows = aggregate(records, METRIC_NAMES, order=config.get("models", ()))
+    comp_path = folder / COMPARISON_FILE
+    comp = read_json(comp_path) if comp_path.exists() else None
+    prov = provenance(config)
+    task = config.get("task", "?")
+    seeds_note = f"split seed {config.get('split_seed')}, epochs ≤ {config.get('epochs')}, patience {config.get('patience')}, early stopping on validation {config.get('monitor', 'aupr').upper()}"
+    if fmt == "csv":
+        return rows_to_csv(rows, METRIC_NAMES, {"task": task, "data": config.get("data"), "data_kind": data_kind(config.get("data", "")),
+                                                "command": prov["command"], "machine": prov["machine"]})
+    if fmt == "md":
+        lines = [f"# {task} on {prov['data']}", "",
+                 f"- data: **{prov['data']}**",
+                 f"- command: `{prov['command']}`",
+                 f"- machine: {prov['machine']}",
+                 f"- protocol: {seeds_note}; test metrics on the whole test set; mean ± std over seeds, in %",
+                 f"- metrics: ACC at 0.5; AUROC and AUPR micro (flattened) for multi-label; macro F1; Brier and ECE (lower is better)",
+                 "", metric_table(rows, METRIC_NAMES, "md", extra_cols=[("impl", "impl"), ("device", "device")])]
+        lines += comparison_lines(comp, "md")
+        return "\n".join(lines) + "\n"
+    caption = (f"{task} on {prov['data']}: mean $\\pm$ std over seeds, in \\%. "
+               f"Command: \\texttt{{{latex_escape(prov['command'])}}}. Machine: {latex_escape(prov['machine'])}.")
+    lines = [f"% {task} on {prov['data']}", f"% command: {prov['command']}", f"% machine: {prov['machine']}",
+             r"\begin{table}[t]", r"\centering", r"\small",
+             metric_table(rows, METRIC_NAMES, "latex"), rf"\caption{{{caption}}}", r"\end{table}"]
+    lines += comparison_lines(comp, "latex")
+    return "\n".join(lines) + "\n"
+
+
+def rows_to_csv(rows: list[dict], metrics: Sequence[str], constant_cols: dict) -> str:
+    """CSV with one row per model; means/stds in % and provenance columns on every row."""
+    buf = io.StringIO()
+    fields = ["model", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")] + ["impl", "device", "train_s"] + list(constant_cols)
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        out = {"model": r["model"], "n_seeds": r["n_seeds"], "impl": r["impl"], "device": r["device"],
+               "train_s": f"{r['train_s']:.2f}"}
+        for m in metrics:
+            for s in ("mean", "std"):
+                v = r[f"{m}_{s}"]
+                out[f"{m}_{s}"] = "" if _isnan(v) else f"{100 * v:.4f}"
+        out.update(constant_cols)
+        w.writerow(out)
+    return buf.getvalue()
+
+
+def write_run_tables(folder: str | os.PathLike) -> list[Path]:
+    """Write ``table.md``, ``table.tex`` and ``table.csv`` into a results folder (atomically)."""
+    folder = Path(folder)
+    return [atomic_write_text(folder / TABLE_FILES[f], render_run(folder, f)) for f in FORMATS]

@@ -147,7 +147,7 @@ def select_input_codes(
     c = c.loc[typed]
     avail = code_available_time(c["time"])
     end = _window_of(window_end, c["hadm_id"])
-    late = avail.notna() & (avail > end)
+    late = avail.notna() & (end.isna() | (avail > end))  # no window end: nothing time-stamped
     kept = c.loc[~late.to_numpy()].assign(_t=c["code_type"].map(type_rank))
     kept = kept.sort_values(["hadm_id", "_t", "seq_num", "time", "code_id"], kind="mergesort", na_position="last")
     kept = kept.drop_duplicates(["hadm_id", "code_id"])
@@ -171,7 +171,7 @@ def select_input_notes(notes: pd.DataFrame, window_end: pd.Series) -> tuple[dict
     avail = note_available_time(n)
     end = _window_of(window_end, n["hadm_id"])
     undated = avail.isna()
-    late = ~undated & (avail > end)
+    late = ~undated & (end.isna() | (avail > end))  # no window end: no note is an input
     keep = ~discharge & ~late & ~undated
     kept = n.loc[keep].assign(_avail=avail[keep]).sort_values(["hadm_id", "_avail", "note_id"], kind="mergesort")
     counts = {
@@ -317,7 +317,7 @@ class EarlyPredictionTask(Task):
     """Shared rules of the admit + ``hours`` tasks (``mortality``, ``los``).
 
     Prediction time: ``admittime + hours``. Every admission's input window ends at its own
-    admit + ``hours``. Excluded, in this order and counted: admissions without a discharge time;
+    admit + ``hours`` (or at its discharge/death when the stay is shorter). Excluded, in this order and counted: admissions without a discharge time;
     patients younger than ``min_age``; admissions that end (discharge, or in-hospital death
     when recorded earlier) at or before the prediction time, so the outcome is always unknown
     at prediction time.
@@ -332,8 +332,18 @@ class EarlyPredictionTask(Task):
             raise ValueError(f"hours must be positive, got {hours}")
         self.hours = float(hours)
 
+    @staticmethod
+    def stay_end(adm: pd.DataFrame) -> pd.Series:
+        """Discharge, or the in-hospital death when it is recorded before discharge."""
+        death_first = adm["deathtime"].notna() & ~(adm["dischtime"] <= adm["deathtime"])
+        return adm["dischtime"].where(~death_first, adm["deathtime"])
+
     def window_end(self, adm: pd.DataFrame) -> pd.Series:
-        return adm["admittime"] + pd.Timedelta(hours=self.hours)
+        """admit + ``hours``, or the end of the stay when that comes first (an admission that is
+        not a sample never shows notes written after its discharge)."""
+        cut = adm["admittime"] + pd.Timedelta(hours=self.hours)
+        end = self.stay_end(adm)
+        return cut.where(end.isna() | (cut <= end), end)
 
     def early_cohort(self, adm: pd.DataFrame) -> tuple[pd.Series, dict[str, int]]:
         """Mask of eligible admissions and the exclusion counts."""
@@ -341,8 +351,8 @@ class EarlyPredictionTask(Task):
         keep = adm["dischtime"].notna()
         excluded["no discharge time"] = int((~keep).sum())
         keep = self.apply_min_age(adm, keep, excluded)
-        end = adm["dischtime"].where(adm["deathtime"].isna() | (adm["dischtime"] <= adm["deathtime"]), adm["deathtime"])
-        short = keep & (end <= adm["window_end"])
+        end = self.stay_end(adm)
+        short = keep & (end <= adm["admittime"] + pd.Timedelta(hours=self.hours))
         excluded[f"stay ended within {self.hours:g} h"] = int(short.sum())
         return keep & ~short, excluded
 

@@ -44,5 +44,6 @@ class LengthOfStayTask(EarlyPredictionTask):
         s = adm.loc[keep]
         los = s["dischtime"] - s["admittime"]
         labels = (los > pd.Timedelta(days=self.threshold_days)).astype("int64").to_numpy()
-        frame = pd.DataFrame({"patient_id": s["patient_id"], "hadm_id": s["hadm_id"], "prediction_time": s["window_end"]})
+        pred = s["admittime"] + pd.Timedelta(hours=self.hours)
+        frame = pd.DataFrame({"patient_id": s["patient_id"], "hadm_id": s["hadm_id"], "prediction_time": pred})
         return frame, labels, excluded

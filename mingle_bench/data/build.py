@@ -18,7 +18,7 @@ Standard relations (all VARCHAR):
   chartdate, charttime, category, description, iserror, text
 
 Cleaning rules (each counted in the report): rows whose ids are not integers; exact duplicate
-rows; a second row for the same patient/admission id (first kept); admissions whose
+rows (removed by :class:`~mingle_bench.data.csvio.CsvReader` on the raw table); a second row for the same patient/admission id (first kept); admissions whose
 admit/discharge time is missing or unparseable, or whose stay is negative or zero-length;
 code and note rows whose admission or patient was not kept; codes without a code value.
 Ages at admission of 90 or more are capped at 90 and flagged (MIMIC shifts the birth date of
@@ -73,12 +73,11 @@ class _Sql:
     def count(self, rel: str) -> int:
         return self.one(f"SELECT count(*) FROM {rel}")
 
-    def dedupe_exact(self, rel: str, out: str, label: str, exclude: tuple[str, ...] = ("row_id",)) -> None:
-        cols = [r[0] for r in self.con.execute(f"DESCRIBE {rel}").fetchall() if r[0] not in exclude]
-        n0 = self.count(rel)
-        collist = ", ".join(f'"{c}"' for c in cols)
-        self.con.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT DISTINCT {collist} FROM {rel}")
-        self.report.skip(f"{label}: exact duplicate row", n0 - self.count(out))
+    def dedupe_exact(self, rel: str, out: str, label: str) -> None:
+        """Copy ``rel`` to ``out``. Exact duplicates were already removed (and counted) on the raw
+        table, where every column is visible; here rows may legitimately agree on the standard
+        columns (two doses of one drug on one day)."""
+        self.con.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT * FROM {rel}")
 
 
 def _fix_dates(sql: _Sql, rel: str, label: str, cols: tuple[str, ...]) -> None:

@@ -121,11 +121,24 @@ class CsvReader:
         self.con = con
         self.report = report
         self.scratch = scratch
+        self._dups = 0
 
     def _scan_sql(self, path: Path, name: str) -> str:
         return (f"read_csv({_sql_str(path)}, header=true, all_varchar=true, delim=',', quote='\"', "
                 f"escape='\"', store_rejects=true, rejects_table='rej_{name}', rejects_scan='rejscan_{name}', "
                 f"max_line_size=100000000, parallel=false)")
+
+    def _drop_exact_duplicates(self, table: str, into: str, cols: list[str]) -> None:
+        """Remove rows identical in every column but ROW_ID (first kept); count them."""
+        keep = [c for c in dict.fromkeys(cols) if c != "row_id"]
+        n0 = int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0])
+        part = ", ".join(f'"{c}"' for c in keep)
+        order = 'TRY_CAST("row_id" AS BIGINT) NULLS LAST' if "row_id" in cols else "1"
+        self.con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM {into} "
+                         f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {order}) = 1")
+        n = n0 - int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0])
+        self._dups = n
+        self.report.skip(f"{table}: exact duplicate row (all columns but ROW_ID equal)", n)
 
     def columns(self, path: Path) -> list[str]:
         try:
@@ -160,6 +173,7 @@ class CsvReader:
             try:
                 if parquet is None:
                     self.con.execute(f"CREATE OR REPLACE TABLE {into} AS {scan}")
+                    self._drop_exact_duplicates(table, into, lower)
                 else:
                     tmp = parquet.with_name(parquet.name + ".tmp")
                     self.con.execute(f"COPY ({scan}) TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 20000)")
@@ -175,9 +189,12 @@ class CsvReader:
                 src = fixed
                 continue
             break
+        n_dup = self._dups
+        self._dups = 0
         for err, n in sorted(rej.items()):
             self.report.skip(f"{table}: unparseable CSV line ({str(err).lower()})", int(n))
-        self.report.read[table] = int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0]) + int(sum(rej.values()))
+        self.report.read[table] = (int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0])
+                                   + int(sum(rej.values())) + n_dup)
         if src != path:
             self.report.info.setdefault("repaired_files", []).append(path.name)
         return lower

@@ -61,5 +61,6 @@ class LoadReport:
         if self.repaired:
             parts.append(tabulate(sorted(self.repaired.items()), headers=["repaired and kept", "count"], intfmt=","))
         for k, v in sorted(self.info.items()):
-            parts.append(f"{k}: {v}")
+            if k not in ("files", "repaired_files"):
+                parts.append(f"{k}: {v}")
         return "\n\n".join(parts)

@@ -1,0 +1,205 @@
+"""Source specs -> cached :class:`Cohort`.
+
+``spec`` is one of:
+
+- ``synthetic`` or ``synthetic:SIZE`` (SIZE in small, default, mimic), optionally
+  ``synthetic:SIZE:SEED``: a MIMIC-III-shaped folder generated into the cache on first use
+  (:mod:`mingle_bench.data.synthetic`) and read through the MIMIC-III loader;
+- ``mimic3:DIR``: a MIMIC-III v1.4 folder (:mod:`mingle_bench.data.mimic3`);
+- ``mimic4:DIR``: a MIMIC-IV v2.x folder with ``hosp/`` and optionally ``note/``
+  (:mod:`mingle_bench.data.mimic4`).
+
+Caches live under ``$MINGLE_CACHE`` (default ``~/.cache/mingle-bench``)::
+
+    synthetic/<size>-seed<seed>-g<generator version>/   generated CSV files
+    cohorts/<kind>-<content hash>-l<loader version>/      tables *.parquet, meta.json,
+                                                          note_texts.parquet, load_report.json
+    file_hashes.json                                      (path, size, mtime) -> content hash memo
+
+A cohort is keyed by the *content* of its source files (BLAKE2b of every table file), so an
+edited file is re-parsed and an unchanged one is not; the memo only avoids re-hashing a
+multi-GB file whose size and modification time are unchanged. Every cache write is atomic
+(written under a temporary name, then renamed).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from mingle_bench.data.cohort import Cohort
+
+SIZES = {"small": 200, "default": 2000, "mimic": 46000}
+DEFAULT_SEED = 0
+LOADER_VERSION = 1
+KINDS = ("synthetic", "mimic3", "mimic4")
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``$MINGLE_CACHE``, else ``~/.cache/mingle-bench``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("MINGLE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "mingle-bench"
+
+
+def parse_spec(spec: str) -> tuple[str, str, int]:
+    """Split a source spec into (kind, argument, seed). Raises ValueError naming the spec."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"--data: empty source spec; expected one of synthetic[:SIZE], mimic3:DIR, mimic4:DIR")
+    kind, _, arg = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind == "synthetic":
+        size, _, seed_s = arg.partition(":")
+        size = size or "default"
+        if size not in SIZES:
+            raise ValueError(f"--data {spec!r}: unknown synthetic size {size!r}; choose one of {sorted(SIZES)}")
+        try:
+            seed = int(seed_s) if seed_s else DEFAULT_SEED
+        except ValueError:
+            raise ValueError(f"--data {spec!r}: synthetic seed {seed_s!r} is not an integer") from None
+        return kind, size, seed
+    if kind in ("mimic3", "mimic4"):
+        if not arg:
+            raise ValueError(f"--data {spec!r}: {kind} needs a folder, e.g. {kind}:/path/to/{kind}")
+        return kind, arg, 0
+    raise ValueError(f"--data {spec!r}: unknown source kind {kind!r}; expected one of synthetic[:SIZE], "
+                     "mimic3:DIR, mimic4:DIR")
+
+
+def source_files(kind: str, directory: Path) -> dict[str, Path]:
+    """The table files a source reads (raises FileNotFoundError naming the expected files)."""
+    if kind == "mimic4":
+        from mingle_bench.data.mimic4 import locate_mimic4
+
+        return locate_mimic4(directory)
+    from mingle_bench.data.csvio import locate_tables
+    from mingle_bench.data.mimic3 import MIMIC3_TABLES
+
+    return locate_tables(directory, list(MIMIC3_TABLES), "MIMIC-III")
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def file_digest(path: Path, memo: dict | None = None) -> str:
+    """BLAKE2b-128 of a file's bytes (streamed); ``memo`` caches it by (size, mtime_ns)."""
+    st = path.stat()
+    key = str(path.resolve())
+    if memo is not None:
+        hit = memo.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    digest = h.hexdigest()
+    if memo is not None:
+        memo[key] = [st.st_size, st.st_mtime_ns, digest]
+    return digest
+
+
+def content_hash(files: dict[str, Path], root: Path) -> str:
+    """One hash over the named table files' contents (order-independent of discovery)."""
+    memo_path = root / "file_hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        memo = {}
+    h = hashlib.blake2b(digest_size=16)
+    for table in sorted(files):
+        h.update(f"{table}\0{file_digest(files[table], memo)}\0".encode())
+    try:
+        _atomic_write_json(memo_path, memo)
+    except OSError:
+        pass  # a read-only cache still works, it only re-hashes next time
+    return h.hexdigest()
+
+
+def data_id(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """A short filesystem-safe id naming results folders: ``synthetic-default``,
+    ``synthetic-small-s7`` (non-default seed), ``mimic3-<hash8>``, ``mimic4-<hash8>``."""
+    kind, arg, seed = parse_spec(spec)
+    if kind == "synthetic":
+        return f"synthetic-{arg}" + ("" if seed == DEFAULT_SEED else f"-s{seed}")
+    root = cache_root(cache_dir)
+    return f"{kind}-{content_hash(source_files(kind, Path(arg).expanduser()), root)[:8]}"
+
+
+def synthetic_dir(size: str, seed: int, cache_dir: str | os.PathLike | None = None, progress: bool = False) -> Path:
+    """The generated MIMIC-III-shaped folder for a synthetic size and seed (generated on first use)."""
+    from mingle_bench.data.synthetic import GENERATOR_VERSION, generate
+
+    root = cache_root(cache_dir) / "synthetic"
+    final = root / f"{size}-seed{seed}-g{GENERATOR_VERSION}"
+    if (final / "ADMISSIONS.csv").exists():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
+    try:
+        if progress:
+            print(f"[synthetic:{size}] generating {SIZES[size]:,} patients (seed {seed}) into {final}",
+                  file=sys.stderr, flush=True)
+        generate(tmp, patients=SIZES[size], seed=seed)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Cohort:
+    """Load a source into a Cohort, parsing its files once and then reading the parquet cache."""
+    kind, arg, seed = parse_spec(spec)
+    root = cache_root(cache_dir)
+    if kind == "synthetic":
+        directory = synthetic_dir(arg, seed, root, progress)
+        label = f"synthetic:{arg}" + ("" if seed == DEFAULT_SEED else f":{seed}")
+        reader_kind = "mimic3"
+    else:
+        directory = Path(arg).expanduser()
+        label = f"{kind}:{arg}"
+        reader_kind = kind
+    files = source_files(reader_kind, directory)
+    digest = content_hash(files, root)
+    final = root / "cohorts" / f"{kind}-{digest[:16]}-l{LOADER_VERSION}"
+    if (final / "meta.json").exists():
+        cohort = Cohort.load(final)
+        cohort.source = label
+        if progress:
+            print(f"[{label}] cohort loaded from cache {final}", file=sys.stderr, flush=True)
+        return cohort
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        if reader_kind == "mimic4":
+            from mingle_bench.data.mimic4 import load_mimic4 as loader
+        else:
+            from mingle_bench.data.mimic3 import load_mimic3 as loader
+        cohort = loader(directory, tmp, source=label, source_id=digest, progress=False)
+        cohort.save(tmp)
+        if progress:
+            from mingle_bench.data.report import LoadReport
+
+            print(LoadReport.from_dict(cohort.report).render(), file=sys.stderr, flush=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            pass  # another process built the same cohort first; theirs is identical
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    cohort = Cohort.load(final)
+    cohort.source = label
+    return cohort

@@ -15,16 +15,23 @@ adults with several admissions each, all code types, and planted *leakage canari
 * every admission except each patient's first has a diagnosis code unique to it
   (``V7{hadm_id % 1000:03d}``-style), so a test can check that nothing of visit t+1 reaches
   sample t.
+
+:class:`RecordingEncoder` is a tiny deterministic text encoder that records every text it is
+asked to embed.
 """
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mingle_bench.data.cohort import SCHEMA, Cohort, make_code_id
+from mingle_bench.encoders.base import Encoder
 
 LATE_TOKEN = "zzlatecanaryzz"
 DISCHARGE_TOKEN = "zzdischargecanaryzz"
@@ -214,3 +221,33 @@ def tiny_cohort(directory: str | os.PathLike) -> tuple[Cohort, dict[str, int]]:
     ids["E1"] = h = b.admission(e, "2100-07-01 00:00", "2100-07-03 12:00", death="2100-07-02 00:00", hadm_id=501)
     b.code(h, "diagnosis", "4019", seq_num=1)
     return b.build(directory, source="test:tiny"), ids
+
+
+
+class RecordingEncoder(Encoder):
+    """Whitespace tokens hashed to ids; embeddings are a seeded projection of token counts."""
+
+    identity = "test-recording-encoder@0"
+    max_length = 64
+    num_special_tokens = 0
+
+    def __init__(self, dim: int = 8) -> None:
+        self._dim = dim
+        self.seen_texts: list[str] = []
+        gen = torch.Generator().manual_seed(0)
+        self._proj = torch.randn(1024, dim, generator=gen)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        self.seen_texts.extend(texts)
+        return [[zlib.crc32(w.encode()) % 1024 for w in t.split()] for t in texts]
+
+    def encode_tokens(self, token_lists: Sequence[Sequence[int]]) -> torch.Tensor:
+        out = torch.zeros(len(token_lists), self._dim)
+        for i, toks in enumerate(token_lists):
+            if toks:
+                out[i] = self._proj[list(toks)].sum(0)
+        return torch.nn.functional.normalize(out + 1e-6, dim=1)

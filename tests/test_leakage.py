@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from factories import AFTER_48H_TOKEN, DAY2_TOKEN, DISCHARGE_TOKEN, EARLY_TOKEN, LATE_TOKEN, make_cohort
-from fake_encoder import RecordingEncoder
+from factories import (AFTER_48H_TOKEN, DAY2_TOKEN, DISCHARGE_TOKEN, EARLY_TOKEN, LATE_TOKEN, RecordingEncoder,
+                       make_cohort)
 from mingle_bench.cli import main
 from mingle_bench.features import build_task_data
 

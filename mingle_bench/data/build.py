@@ -10,7 +10,8 @@ Standard relations (all VARCHAR):
 - ``std_patients``: subject_id, gender, dob, dod
 - ``std_admissions``: subject_id, hadm_id, admittime, dischtime, deathtime, admission_type,
   hospital_expire_flag
-- ``std_dx`` / ``std_px``: subject_id, hadm_id, seq_num, icd_code, icd_version
+- ``std_dx`` / ``std_px``: subject_id, hadm_id, seq_num, icd_code, icd_version, time (NULL when
+  the source has none)
 - ``std_rx``: subject_id, hadm_id, starttime, drug
 - ``std_svc``: subject_id, hadm_id, transfertime, curr_service
 - ``std_dxdict`` / ``std_pxdict``: icd_code, icd_version, title
@@ -197,6 +198,13 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
                  WHEN 'medication' THEN 2 ELSE 3 END, seq_num NULLS LAST, time NULLS LAST, code_id
     """)
 
+    n_nocode = sql.one("SELECT count(*) FROM c_adm WHERE hadm_id NOT IN (SELECT hadm_id FROM c_codes)")
+    n_nodx = sql.one("SELECT count(*) FROM c_adm WHERE hadm_id NOT IN (SELECT hadm_id FROM c_dx)")
+    if n_nocode or n_nodx:
+        report.info["admissions_without_codes"] = (
+            f"{n_nocode} admission(s) have no code of any type and {n_nodx} no diagnosis code; they are kept "
+            "(tasks decide whether to exclude them)")
+
     # -- code texts ---------------------------------------------------------------------------
     say("code texts")
     _dict(sql, "std_dxdict", "dxd")
@@ -254,6 +262,7 @@ def _codes(sql: _Sql, rel: str, label: str, ctype: str, prefix: str) -> None:
     con = sql.con
     label = f"{label}_ICD"
     sql.dedupe_exact(rel, f"u_{prefix}", label)
+    _fix_dates(sql, f"u_{prefix}", label, ("time",))
     n_dot = sql.one(f"SELECT count(*) FROM u_{prefix} WHERE icd_code LIKE '%.%'")
     sql.report.repair(f"{label}: dotted ICD code written without its dot", n_dot)
     con.execute(f"""
@@ -261,7 +270,7 @@ def _codes(sql: _Sql, rel: str, label: str, ctype: str, prefix: str) -> None:
         SELECT {_int('subject_id')} AS patient_id, {_int('hadm_id')} AS hadm_id,
                upper(replace(trim(coalesce(icd_code, '')), '.', '')) AS code,
                TRY_CAST(NULLIF(trim(icd_version), '') AS TINYINT) AS icd_version,
-               TRY_CAST(NULLIF(trim(seq_num), '') AS INTEGER) AS seq_num, NULL::TIMESTAMP AS time
+               TRY_CAST(NULLIF(trim(seq_num), '') AS INTEGER) AS seq_num, {_ts('time')} AS time
         FROM u_{prefix}
     """)
     n = sql.one(f"SELECT count(*) FROM t_{prefix} WHERE icd_version IS NULL OR icd_version NOT IN (9, 10)")

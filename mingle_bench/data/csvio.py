@@ -126,7 +126,7 @@ class CsvReader:
     def _scan_sql(self, path: Path, name: str) -> str:
         return (f"read_csv({_sql_str(path)}, header=true, all_varchar=true, delim=',', quote='\"', "
                 f"escape='\"', store_rejects=true, rejects_table='rej_{name}', rejects_scan='rejscan_{name}', "
-                f"max_line_size=100000000, parallel=false)")
+                f"parallel=false)")
 
     def _drop_exact_duplicates(self, table: str, into: str, cols: list[str]) -> None:
         """Remove rows identical in every column but ROW_ID (first kept); count them."""
@@ -144,7 +144,7 @@ class CsvReader:
         try:
             desc = self.con.execute(
                 f"DESCRIBE SELECT * FROM read_csv({_sql_str(path)}, header=true, all_varchar=true, "
-                f"delim=',', quote='\"', escape='\"', max_line_size=100000000)").fetchall()
+                f"delim=',', quote='\"', escape='\"')").fetchall()
         except duckdb.Error as exc:
             raise ValueError(f"{path}: cannot read the CSV header ({_first_line(exc)})") from None
         return [r[0] for r in desc]
@@ -165,7 +165,7 @@ class CsvReader:
         missing = [c for c in required if c not in lower]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; found {cols}")
-        key = table.lower()
+        key = "".join(ch if ch.isalnum() else "_" for ch in table.lower())
         select = ", ".join(f'"{c}" AS "{lc}"' for c, lc in zip(cols, lower) if '"' not in c)
         src = path
         for attempt in (0, 1):

@@ -69,7 +69,7 @@ def load_mimic3(src_dir: str | Path, out_dir: str | Path, *, source: str = "", s
                        admission_type, hospital_expire_flag FROM raw_admissions""")
         for rel, raw in (("std_dx", "raw_diagnoses_icd"), ("std_px", "raw_procedures_icd")):
             con.execute(f"""CREATE VIEW {rel} AS SELECT subject_id, hadm_id, seq_num, icd9_code AS icd_code,
-                            '9' AS icd_version FROM {raw}""")
+                            '9' AS icd_version, NULL::VARCHAR AS time FROM {raw}""")
         con.execute("CREATE VIEW std_rx AS SELECT subject_id, hadm_id, startdate AS starttime, drug FROM raw_prescriptions")
         con.execute("CREATE VIEW std_svc AS SELECT subject_id, hadm_id, transfertime, curr_service FROM raw_services")
         for rel, raw in (("std_dxdict", "raw_d_icd_diagnoses"), ("std_pxdict", "raw_d_icd_procedures")):

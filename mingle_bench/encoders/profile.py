@@ -99,6 +99,7 @@ def run_profile(encoder: Encoder, n_names: int = 512, n_notes: int = 64, note_wo
     name_tokens = encoder.tokenize(names)
     store = dict(enumerate(notes))
     chunk_report: dict[str, Any] = {}
+    overlap = min(32, (encoder.max_length - encoder.num_special_tokens) // 8)  # 32 unless the window is tiny
 
     def run_names():
         embed_texts(encoder, names, cache=None, progress=False, batch_tokens=batch_tokens)
@@ -108,7 +109,7 @@ def run_profile(encoder: Encoder, n_names: int = 512, n_notes: int = 64, note_wo
 
     def run_notes_chunked():
         _, _, rep = embed_visit_notes(encoder, [[i] for i in range(n_notes)], lambda ids: {i: store[i] for i in ids},
-                                      cache=None, progress=False, batch_tokens=batch_tokens)
+                                      overlap=overlap, cache=None, progress=False, batch_tokens=batch_tokens)
         chunk_report.update(rep)
 
     import logging
@@ -137,7 +138,7 @@ def run_profile(encoder: Encoder, n_names: int = 512, n_notes: int = 64, note_wo
         "notes_window": {"n": n_notes, "window_tokens": encoder.max_length,
                          "texts_per_s": round(win_rate, 1), "cpu_ms_per_text": round(win_cpu * 1e3, 1), "runs": [round(r, 1) for r in win_runs]},
         "notes_chunked": {"n": n_notes, "words": note_words, "mean_tokens": round(tokens_per_note, 1),
-                          "chunks": chunk_report.get("chunks_embedded"),
+                          "chunks": chunk_report.get("chunks_embedded"), "overlap": overlap,
                           "notes_per_s": round(chunk_rate, 1), "cpu_ms_per_note": round(chunk_cpu * 1e3, 1), "runs": [round(r, 1) for r in chunk_runs],
                           "tokens_per_s": round(chunk_rate * tokens_per_note, 0)},
     }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import zlib
 from dataclasses import asdict, dataclass
@@ -131,9 +132,15 @@ def deepwalk_embeddings(indptr, indices, num_nodes: int, params: DeepWalkParams 
     if num_nodes == 0:
         return torch.zeros(0, params.dim), report
     walks = random_walks(adj, params.walks_per_node, params.walk_length, params.seed)
-    model = Word2Vec(sentences=walks, vector_size=params.dim, window=params.window, min_count=0, sg=1,
-                     negative=params.negative, workers=1, seed=params.seed, epochs=params.epochs,
-                     hashfxn=_stable_hash, sorted_vocab=0)
+    gensim_log = logging.getLogger("gensim")
+    level = gensim_log.level
+    gensim_log.setLevel(logging.WARNING)  # gensim logs every epoch at INFO
+    try:
+        model = Word2Vec(sentences=walks, vector_size=params.dim, window=params.window, min_count=0, sg=1,
+                         negative=params.negative, workers=1, seed=params.seed, epochs=params.epochs,
+                         hashfxn=_stable_hash, sorted_vocab=0)
+    finally:
+        gensim_log.setLevel(level)
     emb = torch.from_numpy(np.stack([model.wv[str(v)] for v in range(num_nodes)]).astype(np.float32))
     if path is not None:
         from safetensors.torch import save_file

@@ -5,10 +5,13 @@ Every task shares the machinery here, so the leakage guards are written once:
 
 * **Visit order.** Admissions are ordered per patient by ``admittime`` and then ``hadm_id``
   (stable on equal timestamps), see :func:`ordered_admissions`.
-* **Input window.** Each task gives every admission an *input window end* (admit + 48 h for
-  the early-prediction tasks, discharge for the discharge-time tasks). An admission's inputs
-  are its codes and notes available by that time. The window end of an index admission is
-  never after the sample's prediction time (asserted in :meth:`Task.build`).
+* **Input window.** Each task gives every admission an *input window end* (admit + 48 h, or
+  the end of the stay if sooner, for the early-prediction tasks; discharge for the
+  discharge-time tasks). An admission's inputs are its codes and notes available by that time,
+  whatever its role (index visit, history visit or unlabelled hyperedge), so no admission ever
+  shows a note written after its own discharge. The window end of an index admission is never
+  after the sample's prediction time (asserted in :meth:`Task.build`). An admission without a
+  window end (no discharge time, discharge-time tasks) shows no time-stamped input.
 * **Notes.** A note is an input only when it is linked to the admission (``hadm_id``), is not
   a discharge summary (any category starting with "discharge"; never an input, in any task),
   and was charted at or before the window end. A note with only a ``chartdate`` counts as

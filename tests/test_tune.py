@@ -1,0 +1,132 @@
+"""Tuning mechanics on the fake pipeline of test_runner: resume, 2 workers on one SQLite study,
+the total-trials cap, validation-only objective, the version-detecting retry helper."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mingle_bench import runner, tuning
+
+TESTS_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS_DIR))
+import test_runner as fakes_mod  # noqa: E402
+
+
+def fake_space(model, trial):
+    return {"scale": trial.suggest_float("scale", 0.1, 3.0)}
+
+
+def install(setattr_fn=setattr):
+    fakes_mod.install_fakes(setattr_fn)
+    setattr_fn(tuning, "search_space", fake_space)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    install(monkeypatch.setattr)
+
+
+def _tune(tmp_path, **kw):
+    base = dict(task="mortality", model="retain", trials=4, data="synthetic:small", epochs=3, patience=2,
+                out=str(tmp_path), progress=False)
+    base.update(kw)
+    return tuning.tune(**base)
+
+
+def test_tune_saves_best_params_from_validation_only(fakes, tmp_path, monkeypatch):
+    seen_test = []
+    real_fit = fakes_mod.fake_fit
+
+    def fit(model_name, data, hp, *a, **k):
+        res = real_fit(model_name, data, hp, *a, **k)
+        res.val_metrics = {"aupr": 1 - abs(hp["scale"] - 2.0) / 3, "auroc": 0.5}  # peak at scale 2
+        res.test_probs = res.test_probs * 0 + 0.5  # a test set the objective must never look at
+        seen_test.append(True)
+        return res
+
+    monkeypatch.setattr(runner, "fit_model", fit)
+    res = _tune(tmp_path, trials=6)
+    assert res.counts["complete"] + res.counts["pruned"] == 6
+    saved = json.loads((tmp_path / "tuning" / "mortality-retain-synthetic-small.json").read_text())
+    assert saved["model"] == "retain" and saved["best_params"] == res.best_params
+    assert saved["hparams"]["lr"] == 1e-3 and saved["hparams"]["scale"] == res.best_params["scale"]
+    study = optuna.load_study(study_name=res.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    for t in study.trials:
+        if t.state.name == "COMPLETE":
+            assert t.value == pytest.approx(1 - abs(t.params["scale"] - 2.0) / 3)
+    assert study.user_attrs["split_sha256"] and study.user_attrs["monitor"] == "aupr"
+    assert (tmp_path / "tuning" / f"{res.study_name}_trials.csv").exists()
+    # resume: the study already holds 6 finished trials, raising the cap to 8 runs only 2 more
+    res2 = _tune(tmp_path, trials=8)
+    assert res2.counts["complete"] + res2.counts["pruned"] == 8
+    # run --tuned picks the saved params
+    seen = {}
+    monkeypatch.setattr(runner, "fit_model", lambda m, d, hp, *a, **k: seen.setdefault(m, hp) and real_fit(m, d, hp, *a, **k))
+    runner.run_benchmark(runner.RunConfig(task="mortality", data="synthetic:small", models=["retain"], seeds=[0],
+                                          out=str(tmp_path), epochs=3, patience=2, n_boot=0, progress=False,
+                                          tuned=[res.study_name]))
+    assert seen["retain"]["scale"] == res2.best_params["scale"]
+
+
+def test_joining_a_study_with_another_setup_is_refused(fakes, tmp_path):
+    _tune(tmp_path, trials=1, study_name="s1")
+    with pytest.raises(tuning.TuneError, match="epochs: study has 3, this worker 4"):
+        _tune(tmp_path, trials=2, study_name="s1", epochs=4)
+
+
+def test_retry_helper_handles_both_callback_names():
+    kw = tuning.stale_trial_retry_kwargs(max_retry=2)
+    import optuna.storages as st
+
+    params = __import__("inspect").signature(st.RDBStorage.__init__).parameters
+    if "heartbeat_stale_trial_callback" in params:
+        assert isinstance(kw["heartbeat_stale_trial_callback"], st.RetryHeartbeatStaleTrialCallback)
+    else:
+        assert isinstance(kw["failed_trial_callback"], st.RetryFailedTrialCallback)
+
+    class OldStorage:  # the signature of Optuna <= 4.8
+        def __init__(self, url, engine_kwargs=None, *, heartbeat_interval=None, grace_period=None,
+                     failed_trial_callback=None):
+            pass
+
+    class NoHeartbeat:
+        def __init__(self, url):
+            pass
+
+    assert list(tuning.stale_trial_retry_kwargs(storage_cls=OldStorage)) == ["failed_trial_callback"]
+    assert tuning.stale_trial_retry_kwargs(storage_cls=NoHeartbeat) == {}
+    storage = tuning.make_storage("sqlite:///:memory:", heartbeat_interval=5, grace_period=10)
+    assert storage.get_heartbeat_interval() == 5
+    assert tuning.redact("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+    with pytest.raises(tuning.TuneError, match="--storage"):
+        tuning.make_storage("nosuchdialect://x")
+
+
+def test_two_worker_processes_share_one_sqlite_study(tmp_path):
+    """Two processes on one SQLite study: both contribute, the total is capped, no duplicate startup points."""
+    code = ("import sys; sys.path.insert(0, %r); import test_tune as t; t.install();"
+            "from mingle_bench.cli import main; sys.exit(main(%%r))" % str(TESTS_DIR))
+    env = {**os.environ, "FAKE_FIT_SLEEP": "0.05"}
+    procs = []
+    for w in (0, 1):
+        argv = ["tune", "--task", "mortality", "--model", "retain", "--data", "synthetic:small", "--trials", "6",
+                "--epochs", "3", "--patience", "2", "--out", str(tmp_path), "--study-name", "shared",
+                "--worker-id", str(w), "--quiet"]
+        procs.append(subprocess.Popen([sys.executable, "-c", code % argv], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert 6 <= len(done) <= 7  # capped at 6; a worker mid-trial at the cap may finish one more
+    workers = {t.user_attrs.get("worker_id") for t in done}
+    assert workers == {0, 1}, "both workers must have run trials"
+    scales = [t.params["scale"] for t in study.trials]
+    assert len(set(scales)) == len(scales), "workers proposed duplicate points"
+    assert "saved to" in outs[0] + outs[1]

@@ -123,10 +123,12 @@ class CsvReader:
         self.scratch = scratch
         self._dups = 0
 
-    def _scan_sql(self, path: Path, name: str) -> str:
-        return (f"read_csv({_sql_str(path)}, header=true, all_varchar=true, delim=',', quote='\"', "
-                f"escape='\"', store_rejects=true, rejects_table='rej_{name}', rejects_scan='rejscan_{name}', "
-                f"parallel=false)")
+    def _scan_sql(self, path: Path, name: str, cols: list[str]) -> str:
+        # No sniffing: the header is parsed by us, every column is text, the dialect is fixed.
+        spec = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in cols) + "}"
+        return (f"read_csv({_sql_str(path)}, header=true, auto_detect=false, columns={spec}, delim=',', "
+                f"quote='\"', escape='\"', store_rejects=true, rejects_table='rej_{name}', "
+                f"rejects_scan='rejscan_{name}', parallel=false)")
 
     def _drop_exact_duplicates(self, table: str, into: str, cols: list[str]) -> None:
         """Remove rows identical in every column but ROW_ID (first kept); count them."""
@@ -141,13 +143,22 @@ class CsvReader:
         self.report.skip(f"{table}: exact duplicate row (all columns but ROW_ID equal)", n)
 
     def columns(self, path: Path) -> list[str]:
+        """The header row, parsed with the csv module (headers never contain newlines)."""
+        import csv
+
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
         try:
-            desc = self.con.execute(
-                f"DESCRIBE SELECT * FROM read_csv({_sql_str(path)}, header=true, all_varchar=true, "
-                f"delim=',', quote='\"', escape='\"')").fetchall()
-        except duckdb.Error as exc:
-            raise ValueError(f"{path}: cannot read the CSV header ({_first_line(exc)})") from None
-        return [r[0] for r in desc]
+            with opener(path, "rb") as fh:
+                line = fh.readline(1 << 20)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: cannot read the CSV header ({exc})") from None
+        text = line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+        if not text.strip():
+            raise ValueError(f"{path}: empty file, expected a CSV header row")
+        cols = next(csv.reader([text]))
+        if len(set(c.strip().lower() for c in cols)) != len(cols):
+            raise ValueError(f"{path}: duplicate column names in the header {cols}")
+        return cols
 
     def load(self, table: str, path: Path, required: Sequence[str], *, into: str,
              parquet: Path | None = None) -> list[str]:
@@ -169,7 +180,7 @@ class CsvReader:
         select = ", ".join(f'"{c}" AS "{lc}"' for c, lc in zip(cols, lower) if '"' not in c)
         src = path
         for attempt in (0, 1):
-            scan = f"SELECT {select} FROM {self._scan_sql(src, key)}"
+            scan = f"SELECT {select} FROM {self._scan_sql(src, key, cols)}"
             try:
                 if parquet is None:
                     self.con.execute(f"CREATE OR REPLACE TABLE {into} AS {scan}")
@@ -181,7 +192,10 @@ class CsvReader:
                     self.con.execute(f"CREATE OR REPLACE VIEW {into} AS SELECT * FROM read_parquet({_sql_str(parquet)})")
             except duckdb.Error as exc:
                 raise ValueError(f"{path}: cannot be read ({_first_line(exc)})") from None
-            rej = dict(self.con.execute(f"SELECT error_type, count(*) FROM rej_{key} GROUP BY 1").fetchall())
+            # one count per rejected line (a line missing 5 columns yields 5 error rows)
+            rej = dict(self.con.execute(
+                f"SELECT error_type, count(*) FROM (SELECT file_id, line, min(error_type) AS error_type "
+                f"FROM rej_{key} GROUP BY file_id, line) GROUP BY 1").fetchall())
             if attempt == 0 and (rej.get("INVALID ENCODING") or rej.get("INVALID UNICODE")):
                 fixed = self.scratch / f"{key}.utf8.csv"
                 n = repair_utf8(path, fixed)

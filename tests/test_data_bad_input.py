@@ -1,0 +1,204 @@
+"""Bad input: every case gets a clear error naming the file/column, or a counted, reported skip."""
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mingle_bench.cli import main
+from mingle_bench.data.mimic3 import load_mimic3
+from mingle_bench.data.synthetic import generate
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("m3base")
+    generate(d, patients=10, seed=5)
+    return d
+
+
+@pytest.fixture
+def src(base, tmp_path) -> Path:
+    d = tmp_path / "src"
+    shutil.copytree(base, d)
+    return d
+
+
+def read(d: Path, table: str) -> pd.DataFrame:
+    return pd.read_csv(d / f"{table}.csv", dtype=str, keep_default_na=False)
+
+
+def write(d: Path, table: str, df: pd.DataFrame) -> None:
+    df.to_csv(d / f"{table}.csv", index=False)
+
+
+def load(d: Path, tmp_path: Path):
+    return load_mimic3(d, tmp_path / "out")
+
+
+def test_missing_folder_and_table_name_expected_files(src, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load(tmp_path / "nope", tmp_path)
+    (src / "SERVICES.csv").unlink()
+    (src / "NOTEEVENTS.csv").unlink()
+    with pytest.raises(FileNotFoundError) as e:
+        load(src, tmp_path)
+    msg = str(e.value)
+    assert "SERVICES.csv or SERVICES.csv.gz" in msg and "NOTEEVENTS.csv or NOTEEVENTS.csv.gz" in msg
+
+
+def test_missing_column_names_file_and_column(src, tmp_path):
+    adm = read(src, "ADMISSIONS").drop(columns=["HOSPITAL_EXPIRE_FLAG"])
+    write(src, "ADMISSIONS", adm)
+    with pytest.raises(ValueError, match=r"ADMISSIONS\.csv: missing column\(s\) \['hospital_expire_flag'\]"):
+        load(src, tmp_path)
+
+
+def test_truncated_gz_is_an_error_naming_the_file(src, tmp_path):
+    data = gzip.compress((src / "PRESCRIPTIONS.csv").read_bytes())
+    (src / "PRESCRIPTIONS.csv").unlink()
+    (src / "PRESCRIPTIONS.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"PRESCRIPTIONS\.csv\.gz: truncated or corrupt gzip"):
+        load(src, tmp_path)
+
+
+def test_gz_lowercase_headers_and_names_read_the_same(src, base, tmp_path):
+    for p in sorted(src.iterdir()):
+        text = p.read_text(encoding="utf-8")
+        header, rest = text.split("\n", 1)
+        with gzip.open(src / (p.stem.lower() + ".csv.gz"), "wt", encoding="utf-8", newline="") as fh:
+            fh.write(header.lower() + "\n" + rest)
+        p.unlink()
+    a = load(src, tmp_path)
+    b = load_mimic3(base, tmp_path / "plain")
+    for t in ("patients", "admissions", "codes", "notes"):
+        pd.testing.assert_frame_equal(getattr(a, t), getattr(b, t))
+
+
+def test_non_utf8_note_bytes_are_repaired_and_counted(src, tmp_path):
+    raw = (src / "NOTEEVENTS.csv").read_bytes()
+    notes = read(src, "NOTEEVENTS")
+    first = notes.iloc[0]
+    bad = (f'999999,{first.SUBJECT_ID},{first.HADM_ID},{first.CHARTDATE},{first.CHARTTIME},,"Nursing",'
+           f'"Nursing Progress Note",,,"Pt ').encode() + b"caf\xe9 \xff\xfe ok" + b'"\n'
+    (src / "NOTEEVENTS.csv").write_bytes(raw + bad)
+    c = load(src, tmp_path)
+    assert len(c.notes) == len(notes) - int((notes.ISERROR == "1").sum()) + 1
+    # three invalid sequences: a lone Latin-1 e-acute, then 0xFF and 0xFE
+    assert c.report["repaired"] == {"NOTEEVENTS: invalid UTF-8 byte sequences replaced with U+FFFD": 3}
+    assert c.read_note_texts([999999])[999999] == "Pt caf\ufffd \ufffd\ufffd ok"
+
+
+def test_quoted_newlines_quotes_and_commas_in_notes(src, tmp_path):
+    notes = read(src, "NOTEEVENTS")
+    notes.loc[0, "TEXT"] = 'Line one, with a comma\n\nLine "two" said ""hi""\r\nend'
+    write(src, "NOTEEVENTS", notes)
+    c = load(src, tmp_path)
+    nid = int(notes.loc[0, "ROW_ID"])
+    assert c.read_note_texts([nid])[nid] == notes.loc[0, "TEXT"]
+    kept = notes[notes.ISERROR != "1"]
+    assert len(c.notes) == len(kept)
+    assert c.notes.n_chars.sum() == kept.TEXT.str.len().sum()
+
+
+def test_duplicate_rows_are_counted(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    dup = adm.iloc[[0]].assign(ROW_ID="99990")  # identical but for ROW_ID
+    conflict = adm.iloc[[1]].assign(ROW_ID="99991", ADMISSION_TYPE="URGENT X")  # same HADM_ID, other content
+    write(src, "ADMISSIONS", pd.concat([adm, dup, conflict]))
+    dx = read(src, "DIAGNOSES_ICD")
+    write(src, "DIAGNOSES_ICD", pd.concat([dx, dx.iloc[[0]].assign(ROW_ID="99992")]))
+    c = load(src, tmp_path)
+    sk = c.report["skipped"]
+    assert len(c.admissions) == len(adm)
+    assert sk["ADMISSIONS: exact duplicate row (all columns but ROW_ID equal)"] == 1
+    assert sk["ADMISSIONS: second row for the same hadm_id (first kept)"] == 1
+    assert sk["DIAGNOSES_ICD: exact duplicate row (all columns but ROW_ID equal)"] == 1
+    assert (c.codes.code_type == "diagnosis").sum() == len(dx)
+
+
+def test_unparseable_dates(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    bad_hadm = int(adm.loc[0, "HADM_ID"])
+    adm.loc[0, "ADMITTIME"] = "not a date"
+    write(src, "ADMISSIONS", adm)
+    pat = read(src, "PATIENTS")
+    pat.loc[1, "DOD"] = "2101-13-45 00:00:00"
+    write(src, "PATIENTS", pat)
+    c = load(src, tmp_path)
+    sk = c.report["skipped"]
+    assert sk["ADMISSIONS: admittime missing or unparseable"] == 1
+    assert bad_hadm not in set(c.admissions.hadm_id)
+    n_dx = int((read(src, "DIAGNOSES_ICD").HADM_ID == str(bad_hadm)).sum())
+    assert sk["DIAGNOSES_ICD: hadm_id not among kept admissions"] == n_dx
+    assert sk["PATIENTS: unparseable dod (set to missing)"] == 1
+    assert len(c.patients) == len(pat)
+
+
+def test_admissions_without_codes_are_kept_and_reported(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    h = adm.loc[0, "HADM_ID"]
+    for t in ("DIAGNOSES_ICD", "PROCEDURES_ICD", "PRESCRIPTIONS", "SERVICES"):
+        df = read(src, t)
+        write(src, t, df[df.HADM_ID != h])
+    c = load(src, tmp_path)
+    assert int(h) in set(c.admissions.hadm_id)
+    assert int(h) not in set(c.codes.hadm_id)
+    assert c.report["info"]["admissions_without_codes"].startswith("1 admission(s) have no code")
+
+
+def test_codes_missing_from_dictionary_keep_code_as_text(src, tmp_path):
+    dx = read(src, "DIAGNOSES_ICD")
+    extra = dx.iloc[[0]].assign(ROW_ID="99993", SEQ_NUM="99", ICD9_CODE="ZZ123")
+    write(src, "DIAGNOSES_ICD", pd.concat([dx, extra]))
+    c = load(src, tmp_path)
+    texts = dict(zip(c.code_texts.code_id, c.code_texts.text))
+    assert texts["dx9:ZZ123"] == "ZZ123"
+    assert "1 distinct diagnosis code(s)" in c.report["info"]["diagnosis_codes_missing_from_dictionary"]
+
+
+def test_empty_noteevents(src, tmp_path):
+    header = (src / "NOTEEVENTS.csv").read_text(encoding="utf-8").split("\n", 1)[0]
+    (src / "NOTEEVENTS.csv").write_text(header + "\n", encoding="utf-8")
+    c = load(src, tmp_path)
+    assert len(c.notes) == 0 and c.report["read"]["NOTEEVENTS"] == 0
+    assert c.read_note_texts([]) == {}
+    assert list(c.iter_note_texts([])) == []
+
+
+def test_negative_and_zero_length_stays_are_skipped(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    adm.loc[0, "DISCHTIME"] = "2000-01-01 00:00:00"
+    adm.loc[1, "DISCHTIME"] = adm.loc[1, "ADMITTIME"]
+    write(src, "ADMISSIONS", adm)
+    c = load(src, tmp_path)
+    sk = c.report["skipped"]
+    assert sk["ADMISSIONS: negative stay (dischtime before admittime)"] == 1
+    assert sk["ADMISSIONS: zero-length stay (dischtime equals admittime)"] == 1
+    assert len(c.admissions) == len(adm) - 2
+    assert ((c.admissions.dischtime - c.admissions.admittime) > pd.Timedelta(0)).all()
+    assert sk["NOTEEVENTS: hadm_id not among kept admissions"] > 0
+
+
+def test_malformed_lines_and_bad_ids_are_counted(src, tmp_path):
+    with open(src / "PRESCRIPTIONS.csv", "a", encoding="utf-8") as fh:
+        fh.write("123,456\n")  # too few columns
+    pat = read(src, "PATIENTS")
+    write(src, "PATIENTS", pd.concat([pat, pat.iloc[[0]].assign(ROW_ID="99994", SUBJECT_ID="abc")]))
+    c = load(src, tmp_path)
+    sk = c.report["skipped"]
+    assert sk["PRESCRIPTIONS: unparseable CSV line (missing columns)"] == 1
+    assert sk["PATIENTS: subject_id missing or not an integer"] == 1
+    assert len(c.patients) == len(pat)
+
+
+def test_cli_errors_have_no_traceback(src, tmp_path, capsys):
+    (src / "ADMISSIONS.csv").unlink()
+    rc = main(["data", "info", "--data", f"mimic3:{src}", "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "ADMISSIONS.csv or ADMISSIONS.csv.gz" in err and "Traceback" not in err
+    rc = main(["data", "info", "--data", "synthetic:huge"])
+    assert rc == 1 and "unknown synthetic size" in capsys.readouterr().err

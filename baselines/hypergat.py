@@ -4,8 +4,9 @@ r"""HyperGAT (Ding et al., EMNLP 2020) on the EHR hypergraph: dual attention, fu
 learned context vector, then hyperedge→node GAT-style attention with target and source logits,
 both through :func:`mingle_bench.ops.segment_softmax_aggregate`), as in the original code the
 first with ELU and the last without activation; dropout between layers. A visit is a hyperedge,
-so the prediction reads the last layer's hyperedge representation ``f_e`` of each sample's index
-visit (the original classifies documents by pooling node states; here the targets are
+so a final node→hyperedge attention (:class:`~mingle_bench.models.layers.HyperGATEdgeAttention`)
+reads the last node states into each visit's representation, and a linear layer classifies the
+index visit (the original classifies documents by pooling node states; here the targets are
 hyperedges, as for MINGLE). Node inputs: the DeepWalk structural embedding, learnable.
 
 Shapes: ``X^(0) [V, d_s]`` -> ``f [E, hidden]`` -> logits ``[B, n_labels]``.
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mingle_bench.models.base import EHRModel, batch_indices
-from mingle_bench.models.layers import DeviceGraph, HyperGATLayer
+from mingle_bench.models.layers import DeviceGraph, HyperGATEdgeAttention, HyperGATLayer
 from mingle_bench.models.registry import register_model
 
 
@@ -62,6 +63,7 @@ class HyperGAT(EHRModel):
                           activation="elu" if l < L - 1 else "none", attn_dropout=float(hp["dropout"]))
             for l in range(L)
         )
+        self.readout = HyperGATEdgeAttention(d, d, float(hp["negative_slope"]), float(hp["dropout"]))
         self.out = nn.Linear(d, data.n_labels)
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
@@ -69,10 +71,9 @@ class HyperGAT(EHRModel):
         inc = self.graph(self.device)
         p = float(self.hparams["dropout"])
         h = F.dropout(self.x0, p, self.training)
-        f = None
-        for l, layer in enumerate(self.layers):
-            h, f = layer(h, inc.v2e, inc.e2v, self.hparams["impl"])
-            if l < len(self.layers) - 1:
-                h = F.dropout(h, p, self.training)
+        for layer in self.layers:
+            h, _ = layer(h, inc.v2e, inc.e2v, self.hparams["impl"])
+            h = F.dropout(h, p, self.training)
+        f = self.readout(h, inc.v2e, self.hparams["impl"])
         self.record_impl()
         return self.output(self.out(f.index_select(0, self.sample_edge[idx])), batch)

@@ -109,14 +109,42 @@ class PMA(nn.Module):
         return self.ln1(y + F.relu(self.rff(y)))
 
 
-class HyperGATLayer(nn.Module):
-    r"""One HyperGAT layer (Ding et al. 2020): dual node-level and edge-level attention.
-
-    Node → hyperedge, with a learned context vector :math:`c`:
+class HyperGATEdgeAttention(nn.Module):
+    r"""HyperGAT's node → hyperedge attention with a learned context vector :math:`c`.
 
     .. math:: \alpha_{jk} = \mathrm{softmax}_{k\in e_j}\ \mathrm{LeakyReLU}
                   \big(a_1^\top [\,c\ ;\ W_2 h_k\,]\big),\qquad
-              f_j = \sigma\Big(\textstyle\sum_{k\in e_j}\alpha_{jk}\, W_1 h_k\Big)
+              f_j = \textstyle\sum_{k\in e_j}\alpha_{jk}\, W_1 h_k
+
+    :math:`a_1^\top[c; u]` splits into a per-segment constant (passed as ``dst_logits``) and a
+    per-source logit, so this is one :func:`segment_softmax_aggregate` call. Attention dropout
+    is applied to the source logits. Shapes: ``h [N, in_dim]`` -> ``f [E, out_dim]`` (before the
+    activation, which the caller applies).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, negative_slope: float = 0.2, attn_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(in_dim, out_dim, bias=False)
+        self.w2 = nn.Linear(in_dim, out_dim, bias=False)
+        self.context = nn.Parameter(torch.empty(1, out_dim))
+        self.a1_ctx = nn.Parameter(torch.empty(out_dim))
+        self.a1_src = nn.Parameter(torch.empty(out_dim))
+        for p in (self.context, self.a1_ctx, self.a1_src):
+            nn.init.uniform_(p, -out_dim ** -0.5, out_dim ** -0.5)
+        self.negative_slope, self.attn_dropout = negative_slope, attn_dropout
+
+    def forward(self, h: Tensor, v2e, impl: str = "auto", h2: Tensor | None = None) -> Tensor:
+        h2 = self.w2(h) if h2 is None else h2
+        src = F.dropout((h2 @ self.a1_src).unsqueeze(1), self.attn_dropout, self.training)   # [N, 1]
+        ctx = (self.context @ self.a1_ctx).expand(v2e.num_segments).unsqueeze(1)          # [E, 1]
+        return v2e.softmax_aggregate(src, self.w1(h).unsqueeze(1), ctx, self.negative_slope, impl).squeeze(1)
+
+
+class HyperGATLayer(nn.Module):
+    r"""One HyperGAT layer (Ding et al. 2020): dual node-level and edge-level attention.
+
+    Node → hyperedge (:class:`HyperGATEdgeAttention`):
+    :math:`f_j = \sigma\big(\sum_{k\in e_j}\alpha_{jk} W_1 h_k\big)`.
 
     Hyperedge → node, GAT-style with target and source terms:
 
@@ -124,11 +152,10 @@ class HyperGATLayer(nn.Module):
                   \big(a_2^\top [\,W_2 h_i\ ;\ W_3 f_j\,]\big),\qquad
               h_i' = \sigma\Big(\textstyle\sum_{j\ni i}\beta_{ij}\, W_3 f_j\Big)
 
-    :math:`a^\top[u;v]` splits into a target logit and a source logit, so both steps are one
-    :func:`segment_softmax_aggregate` call each (the second with ``dst_logits``). The context
-    term :math:`a_{1,c}^\top c` is a per-segment constant passed as ``dst_logits``.
-    ``activation`` is ``"elu"`` (the original's first layer) or ``"none"`` (its second layer).
-    Attention dropout is applied to the source logits (the original drops attention logits).
+    :math:`a_2^\top[u;v]` splits into a target logit (``dst_logits``, per node) and a source
+    logit (per hyperedge), so the step is one :func:`segment_softmax_aggregate` call.
+    ``activation`` :math:`\sigma` is ``"elu"`` (the original's first layer) or ``"none"`` (its
+    second layer).
 
     Shapes: ``h [N_nodes, in_dim]`` -> ``(h' [N_nodes, out_dim], f [N_edges, out_dim])``.
     """
@@ -138,15 +165,11 @@ class HyperGATLayer(nn.Module):
         super().__init__()
         if activation not in ("elu", "none"):
             raise ValueError(f"HyperGATLayer activation must be elu|none, got {activation!r}")
-        self.w1 = nn.Linear(in_dim, out_dim, bias=False)
-        self.w2 = nn.Linear(in_dim, out_dim, bias=False)
+        self.node_to_edge = HyperGATEdgeAttention(in_dim, out_dim, negative_slope, attn_dropout)
         self.w3 = nn.Linear(out_dim, out_dim, bias=False)
-        self.context = nn.Parameter(torch.empty(1, out_dim))
-        self.a1_ctx = nn.Parameter(torch.empty(out_dim))
-        self.a1_src = nn.Parameter(torch.empty(out_dim))
         self.a2_dst = nn.Parameter(torch.empty(out_dim))
         self.a2_src = nn.Parameter(torch.empty(out_dim))
-        for p in (self.context, self.a1_ctx, self.a1_src, self.a2_dst, self.a2_src):
+        for p in (self.a2_dst, self.a2_src):
             nn.init.uniform_(p, -out_dim ** -0.5, out_dim ** -0.5)
         self.negative_slope, self.activation, self.attn_dropout = negative_slope, activation, attn_dropout
 
@@ -154,18 +177,12 @@ class HyperGATLayer(nn.Module):
         return F.elu(x) if self.activation == "elu" else x
 
     def forward(self, h: Tensor, v2e, e2v, impl: str = "auto") -> tuple[Tensor, Tensor]:
-        n_edges = v2e.num_segments
-        h2 = self.w2(h)                                                   # [N, d]
-        # node -> hyperedge
-        src = F.dropout((h2 @ self.a1_src).unsqueeze(1), self.attn_dropout, self.training)   # [N, 1]
-        ctx = (self.context @ self.a1_ctx).expand(n_edges).unsqueeze(1)   # [E, 1]
-        f = v2e.softmax_aggregate(src, self.w1(h).unsqueeze(1), ctx, self.negative_slope, impl).squeeze(1)
-        f = self._act(f)                                                  # [E, d]
-        # hyperedge -> node
+        h2 = self.node_to_edge.w2(h)                                      # [N, d]
+        f = self._act(self.node_to_edge(h, v2e, impl, h2=h2))             # [E, d]
         f3 = self.w3(f)                                                   # [E, d]
-        src2 = F.dropout((f3 @ self.a2_src).unsqueeze(1), self.attn_dropout, self.training)  # [E, 1]
-        dst2 = (h2 @ self.a2_dst).unsqueeze(1)                            # [N, 1]
-        out = e2v.softmax_aggregate(src2, f3.unsqueeze(1), dst2, self.negative_slope, impl).squeeze(1)
+        src = F.dropout((f3 @ self.a2_src).unsqueeze(1), self.attn_dropout, self.training)  # [E, 1]
+        dst = (h2 @ self.a2_dst).unsqueeze(1)                             # [N, 1]
+        out = e2v.softmax_aggregate(src, f3.unsqueeze(1), dst, self.negative_slope, impl).squeeze(1)
         return self._act(out), f
 
 

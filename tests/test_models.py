@@ -1,0 +1,312 @@
+"""Every registered model: shapes, overfitting, determinism, gradient flow; layer oracles."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mingle_bench.models import get_model, list_models
+from mingle_bench.models.toy import make_toy_task_data
+
+EXPECTED = {"mingle", "mingle-no-concept", "mingle-no-notes", "hypehr", "mingle-no-structural",
+            "mingle-gated", "mingle-sum", "retain", "gram", "hypergat", "logreg", "note-mlp", "transformer"}
+ALL = list_models()
+SMALL = {  # tiny widths keep the suite fast; the defaults are exercised in test_default_hparams_build
+    "mingle": {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8},
+    "hypergat": {"hidden": 16}, "retain": {"emb_dim": 16, "alpha_hidden": 16, "beta_hidden": 16},
+    "gram": {"emb_dim": 16, "rnn_hidden": 16, "attn_dim": 16}, "note-mlp": {"hidden": 16},
+    "transformer": {"emb_dim": 16, "heads": 2, "ff_dim": 32, "layers": 1}, "logreg": {},
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is much faster than contended thread pools."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_hparams(name: str) -> dict:
+    cls = get_model(name)
+    base = "mingle" if "mingle" in name or name == "hypehr" else name
+    return {k: v for k, v in SMALL[base].items() if k in cls.default_hparams}
+
+
+@pytest.fixture(scope="module")
+def toy_binary():
+    return make_toy_task_data(n_samples=40, n_labels=1, n_nodes=24, seed=1)
+
+
+@pytest.fixture(scope="module")
+def toy_multi():
+    return make_toy_task_data(n_samples=40, n_labels=25, n_nodes=24, seed=2)
+
+
+def build(name, data, seed=0, **extra):
+    torch.manual_seed(seed)
+    model = get_model(name)(data, **{**small_hparams(name), **extra})
+    if getattr(model, "sklearn", False):
+        model.fit_sklearn(data.split_idx["train"])
+    return model
+
+
+def test_registry_has_every_model():
+    assert EXPECTED <= set(ALL)
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        get_model("nope")
+
+
+def test_variants_fix_their_switches():
+    assert get_model("hypehr").default_hparams["use_notes"] is False
+    assert get_model("mingle-sum").default_hparams["fusion"] == "sum"
+    with pytest.raises(ValueError, match="fixes use_notes"):
+        get_model("mingle-no-notes").resolve_hparams({"use_notes": True})
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        get_model("mingle").resolve_hparams({"hiden": 3})
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_search_space_is_valid(name):
+    import optuna
+
+    cls = get_model(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    space = cls.search_space(trial)
+    assert set(space) <= set(cls.default_hparams) | {"lr", "weight_decay", "batch_size"}
+    assert not set(space) & set(cls.variant_overrides)
+    cls.resolve_hparams(space)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("which", ["binary", "multi"])
+def test_output_shapes(name, which, toy_binary, toy_multi):
+    data = toy_binary if which == "binary" else toy_multi
+    model = build(name, data)
+    idx = data.split_idx["val"]
+    out = model({"idx": idx, "labels": data.labels[idx]})
+    assert out["logits"].shape == (idx.numel(), data.n_labels)
+    assert out["loss"].dim() == 0 and math.isfinite(out["loss"].item())
+    assert "loss" not in model({"idx": idx})
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_deterministic_under_seed(name, toy_binary):
+    idx = toy_binary.split_idx["train"]
+    outs = []
+    for _ in range(2):
+        model = build(name, toy_binary, seed=3)
+        model.train()
+        torch.manual_seed(5)
+        outs.append(model({"idx": idx})["logits"].detach())
+    assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gradients_reach_every_parameter(name, toy_multi):
+    model = build(name, toy_multi)
+    if getattr(model, "sklearn", False):
+        pytest.skip("scikit-learn model: no gradient parameters")
+    model.train()
+    idx = toy_multi.split_idx["train"]
+    model({"idx": idx, "labels": toy_multi.labels[idx]})["loss"].backward()
+    dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert not dead, f"no gradient reaches {dead}"
+
+
+@pytest.fixture(scope="module")
+def toy_overfit():
+    return make_toy_task_data(n_samples=30, n_labels=2, n_nodes=24, note_fraction=1.0, seed=4)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_overfits_tiny_task(name, toy_overfit):
+    data = toy_overfit
+    idx = data.split_idx["train"]
+    batch = {"idx": idx, "labels": data.labels[idx]}
+    cls = get_model(name)
+    extra = {k: 0.0 for k in cls.default_hparams if "dropout" in k}  # memorising, not generalising
+    if name == "logreg":
+        extra["C"] = 1e3
+    if name == "logreg":
+        start = math.log(2.0)   # the untrained (all-zero) logistic model
+        model = build(name, data, **extra)
+    else:
+        model = build(name, data, **extra)
+        model.eval()
+        with torch.no_grad():
+            start = float(model(batch)["loss"])
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(150):
+            model.train()
+            loss = model(batch)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # as the trainer does
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        end = float(model(batch)["loss"])
+    assert end < 0.3 * start, f"{name}: train loss {start:.3f} -> {end:.3f}"
+
+
+def test_default_hparams_build(toy_binary):
+    for name in ALL:
+        model = get_model(name)(toy_binary)
+        assert model.n_params() > 0
+
+
+def test_pma_matches_dense_oracle():
+    """PMA pooling equals a per-segment loop with softmax over LeakyReLU scores."""
+    from mingle_bench.incidence import Incidence
+    from mingle_bench.models.layers import PMA
+
+    torch.manual_seed(0)
+    node = torch.tensor([0, 1, 2, 1, 3, 0, 2, 3])
+    edge = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    inc = Incidence.from_pairs(node, edge, 5, 4)          # node 4 and edge 3 are empty
+    pma = PMA(6, 8, heads=2, mlp_layers=1)
+    x = torch.randn(5, 6)
+    out = pma(x, inc.v2e, impl="reference")
+    keys = pma.w_k(x).view(5, 2, 4)
+    vals = pma.w_v(x).view(5, 2, 4)
+    score = torch.nn.functional.leaky_relu((keys * pma.seed).sum(-1), 0.2)
+    for e in range(4):
+        members = node[edge == e]
+        pooled = torch.zeros(2, 4)
+        if members.numel():
+            a = torch.softmax(score[members], dim=0)       # [m, H]
+            pooled = (a.unsqueeze(-1) * vals[members]).sum(0)
+        y = pma.ln0(pooled.reshape(-1) + pma.seed.reshape(-1))
+        want = pma.ln1(y + torch.relu(pma.rff(y)))
+        torch.testing.assert_close(out[e], want, rtol=1e-5, atol=1e-5)
+
+
+def test_pairnorm_centres_and_scales():
+    from mingle_bench.models.layers import PairNorm
+
+    x = torch.randn(50, 7) * 3 + 5
+    y = PairNorm()(x)
+    torch.testing.assert_close(y.mean(0), torch.zeros(7), atol=1e-5, rtol=0)
+    assert abs(float(y.pow(2).sum(1).mean()) - 1.0) < 1e-3
+
+
+def test_hypergat_layer_matches_dense_oracle():
+    from mingle_bench.incidence import Incidence
+    from mingle_bench.models.layers import HyperGATLayer
+
+    torch.manual_seed(1)
+    node = torch.tensor([0, 1, 2, 1, 3, 0, 3])
+    edge = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    inc = Incidence.from_pairs(node, edge, 4, 3)
+    layer = HyperGATLayer(5, 6, activation="none").eval()
+    h = torch.randn(4, 5)
+    h_new, f = layer(h, inc.v2e, inc.e2v, impl="reference")
+    n2e = layer.node_to_edge
+    h2 = n2e.w2(h)
+    lrelu = lambda t: torch.nn.functional.leaky_relu(t, 0.2)  # noqa: E731
+    ctx = (n2e.context @ n2e.a1_ctx).squeeze()
+    f_want = torch.stack([
+        (torch.softmax(lrelu(ctx + h2[node[edge == e]] @ n2e.a1_src), 0).unsqueeze(1) * n2e.w1(h)[node[edge == e]]).sum(0)
+        for e in range(3)])
+    torch.testing.assert_close(f, f_want, rtol=1e-5, atol=1e-6)
+    f3 = layer.w3(f)
+    h_want = torch.stack([
+        (torch.softmax(lrelu(h2[v] @ layer.a2_dst + f3[edge[node == v]] @ layer.a2_src), 0).unsqueeze(1)
+         * f3[edge[node == v]]).sum(0)
+        for v in range(4)])
+    torch.testing.assert_close(h_new, h_want, rtol=1e-5, atol=1e-6)
+
+
+def test_retain_alpha_sums_to_one_over_visits(toy_binary):
+    model = build("retain", toy_binary).eval()
+    idx = torch.arange(toy_binary.n_samples)
+    with torch.no_grad():
+        att = model.attention(idx)
+    lengths = toy_binary.seq_visit_indptr[idx + 1] - toy_binary.seq_visit_indptr[idx]
+    assert int(lengths.max()) > 1, "toy data should have multi-visit samples"
+    torch.testing.assert_close(att["alpha"].sum(1), torch.ones(idx.numel()))
+    assert bool((att["alpha"][~att["mask"]] == 0).all())
+    assert bool((att["beta"].abs() <= 1).all())
+
+
+def test_retain_reads_visits_in_reverse_time(toy_binary):
+    """Swapping the order of a sample's earlier visits changes its prediction (order matters)."""
+    import copy
+
+    data = copy.copy(toy_binary)
+    lengths = data.seq_visit_indptr[1:] - data.seq_visit_indptr[:-1]
+    s = int((lengths >= 3).nonzero()[0, 0])
+    a = int(data.seq_visit_indptr[s])
+    seq = data.seq_visits.clone()
+    seq[a], seq[a + 1] = seq[a + 1].clone(), seq[a].clone()
+    data.seq_visits = seq
+    m1, m2 = build("retain", toy_binary).eval(), build("retain", data).eval()
+    with torch.no_grad():
+        y1, y2 = m1({"idx": torch.tensor([s])})["logits"], m2({"idx": torch.tensor([s])})["logits"]
+    assert not torch.allclose(y1, y2)
+
+
+def test_gram_ancestor_attention_sums_to_one(toy_binary):
+    model = build("gram", toy_binary).eval()
+    with torch.no_grad():
+        alpha, indptr = model.ancestor_attention()
+        g = model.code_embeddings()
+    seg = torch.repeat_interleave(torch.arange(indptr.numel() - 1), indptr[1:] - indptr[:-1])
+    sums = torch.zeros(indptr.numel() - 1).index_add_(0, seg, alpha)
+    torch.testing.assert_close(sums, torch.ones_like(sums))
+    assert bool((alpha > 0).all())
+    # the code embeddings are exactly those weights applied to self + ancestor embeddings
+    want = torch.zeros_like(g).index_add_(0, seg, alpha.unsqueeze(1) * model.emb[model.pair_member])
+    torch.testing.assert_close(g, want, rtol=1e-5, atol=1e-6)
+
+
+def test_gram_icd9_ontology():
+    from mingle_bench.baselines.ontology import build_ontology
+
+    onto = build_ontology(["dx9:4019", "rx:heparin", "px9:3893", "dx10:I509"])
+    assert onto.ancestors[0] == ["icd9:401", "icd9:401-405", "icd9:390-459", "root:diagnosis", "root"]
+    assert onto.ancestors[1] == ["root:medication", "root"]          # one-level for non-diagnosis
+    assert onto.ancestors[2] == ["root:procedure", "root"]
+    assert onto.ancestors[3] == ["icd10:I50", "icd10:I", "root:diagnosis", "root"]
+    assert onto.report["dx_found"] == 1 and onto.report["one_level"] == 2
+
+
+@pytest.mark.shared_data
+def test_gram_ccs_ontology(ccs_dir, toy_binary):
+    from mingle_bench.baselines.ontology import build_ontology
+
+    path = ccs_dir / "ccs_multi_dx_tool_2015.csv"
+    onto = build_ontology(["dx9:4019", "dx9:42731", "rx:heparin"], path)
+    assert onto.ancestors[0] == ["ccs:7.1.1", "ccs:7.1", "ccs:7", "root:diagnosis", "root"]
+    assert onto.ancestors[1][-3:] == ["ccs:7", "root:diagnosis", "root"]
+    model = build("gram", toy_binary, ccs_path=str(path))
+    assert model.ontology_report["source"] == "ccs"
+
+
+def test_gram_bad_ccs_path(toy_binary, tmp_path):
+    with pytest.raises(FileNotFoundError, match="CCS multi-level tool not found"):
+        build("gram", toy_binary, ccs_path=str(tmp_path / "missing.csv"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a CCS multi-level tool"):
+        build("gram", toy_binary, ccs_path=str(bad))
+
+
+def test_note_mlp_needs_notes():
+    data = make_toy_task_data(n_samples=20, with_notes=False)
+    with pytest.raises(ValueError, match="visit_note_emb"):
+        get_model("note-mlp")(data)
+    assert get_model("note-mlp").missing_inputs(data) == ["visit_note_emb"]
+
+
+@pytest.mark.parametrize("name", ["mingle", "hypehr", "hypergat", "retain", "gram", "transformer", "logreg"])
+def test_models_run_without_semantics(name):
+    """No concept or note embeddings at all (e.g. --encoder none, or MIMIC demo without notes)."""
+    data = make_toy_task_data(n_samples=20, n_labels=2, with_concepts=False, with_notes=False)
+    model = build(name, data)
+    out = model({"idx": data.split_idx["val"], "labels": data.labels[data.split_idx["val"]]})
+    assert torch.isfinite(out["logits"]).all()

@@ -133,7 +133,9 @@ def best_rows(rows: list[dict], metric: str) -> set[str]:
 
 def latex_escape(text: str) -> str:
     repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+            "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "≈": r"$\approx$", "–": "--", "≤": r"$\le$",
+            "×": r"$\times$", "≥": r"$\ge$"}
     return "".join(repl.get(c, c) for c in str(text))
 
 
@@ -232,7 +234,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                  "", metric_table(rows, METRIC_NAMES, "md", extra_cols=[("impl", "impl"), ("device", "device")])]
         lines += comparison_lines(comp, "md")
         return "\n".join(lines) + "\n"
-    caption = (f"{task} on {prov['data']}: mean $\\pm$ std over seeds, in \\%. "
+    caption = (f"{latex_escape(task)} on {latex_escape(prov['data'])}: mean $\\pm$ std over seeds, in \\%. "
                f"Command: \\texttt{{{latex_escape(prov['command'])}}}. Machine: {latex_escape(prov['machine'])}.")
     lines = [f"% {task} on {prov['data']}", f"% command: {prov['command']}", f"% machine: {prov['machine']}",
              r"\begin{table}[t]", r"\centering", r"\small",

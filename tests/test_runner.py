@@ -24,7 +24,8 @@ from mingle_bench import runner
 from mingle_bench.cli import main as cli_main
 
 TESTS_DIR = Path(__file__).resolve().parent
-FAKE_MODELS = {"mingle": 1.6, "hypehr": 1.2, "retain": 1.0, "mingle-no-notes": 1.3}
+FAKE_MODELS = {"mingle": 1.6, "hypehr": 1.2, "retain": 1.0, "gram": 0.9, "hypergat": 1.1, "mingle-no-notes": 1.3,
+               "mingle-no-concept": 1.4}
 
 
 @dataclass

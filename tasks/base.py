@@ -134,18 +134,29 @@ def _lists_by_admission(df: pd.DataFrame, value: str, hadm_ids: Sequence[int]) -
     return {int(h): [v.item() if hasattr(v, "item") else v for v in grouped.get(h, [])] for h in hadm_ids}
 
 
+def _other_patient(rows: pd.DataFrame, patient_of: pd.Series | None) -> pd.Series:
+    """Rows whose ``patient_id`` differs from their admission's patient (inconsistent links)."""
+    if patient_of is None or not len(rows):
+        return pd.Series(False, index=rows.index)
+    owner = patient_of.reindex(rows["hadm_id"].to_numpy()).to_numpy()
+    return pd.Series(owner != rows["patient_id"].to_numpy(), index=rows.index)
+
+
 def select_input_codes(
-    codes: pd.DataFrame, window_end: pd.Series, code_types: Sequence[str]
+    codes: pd.DataFrame, window_end: pd.Series, code_types: Sequence[str], patient_of: pd.Series | None = None
 ) -> tuple[dict[int, list[str]], dict[str, int]]:
     """Per admission, the input ``code_id`` s: allowed type, available by the window end.
 
-    ``window_end`` is indexed by ``hadm_id``. Order: by code type (in :data:`CODE_TYPES` order),
-    ``seq_num``, time, then ``code_id``; duplicates keep the first. Returns the mapping and
-    counts of code events dropped, by reason.
+    ``window_end`` (and ``patient_of``, the patient of each admission) are indexed by
+    ``hadm_id``. Order: by code type (in :data:`CODE_TYPES` order), ``seq_num``, time, then
+    ``code_id``; duplicates keep the first. Returns the mapping and counts of code events
+    dropped, by reason (a code whose ``patient_id`` is not its admission's is dropped).
     """
     type_rank = {t: i for i, t in enumerate(CODE_TYPES)}
     c = codes.loc[codes["hadm_id"].isin(window_end.index)]
     n_other_adm = len(codes) - len(c)
+    mismatch = _other_patient(c, patient_of)
+    c = c.loc[~mismatch.to_numpy()]
     typed = c["code_type"].isin(list(code_types))
     c = c.loc[typed]
     avail = code_available_time(c["time"])
@@ -156,20 +167,25 @@ def select_input_codes(
     kept = kept.drop_duplicates(["hadm_id", "code_id"])
     counts = {
         "code_events_unknown_admission": int(n_other_adm),
+        "code_events_patient_mismatch": int(mismatch.sum()),
         "code_events_other_type": int((~typed).sum()),
         "code_events_after_window": int(late.sum()),
     }
     return _lists_by_admission(kept, "code_id", list(window_end.index)), counts
 
 
-def select_input_notes(notes: pd.DataFrame, window_end: pd.Series) -> tuple[dict[int, list[int]], dict[str, int]]:
+def select_input_notes(notes: pd.DataFrame, window_end: pd.Series,
+                       patient_of: pd.Series | None = None) -> tuple[dict[int, list[int]], dict[str, int]]:
     """Per admission, the input ``note_id`` s: linked to it, not a discharge summary,
-    charted at or before its window end. Returns the mapping and counts dropped, by reason."""
+    charted at or before its window end, written for the admission's own patient. Returns the
+    mapping and counts dropped, by reason."""
     linked = notes["hadm_id"].notna()
     n = notes.loc[linked]
     n = n.assign(hadm_id=n["hadm_id"].astype("int64"))
     known = n["hadm_id"].isin(window_end.index)
     n = n.loc[known]
+    mismatch = _other_patient(n, patient_of)
+    n = n.loc[~mismatch.to_numpy()]
     discharge = is_discharge_note(n["category"])
     avail = note_available_time(n)
     end = _window_of(window_end, n["hadm_id"])
@@ -180,6 +196,7 @@ def select_input_notes(notes: pd.DataFrame, window_end: pd.Series) -> tuple[dict
     counts = {
         "notes_unlinked": int((~linked).sum()),
         "notes_unknown_admission": int((~known).sum()),
+        "notes_patient_mismatch": int(mismatch.sum()),
         "notes_discharge_summary": int(discharge.sum()),
         "notes_after_window": int((late & ~discharge).sum()),
         "notes_undated": int((undated & ~discharge).sum()),
@@ -294,8 +311,9 @@ class Task:
         if len(frame) and (pd.isna(index_end) | (index_end > frame["prediction_time"].to_numpy())).any():
             raise AssertionError(f"task {self.name}: an index admission's input window ends after its prediction time")
 
-        input_codes, code_counts = select_input_codes(cohort.codes, window, self.code_types)
-        input_notes, note_counts = select_input_notes(cohort.notes, window)
+        patient_of = pd.Series(adm["patient_id"].to_numpy(), index=adm["hadm_id"].to_numpy())
+        input_codes, code_counts = select_input_codes(cohort.codes, window, self.code_types, patient_of)
+        input_notes, note_counts = select_input_notes(cohort.notes, window, patient_of)
         history, dropped_hist = build_history(adm, frame)
 
         report = {

@@ -208,3 +208,20 @@ def test_admission_without_discharge_time_shows_no_timed_inputs(tmp_path):
     assert ts.report["excluded"]["no discharge time"] == 1
     early = get_task("mortality").build(cohort)
     assert nid in early.input_note_ids[2]  # admit + 48 h still bounds an open stay
+
+
+def test_inputs_linked_to_another_patients_admission_are_dropped(tmp_path):
+    b = CohortBuilder()
+    p, q = b.patient(dob="2040-01-01"), b.patient(dob="2040-01-01")
+    h = b.admission(p, "2100-01-01 10:00", "2100-01-05 10:00", hadm_id=1)
+    b.admission(q, "2100-01-01 10:00", "2100-01-05 10:00", hadm_id=2)
+    b.code(h, "diagnosis", "4019", seq_num=1)
+    own = b.note(h, "own note", charttime="2100-01-01 12:00")
+    b.note(h, "someone else's note", charttime="2100-01-01 12:00", patient_id=q)
+    cohort = b.build(tmp_path)
+    cohort.codes = pd.concat([cohort.codes, cohort.codes.assign(patient_id=q, code_id="dx9:4280", code="4280")],
+                             ignore_index=True)
+    ts = get_task("readmission").build(cohort)
+    assert ts.input_note_ids[1] == [own] and ts.input_codes[1] == ["dx9:4019"]
+    assert ts.report["inputs"]["notes_patient_mismatch"] == 1
+    assert ts.report["inputs"]["code_events_patient_mismatch"] == 1

@@ -243,7 +243,7 @@ class Task:
     Args:
         code_types: the code types used as inputs (default: all of :data:`CODE_TYPES`).
         min_age: admissions of patients younger than this (years at admission) are excluded;
-            ``None`` keeps every age. Tasks set their own default.
+            ``None`` keeps every age; ``"default"`` uses the task's ``default_min_age``.
     """
 
     name: ClassVar[str] = ""

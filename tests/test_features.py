@@ -1,8 +1,6 @@
 """build_task_data: views agree with the task's inputs, train-only fitting, determinism."""
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 

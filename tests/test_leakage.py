@@ -116,7 +116,6 @@ def test_canaries_through_the_mimic3_loader(tmp_path, monkeypatch, capsys):
     adm = adm.loc[adm["DISCHTIME"] - adm["ADMITTIME"] > pd.Timedelta(hours=72)].head(25)
     notes = pd.read_csv(folder / "NOTEEVENTS.csv", usecols=["ROW_ID"])
     row_id = int(notes["ROW_ID"].max()) + 1
-    fmt = "%Y-%m-%d %H:%M:%S"
     lines = []
     for _, a in adm.iterrows():
         admit, disch = a["ADMITTIME"], a["DISCHTIME"]

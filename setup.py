@@ -33,6 +33,7 @@ def _extensions():
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
     sources += sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cxx = ["-O0", "-g"] if debug else ["-O3"]
+    cxx += ["-Wno-unknown-pragmas"]  # ATen vector headers use `#pragma unroll`
     cxx += ["-std=c++17", "-fopenmp"] if "OpenMP" in torch.__config__.parallel_info() else ["-std=c++17"]
     extra = {"cxx": cxx}
     macros = []

@@ -1,0 +1,358 @@
+// Per-range CPU kernels of the mingle segment ops, written once and compiled per instruction
+// set: kernels_base.cpp (baseline flags) and kernels_avx2.cpp (AVX2+FMA, picked at run time).
+// Included inside `namespace mingle::MINGLE_ISA` after <ATen/cpu/vec/vec.h>; takes raw pointers
+// to contiguous, already validated tensors and one range of segments (or sources).
+//
+// Notation: segment s owns entries indptr[s]..indptr[s+1]-1, entry i reads source row
+// indices[i]; the transpose lists, for source n, entries t_indptr[n]..t_indptr[n+1]-1 with
+// segment t_indices[j] (and entry position t_perm[j]).
+
+using at::vec::Vectorized;
+
+// Prefetch every cache line of a row of `bytes` bytes (rows are gathered at random).
+inline void prefetch_row(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
+template <typename T>
+inline void vec_zero(T* y, int64_t n) {
+  std::memset(y, 0, sizeof(T) * n);
+}
+
+// y[0:n] += a * x[0:n]
+template <typename T>
+inline void vec_axpy(T* __restrict y, const T* __restrict x, T a, int64_t n) {
+  using V = Vectorized<T>;
+  const V va(a);
+  int64_t d = 0;
+  for (; d + V::size() <= n; d += V::size()) {
+    V r = V::loadu(y + d);
+    r = at::vec::fmadd(va, V::loadu(x + d), r);
+    r.store(y + d);
+  }
+  for (; d < n; ++d) y[d] += a * x[d];
+}
+
+// sum_d x[d] * y[d]
+template <typename T>
+inline T vec_dot(const T* __restrict x, const T* __restrict y, int64_t n) {
+  using V = Vectorized<T>;
+  V acc(T(0));
+  int64_t d = 0;
+  for (; d + V::size() <= n; d += V::size()) acc = at::vec::fmadd(V::loadu(x + d), V::loadu(y + d), acc);
+  T buf[V::size()];
+  acc.store(buf);
+  T s = 0;
+  for (int64_t k = 0; k < V::size(); ++k) s += buf[k];
+  for (; d < n; ++d) s += x[d] * y[d];
+  return s;
+}
+
+// x[0:n] = exp(x[0:n]) in place, vectorised (ATen Vectorized; Sleef / polynomial under AVX2)
+template <typename T>
+inline void vec_exp_inplace(T* x, int64_t n) {
+  using V = Vectorized<T>;
+  int64_t d = 0;
+  for (; d + V::size() <= n; d += V::size()) V::loadu(x + d).exp().store(x + d);
+  if (d < n) V::loadu(x + d, n - d).exp().store(x + d, n - d);
+}
+
+// In place over n contiguous logits: da[k] = (z[k] > 0 ? 1 : slope) when da is given, then
+// z[k] = leaky_relu(z[k]). Branch-free (vector blends): the sign of a logit is unpredictable.
+template <typename T>
+inline void vec_leaky(T* z, T* da, T slope, int64_t n) {
+  using V = Vectorized<T>;
+  const V zero(T(0)), one(T(1)), vs(slope);
+  int64_t k = 0;
+  for (; k + V::size() <= n; k += V::size()) {
+    const V x = V::loadu(z + k);
+    const V pos = x > zero;
+    if (da) V::blendv(vs, one, pos).store(da + k);
+    V::blendv(x * vs, x, pos).store(z + k);
+  }
+  for (; k < n; ++k) {
+    const T f = z[k] > T(0) ? T(1) : slope;
+    if (da) da[k] = f;
+    z[k] *= f;
+  }
+}
+
+// z[i*H + h] = src[indices[i]*H + h] (+ dst[h]) for i in [0, len): all heads of a row per read.
+template <typename T>
+inline void gather_logits(T* __restrict z, const T* __restrict src, const int64_t* __restrict idx,
+                          const T* __restrict dst, int64_t len, int64_t H) {
+  for (int64_t i = 0; i < len; ++i) {
+    const T* sr = src + idx[i] * H;
+    T* zi = z + i * H;
+    if (dst)
+      for (int64_t h = 0; h < H; ++h) zi[h] = sr[h] + dst[h];
+    else
+      for (int64_t h = 0; h < H; ++h) zi[h] = sr[h];
+  }
+}
+
+// o[h*D + d] = sum_i w[i*H + h] * val[idx[i]*HD + h*D + d] for one segment (len entries).
+// Rows of the next segment (next_idx, next_len) are prefetched during the first pass.
+// Accumulators stay in registers: per head, blocks of 4 vectors over D, entries innermost;
+// each output element is written once. The segment's value rows stay in L1 across heads.
+template <typename T>
+inline void weighted_row_sum(T* __restrict o, const T* __restrict val, const int64_t* __restrict idx,
+                             const T* __restrict w, int64_t len, int64_t H, int64_t D,
+                             const int64_t* next_idx, int64_t next_len) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  constexpr int64_t B = 4 * L;
+  const int64_t HD = H * D;
+  for (int64_t h = 0; h < H; ++h) {
+    const T* base = val + h * D;
+    int64_t d = 0;
+    for (; d + B <= D; d += B) {
+      V a0(T(0)), a1(T(0)), a2(T(0)), a3(T(0));
+      for (int64_t i = 0; i < len; ++i) {
+        if (h == 0 && d == 0 && i < next_len) prefetch_row(val + next_idx[i] * HD, HD * sizeof(T));
+        const T* r = base + idx[i] * HD + d;
+        const V wi(w[i * H + h]);
+        a0 = at::vec::fmadd(wi, V::loadu(r), a0);
+        a1 = at::vec::fmadd(wi, V::loadu(r + L), a1);
+        a2 = at::vec::fmadd(wi, V::loadu(r + 2 * L), a2);
+        a3 = at::vec::fmadd(wi, V::loadu(r + 3 * L), a3);
+      }
+      T* od = o + h * D + d;
+      a0.store(od);
+      a1.store(od + L);
+      a2.store(od + 2 * L);
+      a3.store(od + 3 * L);
+    }
+    for (; d + L <= D; d += L) {
+      V a0(T(0));
+      for (int64_t i = 0; i < len; ++i) {
+        if (h == 0 && d == 0 && i < next_len) prefetch_row(val + next_idx[i] * HD, HD * sizeof(T));
+        a0 = at::vec::fmadd(V(w[i * H + h]), V::loadu(base + idx[i] * HD + d), a0);
+      }
+      a0.store(o + h * D + d);
+    }
+    for (; d < D; ++d) {
+      T a = 0;
+      for (int64_t i = 0; i < len; ++i) a += w[i * H + h] * base[idx[i] * HD + d];
+      o[h * D + d] = a;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- softmax aggregate, forward
+// out [S,H,D], lse [S,H]; buf: scratch of >= max segment length * H.
+template <typename T>
+void ssa_forward_range(const T* src, const T* val, const int64_t* indptr, const int64_t* indices,
+                       const T* dst, T slope, int64_t H, int64_t D, int64_t begin, int64_t end,
+                       T* out, T* lse, std::vector<T>& buf) {
+  const int64_t HD = H * D;
+  constexpr int64_t kMaxH = 64;
+  T m[kMaxH], sum[kMaxH], inv[kMaxH];
+  for (int64_t s = begin; s < end; ++s) {
+    const int64_t lo = indptr[s], len = indptr[s + 1] - lo;
+    T* o = out + s * HD;
+    if (len == 0) {
+      vec_zero(o, HD);
+      for (int64_t h = 0; h < H; ++h) lse[s * H + h] = -std::numeric_limits<T>::infinity();
+      continue;
+    }
+    if (static_cast<int64_t>(buf.size()) < len * H) buf.resize(len * H);
+    T* z = buf.data();
+    gather_logits(z, src, indices + lo, dst ? dst + s * H : nullptr, len, H);
+    if (slope != T(1)) vec_leaky(z, static_cast<T*>(nullptr), slope, len * H);
+    for (int64_t h = 0; h < H; ++h) m[h] = -std::numeric_limits<T>::infinity();
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], z[i * H + h]);
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t h = 0; h < H; ++h) z[i * H + h] -= m[h];
+    vec_exp_inplace(z, len * H);
+    for (int64_t h = 0; h < H; ++h) sum[h] = 0;
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t h = 0; h < H; ++h) sum[h] += z[i * H + h];
+    for (int64_t h = 0; h < H; ++h) {
+      inv[h] = T(1) / sum[h];
+      lse[s * H + h] = m[h] + std::log(sum[h]);
+    }
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t h = 0; h < H; ++h) z[i * H + h] *= inv[h];
+    // the next segment's value rows are prefetched while this one is summed
+    const int64_t next_len = s + 1 < end ? indptr[s + 2] - indptr[s + 1] : 0;
+    weighted_row_sum(o, val, indices + lo, z, len, H, D, indices + lo + len, next_len);
+  }
+}
+
+// ---------------------------------------------------------------- softmax aggregate, backward
+// Pass 1 over segments: delta[s,h] = <g[s,h], out[s,h]>, and, with dst logits,
+// grad_dst[s,h] = sum_i p_i (<g[s,h], v_i,h> - delta[s,h]) act'(pre_i).
+template <typename T>
+void ssa_backward_segments(const T* g, const T* out, const T* lse, const T* src, const T* val,
+                           const int64_t* indptr, const int64_t* indices, const T* dst, T slope,
+                           int64_t H, int64_t D, int64_t begin, int64_t end, T* delta, T* gdst,
+                           std::vector<T>& buf) {
+  const int64_t HD = H * D;
+  constexpr int64_t kMaxH = 64;
+  T acc[kMaxH];
+  for (int64_t s = begin; s < end; ++s) {
+    const T* gs = g + s * HD;
+    T* del = delta + s * H;
+    for (int64_t h = 0; h < H; ++h) del[h] = vec_dot(gs + h * D, out + s * HD + h * D, D);
+    if (!dst) continue;
+    const int64_t lo = indptr[s], len = indptr[s + 1] - lo;
+    if (static_cast<int64_t>(buf.size()) < 2 * len * H) buf.resize(2 * len * H);
+    T* p = buf.data();
+    T* da = slope != T(1) ? p + len * H : nullptr;
+    const T* ls = lse + s * H;
+    gather_logits(p, src, indices + lo, dst + s * H, len, H);
+    if (da) vec_leaky(p, da, slope, len * H);
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t h = 0; h < H; ++h) p[i * H + h] -= ls[h];
+    vec_exp_inplace(p, len * H);
+    for (int64_t h = 0; h < H; ++h) acc[h] = 0;
+    for (int64_t i = 0; i < len; ++i) {
+      const T* vr = val + indices[lo + i] * HD;
+      for (int64_t h = 0; h < H; ++h) {
+        const T dz = p[i * H + h] * (vec_dot(gs + h * D, vr + h * D, D) - del[h]);
+        acc[h] += da ? dz * da[i * H + h] : dz;
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) gdst[s * H + h] = acc[h];
+  }
+}
+
+// Pass 2 over sources, walking the transpose: grad_src [N,H], grad_val [N,H,D].
+//   p_j = exp(leaky(src[n] + dst[s_j]) - lse[s_j])
+//   grad_src[n,h] = sum_j p_j (<g[s_j,h], v[n,h]> - delta[s_j,h]) act'_j
+//   grad_val[n,h] = sum_j p_j g[s_j,h]
+template <typename T>
+void ssa_backward_sources(const T* g, const T* lse, const T* delta, const T* src, const T* val,
+                          const int64_t* t_indptr, const int64_t* t_indices, const T* dst, T slope,
+                          int64_t H, int64_t D, int64_t begin, int64_t end, T* gsrc, T* gval,
+                          std::vector<T>& buf) {
+  const int64_t HD = H * D;
+  for (int64_t n = begin; n < end; ++n) {
+    const int64_t lo = t_indptr[n], len = t_indptr[n + 1] - lo;
+    T* gv = gval + n * HD;
+    vec_zero(gv, HD);
+    T* gsn = gsrc + n * H;
+    for (int64_t h = 0; h < H; ++h) gsn[h] = 0;
+    if (len == 0) continue;
+    if (static_cast<int64_t>(buf.size()) < 2 * len * H) buf.resize(2 * len * H);
+    T* p = buf.data();
+    T* da = slope != T(1) ? p + len * H : nullptr;
+    const T* sr = src + n * H;
+    const int64_t* segs = t_indices + lo;
+    for (int64_t j = 0; j < len; ++j) {
+      T* pj = p + j * H;
+      if (dst) {
+        const T* dr = dst + segs[j] * H;
+        for (int64_t h = 0; h < H; ++h) pj[h] = sr[h] + dr[h];
+      } else {
+        for (int64_t h = 0; h < H; ++h) pj[h] = sr[h];
+      }
+    }
+    if (da) vec_leaky(p, da, slope, len * H);
+    for (int64_t j = 0; j < len; ++j) {
+      const T* ls = lse + segs[j] * H;
+      for (int64_t h = 0; h < H; ++h) p[j * H + h] -= ls[h];
+    }
+    vec_exp_inplace(p, len * H);
+    const T* vn = val + n * HD;
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t s = segs[j];
+      const T* gs = g + s * HD;
+      const T* del = delta + s * H;
+      if (j + 4 < len) prefetch_row(g + segs[j + 4] * HD, HD * sizeof(T));
+      for (int64_t h = 0; h < H; ++h) {
+        const T pj = p[j * H + h];
+        const T dz = pj * (vec_dot(gs + h * D, vn + h * D, D) - del[h]);
+        gsn[h] += da ? dz * da[j * H + h] : dz;
+        vec_axpy(gv + h * D, gs + h * D, pj, D);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- segment aggregate
+// reduce: 0 sum, 1 mean, 2 max. out [S,D]; arg [S,D] entry position of the first maximum
+// (-1 for an empty segment), only for max.
+template <typename T>
+void sa_forward_range(const T* val, const int64_t* indptr, const int64_t* indices, const T* w,
+                      int reduce, int64_t D, int64_t begin, int64_t end, T* out, int64_t* arg) {
+  for (int64_t s = begin; s < end; ++s) {
+    const int64_t lo = indptr[s], hi = indptr[s + 1];
+    T* o = out + s * D;
+    vec_zero(o, D);
+    if (reduce == 2) {
+      int64_t* a = arg + s * D;
+      for (int64_t d = 0; d < D; ++d) a[d] = -1;
+      if (hi == lo) continue;
+      for (int64_t i = lo; i < hi; ++i) {
+        const T* vr = val + indices[i] * D;
+        const T wi = w ? w[i] : T(1);
+        for (int64_t d = 0; d < D; ++d) {
+          const T x = wi * vr[d];
+          if (a[d] < 0 || x > o[d]) {
+            o[d] = x;
+            a[d] = i;
+          }
+        }
+      }
+      continue;
+    }
+    for (int64_t i = lo; i < hi; ++i) vec_axpy(o, val + indices[i] * D, w ? w[i] : T(1), D);
+    if (reduce == 1 && hi > lo) {
+      const T inv = T(1) / static_cast<T>(hi - lo);
+      for (int64_t d = 0; d < D; ++d) o[d] *= inv;
+    }
+  }
+}
+
+// grad_val [N,D] over sources via the transpose.
+template <typename T>
+void sa_backward_sources(const T* g, const int64_t* arg, const int64_t* indptr, const int64_t* t_indptr,
+                         const int64_t* t_indices, const int64_t* t_perm, const T* w, int reduce,
+                         int64_t D, int64_t begin, int64_t end, T* gval) {
+  for (int64_t n = begin; n < end; ++n) {
+    T* gv = gval + n * D;
+    vec_zero(gv, D);
+    for (int64_t j = t_indptr[n]; j < t_indptr[n + 1]; ++j) {
+      const int64_t s = t_indices[j], pos = t_perm[j];
+      T scale = w ? w[pos] : T(1);
+      if (reduce == 2) {
+        const int64_t* a = arg + s * D;
+        const T* gs = g + s * D;
+        for (int64_t d = 0; d < D; ++d)
+          if (a[d] == pos) gv[d] += scale * gs[d];
+        continue;
+      }
+      if (reduce == 1) scale /= static_cast<T>(indptr[s + 1] - indptr[s]);
+      vec_axpy(gv, g + s * D, scale, D);
+    }
+  }
+}
+
+// grad_w [nnz] over segments.
+template <typename T>
+void sa_backward_weights(const T* g, const T* val, const int64_t* arg, const int64_t* indptr,
+                         const int64_t* indices, int reduce, int64_t D, int64_t begin, int64_t end,
+                         T* gw) {
+  for (int64_t s = begin; s < end; ++s) {
+    const int64_t lo = indptr[s], hi = indptr[s + 1];
+    const T* gs = g + s * D;
+    for (int64_t i = lo; i < hi; ++i) {
+      const T* vr = val + indices[i] * D;
+      if (reduce == 2) {
+        const int64_t* a = arg + s * D;
+        T acc = 0;
+        for (int64_t d = 0; d < D; ++d)
+          if (a[d] == i) acc += gs[d] * vr[d];
+        gw[i] = acc;
+      } else {
+        T acc = vec_dot(gs, vr, D);
+        if (reduce == 1) acc /= static_cast<T>(hi - lo);
+        gw[i] = acc;
+      }
+    }
+  }
+}

@@ -1,0 +1,57 @@
+// Schemas of the mingle ops and the Python module stub. The CPU and CUDA kernels register
+// their implementations in csrc/cpu and csrc/cuda; fake kernels and autograd formulas are
+// registered in Python (mingle_bench/ops.py).
+#include <Python.h>
+#include <torch/library.h>
+
+#include <string>
+
+#include "cpu/kernels.h"
+
+namespace mingle {
+
+bool built_with_cuda() {
+#ifdef WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string cpu_isa_name() { return cpu_isa(); }
+
+TORCH_LIBRARY(mingle, m) {
+  // out [S,H,D], lse [S,H] (log-sum-exp per segment and head, saved for the backward).
+  // t_indptr/t_indices (the transposed CSR) are only read by the backward; pass empty tensors
+  // when no gradient is needed.
+  m.def(
+      "segment_softmax_aggregate(Tensor src_logits, Tensor values, Tensor indptr, Tensor indices, "
+      "Tensor t_indptr, Tensor t_indices, Tensor? dst_logits, float negative_slope, SymInt num_segments) "
+      "-> (Tensor, Tensor)");
+  // grad_src [N,H], grad_values [N,H,D], grad_dst [S,H] (or [0,H] without dst_logits).
+  m.def(
+      "segment_softmax_aggregate_backward(Tensor grad_out, Tensor out, Tensor lse, Tensor src_logits, "
+      "Tensor values, Tensor indptr, Tensor indices, Tensor t_indptr, Tensor t_indices, Tensor? dst_logits, "
+      "float negative_slope) -> (Tensor, Tensor, Tensor)");
+  // out [S,D], arg [S,D] int64 entry of the maximum for reduce='max' (else [0]).
+  m.def(
+      "segment_aggregate(Tensor values, Tensor indptr, Tensor indices, Tensor t_indptr, Tensor t_indices, "
+      "Tensor t_perm, Tensor? weights, str reduce, SymInt num_segments) -> (Tensor, Tensor)");
+  // grad_values [N,D], grad_weights [nnz] (or [0] without weights).
+  m.def(
+      "segment_aggregate_backward(Tensor grad_out, Tensor values, Tensor arg, Tensor indptr, Tensor indices, "
+      "Tensor t_indptr, Tensor t_indices, Tensor t_perm, Tensor? weights, str reduce) -> (Tensor, Tensor)");
+  m.def("built_with_cuda() -> bool", &built_with_cuda);
+  m.def("cpu_isa() -> str", &cpu_isa_name);
+}
+
+}  // namespace mingle
+
+// A module with no methods: importing mingle_bench._C loads this library, whose static
+// initialisers register the ops with the dispatcher (no pybind11 needed).
+extern "C" {
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}

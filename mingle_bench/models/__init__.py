@@ -12,7 +12,7 @@ from mingle_bench.models.registry import get_model, list_models, register_model
 
 __all__ = ["EHRModel", "get_model", "list_models", "register_model"]
 
-_SKIP = {"base", "registry", "layers", "toy", "sequence"}
+_SKIP = {"base", "registry", "layers", "toy", "sequence", "profiling"}
 
 
 def _import_all() -> None:

@@ -1,0 +1,101 @@
+"""Timing one MINGLE training epoch, full-graph, with the fused op and with the reference op.
+
+Used by ``mingle-bench profile-model`` and ``benchmarks/bench_models.py``. The hypergraph is
+built directly with MIMIC-III's size statistics (:func:`~mingle_bench.models.toy.make_toy_task_data`):
+timing depends on the incidence structure and widths, not on feature values.
+"""
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import time
+from typing import Any
+
+import torch
+
+# visits, codes, raw code draws per visit (~94 distinct per visit after de-duplication at "mimic")
+SIZES: dict[str, dict[str, float]] = {
+    "small": {"visits": 2000, "codes": 500, "draws": 22},
+    "default": {"visits": 10000, "codes": 2000, "draws": 55},
+    "mimic": {"visits": 36875, "codes": 7423, "draws": 105},
+}
+PAPER_HPARAMS = {"hidden": 48, "heads": 4, "layers": 2}
+
+
+def build_profile_data(size: str, n_labels: int = 25, d_llm: int = 384, d_struct: int = 64, seed: int = 0):
+    """A ``TaskData`` of the named size: one visit per sample, MINGLE-style self-loops."""
+    from mingle_bench.models.toy import make_toy_task_data
+
+    if size not in SIZES:
+        raise ValueError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+    s = SIZES[size]
+    return make_toy_task_data(n_samples=int(s["visits"]), n_labels=n_labels, n_nodes=int(s["codes"]),
+                              codes_per_visit=float(s["draws"]), max_visits=1, d_struct=d_struct, d_llm=d_llm,
+                              note_fraction=0.8, seed=seed)
+
+
+def time_epochs(model, data, epochs: int, warmup: int = 1) -> list[float]:
+    """Seconds per training epoch (forward + backward + Adam step on all train samples)."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-3)
+    idx = data.split_idx["train"]
+    batch = {"idx": idx, "labels": data.labels[idx]}
+    model.train()
+    times = []
+    for i in range(warmup + epochs):
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        loss = model(batch)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def profile_mingle(size: str = "mimic", threads: int = 2, epochs: int = 3, impls: tuple[str, ...] = ("fused", "reference"),
+                   device: str = "cpu", model_name: str = "mingle", data=None) -> dict[str, Any]:
+    """Median epoch time per op implementation, with the graph's statistics."""
+    from mingle_bench import ops
+    from mingle_bench.models import get_model
+    from mingle_bench.training import resolve_device
+
+    dev = resolve_device(device)
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    if data is None:
+        data = build_profile_data(size)
+    inc = data.graph.incidence
+    out: dict[str, Any] = {
+        "model": model_name, "size": size, "visits": data.n_visits, "codes": data.n_nodes,
+        "hyperedges": int(data.graph.num_edges), "incidences": int(inc.nnz),
+        "mean_codes_per_visit": round((inc.nnz - data.n_nodes) / max(data.n_visits, 1), 1),
+        **PAPER_HPARAMS, "threads": torch.get_num_threads(), "device": str(dev), "epochs_timed": epochs,
+        "fused_available": bool(ops.fused_available(dev)), "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+    }
+    for impl in impls:
+        key = f"{impl}_epoch_s"
+        if impl == "fused" and not ops.fused_available(dev):
+            out[key] = None
+            out["fused_note"] = f"extension not built: {ops.extension_error() or 'unavailable on ' + str(dev)}"
+            continue
+        torch.manual_seed(0)
+        model = get_model(model_name)(data, impl=impl, **PAPER_HPARAMS).to(dev)
+        times = time_epochs(model, data, epochs)
+        out[key] = round(statistics.median(times), 4)
+        out[f"{impl}_epoch_s_all"] = [round(t, 4) for t in times]
+        out[f"{impl}_impl_ran"] = model.impl_used
+        out["n_params"] = model.n_params()
+        del model
+    f, r = out.get("fused_epoch_s"), out.get("reference_epoch_s")
+    if f and r:
+        out["speedup"] = round(r / f, 2)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out

@@ -130,8 +130,18 @@ def _window_of(window_end: pd.Series, hadm_ids: pd.Series) -> pd.Series:
 
 
 def _lists_by_admission(df: pd.DataFrame, value: str, hadm_ids: Sequence[int]) -> dict[int, list]:
-    grouped = df.groupby("hadm_id", sort=False)[value].agg(list).to_dict() if len(df) else {}
-    return {int(h): [v.item() if hasattr(v, "item") else v for v in grouped.get(h, [])] for h in hadm_ids}
+    """``{hadm_id: [values in row order]}`` for every id in ``hadm_ids``; ``df`` must be sorted by
+    ``hadm_id`` (rows of one admission contiguous)."""
+    h = df["hadm_id"].to_numpy(dtype=np.int64)
+    if len(h) > 1 and (np.diff(h) < 0).any():
+        raise AssertionError("_lists_by_admission needs rows sorted by hadm_id")
+    col = df[value]
+    vals = (col.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(col.dtype)
+            else col.to_numpy(dtype=object)).tolist()
+    starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]]) if len(h) else np.zeros(0, dtype=np.int64)
+    ends = np.r_[starts[1:], len(h)].astype(np.int64)
+    grouped = {k: vals[a:b] for k, a, b in zip(h[starts].tolist(), starts.tolist(), ends.tolist())}
+    return {int(x): grouped.get(int(x), []) for x in hadm_ids}
 
 
 def _other_patient(rows: pd.DataFrame, patient_of: pd.Series | None) -> pd.Series:
@@ -208,21 +218,18 @@ def build_history(adm: pd.DataFrame, samples: pd.DataFrame) -> tuple[list[list[i
     """Per sample, the admission ids up to and including its index admission, in visit order,
     keeping only admissions whose input window ended by the prediction time.
     Returns the histories and the number of earlier admissions dropped by that guard."""
-    by_patient = {
-        int(pid): (g["hadm_id"].to_numpy(), g["window_end"].to_numpy())
-        for pid, g in adm[["patient_id", "hadm_id", "window_end"]].groupby("patient_id", sort=False)
-    }
-    rank = dict(zip(adm["hadm_id"].to_numpy().tolist(), adm["visit_rank"].to_numpy().tolist()))
+    hadm = adm["hadm_id"].to_numpy(dtype=np.int64)
+    ends = adm["window_end"].to_numpy(dtype="datetime64[ns]")
+    row_of = dict(zip(hadm.tolist(), range(len(hadm))))
+    first = (np.arange(len(adm)) - adm["visit_rank"].to_numpy()).tolist()  # first row of each row's patient
     out: list[list[int]] = []
     dropped = 0
-    for pid, hadm, pt in zip(samples["patient_id"].to_numpy(), samples["hadm_id"].to_numpy(),
-                             samples["prediction_time"].to_numpy()):
-        ids, ends = by_patient[int(pid)]
-        r = rank[int(hadm)]
-        prev = ids[:r]
-        ok = ends[:r] <= pt
+    for h, pt in zip(samples["hadm_id"].to_numpy().tolist(), samples["prediction_time"].to_numpy(dtype="datetime64[ns]")):
+        r = row_of[int(h)]
+        a = first[r]
+        ok = ends[a:r] <= pt  # NaT compares False: an earlier admission without a window end is dropped
         dropped += int((~ok).sum())
-        out.append([int(h) for h in prev[ok]] + [int(hadm)])
+        out.append(hadm[a:r][ok].tolist() + [int(h)])
     return out, dropped
 
 

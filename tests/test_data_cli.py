@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from mingle_bench.cli import main
 
 INFO_KEYS = {"patients", "admissions", "in_hospital_deaths", "diagnoses", "procedures", "prescriptions", "notes",
@@ -31,6 +33,7 @@ def test_synth_rejects_bad_arguments(tmp_path, capsys):
     assert "--patients" in capsys.readouterr().err
 
 
+@pytest.mark.shared_data
 def test_info_demo_json(mimic3_demo_dir, capsys):
     assert main(["data", "info", "--data", f"mimic3:{mimic3_demo_dir}", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -39,6 +42,7 @@ def test_info_demo_json(mimic3_demo_dir, capsys):
     assert info["notes"] == 0
 
 
+@pytest.mark.shared_data
 def test_info_table_output(mimic3_demo_dir, capsys):
     assert main(["data", "info", "--data", f"mimic3:{mimic3_demo_dir}"]) == 0
     out = capsys.readouterr().out

@@ -9,6 +9,8 @@ import pytest
 from mingle_bench.data.cohort import Cohort
 from mingle_bench.data.sources import data_id, load_source
 
+pytestmark = pytest.mark.shared_data
+
 
 @pytest.fixture(scope="module")
 def demo(mimic3_demo_dir, tmp_path_factory):

@@ -359,7 +359,7 @@ def _notes(sql: _Sql, text_path: Path) -> pd.DataFrame:
         COPY (SELECT s.note_id, s.text FROM (SELECT {_int('note_id')} AS note_id, coalesce(text, '') AS text,
                      md5(coalesce(text, '')) AS m FROM std_notes) s
               SEMI JOIN c_notes c ON c.note_id = s.note_id AND c.text_md5 = s.m)
-        TO '{str(tmp).replace("'", "''")}' (FORMAT parquet, ROW_GROUP_SIZE 10000)
+        TO '{str(tmp).replace("'", "''")}' (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)
     """)
     os.replace(tmp, text_path)
     return con.execute("""SELECT note_id, patient_id, hadm_id, chartdate, charttime, category, description, n_chars
@@ -381,7 +381,8 @@ def coerce(name: str, df: pd.DataFrame) -> pd.DataFrame:
         if dtype.startswith("datetime64"):
             s = pd.to_datetime(s).astype(dtype)
         elif dtype == "object":
-            s = s.astype("object").where(s.notna(), "")
+            # pandas' compact string dtype (what a parquet round trip gives back as well)
+            s = s.where(s.notna(), "").astype("str")
         elif dtype == "bool":
             s = s.fillna(False).astype(bool)
         else:

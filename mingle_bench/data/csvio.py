@@ -128,7 +128,7 @@ class CsvReader:
         spec = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in cols) + "}"
         return (f"read_csv({_sql_str(path)}, header=true, auto_detect=false, columns={spec}, delim=',', "
                 f"quote='\"', escape='\"', store_rejects=true, rejects_table='rej_{name}', "
-                f"rejects_scan='rejscan_{name}', parallel=false)")
+                f"rejects_scan='rejscan_{name}')")
 
     def _drop_exact_duplicates(self, table: str, into: str, cols: list[str]) -> None:
         """Remove rows identical in every column but ROW_ID (first kept); count them."""
@@ -187,7 +187,7 @@ class CsvReader:
                     self._drop_exact_duplicates(table, into, lower)
                 else:
                     tmp = parquet.with_name(parquet.name + ".tmp")
-                    self.con.execute(f"COPY ({scan}) TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 20000)")
+                    self.con.execute(f"COPY ({scan}) TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)")
                     os.replace(tmp, parquet)
                     self.con.execute(f"CREATE OR REPLACE VIEW {into} AS SELECT * FROM read_parquet({_sql_str(parquet)})")
             except duckdb.Error as exc:
@@ -222,15 +222,16 @@ def _first_line(exc: BaseException) -> str:
 def connect(scratch: Path, memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection that spills to ``scratch`` and keeps memory bounded.
 
-    ``memory_limit`` defaults to ``$MINGLE_DUCKDB_MEMORY`` or 1GB; ``threads`` to
+    ``memory_limit`` defaults to ``$MINGLE_DUCKDB_MEMORY`` or 512MB; ``threads`` to
     ``$MINGLE_DUCKDB_THREADS`` or 2.
     """
     scratch.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
-    mem = memory_limit or os.environ.get("MINGLE_DUCKDB_MEMORY", "1GB")
+    mem = memory_limit or os.environ.get("MINGLE_DUCKDB_MEMORY", "512MB")
     thr = int(threads or os.environ.get("MINGLE_DUCKDB_THREADS", "2"))
     con.execute(f"SET memory_limit = {_sql_str(mem)}")
     con.execute(f"SET threads = {thr}")
     con.execute(f"SET temp_directory = {_sql_str(scratch / 'duckdb_tmp')}")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     return con

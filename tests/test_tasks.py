@@ -225,3 +225,30 @@ def test_inputs_linked_to_another_patients_admission_are_dropped(tmp_path):
     assert ts.input_note_ids[1] == [own] and ts.input_codes[1] == ["dx9:4019"]
     assert ts.report["inputs"]["notes_patient_mismatch"] == 1
     assert ts.report["inputs"]["code_events_patient_mismatch"] == 1
+
+
+def test_task_cli_list_show_and_errors(tiny, monkeypatch, capsys):
+    import json
+
+    import mingle_bench.data.sources as sources
+    from mingle_bench.cli import main
+
+    cohort, ids = tiny
+    monkeypatch.setattr(sources, "load_source", lambda spec, cache_dir=None, progress=True: cohort)
+    assert main(["task", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in TASKS)
+
+    assert main(["task", "show", "--task", "readmission", "--data", "x", "--limit", "2"]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 2 and "in-hospital death" in err
+    assert rows[0]["hadm_id"] == ids["A1"] and rows[0]["labels"] == {"readmission_30d": 1}
+    assert rows[0]["note_texts"][0] == "early note" and rows[0]["history"] == [ids["A1"]]
+    assert set(rows[0]) == {"sample_id", "patient_id", "hadm_id", "split", "prediction_time", "labels", "codes",
+                            "dropped_unseen_codes", "note_ids", "note_texts", "history"}
+
+    assert main(["task", "show", "--task", "nope", "--data", "x"]) == 1
+    assert "--task 'nope': unknown task" in capsys.readouterr().err
+    assert main(["task", "show", "--task", "los", "--data", "x", "--code-types", "labs"]) == 1
+    assert "--code-types 'labs'" in capsys.readouterr().err

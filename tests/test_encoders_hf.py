@@ -186,3 +186,15 @@ def test_profile_encoder_json(tiny_bert, tmp_path, capsys):
     assert res["names"]["texts_per_s"] > 0 and res["notes_chunked"]["notes_per_s"] > 0
     assert res["encoder"]["identity"].startswith("hf:tiny-bert")
     assert "names/s" in capsys.readouterr().out
+
+
+@pytest.mark.cuda
+def test_cuda_half_precision_close_to_cpu(minilm):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    gpu = load_encoder("default", device="cuda")
+    assert gpu.params["precision"] in ("bfloat16", "float16") and gpu.identity == minilm.identity
+    assert gpu.params != minilm.params, "precision is part of the cache key"
+    texts = ["myocardial infarction", "heart attack", " ".join(["chest pain with fever"] * 80)]
+    cos = (minilm.encode(texts) * gpu.encode(texts)).sum(1)
+    assert float(cos.min()) > 0.99

@@ -188,7 +188,7 @@ class HFEncoder(Encoder):
         name: model name used in :attr:`identity` (default: the folder name).
         expected_sha256: ``{file name: sha256}`` to verify before loading (the default
             model pins its weights, tokenizer and config this way).
-        batch_tokens: padded tokens per forward batch (default 8192 on CPU, 65536 on CUDA).
+        batch_tokens: padded tokens per forward batch (default 4096 on CPU, 65536 on CUDA).
     """
 
     def __init__(self, path: str | os.PathLike, pooling: str | None = None, max_length: int | None = None,
@@ -238,7 +238,7 @@ class HFEncoder(Encoder):
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else 0)
         self._dim = int(getattr(cfg, "hidden_size", 0) or self._probe_dim())
-        self.default_batch_tokens = int(batch_tokens or (65536 if self.device.type == "cuda" else 8192))
+        self.default_batch_tokens = int(batch_tokens or (65536 if self.device.type == "cuda" else 4096))
         self.max_batch_size = 512 if self.device.type == "cuda" else 256
         wfiles = weight_files(folder)
         if len(wfiles) == 1:

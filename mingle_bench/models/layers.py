@@ -190,10 +190,18 @@ class DeviceGraph:
     """Holds an :class:`~mingle_bench.incidence.Incidence` and hands out a copy per device.
 
     ``nn.Module.to`` does not move plain attributes; models call ``graph(device)`` in forward
-    and the move happens once per device.
+    and the move happens once per device. An incidence whose CSR is not marked validated is
+    validated once here (``CSR.from_csr(validate=True)``), so the op skips its per-call index
+    checks on every layer.
     """
 
     def __init__(self, incidence) -> None:
+        if not (incidence.v2e.validated and incidence.e2v.validated):
+            from mingle_bench.incidence import CSR, Incidence
+
+            v2e = CSR.from_csr(incidence.v2e.indptr, incidence.v2e.indices, incidence.num_nodes, validate=True)
+            incidence = Incidence(incidence.num_nodes, incidence.num_edges, v2e, v2e.transpose(),
+                                  incidence.num_duplicates)
         self._by_device = {str(incidence.v2e.indptr.device): incidence}
 
     def __call__(self, device: torch.device):

@@ -203,8 +203,8 @@ class Mingle(EHRModel):
         m = h_rows.new_zeros(self.num_edges, 1).index_fill(0, self.sem_edges, 1.0)
         return h, m
 
-    def edge_embeddings(self) -> Tensor:
-        """Jumping-knowledge hyperedge embeddings ``z`` [E, (L+1) d] for the whole graph."""
+    def edge_embeddings(self) -> list[Tensor]:
+        """The ``L+1`` hyperedge embeddings ``E^(l)`` [E, d] of the whole graph (jumping knowledge)."""
         inc = self.graph(self.device)
         impl, p = self.hparams["impl"], float(self.hparams["dropout"])
         x = F.dropout(self.initial_features(), float(self.hparams["input_dropout"]), self.training)
@@ -224,10 +224,10 @@ class Mingle(EHRModel):
             e = self.fusions[-1](e, h, m)
         jk.append(self.pairnorm(e))
         self.record_impl()
-        return torch.cat(jk, dim=1)
+        return jk
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
         idx = batch_indices(batch, self.device)
-        z = self.edge_embeddings()
-        logits = self.classifier(z.index_select(0, self.sample_edge[idx]))
-        return self.output(logits, batch)
+        rows = self.sample_edge[idx]
+        z = torch.cat([e.index_select(0, rows) for e in self.edge_embeddings()], dim=1)   # [B, (L+1) d]
+        return self.output(self.classifier(z), batch)

@@ -198,3 +198,18 @@ def test_cuda_half_precision_close_to_cpu(minilm):
     texts = ["myocardial infarction", "heart attack", " ".join(["chest pain with fever"] * 80)]
     cos = (minilm.encode(texts) * gpu.encode(texts)).sum(1)
     assert float(cos.min()) > 0.99
+
+
+def test_note_embeddings_deterministic_and_order_independent(tiny_bert):
+    enc = load_encoder(f"hf:{tiny_bert}")
+    rng = torch.Generator().manual_seed(0)
+    notes = {i: " ".join(WORDS[j] for j in torch.randint(len(WORDS), (int(n),), generator=rng).tolist())
+             for i, n in enumerate(torch.randint(3, 70, (20,), generator=rng).tolist())}
+    visits = [[i, i + 1] for i in range(0, 20, 2)] + [[]]
+    read = lambda ids: {i: notes[i] for i in ids}  # noqa: E731
+    a, ha, _ = embed_visit_notes(enc, visits, read, overlap=4, progress=False)
+    b, hb, _ = embed_visit_notes(enc, visits, read, overlap=4, progress=False)
+    assert torch.equal(a, b) and torch.equal(ha, hb)
+    perm = list(range(len(visits)))[::-1]
+    c, hc, _ = embed_visit_notes(enc, [visits[p] for p in perm], read, overlap=4, read_batch_size=3, progress=False)
+    assert torch.allclose(c, a[perm], atol=1e-5) and torch.equal(hc, ha[perm])

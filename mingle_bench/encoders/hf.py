@@ -237,7 +237,11 @@ class HFEncoder(Encoder):
                              f"{self.num_special_tokens} special tokens")
         pad = self.tokenizer.pad_token_id
         self._pad_id = int(pad if pad is not None else 0)
-        self._dim = int(getattr(cfg, "hidden_size", 0) or self._probe_dim())
+        try:  # one tiny forward pass: fail here, naming the folder, rather than mid-run
+            self._dim = int(self._forward([[]]).shape[1])
+        except Exception as exc:  # noqa: BLE001 - any model that cannot encode is a user-facing error
+            raise ValueError(f"hf encoder folder {folder}: the model cannot encode text with "
+                             f"{type(self.model).__name__} ({type(exc).__name__}: {exc})") from exc
         self.default_batch_tokens = int(batch_tokens or (65536 if self.device.type == "cuda" else 4096))
         self.max_batch_size = 512 if self.device.type == "cuda" else 256
         wfiles = weight_files(folder)
@@ -287,9 +291,6 @@ class HFEncoder(Encoder):
                 return full[:start], full[start + len(bare):]
         raise ValueError(f"hf encoder folder {self.path}: cannot locate text between the tokenizer's "
                          "special tokens; this tokenizer is not supported")
-
-    def _probe_dim(self) -> int:
-        return int(self._forward([[]]).shape[1])
 
     # -- tokenizer hook --------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:

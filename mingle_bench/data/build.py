@@ -315,50 +315,50 @@ def _dict(sql: _Sql, rel: str, out: str) -> None:
 
 
 def _notes(sql: _Sql, text_path: Path) -> pd.DataFrame:
+    """Note metadata into ``c_notes`` (one narrow table, replaced in place at each cleaning step so
+    DuckDB never holds several copies), texts streamed into ``text_path``."""
     con = sql.con
     label = "NOTEEVENTS"
     con.execute(f"""
-        CREATE OR REPLACE TABLE t_notes AS
+        CREATE OR REPLACE TABLE c_notes AS
         SELECT {_int('note_id')} AS note_id, {_int('subject_id')} AS patient_id,
-               NULLIF(trim(hadm_id), '') AS hadm_raw, {_int('hadm_id')} AS hadm_id,
-               {_ts('chartdate')} AS chartdate_p, {_ts('charttime')} AS charttime,
-               {_bad_ts('chartdate')} AS bad_date, {_bad_ts('charttime')} AS bad_time,
+               NULLIF(trim(hadm_id), '') IS NOT NULL AS has_hadm, {_int('hadm_id')} AS hadm_id,
+               coalesce(date_trunc('day', {_ts('chartdate')}), date_trunc('day', {_ts('charttime')})) AS chartdate,
+               {_ts('charttime')} AS charttime, {_bad_ts('charttime')} AS bad_time,
                coalesce(trim(category), '') AS category, coalesce(trim(description), '') AS description,
-               trim(coalesce(iserror, '')) AS iserror, coalesce(length(text), 0) AS n_chars,
-               md5(coalesce(text, '')) AS text_md5
+               trim(coalesce(iserror, '')) = '1' AS iserror, coalesce(length(text), 0) AS n_chars,
+               md5_number(coalesce(text, '')) AS text_md5
         FROM std_notes
     """)
-    n_time = sql.one("SELECT count(*) FROM t_notes WHERE bad_time")
-    sql.report.repair(f"{label}: unparseable charttime set to missing (chartdate kept)", n_time)
-    con.execute("""CREATE OR REPLACE TABLE t_notes2 AS SELECT *, coalesce(date_trunc('day', chartdate_p),
-                   date_trunc('day', charttime)) AS chartdate FROM t_notes""")
+    sql.report.repair(f"{label}: unparseable charttime set to missing (chartdate kept)",
+                      sql.one("SELECT count(*) FROM c_notes WHERE bad_time"))
     steps = [
-        ("ISERROR=1 (marked as an error by the hospital)", "iserror = '1'"),
+        ("ISERROR=1 (marked as an error by the hospital)", "iserror"),
         ("row_id missing or not an integer", "note_id IS NULL"),
         ("subject_id missing or not in PATIENTS", "patient_id IS NULL OR patient_id NOT IN (SELECT patient_id FROM c_patients)"),
-        ("hadm_id not an integer", "hadm_raw IS NOT NULL AND hadm_id IS NULL"),
+        ("hadm_id not an integer", "has_hadm AND hadm_id IS NULL"),
         ("hadm_id not among kept admissions", "hadm_id IS NOT NULL AND hadm_id NOT IN (SELECT hadm_id FROM c_adm)"),
         ("chartdate and charttime missing or unparseable", "chartdate IS NULL"),
     ]
     for reason, cond in steps:
-        n = sql.one(f"SELECT count(*) FROM t_notes2 WHERE {cond}")
+        n = sql.one(f"SELECT count(*) FROM c_notes WHERE {cond}")
         sql.report.skip(f"{label}: {reason}", n)
         if n:
-            con.execute(f"DELETE FROM t_notes2 WHERE {cond}")
-    n0 = sql.count("t_notes2")
-    con.execute("""CREATE OR REPLACE TABLE t_notes3 AS SELECT * FROM t_notes2 QUALIFY row_number() OVER (
-                   PARTITION BY patient_id, hadm_id, chartdate, charttime, category, description, text_md5
-                   ORDER BY note_id) = 1""")
-    sql.report.skip(f"{label}: exact duplicate note (same patient, admission, time, category, text)", n0 - sql.count("t_notes3"))
-    n0 = sql.count("t_notes3")
-    con.execute("CREATE OR REPLACE TABLE c_notes AS SELECT * FROM t_notes3 "
-                "QUALIFY row_number() OVER (PARTITION BY note_id ORDER BY chartdate, text_md5) = 1")
-    sql.report.skip(f"{label}: second note with the same row_id (first kept)", n0 - sql.count("c_notes"))
+            con.execute(f"DELETE FROM c_notes WHERE {cond}")
+    for reason, part, order in [
+        ("exact duplicate note (same patient, admission, time, category, text)",
+         "patient_id, hadm_id, chartdate, charttime, category, description, text_md5", "note_id"),
+        ("second note with the same row_id (first kept)", "note_id", "chartdate, text_md5"),
+    ]:
+        n0 = sql.count("c_notes")
+        con.execute(f"CREATE OR REPLACE TABLE c_notes AS SELECT * FROM c_notes "
+                    f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {order}) = 1")
+        sql.report.skip(f"{label}: {reason}", n0 - sql.count("c_notes"))
     tmp = text_path.with_name(text_path.name + ".tmp")
     con.execute(f"""
-        COPY (SELECT s.note_id, s.text FROM (SELECT {_int('note_id')} AS note_id, coalesce(text, '') AS text,
-                     md5(coalesce(text, '')) AS m FROM std_notes) s
-              SEMI JOIN c_notes c ON c.note_id = s.note_id AND c.text_md5 = s.m)
+        COPY (SELECT s.note_id, s.text FROM (SELECT {_int('note_id')} AS note_id, coalesce(text, '') AS text
+                     FROM std_notes) s
+              SEMI JOIN c_notes c ON c.note_id = s.note_id AND c.text_md5 = md5_number(s.text))
         TO '{str(tmp).replace("'", "''")}' (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)
     """)
     os.replace(tmp, text_path)

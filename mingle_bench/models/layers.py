@@ -101,8 +101,12 @@ class PMA(nn.Module):
 
     def forward(self, x: Tensor, csr, impl: str = "auto") -> Tensor:
         n = x.shape[0]
-        keys = self.w_k(x).view(n, self.heads, self.dh)
-        scores = (keys * self.seed.unsqueeze(0)).sum(-1)                   # [N, H]
+        # <W_K x + b, θ_h> = x · (W_K^h)^T θ_h + <b^h, θ_h>: fold the seed into a [H, in_dim]
+        # weight so the [N, H, d_h] keys are never materialised
+        w = self.w_k.weight.view(self.heads, self.dh, -1)
+        w_eff = (w * self.seed.unsqueeze(-1)).sum(1)                            # [H, in_dim]
+        b_eff = (self.w_k.bias.view(self.heads, self.dh) * self.seed).sum(-1)   # [H]
+        scores = F.linear(x, w_eff, b_eff)                                      # [N, H]
         values = self.w_v(x).view(n, self.heads, self.dh)                  # [N, H, d_h]
         pooled = csr.softmax_aggregate(scores, values, None, self.negative_slope, impl)  # [S, H, d_h]
         y = self.ln0(pooled.reshape(pooled.shape[0], -1) + self.seed.reshape(1, -1))

@@ -20,7 +20,7 @@ import torch
 
 from mingle_bench.encoders.base import Encoder, check_texts, iter_token_batches
 from mingle_bench.encoders.cache import EmbeddingCache, text_key
-from mingle_bench.encoders.progress import progress_bar
+from mingle_bench.encoders.progress import progress_bar, short_name
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def embed_texts(encoder: Encoder, texts: Sequence[str], cache: EmbeddingCache | 
         sorted_toks = [toks[j] for j in order]
         pending_rows: list[int] = []
         budget = batch_tokens or encoder.default_batch_tokens
-        with progress_bar(f"embedding texts ({encoder.identity.split('@')[0]})", len(todo), "texts", progress) as bar:
+        with progress_bar(f"texts · {short_name(encoder)}", len(todo), "texts", progress) as bar:
             for batch in iter_token_batches(sorted_toks, budget, encoder.max_batch_size):
                 emb = encoder.encode_tokens([sorted_toks[b] for b in batch]).numpy()
                 rows = [todo[order[b]] for b in batch]

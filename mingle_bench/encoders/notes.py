@@ -41,7 +41,7 @@ import torch
 
 from mingle_bench.encoders.base import Encoder, iter_token_batches, l2_normalize
 from mingle_bench.encoders.cache import EmbeddingCache, text_key
-from mingle_bench.encoders.progress import progress_bar
+from mingle_bench.encoders.progress import progress_bar, short_name
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def embed_visit_notes(
                 acc[v] += vec * w
                 weight[v] += w
 
-    with progress_bar(f"embedding notes ({encoder.identity.split('@')[0]})", len(unique_ids), "notes",
+    with progress_bar(f"notes · {short_name(encoder)}", len(unique_ids), "notes",
                       progress) as bar:
         for start in range(0, len(unique_ids), read_batch_size):
             batch_ids = unique_ids[start:start + read_batch_size]

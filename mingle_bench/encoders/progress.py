@@ -45,3 +45,8 @@ def progress_bar(description: str, total: int, unit: str = "texts", enabled: boo
     with progress:
         task_id = progress.add_task(description, total=total, unit=unit)
         yield _Bar(progress, task_id)
+
+
+def short_name(encoder) -> str:  # noqa: ANN001 - any Encoder
+    """A short label for progress bars: ``all-MiniLM-L6-v2``, ``text-embedding-ada-002``."""
+    return encoder.identity.split("@")[0].split(":", 1)[-1].rsplit("/", 1)[-1]

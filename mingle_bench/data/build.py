@@ -244,11 +244,11 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
         _write_empty_texts(con, text_path)
 
     tables = {
-        "patients": con.execute("SELECT * FROM c_patients ORDER BY patient_id").df(),
-        "admissions": con.execute("SELECT hadm_id, patient_id, admittime, dischtime, deathtime, admission_type, "
-                                  "hospital_expire_flag, age, age_capped FROM c_adm").df(),
-        "codes": con.execute("SELECT * FROM c_codes").df(),
-        "code_texts": con.execute("SELECT code_id, code_type, text FROM c_texts").df(),
+        "patients": fetch(con, "SELECT * FROM c_patients ORDER BY patient_id"),
+        "admissions": fetch(con, "SELECT hadm_id, patient_id, admittime, dischtime, deathtime, admission_type, "
+                                 "hospital_expire_flag, age, age_capped FROM c_adm ORDER BY patient_id, admittime, hadm_id"),
+        "codes": fetch(con, "SELECT * FROM c_codes"),
+        "code_texts": fetch(con, "SELECT code_id, code_type, text FROM c_texts ORDER BY code_id"),
         "notes": notes,
     }
     tables = {k: coerce(k, v) for k, v in tables.items()}
@@ -362,8 +362,8 @@ def _notes(sql: _Sql, text_path: Path) -> pd.DataFrame:
         TO '{str(tmp).replace("'", "''")}' (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)
     """)
     os.replace(tmp, text_path)
-    return con.execute("""SELECT note_id, patient_id, hadm_id, chartdate, charttime, category, description, n_chars
-                          FROM c_notes ORDER BY patient_id, chartdate, charttime NULLS LAST, note_id""").df()
+    return fetch(con, """SELECT note_id, patient_id, hadm_id, chartdate, charttime, category, description, n_chars
+                          FROM c_notes ORDER BY patient_id, chartdate, charttime NULLS LAST, note_id""")
 
 
 def _write_empty_texts(con: duckdb.DuckDBPyConnection, text_path: Path) -> None:
@@ -373,12 +373,19 @@ def _write_empty_texts(con: duckdb.DuckDBPyConnection, text_path: Path) -> None:
     os.replace(tmp, text_path)
 
 
+def fetch(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
+    """Query result as pandas through Arrow (no per-row Python objects; about half the peak of ``.df()``)."""
+    return con.sql(query).to_arrow_table().to_pandas()
+
+
 def coerce(name: str, df: pd.DataFrame) -> pd.DataFrame:
     """Cast a frame to the declared cohort dtypes (DuckDB returns its own widths)."""
     out = {}
     for col, dtype in SCHEMA[name].items():
         s = df[col] if col in df.columns else pd.Series([None] * len(df), dtype="object")
-        if dtype.startswith("datetime64"):
+        if str(s.dtype) == dtype:
+            pass
+        elif dtype.startswith("datetime64"):
             s = pd.to_datetime(s).astype(dtype)
         elif dtype == "object":
             # pandas' compact string dtype (what a parquet round trip gives back as well)

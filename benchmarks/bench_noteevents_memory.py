@@ -9,7 +9,7 @@ peak should stay roughly flat as the file grows (DuckDB's ``memory_limit``, 512M
 
 Not part of the default test run. Run it as a script::
 
-    python benchmarks/bench_noteevents_memory.py --gb 0.25 0.75
+    python benchmarks/bench_noteevents_memory.py --gb 0.25 1 2 1 --text-scale 1 1 1 4
 
 or through pytest (skipped unless ``MINGLE_BENCH_NOTES_GB`` is set)::
 
@@ -46,12 +46,14 @@ LINES = [
 
 
 def write_large_noteevents(path: Path, target_bytes: int, subjects: list[int], hadms: list[tuple[int, int]],
-                           seed: int = 0) -> int:
-    """Append MIMIC-style rows to ``path`` until it holds ``target_bytes``; returns the row count."""
+                           seed: int = 0, text_scale: float = 1.0) -> int:
+    """Write MIMIC-style rows to ``path`` until it holds ``target_bytes``; returns the row count.
+
+    ``text_scale`` multiplies the note length (8-40 lines, ~2 KB, at 1.0)."""
     rng = np.random.default_rng(seed)
     pool = []
     for _ in range(500):
-        k = int(rng.integers(8, 40))
+        k = max(1, int(rng.integers(8, 40) * text_scale))
         pool.append("\n".join(LINES[int(i)] for i in rng.integers(0, len(LINES), size=k)).replace('"', '""'))
     n = 0
     with open(path, "w", encoding="utf-8", newline="") as fh:
@@ -70,7 +72,7 @@ def write_large_noteevents(path: Path, target_bytes: int, subjects: list[int], h
     return n
 
 
-def build_folder(root: Path, gb: float) -> tuple[Path, int, int]:
+def build_folder(root: Path, gb: float, text_scale: float = 1.0) -> tuple[Path, int, int]:
     from mingle_bench.data.synthetic import generate
 
     generate(root, patients=200, seed=0)
@@ -78,7 +80,8 @@ def build_folder(root: Path, gb: float) -> tuple[Path, int, int]:
 
     adm = pd.read_csv(root / "ADMISSIONS.csv", usecols=["SUBJECT_ID", "HADM_ID"])
     pairs = list(zip(adm.SUBJECT_ID.astype(int), adm.HADM_ID.astype(int)))
-    n = write_large_noteevents(root / "NOTEEVENTS.csv", int(gb * 1e9), sorted(set(adm.SUBJECT_ID)), pairs)
+    n = write_large_noteevents(root / "NOTEEVENTS.csv", int(gb * 1e9), sorted(set(adm.SUBJECT_ID)), pairs,
+                               text_scale=text_scale)
     return root, n, (root / "NOTEEVENTS.csv").stat().st_size
 
 
@@ -93,15 +96,15 @@ print(json.dumps({"seconds": time.time() - t, "notes": len(c.notes),
 """
 
 
-def measure(gb: float) -> dict:
+def measure(gb: float, text_scale: float = 1.0) -> dict:
     with tempfile.TemporaryDirectory(prefix="mingle-notes-bench-") as tmp:
         t = time.time()
-        folder, rows, size = build_folder(Path(tmp) / "src", gb)
+        folder, rows, size = build_folder(Path(tmp) / "src", gb, text_scale)
         gen_s = time.time() - t
         out = subprocess.run([sys.executable, "-c", _CHILD, str(folder), str(Path(tmp) / "out")],
                              capture_output=True, text=True, check=True)
         res = json.loads(out.stdout.strip().splitlines()[-1])
-        res.update(noteevents_mb=size / 1e6, rows_written=rows, generate_seconds=gen_s)
+        res.update(noteevents_mb=size / 1e6, rows_written=rows, generate_seconds=gen_s, text_scale=text_scale)
         return res
 
 
@@ -120,17 +123,23 @@ def test_noteevents_peak_memory_is_bounded():
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gb", type=float, nargs="+", default=[0.25, 0.75], help="NOTEEVENTS sizes in GB")
+    ap.add_argument("--gb", type=float, nargs="+", default=[0.25, 1.0], help="NOTEEVENTS sizes in GB")
+    ap.add_argument("--text-scale", type=float, nargs="+", default=[1.0],
+                    help="note length multipliers, one per --gb value or one for all (same size, fewer longer "
+                         "notes: shows the peak follows the number of notes, not the text volume)")
     args = ap.parse_args()
+    scales = args.text_scale * len(args.gb) if len(args.text_scale) == 1 else args.text_scale
+    if len(scales) != len(args.gb):
+        ap.error("--text-scale takes one value or one per --gb value")
     from tabulate import tabulate
 
     rows = []
-    for gb in args.gb:
-        r = measure(gb)
-        rows.append((f"{r['noteevents_mb']:,.0f}", f"{r['rows_written']:,}", f"{r['notes']:,}",
+    for gb, scale in zip(args.gb, scales):
+        r = measure(gb, scale)
+        rows.append((f"{r['noteevents_mb']:,.0f}", f"{scale:g}", f"{r['rows_written']:,}", f"{r['notes']:,}",
                      f"{r['seconds']:.1f}", f"{r['peak_rss_mb']:,.0f}"))
         print(json.dumps(r), flush=True)
-    print(tabulate(rows, headers=["NOTEEVENTS MB", "rows", "notes kept", "load s", "peak RSS MB"]))
+    print(tabulate(rows, headers=["NOTEEVENTS MB", "text scale", "rows", "notes kept", "load s", "peak RSS MB"]))
 
 
 if __name__ == "__main__":

@@ -310,3 +310,11 @@ def test_models_run_without_semantics(name):
     model = build(name, data)
     out = model({"idx": data.split_idx["val"], "labels": data.labels[data.split_idx["val"]]})
     assert torch.isfinite(out["logits"]).all()
+
+
+def test_incidence_is_validated_once_for_the_op(toy_binary):
+    """Models validate an unvalidated incidence once, so the op skips per-layer index checks."""
+    model = build("mingle", toy_binary)
+    inc = model.graph(torch.device("cpu"))
+    assert inc.v2e.validated and inc.e2v.validated
+    torch.testing.assert_close(inc.v2e.indices, toy_binary.graph.incidence.v2e.indices)

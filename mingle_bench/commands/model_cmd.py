@@ -32,9 +32,9 @@ def _models(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models():
         cls = get_model(name)
-        hp = {k: v for k, v in cls.default_hparams.items()}
+        hp = dict(cls.default_hparams)
         rows.append({
-            "name": name, "class": cls.__mro__[1].__name__ if cls.variant_overrides is not None else cls.__name__,
+            "name": name, "class": cls.__mro__[1].__name__,   # registered names are variant subclasses of the model class
             "training": "sklearn" if getattr(cls, "sklearn", False) else "full-graph" if cls.full_graph else "minibatch",
             "uses_op": bool(cls.uses_op), "requires": list(cls.requires),
             "fixed": dict(cls.variant_overrides), "defaults": hp,

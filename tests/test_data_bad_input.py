@@ -57,11 +57,12 @@ def test_missing_column_names_file_and_column(src, tmp_path):
         load(src, tmp_path)
 
 
-def test_truncated_gz_is_an_error_naming_the_file(src, tmp_path):
-    data = gzip.compress((src / "PRESCRIPTIONS.csv").read_bytes())
-    (src / "PRESCRIPTIONS.csv").unlink()
-    (src / "PRESCRIPTIONS.csv.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"PRESCRIPTIONS\.csv\.gz: truncated or corrupt gzip"):
+@pytest.mark.parametrize("table", ["PRESCRIPTIONS", "NOTEEVENTS"])
+def test_truncated_gz_is_an_error_naming_the_file(src, tmp_path, table):
+    data = gzip.compress((src / f"{table}.csv").read_bytes())
+    (src / f"{table}.csv").unlink()
+    (src / f"{table}.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=rf"{table}\.csv\.gz: truncated or corrupt gzip"):
         load(src, tmp_path)
 
 

@@ -9,7 +9,7 @@ Rows the CSV reader cannot parse (missing columns, broken quoting) are not fatal
 (old note exports contain Latin-1 bytes) are repaired rather than dropped: the file is
 streamed once through an incremental UTF-8 decoder that replaces each bad sequence with
 U+FFFD, and the replacements are counted. A truncated or corrupt ``.gz`` is an error
-naming the file.
+naming the file (DuckDB detects it while streaming; no extra decompression pass).
 """
 from __future__ import annotations
 
@@ -78,16 +78,6 @@ def _sql_str(s: str | os.PathLike) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
-def _check_gzip(path: Path) -> None:
-    """Fail early, naming the file, when a .gz is truncated or corrupt (stream-checked, bounded memory)."""
-    try:
-        with gzip.open(path, "rb") as fh:
-            while fh.read(1 << 22):
-                pass
-    except (EOFError, OSError, zlib.error) as exc:
-        raise ValueError(f"{path}: truncated or corrupt gzip file ({exc}); re-download or re-extract it") from None
-
-
 def repair_utf8(src: Path, dst: Path, chunk: int = 1 << 22) -> int:
     """Stream ``src`` (csv or csv.gz) to plain-csv ``dst`` replacing invalid UTF-8 with U+FFFD.
 
@@ -121,7 +111,6 @@ class CsvReader:
         self.con = con
         self.report = report
         self.scratch = scratch
-        self._dups = 0
 
     def _scan_sql(self, path: Path, name: str, cols: list[str]) -> str:
         # No sniffing: the header is parsed by us, every column is text, the dialect is fixed.
@@ -130,7 +119,7 @@ class CsvReader:
                 f"quote='\"', escape='\"', store_rejects=true, rejects_table='rej_{name}', "
                 f"rejects_scan='rejscan_{name}')")
 
-    def _drop_exact_duplicates(self, table: str, into: str, cols: list[str]) -> None:
+    def _drop_exact_duplicates(self, table: str, into: str, cols: list[str]) -> int:
         """Remove rows identical in every column but ROW_ID (first kept); count them."""
         keep = [c for c in dict.fromkeys(cols) if c != "row_id"]
         n0 = int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0])
@@ -139,8 +128,8 @@ class CsvReader:
         self.con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM {into} "
                          f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {order}) = 1")
         n = n0 - int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0])
-        self._dups = n
         self.report.skip(f"{table}: exact duplicate row (all columns but ROW_ID equal)", n)
+        return n
 
     def columns(self, path: Path) -> list[str]:
         """The header row, parsed with the csv module (headers never contain newlines)."""
@@ -169,8 +158,6 @@ class CsvReader:
         Raises naming the file and the missing columns. Counts rejected CSV lines in the
         report and returns the lower-case column list.
         """
-        if path.name.lower().endswith(".gz"):
-            _check_gzip(path)
         cols = self.columns(path)
         lower = [c.strip().lower() for c in cols]
         missing = [c for c in required if c not in lower]
@@ -184,13 +171,15 @@ class CsvReader:
             try:
                 if parquet is None:
                     self.con.execute(f"CREATE OR REPLACE TABLE {into} AS {scan}")
-                    self._drop_exact_duplicates(table, into, lower)
                 else:
                     tmp = parquet.with_name(parquet.name + ".tmp")
                     self.con.execute(f"COPY ({scan}) TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)")
                     os.replace(tmp, parquet)
                     self.con.execute(f"CREATE OR REPLACE VIEW {into} AS SELECT * FROM read_parquet({_sql_str(parquet)})")
             except duckdb.Error as exc:
+                if "gzip" in str(exc).lower():
+                    raise ValueError(f"{path}: truncated or corrupt gzip file ({_first_line(exc)}); "
+                                     "re-download or re-compress it") from None
                 raise ValueError(f"{path}: cannot be read ({_first_line(exc)})") from None
             # one count per rejected line (a line missing 5 columns yields 5 error rows)
             rej = dict(self.con.execute(
@@ -203,8 +192,9 @@ class CsvReader:
                 src = fixed
                 continue
             break
-        n_dup = self._dups
-        self._dups = 0
+        n_dup = 0
+        if parquet is None:
+            n_dup = self._drop_exact_duplicates(table, into, lower)
         for err, n in sorted(rej.items()):
             self.report.skip(f"{table}: unparseable CSV line ({str(err).lower()})", int(n))
         self.report.read[table] = (int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0])

@@ -123,7 +123,7 @@ def tune(
     split_seed: int = 0, epochs: int = runner.DEFAULT_EPOCHS, patience: int = runner.DEFAULT_PATIENCE,
     monitor: str = runner.DEFAULT_MONITOR, seed: int = 0, worker_id: int = 0, out: str | Path = "results",
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, progress: bool = True,
-    heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3,
+    heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3, command: str = "",
 ) -> TuneResult:
     """Run (or join) an Optuna study for ``model`` on ``task``; see the module docstring."""
     import optuna
@@ -217,10 +217,11 @@ def tune(
                        catch=(FloatingPointError,), gc_after_trial=True)
     else:
         console(f"[{study_name}] already has {len(finished)} finished trials (cap {trials}); nothing to run")
-    return save_best(study, out, storage_url, defaults, monitor, time.time() - t0)
+    return save_best(study, out, storage_url, defaults, monitor, time.time() - t0, command)
 
 
-def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor: str, elapsed_s: float) -> TuneResult:
+def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor: str, elapsed_s: float,
+              command: str = "") -> TuneResult:
     """Write ``<out>/tuning/<study>.json`` (and the trials CSV) from the study's current state."""
     from optuna.trial import TrialState
 
@@ -239,7 +240,7 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
         "monitor": monitor, "direction": study.direction.name.lower(),
         "best_value": best.value, "best_trial": best.number, "best_params": best.params, "hparams": hparams,
         "counts": counts, "note": "validation metric only; the test split is never scored during tuning",
-        "updated_at": runner._now(), "command": runner.command_line(),
+        "updated_at": runner._now(), "command": command or runner.command_line(),
     }
     path = R.atomic_write_json(folder / f"{study.study_name}.json", payload)
     try:

@@ -7,6 +7,36 @@ from __future__ import annotations
 import argparse
 
 DEFAULT_DATA = "synthetic"
+_NOT_IN_COMMAND = {"func", "command", "debug", "quiet", "_defaults", "_name"}
+
+
+def _remember_defaults(p: argparse.ArgumentParser, name: str) -> None:
+    """Store the parser's defaults so a handler can rebuild the command the user typed."""
+    defaults = {a.dest: a.default for a in p._actions if a.dest != "help"}
+    p.set_defaults(_defaults=defaults, _name=name)
+
+
+def command_of(args) -> str:
+    """``mingle-bench <cmd> ...`` with the options that differ from their defaults (plus --task)."""
+    import shlex
+
+    parts = ["mingle-bench", args._name]
+    positional = [a for a in ("path",) if hasattr(args, a)]
+    parts += [shlex.quote(str(getattr(args, a))) for a in positional]
+    for key, value in vars(args).items():
+        if key in _NOT_IN_COMMAND or key in positional:
+            continue
+        if value == args._defaults.get(key) and key != "task":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        elif isinstance(value, list):
+            for v in value:
+                parts += [flag, shlex.quote(str(v))]
+        elif value is not None:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
 
 
 def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
@@ -49,6 +79,7 @@ def register(sub) -> None:
                    help=f"bootstrap resamples for the paired comparison (default {R.DEFAULT_BOOTSTRAP}; 0 disables)")
     p.add_argument("--fresh", action="store_true", help="discard earlier results in the output folder")
     p.set_defaults(func=_run)
+    _remember_defaults(p, "run")
 
     t = sub.add_parser("tune", help="Optuna hyperparameter search for one model on one task (validation only)",
                        description="TPE (seeded, multivariate, constant liar) with MedianPruner on the per-epoch "
@@ -68,6 +99,7 @@ def register(sub) -> None:
     t.add_argument("--worker-id", type=int, default=0,
                    help="index of this worker when several share a study (offsets the sampler seed)")
     t.set_defaults(func=_tune)
+    _remember_defaults(t, "tune")
 
     r = sub.add_parser("reproduce", help="regenerate the paper's tables (main, ablation, relative improvement)",
                        description="Main table (MINGLE vs baselines on phenotype and cvd), ablation table and the "
@@ -82,6 +114,7 @@ def register(sub) -> None:
     r.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP, help="bootstrap resamples per task")
     r.add_argument("--fresh", action="store_true", help="discard earlier per-task results")
     r.set_defaults(func=_reproduce)
+    _remember_defaults(r, "reproduce")
 
     tb = sub.add_parser("table", help="re-render a results folder as markdown, LaTeX or CSV")
     tb.add_argument("path", help="a results/<task>/<data-id>/ folder (or results/paper/<data-id>/)")
@@ -98,7 +131,7 @@ def _run(args) -> int:
         split_seed=args.split_seed, device=args.device, encoder=args.encoder, tuned=args.tuned, out=args.out,
         epochs=args.epochs, patience=args.patience, monitor=args.monitor,
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, n_boot=args.bootstrap,
-        fresh=args.fresh, progress=not args.quiet,
+        fresh=args.fresh, progress=not args.quiet, command=command_of(args),
     )
     s = R.run_benchmark(cfg)
     print((s.folder / "table.md").read_text(encoding="utf-8") if (s.folder / "table.md").exists() else "")
@@ -117,7 +150,7 @@ def _tune(args) -> int:
         timeout=args.timeout, data=args.data, device=args.device, encoder=args.encoder, split_seed=args.split_seed,
         epochs=args.epochs, patience=args.patience, monitor=args.monitor, seed=args.seed, worker_id=args.worker_id,
         out=args.out, max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
-        progress=not args.quiet,
+        progress=not args.quiet, command=command_of(args),
     )
     print(tuning.summary_line(res))
     return 0
@@ -131,7 +164,7 @@ def _reproduce(args) -> int:
         models=args.models.split(",") if args.models else None, device=args.device, encoder=args.encoder,
         split_seed=args.split_seed, epochs=args.epochs, patience=args.patience, out=args.out,
         n_boot=args.bootstrap, fresh=args.fresh, progress=not args.quiet,
-        max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
+        max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, command=command_of(args),
     )
     print(res.main_md)
     print(reproduce.summary_line(res))

@@ -105,6 +105,20 @@ def test_quoted_newlines_quotes_and_commas_in_notes(src, tmp_path):
     assert c.notes.n_chars.sum() == kept.TEXT.str.len().sum()
 
 
+def test_iserror_notes_dropped_and_unlinked_notes_kept(src, tmp_path):
+    notes = read(src, "NOTEEVENTS")
+    notes["ISERROR"] = ""
+    notes.loc[0, "ISERROR"] = "1"
+    notes.loc[1, "HADM_ID"] = ""
+    write(src, "NOTEEVENTS", notes)
+    c = load(src, tmp_path)
+    assert c.report["skipped"]["NOTEEVENTS: ISERROR=1 (marked as an error by the hospital)"] == 1
+    assert int(notes.loc[0, "ROW_ID"]) not in set(c.notes.note_id)
+    kept = c.notes.set_index("note_id").loc[int(notes.loc[1, "ROW_ID"])]
+    assert pd.isna(kept.hadm_id) and kept.patient_id == int(notes.loc[1, "SUBJECT_ID"])
+    assert len(c.notes) == len(notes) - 1
+
+
 def test_duplicate_rows_are_counted(src, tmp_path):
     adm = read(src, "ADMISSIONS")
     dup = adm.iloc[[0]].assign(ROW_ID="99990")  # identical but for ROW_ID

@@ -1,6 +1,6 @@
 """Model benchmarks (pytest-benchmark; skipped in the default test run).
 
-Run: ``python -m pytest benchmarks/bench_models.py --benchmark-enable -q``.
+Run: ``python -m pytest benchmarks/bench_models.py --benchmark-only -q``.
 ``MINGLE_BENCH_SIZE=mimic`` times the MIMIC-III-scale graph (37k visits, 7.4k codes, ~3.5M
 incidences; the performance goal is <= 3 s per fused epoch on 2 threads); the default is
 ``small`` so the file also runs quickly. ``mingle-bench profile-model --size mimic --json`` prints

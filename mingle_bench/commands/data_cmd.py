@@ -72,7 +72,12 @@ def summary(cohort) -> dict:
 def _info(args: argparse.Namespace) -> int:
     from mingle_bench.data.sources import load_source
 
-    cohort = load_source(args.data, cache_dir=args.cache_dir, progress=not args.json)
+    if not args.json:
+        import sys
+
+        print(f"loading {args.data} (parsed once, then read from the cache) ...", file=sys.stderr, flush=True)
+    # the report is printed below (or returned as JSON), so load quietly
+    cohort = load_source(args.data, cache_dir=args.cache_dir, progress=False)
     info = summary(cohort)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))

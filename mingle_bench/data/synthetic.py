@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -258,7 +259,7 @@ def generate(out_dir: str | os.PathLike, patients: int = 2000, seed: int = 0, pr
         for i in range(patients):
             gen.patient(i)
             if progress and (i + 1) % 5000 == 0:
-                print(f"  generated {i + 1:,} / {patients:,} patients", flush=True)
+                print(f"  generated {i + 1:,} / {patients:,} patients", file=sys.stderr, flush=True)
     finally:
         for wr in w.values():
             wr.close()

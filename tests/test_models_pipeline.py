@@ -71,3 +71,27 @@ def test_mingle_on_the_mimic3_demo_without_notes(mimic3_demo_dir):
     res = fit("mingle", data, small("mingle"), seed=0, device="cpu", max_epochs=2, patience=2)
     assert res.input_report["notes"].startswith("off")
     assert res.test_probs.shape[0] == data.split_idx["test"].numel()
+
+
+@pytest.fixture(scope="module")
+def synthetic_phenotype_with_semantics():
+    """Phenotype (25 labels) on the real pipeline, with seeded stand-in concept/note embeddings
+    (the structure, masks and labels are real; only the embedding values are random)."""
+    pytest.importorskip("mingle_bench.features")
+    data = _task_data("synthetic:small", "phenotype")
+    gen = torch.Generator().manual_seed(0)
+    data.concept_emb = torch.nn.functional.normalize(torch.randn(data.n_nodes, 32, generator=gen), dim=1)
+    note = torch.nn.functional.normalize(torch.randn(data.n_visits, 32, generator=gen), dim=1)
+    note[~data.visit_has_notes] = 0.0
+    data.visit_note_emb = note
+    return data
+
+
+@pytest.mark.parametrize("name", ["mingle", "mingle-no-notes", "note-mlp", "transformer", "gram"])
+def test_multilabel_with_semantics_on_the_real_pipeline(name, synthetic_phenotype_with_semantics):
+    data = synthetic_phenotype_with_semantics
+    assert data.n_labels == 25 and bool(data.visit_has_notes.any())
+    res = fit(name, data, small(name), seed=0, device="cpu", max_epochs=2, patience=2)
+    assert res.test_probs.shape == (data.split_idx["test"].numel(), 25)
+    if name == "mingle":
+        assert res.input_report == {"structural": "on", "concept": "on", "notes": "on"}

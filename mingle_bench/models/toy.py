@@ -97,7 +97,6 @@ def make_toy_task_data(
 
     n_vis_pp = rng.integers(1, max_visits + 1, size=n_samples) if max_visits > 1 else np.ones(n_samples, np.int64)
     n_visits = int(n_vis_pp.sum())
-    visit_patient = np.repeat(np.arange(n_samples), n_vis_pp)
     index_visit = np.cumsum(n_vis_pp) - 1
 
     # codes per visit (distinct), Zipf-like popularity

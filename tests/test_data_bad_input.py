@@ -203,7 +203,11 @@ def test_malformed_lines_and_bad_ids_are_counted(src, tmp_path):
         fh.write("123,456\n")  # too few columns
     pat = read(src, "PATIENTS")
     write(src, "PATIENTS", pd.concat([pat, pat.iloc[[0]].assign(ROW_ID="99994", SUBJECT_ID="abc")]))
+    adm = read(src, "ADMISSIONS")
+    adm.loc[0, "HADM_ID"] = adm.loc[0, "HADM_ID"] + ".0"  # float-style export of an integer id: accepted
+    write(src, "ADMISSIONS", adm)
     c = load(src, tmp_path)
+    assert int(adm.loc[0, "HADM_ID"][:-2]) in set(c.admissions.hadm_id)
     sk = c.report["skipped"]
     assert sk["PRESCRIPTIONS: unparseable CSV line (missing columns)"] == 1
     assert sk["PATIENTS: subject_id missing or not an integer"] == 1

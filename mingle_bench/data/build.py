@@ -60,7 +60,8 @@ def _bad_ts(col: str) -> str:
 
 
 def _int(col: str) -> str:
-    return f"TRY_CAST(NULLIF(trim({col}), '') AS BIGINT)"
+    """SQL: an integer id; accepts '123' and a float-style '123.0' (spreadsheet exports), else NULL."""
+    return f"TRY_CAST(regexp_replace(NULLIF(trim({col}), ''), '\\.0+$', '') AS BIGINT)"
 
 
 class _Sql:

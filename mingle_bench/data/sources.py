@@ -12,7 +12,7 @@
 Caches live under ``$MINGLE_CACHE`` (default ``~/.cache/mingle-bench``)::
 
     synthetic/<size>-seed<seed>-g<version>-<source hash>/ generated CSV files
-    cohorts/<kind>-<content hash>-l<loader version>/      tables *.parquet, meta.json,
+    cohorts/<kind>-<content hash>-l<loader fingerprint>/  tables *.parquet, meta.json,
                                                           note_texts.parquet, load_report.json
     file_hashes.json                                      (path, size, mtime) -> content hash memo
 
@@ -35,7 +35,18 @@ from mingle_bench.data.cohort import Cohort
 
 SIZES = {"small": 200, "default": 2000, "mimic": 46000}
 DEFAULT_SEED = 0
-LOADER_VERSION = 1
+LOADER_VERSION = 2
+_LOADER_MODULES = ("cohort.py", "csvio.py", "build.py", "mimic3.py", "mimic4.py", "report.py")
+
+
+def loader_fingerprint() -> str:
+    """Loader version plus a hash of the loader's source: part of every cohort cache key, so a
+    changed cleaning rule never serves a cohort built by the old one."""
+    h = hashlib.blake2b(digest_size=4)
+    here = Path(__file__).parent
+    for name in _LOADER_MODULES:
+        h.update((here / name).read_bytes())
+    return f"{LOADER_VERSION}-{h.hexdigest()}"
 KINDS = ("synthetic", "mimic3", "mimic4")
 
 
@@ -174,7 +185,7 @@ def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = N
         reader_kind = kind
     files = source_files(reader_kind, directory)
     digest = content_hash(files, root)
-    final = root / "cohorts" / f"{kind}-{digest[:16]}-l{LOADER_VERSION}"
+    final = root / "cohorts" / f"{kind}-{digest[:16]}-l{loader_fingerprint()}"
     if (final / "meta.json").exists():
         cohort = Cohort.load(final)
         cohort.source = label

@@ -117,8 +117,8 @@ def _profile(args) -> int:
 
     m = result["machine"]
     table = Table("workload", "items", "tokens/item", "rate (median)", "CPU ms/item", "runs",
-                  title=f"{result['encoder']['identity']} on {m['device']}, {m['threads']} threads "
-                        f"(load avg {result['load_average_1m']})")
+                  title=f"{result['encoder']['identity'].split('/tok:')[0]}\non {m['device']}, {m['threads']} "
+                        f"threads, load average {result['load_average_1m']}")
     n, w, c = result["names"], result["notes_window"], result["notes_chunked"]
     table.add_row("concept names", str(n["n"]), str(n["mean_tokens"]), f"{n['texts_per_s']} names/s",
                   str(n["cpu_ms_per_text"]), ", ".join(map(str, n["runs"])))

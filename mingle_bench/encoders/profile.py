@@ -99,7 +99,7 @@ def run_profile(encoder: Encoder, n_names: int = 512, n_notes: int = 64, note_wo
     name_tokens = encoder.tokenize(names)
     store = dict(enumerate(notes))
     chunk_report: dict[str, Any] = {}
-    overlap = min(32, (encoder.max_length - encoder.num_special_tokens) // 8)  # 32 unless the window is tiny
+    overlap = min(32, (encoder.max_length - encoder.num_special_tokens) // 4)  # 32 unless the window is tiny
 
     def run_names():
         embed_texts(encoder, names, cache=None, progress=False, batch_tokens=batch_tokens)

@@ -1,0 +1,57 @@
+"""Source specs and the content-keyed cohort cache."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mingle_bench.data.sources import cache_root, data_id, load_source, parse_spec
+from mingle_bench.data.synthetic import generate
+
+
+def test_parse_spec():
+    assert parse_spec("synthetic") == ("synthetic", "default", 0)
+    assert parse_spec("synthetic:small") == ("synthetic", "small", 0)
+    assert parse_spec("synthetic:mimic:3") == ("synthetic", "mimic", 3)
+    assert parse_spec("mimic3:/a/b") == ("mimic3", "/a/b", 0)
+    for bad, msg in [("", "empty"), ("mimic3", "needs a folder"), ("foo:x", "unknown source kind"),
+                     ("synthetic:small:x", "not an integer")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_spec(bad)
+
+
+def test_cache_root_follows_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINGLE_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"
+    assert cache_root(tmp_path / "x") == tmp_path / "x"
+
+
+def test_cache_keyed_by_content(tmp_path):
+    src = tmp_path / "src"
+    generate(src, patients=6, seed=11)
+    cache = tmp_path / "cache"
+    spec = f"mimic3:{src}"
+    a = load_source(spec, cache_dir=cache, progress=False)
+    id_a = data_id(spec, cache_dir=cache)
+    assert id_a == "mimic3-" + a.source_id[:8]
+    # unchanged files: the same folder is reused, and no temporary folder is left behind
+    b = load_source(spec, cache_dir=cache, progress=False)
+    assert b.source_id == a.source_id
+    assert len(list((cache / "cohorts").iterdir())) == 1
+    # an edited file gives a new key and is re-parsed
+    adm = pd.read_csv(src / "ADMISSIONS.csv", dtype=str, keep_default_na=False)
+    adm.loc[0, "ADMISSION_TYPE"] = "URGENT"
+    adm.to_csv(src / "ADMISSIONS.csv", index=False)
+    c = load_source(spec, cache_dir=cache, progress=False)
+    assert c.source_id != a.source_id and data_id(spec, cache_dir=cache) != id_a
+    assert len(list((cache / "cohorts").iterdir())) == 2
+    assert "URGENT" in set(c.admissions.admission_type)
+
+
+def test_progress_prints_the_report(tmp_path, capsys):
+    src = tmp_path / "src"
+    generate(src, patients=4, seed=2)
+    load_source(f"mimic3:{src}", cache_dir=tmp_path / "cache", progress=True)
+    err = capsys.readouterr().err
+    assert "Load report" in err and "cohort table" in err
+    load_source(f"mimic3:{src}", cache_dir=tmp_path / "cache", progress=True)
+    assert "loaded from cache" in capsys.readouterr().err

@@ -71,7 +71,8 @@ def _profile(args: argparse.Namespace) -> int:
           f"d={res['hidden']} h={res['heads']} L={res['layers']}, {res['threads']} threads on {res['device']}")
     for impl in impls:
         v = res.get(f"{impl}_epoch_s")
-        print(f"  {impl:9s}: " + (f"{v:.3f} s/epoch (median of {res['epochs_timed']})" if v is not None
+        print(f"  {impl:9s}: " + (f"{v:.3f} s/epoch (median of {res['epochs_timed']}; "
+                                  f"{res[impl + '_epoch_cpu_s']:.3f} CPU-s)" if v is not None
                                   else res.get("fused_note", "not run")))
     if "speedup" in res:
         print(f"  speedup  : {res['speedup']}x")

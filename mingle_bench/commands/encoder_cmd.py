@@ -61,6 +61,7 @@ def _cache_info(args) -> int:
     console.print(f"embedding cache: {info['root']} ({_fmt_bytes(info['bytes'])})")
     if info["namespaces"]:
         table = Table("namespace", "encoder", "kind", "params", "entries", "shards", "size")
+        table.columns[1].overflow = "fold"
         for ns in info["namespaces"]:
             params = dict(ns["params"])
             kind = params.pop("kind", "?")

@@ -61,7 +61,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 def parse_spec(spec: str) -> tuple[str, str, int]:
     """Split a source spec into (kind, argument, seed). Raises ValueError naming the spec."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"--data: empty source spec; expected one of synthetic[:SIZE], mimic3:DIR, mimic4:DIR")
+        raise ValueError("--data: empty source spec; expected one of synthetic[:SIZE], mimic3:DIR, mimic4:DIR")
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
     if kind == "synthetic":

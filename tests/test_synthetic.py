@@ -153,3 +153,15 @@ def test_synthetic_source_ids():
     assert data_id("synthetic:small:7") == "synthetic-small-s7"
     with pytest.raises(ValueError, match="unknown synthetic size"):
         data_id("synthetic:huge")
+
+
+def test_outcome_is_written_only_in_discharge_summaries(small):
+    """No leakage by construction: admission-time notes never state the outcome or the stay's end."""
+    n = small.notes
+    texts = small.read_note_texts(n.note_id.tolist())
+    early = n[n.category != "Discharge summary"].note_id
+    words = ("expired", "died", "discharge disposition", "discharge date")
+    assert not any(w in texts[i].lower() for i in early for w in words)
+    died = set(small.admissions.loc[small.admissions.hospital_expire_flag == 1, "hadm_id"])
+    ds = n[(n.category == "Discharge summary") & n.hadm_id.isin(died)].note_id
+    assert len(ds) > 0 and all("Expired" in texts[i] for i in ds)

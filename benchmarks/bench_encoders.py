@@ -1,6 +1,6 @@
 """Encoder throughput benchmarks (pytest-benchmark; skipped in the default test run).
 
-Run: ``python -m pytest benchmarks/bench_encoders.py --benchmark-enable -q``.
+Run: ``python -m pytest benchmarks/bench_encoders.py --benchmark-only -q``.
 ``MINGLE_BENCH_ENCODER`` picks the encoder spec (default ``default``, the bundled MiniLM) and
 ``MINGLE_BENCH_THREADS`` the torch threads (default 2). Each benchmark's ``extra_info`` holds
 its items/s. ``mingle-bench profile-encoder --json -`` prints the same numbers as one JSON object.
@@ -41,7 +41,7 @@ def test_concept_names_per_second(benchmark, encoder):
     _rate(benchmark, N_NAMES, "names")
 
 
-def test_notes_one_window_per_second(benchmark, encoder, caplog):
+def test_notes_one_window_per_second(benchmark, encoder):
     notes = clinical_notes(N_NOTES, words=200)  # ~350 tokens each, cut to the 256-token window
     out = benchmark.pedantic(embed_texts, args=(encoder, notes), kwargs={"progress": False},
                              rounds=3, warmup_rounds=1)

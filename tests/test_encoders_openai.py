@@ -177,6 +177,8 @@ def test_cache_and_chunked_notes_through_the_endpoint(server, tmp_path):
     assert sorted(sent) == sorted(set(chunks)) and all(c in note for c in sent)
     assert torch.allclose(emb[0], torch.nn.functional.normalize(expected(chunks).mean(0), dim=0), atol=1e-6)
     assert has.tolist() == [True, False] and rep["tokens_total"] == len(pieces)
+    written = b"".join(f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
+    assert KEY.encode() not in written and KEY not in json.dumps(rep), "the key is never written"
 
 
 @pytest.mark.parametrize("text", ["", "a", "hello   world\n\nnext line ", "Myocardial\tinfarction, 2x/day.",

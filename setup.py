@@ -33,8 +33,9 @@ def _extensions():
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
     sources += sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += ["-Wno-unknown-pragmas"]  # ATen vector headers use `#pragma unroll`
-    cxx += ["-std=c++17", "-fopenmp"] if "OpenMP" in torch.__config__.parallel_info() else ["-std=c++17"]
+    cxx += ["-Wno-unknown-pragmas", "-Wno-psabi"]  # ATen vector headers: `#pragma unroll`, AVX ABI notes
+    # No -std flag: torch.utils.cpp_extension adds the standard its headers need (C++20 today).
+    cxx += ["-fopenmp"] if "OpenMP" in torch.__config__.parallel_info() else []
     extra = {"cxx": cxx}
     macros = []
     ext_cls = CppExtension

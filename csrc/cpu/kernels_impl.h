@@ -220,9 +220,85 @@ void ssa_backward_segments(const T* g, const T* out, const T* lse, const T* src,
   }
 }
 
+// Horizontal sum of a vector.
+template <typename T>
+inline T vec_hsum(const Vectorized<T>& v) {
+  T buf[Vectorized<T>::size()];
+  v.store(buf);
+  T s = 0;
+  for (int64_t k = 0; k < Vectorized<T>::size(); ++k) s += buf[k];
+  return s;
+}
+
+// For one source row n with `len` transposed entries (segments segs[j], weights p[j*H+h] and
+// pa[j*H+h] = p * act'): gv[h*D+d] = sum_j p g[s_j,h,d] and
+// gsn[h] = sum_j pa (<g[s_j,h], v_n,h> - delta[s_j,h]). Both accumulate in registers (blocks of
+// 4 vectors over D); the dot products are accumulated element-wise and reduced once per head.
+template <typename T>
+inline void source_grad_row(T* __restrict gv, T* __restrict gsn, const T* __restrict g,
+                            const int64_t* __restrict segs, const T* __restrict p, const T* __restrict pa,
+                            const T* __restrict delta, const T* __restrict vn, int64_t len, int64_t H,
+                            int64_t D) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  constexpr int64_t B = 4 * L;
+  const int64_t HD = H * D;
+  for (int64_t h = 0; h < H; ++h) {
+    T common = 0;
+    for (int64_t j = 0; j < len; ++j) common += pa[j * H + h] * delta[segs[j] * H + h];
+    const T* gbase = g + h * D;
+    const T* vh = vn + h * D;
+    T* out = gv + h * D;
+    V dsum(T(0));
+    T dtail = 0;
+    int64_t d = 0;
+    for (; d + B <= D; d += B) {
+      const V v0 = V::loadu(vh + d), v1 = V::loadu(vh + d + L), v2 = V::loadu(vh + d + 2 * L),
+              v3 = V::loadu(vh + d + 3 * L);
+      V a0(T(0)), a1(T(0)), a2(T(0)), a3(T(0));
+      for (int64_t j = 0; j < len; ++j) {
+        if (h == 0 && d == 0 && j + 8 < len) prefetch_row(g + segs[j + 8] * HD, HD * sizeof(T));
+        const T* gr = gbase + segs[j] * HD + d;
+        const V pj(p[j * H + h]), paj(pa[j * H + h]);
+        const V g0 = V::loadu(gr), g1 = V::loadu(gr + L), g2 = V::loadu(gr + 2 * L), g3 = V::loadu(gr + 3 * L);
+        a0 = at::vec::fmadd(pj, g0, a0);
+        a1 = at::vec::fmadd(pj, g1, a1);
+        a2 = at::vec::fmadd(pj, g2, a2);
+        a3 = at::vec::fmadd(pj, g3, a3);
+        dsum = at::vec::fmadd(paj, g0 * v0 + g1 * v1 + g2 * v2 + g3 * v3, dsum);
+      }
+      a0.store(out + d);
+      a1.store(out + d + L);
+      a2.store(out + d + 2 * L);
+      a3.store(out + d + 3 * L);
+    }
+    for (; d + L <= D; d += L) {
+      const V v0 = V::loadu(vh + d);
+      V a0(T(0));
+      for (int64_t j = 0; j < len; ++j) {
+        if (h == 0 && d == 0 && j + 8 < len) prefetch_row(g + segs[j + 8] * HD, HD * sizeof(T));
+        const V g0 = V::loadu(gbase + segs[j] * HD + d);
+        a0 = at::vec::fmadd(V(p[j * H + h]), g0, a0);
+        dsum = at::vec::fmadd(V(pa[j * H + h]), g0 * v0, dsum);
+      }
+      a0.store(out + d);
+    }
+    for (; d < D; ++d) {
+      T a = 0;
+      for (int64_t j = 0; j < len; ++j) {
+        const T gj = gbase[segs[j] * HD + d];
+        a += p[j * H + h] * gj;
+        dtail += pa[j * H + h] * gj * vh[d];
+      }
+      out[d] = a;
+    }
+    gsn[h] = vec_hsum(dsum) + dtail - common;
+  }
+}
+
 // Pass 2 over sources, walking the transpose: grad_src [N,H], grad_val [N,H,D].
 //   p_j = exp(leaky(src[n] + dst[s_j]) - lse[s_j])
-//   grad_src[n,h] = sum_j p_j (<g[s_j,h], v[n,h]> - delta[s_j,h]) act'_j
+//   grad_src[n,h] = sum_j p_j act'_j (<g[s_j,h], v[n,h]> - delta[s_j,h])
 //   grad_val[n,h] = sum_j p_j g[s_j,h]
 template <typename T>
 void ssa_backward_sources(const T* g, const T* lse, const T* delta, const T* src, const T* val,
@@ -233,13 +309,15 @@ void ssa_backward_sources(const T* g, const T* lse, const T* delta, const T* src
   for (int64_t n = begin; n < end; ++n) {
     const int64_t lo = t_indptr[n], len = t_indptr[n + 1] - lo;
     T* gv = gval + n * HD;
-    vec_zero(gv, HD);
     T* gsn = gsrc + n * H;
-    for (int64_t h = 0; h < H; ++h) gsn[h] = 0;
-    if (len == 0) continue;
+    if (len == 0) {
+      vec_zero(gv, HD);
+      for (int64_t h = 0; h < H; ++h) gsn[h] = 0;
+      continue;
+    }
     if (static_cast<int64_t>(buf.size()) < 2 * len * H) buf.resize(2 * len * H);
     T* p = buf.data();
-    T* da = slope != T(1) ? p + len * H : nullptr;
+    T* pa = p + len * H;  // first the activation derivative, then p * act'
     const T* sr = src + n * H;
     const int64_t* segs = t_indices + lo;
     for (int64_t j = 0; j < len; ++j) {
@@ -251,25 +329,18 @@ void ssa_backward_sources(const T* g, const T* lse, const T* delta, const T* src
         for (int64_t h = 0; h < H; ++h) pj[h] = sr[h];
       }
     }
-    if (da) vec_leaky(p, da, slope, len * H);
+    if (slope != T(1)) vec_leaky(p, pa, slope, len * H);
     for (int64_t j = 0; j < len; ++j) {
       const T* ls = lse + segs[j] * H;
       for (int64_t h = 0; h < H; ++h) p[j * H + h] -= ls[h];
     }
     vec_exp_inplace(p, len * H);
-    const T* vn = val + n * HD;
-    for (int64_t j = 0; j < len; ++j) {
-      const int64_t s = segs[j];
-      const T* gs = g + s * HD;
-      const T* del = delta + s * H;
-      if (j + 4 < len) prefetch_row(g + segs[j + 4] * HD, HD * sizeof(T));
-      for (int64_t h = 0; h < H; ++h) {
-        const T pj = p[j * H + h];
-        const T dz = pj * (vec_dot(gs + h * D, vn + h * D, D) - del[h]);
-        gsn[h] += da ? dz * da[j * H + h] : dz;
-        vec_axpy(gv + h * D, gs + h * D, pj, D);
-      }
+    if (slope != T(1)) {
+      for (int64_t k = 0; k < len * H; ++k) pa[k] *= p[k];
+    } else {
+      std::memcpy(pa, p, sizeof(T) * len * H);
     }
+    source_grad_row(gv, gsn, g, segs, p, pa, delta, val + n * HD, len, H, D);
   }
 }
 

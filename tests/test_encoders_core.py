@@ -382,3 +382,32 @@ def test_cli_profile_rejects_bad_counts(capsys):
 
     assert main(["profile-encoder", "--names", "0"]) == 1
     assert "--names must be >= 1" in capsys.readouterr().err
+
+
+def test_cache_prefix_collision_never_returns_a_wrong_vector(tmp_path):
+    a = bytes(range(32))
+    b = a[:8] + bytes(24)  # same 8-byte index prefix, different key
+    cache = EmbeddingCache(tmp_path)
+    cache.put("e", {}, [a], np.ones((1, 2), dtype=np.float32))
+    for c in (cache, EmbeddingCache(tmp_path)):  # pending entries and the sorted index
+        found, _, _ = c.get("e", {}, [b, a])
+        assert found.tolist() == [False, True]
+    with pytest.raises(ValueError, match="32-byte"):
+        cache.get("e", {}, [b"short"])
+
+
+def test_cache_sparse_row_reads_and_index_merges(tmp_path, monkeypatch):
+    import mingle_bench.encoders.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "PENDING_MAX", 50)
+    cache = EmbeddingCache(tmp_path)
+    keys = [text_key(str(i)) for i in range(400)]
+    emb = np.arange(400 * 3, dtype=np.float32).reshape(400, 3)
+    cache.put("e", {}, keys[:300], emb[:300])  # merged into the sorted index (> PENDING_MAX)
+    cache.put("e", {}, keys[300:330], emb[300:330])  # stays pending
+    want = [299, 3, 4, 5, 150, 320, 3, 399]  # a few scattered rows of a large shard, a duplicate, a miss
+    found, got, _ = cache.get("e", {}, [keys[i] for i in want])
+    assert found.tolist() == [True] * 7 + [False]
+    assert np.array_equal(got[:7], emb[want[:7]])
+    found, got, _ = EmbeddingCache(tmp_path).get("e", {}, keys[:330])
+    assert found.all() and np.array_equal(got, emb[:330])

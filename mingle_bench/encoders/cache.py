@@ -68,11 +68,81 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def key_prefixes(keys: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each 32-byte key as uint64 (the in-memory index key)."""
+    return np.ascontiguousarray(keys[:, :8]).view("<u8").ravel()
+
+
 @dataclass
 class _Namespace:
+    """In-memory index of one namespace: 16 bytes per entry.
+
+    ``prefix`` (sorted uint64 key prefixes) with ``shard``/``row`` (int32) locate entries of
+    the shards read so far; entries this process wrote since the last merge sit in
+    ``pending``. Matches are confirmed against the full 32-byte key stored in the shard
+    when the embedding is read, so a prefix collision can only cause a recompute, never a
+    wrong vector.
+    """
+
     dir: Path
-    index: dict[bytes, tuple[str, int]] = field(default_factory=dict)  # key -> (shard name, row)
-    seen: set[str] = field(default_factory=set)                        # shard names indexed (or corrupt)
+    shards: list[str] = field(default_factory=list)  # shard id -> file name
+    seen: set[str] = field(default_factory=set)       # shard names indexed (or found unreadable)
+    prefix: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    shard: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    row: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    pending: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, name: str, keys: np.ndarray, bulk: list | None = None) -> None:
+        sid = len(self.shards)
+        self.shards.append(name)
+        self.seen.add(name)
+        pre = key_prefixes(keys)
+        if bulk is not None:
+            bulk.append((pre, sid))
+            return
+        for r, k in enumerate(pre.tolist()):
+            self.pending.setdefault(k, (sid, r))
+        if len(self.pending) > PENDING_MAX:
+            self.merge([])
+
+    def merge(self, bulk: list) -> None:
+        """Fold ``bulk`` ``(prefixes, shard id)`` pairs and the pending entries into the sorted arrays."""
+        parts_p, parts_s, parts_r = [self.prefix], [self.shard], [self.row]
+        for pre, sid in bulk:
+            parts_p.append(pre)
+            parts_s.append(np.full(len(pre), sid, dtype=np.int32))
+            parts_r.append(np.arange(len(pre), dtype=np.int32))
+        if self.pending:
+            parts_p.append(np.fromiter(self.pending.keys(), dtype=np.uint64, count=len(self.pending)))
+            loc = np.array(list(self.pending.values()), dtype=np.int32).reshape(-1, 2)
+            parts_s.append(loc[:, 0])
+            parts_r.append(loc[:, 1])
+            self.pending = {}
+        if len(parts_p) == 1:
+            return
+        prefix = np.concatenate(parts_p)
+        order = np.argsort(prefix, kind="stable")  # earlier shards first among equal keys
+        self.prefix, self.shard, self.row = prefix[order], np.concatenate(parts_s)[order], np.concatenate(parts_r)[order]
+
+    def find(self, pre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shard id (-1 if absent) and row of each prefix."""
+        sid = np.full(len(pre), -1, dtype=np.int64)
+        row = np.zeros(len(pre), dtype=np.int64)
+        if len(self.prefix):
+            pos = np.searchsorted(self.prefix, pre)
+            ok = pos < len(self.prefix)
+            ok[ok] = self.prefix[pos[ok]] == pre[ok]
+            sid[ok], row[ok] = self.shard[pos[ok]], self.row[pos[ok]]
+        if self.pending:
+            for i in np.flatnonzero(sid < 0).tolist():
+                loc = self.pending.get(int(pre[i]))
+                if loc is not None:
+                    sid[i], row[i] = loc
+        return sid, row
+
+
+#: entries this process writes before they are merged into the sorted index
+PENDING_MAX = 200_000
 
 
 class EmbeddingCache:
@@ -113,18 +183,22 @@ class EmbeddingCache:
         """Index shards written since the last look (by this or any other process)."""
         if not space.dir.is_dir():
             return
+        bulk: list = []
         for path in sorted(space.dir.glob("shard-*.safetensors")):
             if path.name in space.seen:
                 continue
-            space.seen.add(path.name)
             try:
                 keys = self._read(path, ("keys",))["keys"]
+                if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or keys.dtype != np.uint8:
+                    raise ValueError(f"keys tensor has shape {keys.shape} and dtype {keys.dtype}")
             except Exception as exc:  # noqa: BLE001 - any unreadable shard is skipped and reported
+                space.seen.add(path.name)
                 self.corrupt_shards += 1
                 log.warning("embedding cache: skipping unreadable shard %s (%s)", path, exc)
                 continue
-            for row, k in enumerate(keys):
-                space.index.setdefault(k.tobytes(), (path.name, row))
+            space.add(path.name, keys, bulk)
+        if bulk:
+            space.merge(bulk)
 
     @staticmethod
     def _read(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
@@ -134,6 +208,29 @@ class EmbeddingCache:
             available = set(f.keys())
             return {n: f.get_tensor(n) for n in names if n in available}
 
+    @staticmethod
+    def _read_rows(path: Path, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """``keys``/``emb``/``aux`` at ``rows`` of a shard, reading only the runs of rows needed
+        when they are a small part of the shard (the file is memory-mapped)."""
+        from safetensors import safe_open
+
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        with safe_open(str(path), framework="numpy") as f:
+            names = [n for n in ("keys", "emb", "aux") if n in set(f.keys())]
+            total = f.get_slice("keys").get_shape()[0]
+            if len(srt) and srt[-1] >= total:
+                raise ValueError(f"row {int(srt[-1])} out of range for {total} entries")
+            if len(srt) * 8 >= total:  # most of the shard: one read per tensor
+                out = {n: f.get_tensor(n)[rows] for n in names}
+                return out
+            breaks = np.flatnonzero(np.diff(srt) != 1) + 1
+            runs = np.split(srt, breaks)
+            got = {n: np.concatenate([f.get_slice(n)[int(r[0]):int(r[-1]) + 1] for r in runs]) for n in names}
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return {n: a[inverse] for n, a in got.items()}
+
     # -- lookups and writes ------------------------------------------------------------------------
     def get(self, identity: str, params: dict[str, Any], keys: Sequence[bytes], dim: int | None = None,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -142,29 +239,29 @@ class EmbeddingCache:
         space = self._space(identity, params)
         n = len(keys)
         found = np.zeros(n, dtype=bool)
-        by_shard: dict[str, list[tuple[int, int]]] = {}
-        for i, k in enumerate(keys):
-            loc = space.index.get(bytes(k))
-            if loc is not None:
-                by_shard.setdefault(loc[0], []).append((i, loc[1]))
         emb: np.ndarray | None = None
         aux: np.ndarray | None = None
-        for shard, pairs in by_shard.items():
-            try:
-                data = self._read(space.dir / shard, ("emb", "aux"))
-            except Exception as exc:  # noqa: BLE001 - e.g. removed by `cache clear` meanwhile
-                log.warning("embedding cache: could not read shard %s (%s); recomputing its entries", shard, exc)
-                continue
-            if emb is None:
-                emb = np.zeros((n, data["emb"].shape[1]), dtype=np.float32)
-            if "aux" in data and aux is None:
-                aux = np.zeros((n, data["aux"].shape[1]), dtype=np.int64)
-            dst = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
-            src = np.fromiter((p[1] for p in pairs), dtype=np.int64, count=len(pairs))
-            emb[dst] = data["emb"][src]
-            if aux is not None and "aux" in data:
-                aux[dst] = data["aux"][src]
-            found[dst] = True
+        if n:
+            key_arr = _key_array(keys)
+            sid, row = space.find(key_prefixes(key_arr))
+            for s_id in np.unique(sid[sid >= 0]).tolist():
+                dst = np.flatnonzero(sid == s_id)
+                src = row[dst]
+                shard = space.shards[s_id]
+                try:
+                    data = self._read_rows(space.dir / shard, src)
+                except Exception as exc:  # noqa: BLE001 - e.g. removed by `cache clear` meanwhile
+                    log.warning("embedding cache: could not read shard %s (%s); recomputing its entries", shard, exc)
+                    continue
+                same = (data["keys"] == key_arr[dst]).all(axis=1)  # confirm the full key
+                if emb is None:
+                    emb = np.zeros((n, data["emb"].shape[1]), dtype=np.float32)
+                if "aux" in data and aux is None:
+                    aux = np.zeros((n, data["aux"].shape[1]), dtype=np.int64)
+                emb[dst[same]] = data["emb"][same]
+                if aux is not None and "aux" in data:
+                    aux[dst[same]] = data["aux"][same]
+                found[dst[same]] = True
         if emb is None:
             emb = np.zeros((n, dim or 0), dtype=np.float32)
         hits = int(found.sum())
@@ -183,8 +280,8 @@ class EmbeddingCache:
             return None
         if emb.ndim != 2 or emb.shape[0] != n:
             raise ValueError(f"embedding cache: {n} keys but embeddings of shape {emb.shape}")
-        key_arr = np.frombuffer(b"".join(bytes(k) for k in keys), dtype=np.uint8).reshape(n, KEY_BYTES)
-        tensors = {"keys": key_arr.copy(), "emb": emb}
+        key_arr = _key_array(keys)
+        tensors = {"keys": key_arr, "emb": emb}
         if aux is not None:
             aux = np.ascontiguousarray(np.asarray(aux, dtype=np.int64))
             if aux.ndim != 2 or aux.shape[0] != n:
@@ -199,9 +296,7 @@ class EmbeddingCache:
             _atomic_write_bytes(manifest, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
         name = f"shard-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors"
         _atomic_write_bytes(space.dir / name, save(tensors, metadata={"count": str(n), "format": str(FORMAT_VERSION)}))
-        space.seen.add(name)
-        for row, k in enumerate(keys):
-            space.index.setdefault(bytes(k), (name, row))
+        space.add(name, key_arr)
         self.written += n
         return space.dir / name
 
@@ -252,6 +347,14 @@ class EmbeddingCache:
         os.replace(self.root, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         return size
+
+
+def _key_array(keys: Sequence[bytes]) -> np.ndarray:
+    """Keys as a uint8 ``[n, 32]`` array; raises on a key that is not a 32-byte digest."""
+    joined = b"".join(bytes(k) for k in keys)
+    if len(joined) != KEY_BYTES * len(keys) or any(len(k) != KEY_BYTES for k in keys):
+        raise ValueError("embedding cache keys must be 32-byte sha256 digests (see text_key)")
+    return np.frombuffer(joined, dtype=np.uint8).reshape(len(keys), KEY_BYTES).copy()
 
 
 def _size(p: Path) -> int:

@@ -80,9 +80,13 @@ def reproduce(
     encoder: str | None = "default", split_seed: int = 0, epochs: int = runner.DEFAULT_EPOCHS,
     patience: int = runner.DEFAULT_PATIENCE, out: str | os.PathLike = "results", n_boot: int = runner.DEFAULT_BOOTSTRAP,
     fresh: bool = False, progress: bool = True, max_notes_per_visit: int | None = None, max_tokens: int | None = None,
-    command: str = "",
+    command: str = "", tables_only: bool = False,
 ) -> ReproduceResult:
-    """Run the paper's rows on ``tasks`` and write the paper tables (see the module docstring)."""
+    """Run the paper's rows on ``tasks`` and write the paper tables (see the module docstring).
+
+    ``tables_only``: train nothing; compose the tables from the cells already finished in each
+    task's folder (e.g. runs interrupted, or run elsewhere and copied here).
+    """
     models = list(models or PAPER_MODELS)
     if not tasks:
         raise runner.RunError("--tasks is empty")
@@ -91,6 +95,16 @@ def reproduce(
     comps: dict[str, dict | None] = {}
     res = ReproduceResult(folder=Path(out) / "paper" / runner.source_data_id(data), main_md="")
     for task in tasks:
+        if tables_only:
+            folder = Path(out) / task / runner.source_data_id(data)
+            if not (folder / R.CONFIG_FILE).exists():
+                raise FileNotFoundError(f"--tables-only: {folder} holds no run of {task}; run without --tables-only first")
+            rows, comp, _ = runner.finalize(folder, R.read_json(folder / R.CONFIG_FILE).get("monitor", runner.DEFAULT_MONITOR),
+                                            n_boot)
+            res.task_folders[task] = folder
+            task_rows[task] = [r for r in rows if r["model"] in models]
+            comps[task] = comp
+            continue
         cfg = runner.RunConfig(task=task, data=data, models=models, seeds=list(seeds), split_seed=split_seed,
                                device=device, encoder=encoder, out=str(out), epochs=epochs, patience=patience,
                                max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, n_boot=n_boot,
@@ -102,6 +116,11 @@ def reproduce(
         task_rows[task] = [r for r in s.rows if r["model"] in models]
         comps[task] = s.comparison
     config = R.read_json(next(iter(res.task_folders.values())) / R.CONFIG_FILE)
+    if tables_only:  # describe what the folders hold, not the arguments of this call
+        seeds = sorted({s for t in task_rows.values() for r in t for s in r["seeds"]})
+        epochs, patience, split_seed = config.get("epochs"), config.get("patience"), config.get("split_seed")
+        command = " ; ".join(dict.fromkeys(R.read_json(f / R.CONFIG_FILE).get("command", "?")
+                                           for f in res.task_folders.values())) + f" ; then: {command}"
     payload = {
         "data": data, "data_id": config.get("data_id"), "command": command, "machine": config.get("machine"),
         "seeds": list(seeds), "epochs": epochs, "patience": patience, "split_seed": split_seed,

@@ -113,13 +113,16 @@ def register(sub) -> None:
     r.add_argument("--patience", type=int, default=R.DEFAULT_PATIENCE, help="early-stopping patience")
     r.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP, help="bootstrap resamples per task")
     r.add_argument("--fresh", action="store_true", help="discard earlier per-task results")
+    r.add_argument("--tables-only", action="store_true",
+                   help="train nothing: write the paper tables from the cells already finished in the task folders")
     r.set_defaults(func=_reproduce)
     _remember_defaults(r, "reproduce")
 
     tb = sub.add_parser("table", help="re-render a results folder as markdown, LaTeX or CSV")
     tb.add_argument("path", help="a results/<task>/<data-id>/ folder (or results/paper/<data-id>/)")
     tb.add_argument("--format", default="md", choices=("md", "latex", "csv"))
-    tb.add_argument("--write", action="store_true", help="also rewrite the folder's table files")
+    tb.add_argument("--write", action="store_true",
+                    help="also rewrite the folder's files from its finished cells (tables, comparison, curves)")
     tb.set_defaults(func=_table)
 
 
@@ -165,6 +168,7 @@ def _reproduce(args) -> int:
         split_seed=args.split_seed, epochs=args.epochs, patience=args.patience, out=args.out,
         n_boot=args.bootstrap, fresh=args.fresh, progress=not args.quiet,
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, command=command_of(args),
+        tables_only=args.tables_only,
     )
     print(res.main_md)
     print(reproduce.summary_line(res))
@@ -186,6 +190,14 @@ def _table(args) -> int:
     else:
         text = tables.render_run(folder, args.format)
     if args.write and not (folder / "paper.json").exists():
-        tables.write_run_tables(folder)
+        from mingle_bench import results, runner
+
+        cfg = results.read_json(folder / results.CONFIG_FILE)
+        runner.finalize(folder, cfg.get("monitor", runner.DEFAULT_MONITOR))
+        text = tables.render_run(folder, args.format)
+    elif args.write:
+        from mingle_bench import reproduce
+
+        reproduce.write_paper(folder)
     print(text, end="")
     return 0

@@ -65,3 +65,19 @@ def test_reproduce_writes_paper_tables(fakes, tmp_path, capsys):
         assert cli_main(["table", str(folder), "--format", fmt]) == 0
         assert needle in capsys.readouterr().out
     assert not math.isnan(ri["value"])
+
+
+def test_tables_only_composes_finished_cells(fakes, tmp_path):
+    from mingle_bench import runner
+
+    for task in ("phenotype", "cvd"):  # e.g. two machines, one task each, one seed finished
+        runner.run_benchmark(runner.RunConfig(task=task, data="synthetic:small", models=list(RP.PAPER_MODELS),
+                                              seeds=[0], out=str(tmp_path), epochs=2, patience=2, n_boot=20,
+                                              progress=False, command=f"mingle-bench run --task {task}"))
+    res = RP.reproduce(data="synthetic:small", out=str(tmp_path), tables_only=True, n_boot=20, progress=False,
+                       command="mingle-bench reproduce --tables-only")
+    payload = json.loads((res.folder / "paper.json").read_text())
+    assert payload["seeds"] == [0]  # what the folders hold, not the default 5
+    assert "mingle-bench run --task phenotype" in payload["command"] and "--tables-only" in payload["command"]
+    with pytest.raises(FileNotFoundError, match="holds no run"):
+        RP.reproduce(data="synthetic:small", tasks=["los"], out=str(tmp_path), tables_only=True, progress=False)

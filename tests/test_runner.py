@@ -257,3 +257,14 @@ def test_sigkill_midway_then_resume(tmp_path):
     kept = next(r for r in recs if (r["model"], r["seed"]) == (first[0]["model"], first[0]["seed"]))
     assert kept == first[0]
     assert (folder / "table.md").exists()
+
+
+def test_table_write_finalizes_a_partial_folder(fakes, tmp_path, capsys):
+    runner.run_benchmark(_cfg(tmp_path, seeds=[0, 1]))
+    folder = tmp_path / "mortality" / "synthetic-small"
+    for name in ("table.md", "table.tex", "table.csv", "comparison.json", "curves.png"):
+        (folder / name).unlink()
+    assert cli_main(["table", str(folder), "--write"]) == 0
+    assert "| MINGLE" in capsys.readouterr().out
+    for name in ("table.md", "table.tex", "table.csv", "comparison.json", "curves.png"):
+        assert (folder / name).exists(), name

@@ -25,7 +25,7 @@ module skip their per-call data checks.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -201,7 +201,8 @@ class Incidence:
         edges = torch.div(key_sorted, max(num_nodes, 1), rounding_mode="floor")
         nodes = key_sorted - edges * max(num_nodes, 1)
         v2e_indptr = torch.searchsorted(edges, torch.arange(num_edges + 1, device=edges.device))
-        v2e = CSR.from_csr(v2e_indptr, nodes.contiguous(), num_nodes, validate=False)
+        # The pairs were range-checked above and indptr is built from sorted ids: no second pass.
+        v2e = replace(CSR.from_csr(v2e_indptr, nodes.contiguous(), num_nodes, validate=False), validated=True)
         e2v = v2e.transpose()
         return cls(num_nodes, num_edges, v2e, e2v, num_dup)
 

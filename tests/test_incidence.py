@@ -22,6 +22,7 @@ def test_from_pairs_both_orientations():
     assert inc.e2v.indptr.tolist() == [0, 2, 4, 5, 5]
     assert inc.e2v.indices.tolist() == [0, 2, 0, 1, 1]
     assert (inc.v2e.num_segments, inc.v2e.num_sources) == (4, 4)
+    assert inc.v2e.validated and inc.e2v.validated  # ops skip their per-call data checks
     # the transpose of v2e is e2v, shared
     assert inc.v2e.t_indptr is inc.e2v.indptr and inc.v2e.t_indices is inc.e2v.indices
     node_deg, edge_size = inc.degrees()

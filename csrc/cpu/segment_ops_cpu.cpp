@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -31,10 +33,33 @@ const bool kUseAvx2 = pick_avx2();
 
 constexpr int64_t kMaxHeads = 64;
 
-int64_t grain_for(int64_t items, int64_t nnz) {
-  // Aim for >= ~4k entries of work per task so small inputs stay on one thread.
-  const int64_t avg = items > 0 ? std::max<int64_t>(1, nnz / items) : 1;
-  return std::max<int64_t>(1, 4096 / avg);
+
+// Runs f(begin, end) over [0, n) in chunks of about kChunkEntries entries, handed out
+// dynamically to at most get_num_threads() workers (a shared counter), so that a worker
+// slowed down by a busy machine or a very long segment does not hold the others up.
+// Each item is still processed by exactly one worker with the same arithmetic, so results
+// do not depend on the schedule.
+constexpr int64_t kChunkEntries = 16384;
+
+template <typename F>
+void parallel_chunks(int64_t n, int64_t nnz, const F& f) {
+  if (n <= 0) return;
+  const int64_t avg = std::max<int64_t>(1, nnz / n);
+  const int64_t chunk = std::max<int64_t>(1, kChunkEntries / avg);
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), nchunks);
+  if (workers <= 1 || at::in_parallel_region()) {
+    f(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, workers, 1, [&](int64_t wb, int64_t we) {
+    for (int64_t w = wb; w < we; ++w) {
+      for (int64_t c = next.fetch_add(1); c < nchunks; c = next.fetch_add(1)) {
+        f(c * chunk, std::min(n, (c + 1) * chunk));
+      }
+    }
+  });
 }
 
 int reduce_code(const std::string& reduce, const char* op) {
@@ -100,7 +125,7 @@ std::tuple<at::Tensor, at::Tensor> segment_softmax_aggregate_cpu(
     scalar_t* o = out.data_ptr<scalar_t>();
     scalar_t* l = lse.data_ptr<scalar_t>();
     const scalar_t slope = static_cast<scalar_t>(negative_slope);
-    at::parallel_for(0, num_segments, grain_for(num_segments, nnz), [&](int64_t b, int64_t e) {
+    parallel_chunks(num_segments, nnz, [&](int64_t b, int64_t e) {
       std::vector<scalar_t> buf;
       k.ssa_forward(src, val, ptr, idx, dst, slope, H, D, b, e, o, l, buf);
     });
@@ -165,13 +190,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> segment_softmax_aggregate_backwar
     scalar_t* del = delta.data_ptr<scalar_t>();
     scalar_t* gd = dst ? g_dst.data_ptr<scalar_t>() : nullptr;
     const scalar_t slope = static_cast<scalar_t>(negative_slope);
-    at::parallel_for(0, S, grain_for(S, dst ? nnz : 0), [&](int64_t b, int64_t e) {
+    parallel_chunks(S, dst ? nnz : 0, [&](int64_t b, int64_t e) {
       std::vector<scalar_t> buf;
       k.ssa_backward_segments(g, o, l, src, val, ptr, idx, dst, slope, H, D, b, e, del, gd, buf);
     });
     scalar_t* gs = g_src.data_ptr<scalar_t>();
     scalar_t* gv = g_val.data_ptr<scalar_t>();
-    at::parallel_for(0, N, grain_for(N, nnz), [&](int64_t b, int64_t e) {
+    parallel_chunks(N, nnz, [&](int64_t b, int64_t e) {
       std::vector<scalar_t> buf;
       k.ssa_backward_sources(g, l, del, src, val, tptr, tidx, dst, slope, H, D, b, e, gs, gv, buf);
     });
@@ -217,7 +242,7 @@ std::tuple<at::Tensor, at::Tensor> segment_aggregate_cpu(const at::Tensor& value
     const int64_t* idx = indices.data_ptr<int64_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     int64_t* a = red == 2 ? arg.data_ptr<int64_t>() : nullptr;
-    at::parallel_for(0, num_segments, grain_for(num_segments, nnz), [&](int64_t b, int64_t e) {
+    parallel_chunks(num_segments, nnz, [&](int64_t b, int64_t e) {
       k.sa_forward(val, ptr, idx, w, red, D, b, e, o, a);
     });
   });
@@ -278,12 +303,12 @@ std::tuple<at::Tensor, at::Tensor> segment_aggregate_backward_cpu(
     const int64_t* tidx = t_indices.data_ptr<int64_t>();
     const int64_t* tp = t_perm.data_ptr<int64_t>();
     scalar_t* gv = g_val.data_ptr<scalar_t>();
-    at::parallel_for(0, N, grain_for(N, nnz), [&](int64_t b, int64_t e) {
+    parallel_chunks(N, nnz, [&](int64_t b, int64_t e) {
       k.sa_backward_sources(g, a, ptr, tptr, tidx, tp, w, red, D, b, e, gv);
     });
     if (w) {
       scalar_t* gw = g_w.data_ptr<scalar_t>();
-      at::parallel_for(0, S, grain_for(S, nnz), [&](int64_t b, int64_t e) {
+      parallel_chunks(S, nnz, [&](int64_t b, int64_t e) {
         k.sa_backward_weights(g, val, a, ptr, idx, red, D, b, e, gw);
       });
     }

@@ -140,6 +140,82 @@ inline void weighted_row_sum(T* __restrict o, const T* __restrict val, const int
   }
 }
 
+// Per-head reductions and updates over a [len, H] buffer. When H divides the vector width
+// the buffer is processed as whole vectors with the per-head values tiled across lanes.
+template <typename T>
+inline bool heads_tile(int64_t H) {
+  return Vectorized<T>::size() % H == 0;
+}
+
+template <typename T>
+inline Vectorized<T> tile_heads(const T* per_head, int64_t H) {
+  T buf[Vectorized<T>::size()];
+  for (int64_t k = 0; k < Vectorized<T>::size(); ++k) buf[k] = per_head[k % H];
+  return Vectorized<T>::loadu(buf);
+}
+
+// m[h] = max_i z[i*H+h]
+template <typename T>
+inline void head_max(const T* z, int64_t len, int64_t H, T* m) {
+  using V = Vectorized<T>;
+  for (int64_t h = 0; h < H; ++h) m[h] = -std::numeric_limits<T>::infinity();
+  const int64_t n = len * H;
+  int64_t k = 0;
+  if (heads_tile<T>(H) && n >= V::size()) {
+    V acc(-std::numeric_limits<T>::infinity());
+    for (; k + V::size() <= n; k += V::size()) acc = at::vec::maximum(acc, V::loadu(z + k));
+    T buf[V::size()];
+    acc.store(buf);
+    for (int64_t l = 0; l < V::size(); ++l) m[l % H] = std::max(m[l % H], buf[l]);
+  }
+  for (; k < n; ++k) m[k % H] = std::max(m[k % H], z[k]);
+}
+
+// z[i*H+h] += sign * c[h]
+template <typename T>
+inline void head_shift(T* z, int64_t len, int64_t H, const T* c, T sign) {
+  using V = Vectorized<T>;
+  const int64_t n = len * H;
+  int64_t k = 0;
+  if (heads_tile<T>(H)) {
+    T sc[64];
+    for (int64_t h = 0; h < H; ++h) sc[h] = sign * c[h];
+    const V t = tile_heads(sc, H);
+    for (; k + V::size() <= n; k += V::size()) (V::loadu(z + k) + t).store(z + k);
+  }
+  for (; k < n; ++k) z[k] += sign * c[k % H];
+}
+
+// sum[h] = sum_i z[i*H+h]
+template <typename T>
+inline void head_sum(const T* z, int64_t len, int64_t H, T* sum) {
+  using V = Vectorized<T>;
+  for (int64_t h = 0; h < H; ++h) sum[h] = 0;
+  const int64_t n = len * H;
+  int64_t k = 0;
+  if (heads_tile<T>(H) && n >= V::size()) {
+    V acc(T(0));
+    for (; k + V::size() <= n; k += V::size()) acc = acc + V::loadu(z + k);
+    T buf[V::size()];
+    acc.store(buf);
+    for (int64_t l = 0; l < V::size(); ++l) sum[l % H] += buf[l];
+  }
+  for (; k < n; ++k) sum[k % H] += z[k];
+}
+
+// z[i*H+h] *= c[h]
+template <typename T>
+inline void head_scale(T* z, int64_t len, int64_t H, const T* c) {
+  using V = Vectorized<T>;
+  const int64_t n = len * H;
+  int64_t k = 0;
+  if (heads_tile<T>(H)) {
+    const V t = tile_heads(c, H);
+    for (; k + V::size() <= n; k += V::size()) (V::loadu(z + k) * t).store(z + k);
+  }
+  for (; k < n; ++k) z[k] *= c[k % H];
+}
+
 // ---------------------------------------------------------------- softmax aggregate, forward
 // out [S,H,D], lse [S,H]; buf: scratch of >= max segment length * H.
 template <typename T>
@@ -161,21 +237,15 @@ void ssa_forward_range(const T* src, const T* val, const int64_t* indptr, const 
     T* z = buf.data();
     gather_logits(z, src, indices + lo, dst ? dst + s * H : nullptr, len, H);
     if (slope != T(1)) vec_leaky(z, static_cast<T*>(nullptr), slope, len * H);
-    for (int64_t h = 0; h < H; ++h) m[h] = -std::numeric_limits<T>::infinity();
-    for (int64_t i = 0; i < len; ++i)
-      for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], z[i * H + h]);
-    for (int64_t i = 0; i < len; ++i)
-      for (int64_t h = 0; h < H; ++h) z[i * H + h] -= m[h];
+    head_max(z, len, H, m);
+    head_shift(z, len, H, m, T(-1));
     vec_exp_inplace(z, len * H);
-    for (int64_t h = 0; h < H; ++h) sum[h] = 0;
-    for (int64_t i = 0; i < len; ++i)
-      for (int64_t h = 0; h < H; ++h) sum[h] += z[i * H + h];
+    head_sum(z, len, H, sum);
     for (int64_t h = 0; h < H; ++h) {
       inv[h] = T(1) / sum[h];
       lse[s * H + h] = m[h] + std::log(sum[h]);
     }
-    for (int64_t i = 0; i < len; ++i)
-      for (int64_t h = 0; h < H; ++h) z[i * H + h] *= inv[h];
+    head_scale(z, len, H, inv);
     // the next segment's value rows are prefetched while this one is summed
     const int64_t next_len = s + 1 < end ? indptr[s + 2] - indptr[s + 1] : 0;
     weighted_row_sum(o, val, indices + lo, z, len, H, D, indices + lo + len, next_len);

@@ -352,6 +352,8 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
             prog.skip(len(skipped))
         # the data pipeline runs even when every cell is done: the split must be checked (and curves need labels)
         cohort = load_cohort(cfg.data, progress=cfg.progress)
+        source_id = str(getattr(cohort, "source_id", "") or "")
+        _check_source(folder, source_id)
         task = get_task(cfg.task)
         encoder = None if cfg.encoder in (None, "none") else cfg.encoder
         data = build_data(cohort, task, split_seed=cfg.split_seed, encoder=encoder, progress=cfg.progress,
@@ -365,7 +367,7 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         R.save_array(R.labels_path(folder), {"y_true": y_test, "test_idx": test_idx, "patient_group": groups})
         config = {
             **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
-            "tuned": {m: t["_path"] for m, t in tuned.items()}, "hparams": hparams,
+            "source_id": source_id, "tuned": {m: t["_path"] for m, t in tuned.items()}, "hparams": hparams,
             "command": cfg.command or command_line(), "machine": _machine(device),
             "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
             "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
@@ -481,6 +483,17 @@ def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) ->
             desc = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))
             raise RunError(f"{folder} holds results of another configuration ({desc or 'older format'}); "
                            "rerun with --fresh to discard them, or pick another --out")
+
+
+def _check_source(folder: Path, source_id: str) -> None:
+    """Refuse to mix cells trained on different data under one data id (e.g. a new generator)."""
+    cfg_path = folder / R.CONFIG_FILE
+    if not source_id or not cfg_path.exists() or not R.load_runs(folder):
+        return
+    old = R.read_json(cfg_path).get("source_id")
+    if old and old != source_id:
+        raise RunError(f"{folder}: the data changed since the finished cells were trained (source content "
+                       f"{old[:12]} -> {source_id[:12]}); rerun with --fresh or pick another --out")
 
 
 def _write_split(folder: Path, manifest_json) -> None:

@@ -268,3 +268,15 @@ def test_table_write_finalizes_a_partial_folder(fakes, tmp_path, capsys):
     assert "| MINGLE" in capsys.readouterr().out
     for name in ("table.md", "table.tex", "table.csv", "comparison.json", "curves.png"):
         assert (folder / name).exists(), name
+
+
+def test_changed_data_under_the_same_id_is_refused(fakes, tmp_path, monkeypatch):
+    class Cohort:
+        def __init__(self, sid):
+            self.source_id = sid
+
+    monkeypatch.setattr(runner, "load_cohort", lambda spec, progress=True: Cohort("aaaa"))
+    runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))
+    monkeypatch.setattr(runner, "load_cohort", lambda spec, progress=True: Cohort("bbbb"))
+    with pytest.raises(runner.RunError, match="the data changed"):
+        runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0, 1]))

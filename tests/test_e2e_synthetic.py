@@ -22,7 +22,7 @@ BUDGET = ["--data", "synthetic:small", "--quiet", "--max-notes-per-visit", "2", 
 
 def test_run_table_tune_on_small_synthetic(tmp_path, capsys):
     out = ["--out", str(tmp_path)]
-    rc = cli_main(["run", "--task", "mortality", "--models", "mingle,retain", "--seeds", "2", "--epochs", "3",
+    rc = cli_main(["run", "--task", "mortality", "--models", "mingle,hypergat", "--seeds", "2", "--epochs", "3",
                    "--patience", "2", "--bootstrap", "100", *BUDGET, *out])
     printed = capsys.readouterr().out
     assert rc == 0, printed
@@ -33,7 +33,7 @@ def test_run_table_tune_on_small_synthetic(tmp_path, capsys):
         assert (folder / name).stat().st_size > 0, name
 
     recs = R.load_runs(folder)
-    assert sorted((r["model"], r["seed"]) for r in recs) == [("mingle", 0), ("mingle", 1), ("retain", 0), ("retain", 1)]
+    assert sorted((r["model"], r["seed"]) for r in recs) == [("hypergat", 0), ("hypergat", 1), ("mingle", 0), ("mingle", 1)]
     y = R.load_array(R.labels_path(folder))["y_true"]
     for r in recs:
         assert set(r["metrics"]) == {"acc", "auroc", "aupr", "f1", "brier", "ece"}
@@ -53,7 +53,7 @@ def test_run_table_tune_on_small_synthetic(tmp_path, capsys):
     assert cfg["n_samples"]["test"] == y.shape[0] and cfg["label_names"]
     assert split.get("sha256")
     md = (folder / "table.md").read_text()
-    assert "SYNTHETIC" in md and "| MINGLE" in md and "| RETAIN" in md and "mingle-bench run" in md
+    assert "SYNTHETIC" in md and "| MINGLE" in md and "| HyperGAT" in md and "mingle-bench run" in md
 
     # `table` re-renders the folder identically
     assert cli_main(["table", str(folder), "--format", "md"]) == 0
@@ -62,21 +62,21 @@ def test_run_table_tune_on_small_synthetic(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("model,n_seeds,acc_mean")
 
     # tune a few trials (validation only), then use the result
-    rc = cli_main(["tune", "--task", "mortality", "--model", "retain", "--trials", "3", "--epochs", "2",
+    rc = cli_main(["tune", "--task", "mortality", "--model", "hypergat", "--trials", "3", "--epochs", "2",
                    "--patience", "2", "--study-name", "e2e", *BUDGET, *out])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     saved = json.loads((tmp_path / "tuning" / "e2e.json").read_text())
-    assert saved["model"] == "retain" and saved["best_params"] and 0 <= saved["best_value"] <= 1
+    assert saved["model"] == "hypergat" and saved["best_params"] and 0 <= saved["best_value"] <= 1
     study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 3
     assert all("test" not in k for t in study.trials for k in t.user_attrs)
 
-    rc = cli_main(["run", "--task", "mortality", "--models", "mingle,retain", "--seeds", "2", "--epochs", "3",
+    rc = cli_main(["run", "--task", "mortality", "--models", "mingle,hypergat", "--seeds", "2", "--epochs", "3",
                    "--patience", "2", "--bootstrap", "100", "--tuned", "e2e", *BUDGET, *out])
     printed = capsys.readouterr().out
-    assert rc == 0 and "2 trained, 2 resumed" in printed  # mingle cells resumed, retain retrained with tuned params
-    rec = next(r for r in R.load_runs(folder) if (r["model"], r["seed"]) == ("retain", 0))
+    assert rc == 0 and "2 trained, 2 resumed" in printed  # mingle cells resumed, hypergat retrained with tuned params
+    rec = next(r for r in R.load_runs(folder) if (r["model"], r["seed"]) == ("hypergat", 0))
     assert rec["config"]["tuned_from"].endswith("e2e.json")
     assert all(rec["config"]["hparams"][k] == v for k, v in saved["best_params"].items())
     assert np.isfinite(rec["metrics"]["aupr"])

@@ -285,10 +285,9 @@ def _table(rows: list[Row], fmt: str) -> str:
 
 
 def _header_lines(header: dict) -> list[str]:
-    where = header.get("gpu") or header["cpu"]
+    host = f"{header['cpu']}, {header['cpu_count']} cores, torch threads {header['torch_threads']}"
     lines = [
-        f"- machine: {where} ({header['device']}); CPU {header['cpu']}, {header['cpu_count']} cores, "
-        f"torch threads {header['torch_threads']}",
+        f"- machine: GPU {header['gpu']}; host {host}" if header.get("gpu") else f"- machine: CPU {host}",
         f"- torch {header['torch']}" + (f", CUDA {header['cuda']}" if header.get("cuda") else "")
         + (f", CPU kernels: {header['cpu_isa']}" if header.get("cpu_isa") else ""),
         f"- copy bandwidth measured in this run: {header['copy_gbps']} GB/s",

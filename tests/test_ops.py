@@ -421,3 +421,32 @@ def test_cuda_half_precision_against_f32_reference():
         agg = ops.segment_aggregate(val[:, 0].to(dt), indptr, indices, None, "mean", "fused")
         torch.testing.assert_close(agg.float(), segment_aggregate_reference(val[:, 0], indptr, indices, None, "mean"),
                                    atol=3e-2, rtol=3e-2)
+
+
+def test_package_works_without_extension():
+    """With mingle_bench._C unavailable the ops run on the reference path (one warning)."""
+    code = (
+        "import sys, importlib.abc, warnings\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'mingle_bench._C':\n"
+        "            raise ImportError('blocked for the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import torch\n"
+        "import mingle_bench.ops as ops\n"
+        "from mingle_bench.incidence import Incidence\n"
+        "assert not ops.fused_available() and not ops.cuda_available()\n"
+        "inc = Incidence.from_pairs(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2, 2)\n"
+        "src = torch.randn(2, 2, requires_grad=True)\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    out = inc.v2e.softmax_aggregate(src, torch.randn(2, 2, 3))\n"
+        "    out.sum().backward()\n"
+        "assert ops.last_impl() == 'reference' and out.shape == (2, 2, 3) and src.grad is not None\n"
+        "assert any('reference path' in str(x.message) for x in w)\n"
+        "print('ok')\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"

@@ -210,11 +210,12 @@ def parse_seeds(value: str | int | Sequence[int]) -> list[int]:
     if isinstance(value, str):
         value = value.strip()
         try:
-            if "," not in value:
-                return parse_seeds(int(value))
-            seeds = [int(s) for s in value.split(",") if s.strip()]
+            count = int(value) if "," not in value else None
+            seeds = [int(s) for s in value.split(",") if s.strip()] if count is None else []
         except ValueError:
             raise RunError(f"--seeds takes a count (5) or a comma list (0,3,7), got {value!r}") from None
+        if count is not None:
+            return parse_seeds(count)
     else:
         seeds = [int(s) for s in value]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -354,10 +355,10 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
             prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished, skipping them")
             prog.skip(len(skipped))
         # the data pipeline runs even when every cell is done: the split must be checked (and curves need labels)
+        task = get_task(cfg.task)  # cheap: a bad task name fails before the data loads
         cohort = load_cohort(cfg.data, progress=cfg.progress)
         source_id = str(getattr(cohort, "source_id", "") or "")
         _check_source(folder, source_id)
-        task = get_task(cfg.task)
         encoder = None if cfg.encoder in (None, "none") else cfg.encoder
         data = build_data(cohort, task, split_seed=cfg.split_seed, encoder=encoder, progress=cfg.progress,
                           max_notes_per_visit=cfg.max_notes_per_visit, max_tokens=cfg.max_tokens)

@@ -147,8 +147,8 @@ def tune(
         raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
     storage_url = storage or default_storage(out)
 
-    cohort = runner.load_cohort(data, progress=progress)
     task_obj = runner.get_task(task)
+    cohort = runner.load_cohort(data, progress=progress)
     enc = None if encoder in (None, "none") else encoder
     tdata = runner.build_data(cohort, task_obj, split_seed=split_seed, encoder=enc, progress=progress,
                               max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)

@@ -8,6 +8,10 @@
 
 #include "cpu/kernels.h"
 
+#ifdef WITH_CUDA
+#include <cuda.h>
+#endif
+
 namespace mingle {
 
 bool built_with_cuda() {
@@ -15,6 +19,15 @@ bool built_with_cuda() {
   return true;
 #else
   return false;
+#endif
+}
+
+// CUDA_VERSION the kernels were compiled with (e.g. 13000), 0 for a CPU-only build.
+int64_t cuda_version() {
+#ifdef WITH_CUDA
+  return CUDA_VERSION;
+#else
+  return 0;
 #endif
 }
 
@@ -42,6 +55,7 @@ TORCH_LIBRARY(mingle, m) {
       "segment_aggregate_backward(Tensor grad_out, Tensor values, Tensor arg, Tensor indptr, Tensor indices, "
       "Tensor t_indptr, Tensor t_indices, Tensor t_perm, Tensor? weights, str reduce) -> (Tensor, Tensor)");
   m.def("built_with_cuda() -> bool", &built_with_cuda);
+  m.def("cuda_version() -> int", &cuda_version);
   m.def("cpu_isa() -> str", &cpu_isa_name);
 }
 

@@ -95,8 +95,17 @@ def fused_available(device: str | torch.device | None = None) -> bool:
 
 
 def cuda_available() -> bool:
-    """True when the extension was built with its CUDA kernels."""
-    return _HAS_EXT and bool(torch.ops.mingle.built_with_cuda())
+    """True when the extension was built with its CUDA kernels for this torch's CUDA major version."""
+    if not (_HAS_EXT and bool(torch.ops.mingle.built_with_cuda())):
+        return False
+    built = int(torch.ops.mingle.cuda_version()) // 1000
+    runtime = int(torch.version.cuda.split(".")[0]) if torch.version.cuda else None
+    if runtime is not None and built != runtime:
+        _warn_once("cuda-version", f"mingle_bench._C was compiled with CUDA {built}.x but torch uses CUDA "
+                                   f"{torch.version.cuda}; rebuild it (pip install --no-build-isolation -e .). "
+                                   f"Using the reference path on GPU.")
+        return False
+    return True
 
 
 def extension_error() -> str | None:

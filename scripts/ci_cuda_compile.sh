@@ -40,12 +40,14 @@ SO=$(ls build/ci-cuda-lib/mingle_bench/_C*.so)
 import sys, torch
 torch.ops.load_library(sys.argv[1])  # runs the TORCH_LIBRARY registrations
 assert torch.ops.mingle.built_with_cuda(), "extension built without CUDA"
+built = int(torch.ops.mingle.cuda_version())
+assert built // 1000 == int(torch.version.cuda.split(".")[0]), f"compiled with CUDA {built}, torch has {torch.version.cuda}"
 for name in ("segment_softmax_aggregate", "segment_softmax_aggregate_backward",
              "segment_aggregate", "segment_aggregate_backward"):
     op = getattr(torch.ops.mingle, name).default
     assert torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CUDA"), f"{name}: no CUDA kernel"
     assert torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "CPU"), f"{name}: no CPU kernel"
-print("ci_cuda_compile: torch", torch.__version__, "CUDA", torch.version.cuda, "- ops registered for CPU and CUDA:", sys.argv[1])
+print("ci_cuda_compile: torch", torch.__version__, "CUDA", torch.version.cuda, "(kernels:", built, ") - ops registered for CPU and CUDA:", sys.argv[1])
 PY
 CUOBJDUMP=$(command -v cuobjdump || echo "$CUDA_HOME/bin/cuobjdump")
 if [ -x "$CUOBJDUMP" ]; then

@@ -191,6 +191,21 @@ def _arm_fn(arm: str, passes: str, csr, src, dst, val, slope: float) -> Callable
     return run_bwd
 
 
+def _mem_available() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable, page cache included)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
 def _fits(arm: str, passes: str, S: int, N: int, nnz: int, H: int, D: int, device: str) -> str:
     """Empty string when the arm's temporaries fit in memory, else the reason to skip it."""
     if arm == "fused":
@@ -203,11 +218,8 @@ def _fits(arm: str, passes: str, S: int, N: int, nnz: int, H: int, D: int, devic
         free, _ = torch.cuda.mem_get_info()
         avail = free
     else:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
-            avail = 8 << 30
-    if need > 0.4 * avail:
+        avail = _mem_available()
+    if need > 0.5 * avail:
         return f"skipped: needs ~{need / 2**30:.1f} GiB of temporaries, {avail / 2**30:.1f} GiB free"
     return ""
 

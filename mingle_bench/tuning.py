@@ -27,6 +27,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import inspect
 import json
 import math
@@ -98,13 +100,45 @@ def make_storage(url: str, heartbeat_interval: int = 60, grace_period: int = 120
     import warnings
 
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
+
+    def _open():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                          grace_period=grace_period, **stale_trial_retry_kwargs(max_retry))
-    except Exception as exc:  # bad URL, missing driver (psycopg2), unreachable server
-        raise TuneError(f"--storage {redact(url)}: cannot open the Optuna storage ({type(exc).__name__}: {exc})") from None
+                                              grace_period=grace_period, **stale_trial_retry_kwargs(max_retry))
+
+    # Workers started together race to create the schema of a new database ("table ... already
+    # exists"). SQLite workers share one machine, so they take turns under a file lock; for a
+    # server database the loser of the race simply opens the schema the winner created.
+    last_exc: Exception | None = None
+    for attempt in range(5):
+        try:
+            with _sqlite_schema_lock(url):
+                return _open()
+        except Exception as exc:  # bad URL, missing driver (psycopg2), unreachable server, schema race
+            last_exc = exc
+            if "already exists" not in str(exc):
+                break
+            time.sleep(0.2 * (attempt + 1))
+    raise TuneError(f"--storage {redact(url)}: cannot open the Optuna storage "
+                    f"({type(last_exc).__name__}: {last_exc})") from None
+
+
+@contextlib.contextmanager
+def _sqlite_schema_lock(url: str):
+    """Exclusive lock on ``<db>.lock`` beside a SQLite file while its schema is created or checked."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
+        yield
+        return
+    lock_path = Path(url[len(prefix):] + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def redact(url: str) -> str:

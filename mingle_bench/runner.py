@@ -52,7 +52,7 @@ DEFAULT_BOOTSTRAP = 1000
 
 #: config keys that define a run; a results folder holds runs of one such configuration
 FINGERPRINT_KEYS = ("task", "data", "data_id", "split_seed", "encoder", "epochs", "patience", "monitor",
-                    "max_notes_per_visit", "max_tokens")
+                    "max_notes_per_visit", "max_tokens", "graph_scope", "code_types")
 
 
 class RunError(ValueError):
@@ -75,6 +75,8 @@ class RunConfig:
     monitor: str = DEFAULT_MONITOR
     max_notes_per_visit: int | None = None
     max_tokens: int | None = None
+    graph_scope: str = "all"                  # hypergraph admissions: "all" (HypEHR/MINGLE) or "samples"
+    code_types: Sequence[str] | None = None   # input code types; None = the task's default
     n_boot: int = DEFAULT_BOOTSTRAP
     fresh: bool = False
     progress: bool = True
@@ -113,10 +115,10 @@ def source_data_id(spec: str) -> str:
     return spec.replace(":", "-").replace("/", "_")
 
 
-def get_task(name: str):
+def get_task(name: str, code_types: Sequence[str] | None = None):
     from mingle_bench.tasks import get_task as _get
 
-    return _get(name)
+    return _get(name) if code_types is None else _get(name, code_types=tuple(code_types))
 
 
 def build_data(cohort, task, *, split_seed: int, encoder, progress: bool, **kwargs):
@@ -331,6 +333,11 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         "encoder": cfg.encoder, "epochs": int(cfg.epochs), "patience": int(cfg.patience), "monitor": cfg.monitor,
         "max_notes_per_visit": cfg.max_notes_per_visit, "max_tokens": cfg.max_tokens,
     }
+    # Recorded only when not the default, so folders written before these options existed still resume.
+    if cfg.graph_scope != "all":
+        run_cfg["graph_scope"] = cfg.graph_scope
+    if cfg.code_types is not None:
+        run_cfg["code_types"] = list(cfg.code_types)
     fingerprint = R.stable_hash(run_cfg)
     _check_folder(folder, run_cfg, fingerprint, fresh=cfg.fresh)
 
@@ -355,13 +362,15 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
             prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished, skipping them")
             prog.skip(len(skipped))
         # the data pipeline runs even when every cell is done: the split must be checked (and curves need labels)
-        task = get_task(cfg.task)  # cheap: a bad task name fails before the data loads
+        # cheap: a bad task name fails before the data loads
+        task = get_task(cfg.task) if cfg.code_types is None else get_task(cfg.task, cfg.code_types)
         cohort = load_cohort(cfg.data, progress=cfg.progress)
         source_id = str(getattr(cohort, "source_id", "") or "")
         _check_source(folder, source_id)
         encoder = None if cfg.encoder in (None, "none") else cfg.encoder
         data = build_data(cohort, task, split_seed=cfg.split_seed, encoder=encoder, progress=cfg.progress,
-                          max_notes_per_visit=cfg.max_notes_per_visit, max_tokens=cfg.max_tokens)
+                          max_notes_per_visit=cfg.max_notes_per_visit, max_tokens=cfg.max_tokens,
+                          graph_scope=cfg.graph_scope)
         manifest_json = data.manifest.to_json()
         _write_split(folder, manifest_json)
         test_idx = _as_numpy(data.split_idx["test"]).astype(np.int64)

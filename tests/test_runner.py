@@ -280,3 +280,28 @@ def test_changed_data_under_the_same_id_is_refused(fakes, tmp_path, monkeypatch)
     monkeypatch.setattr(runner, "load_cohort", lambda spec, progress=True: Cohort("bbbb"))
     with pytest.raises(runner.RunError, match="the data changed"):
         runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0, 1]))
+
+
+def test_graph_scope_and_code_types_reach_the_features_stage(tmp_path, fakes, monkeypatch):
+    """`run --graph-scope/--code-types` go to build_task_data; defaults keep the old run fingerprint."""
+    from mingle_bench.cli import main
+
+    seen, tasks = [], []
+    monkeypatch.setattr(runner, "build_data", lambda *a, **k: seen.append(k) or fake_build(*a, **k))
+    monkeypatch.setattr(runner, "get_task", lambda name, code_types=None: tasks.append(code_types) or name)
+    base = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle", "--seeds", "1",
+            "--epochs", "2", "--quiet", "--bootstrap", "0"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    assert seen[-1]["graph_scope"] == "all" and tasks[-1] is None
+    cfg_a = json.loads((tmp_path / "a" / "mortality" / "synthetic-small" / "config.json").read_text())
+    assert "graph_scope" not in cfg_a and "code_types" not in cfg_a
+
+    assert main(base + ["--out", str(tmp_path / "b"), "--graph-scope", "samples",
+                        "--code-types", "medication,service"]) == 0
+    assert seen[-1]["graph_scope"] == "samples" and tasks[-1] == ("medication", "service")
+    cfg_b = json.loads((tmp_path / "b" / "mortality" / "synthetic-small" / "config.json").read_text())
+    assert cfg_b["graph_scope"] == "samples" and cfg_b["code_types"] == ["medication", "service"]
+    assert cfg_b["fingerprint"] != cfg_a["fingerprint"]
+    # a folder of the default scope refuses the other scope instead of mixing cells
+    assert main(base + ["--out", str(tmp_path / "a"), "--graph-scope", "samples"]) == 1
+    assert main(base + ["--out", str(tmp_path / "a"), "--code-types", "lab"]) == 1

@@ -78,6 +78,11 @@ def register(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP,
                    help=f"bootstrap resamples for the paired comparison (default {R.DEFAULT_BOOTSTRAP}; 0 disables)")
     p.add_argument("--fresh", action="store_true", help="discard earlier results in the output folder")
+    p.add_argument("--graph-scope", choices=("all", "samples"), default="all",
+                   help="admissions that become hyperedges: all (HypEHR/MINGLE, transductive; default) or only "
+                        "the task's samples (see docs/tasks.md)")
+    p.add_argument("--code-types", default=None,
+                   help="comma list of input code types (diagnosis,procedure,medication,service; default: the task's)")
     p.set_defaults(func=_run)
     _remember_defaults(p, "run")
 
@@ -126,6 +131,18 @@ def register(sub) -> None:
     tb.set_defaults(func=_table)
 
 
+def _code_types(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    from mingle_bench.data.cohort import CODE_TYPES
+
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    bad = [t for t in types if t not in CODE_TYPES]
+    if not types or bad:
+        raise ValueError(f"--code-types {value!r}: expected a comma list of {', '.join(CODE_TYPES)}")
+    return types
+
+
 def _run(args) -> int:
     from mingle_bench import runner as R
 
@@ -135,6 +152,7 @@ def _run(args) -> int:
         epochs=args.epochs, patience=args.patience, monitor=args.monitor,
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, n_boot=args.bootstrap,
         fresh=args.fresh, progress=not args.quiet, command=command_of(args),
+        graph_scope=args.graph_scope, code_types=_code_types(args.code_types),
     )
     s = R.run_benchmark(cfg)
     print((s.folder / "table.md").read_text(encoding="utf-8") if (s.folder / "table.md").exists() else "")

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MINGLE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -30,3 +31,15 @@ def ccs_dir() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep every test's caches out of the user's home."""
     monkeypatch.setenv("MINGLE_CACHE", str(tmp_path_factory.getbasetemp() / "mingle-cache"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is much faster than contended thread pools.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,13 +20,7 @@ SMALL = {  # tiny widths keep the suite fast; the defaults are exercised in test
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than contended thread pools."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_hparams(name: str) -> dict:

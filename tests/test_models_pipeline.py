@@ -23,12 +23,7 @@ def small(name: str) -> dict:
     return {k: v for k, v in SMALL[base].items() if k in cls.default_hparams}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _task_data(spec: str, task: str):

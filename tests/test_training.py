@@ -15,12 +15,7 @@ MINGLE_SMALL = {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8}
 RETAIN_SMALL = {"emb_dim": 16, "alpha_hidden": 16, "beta_hidden": 16, "batch_size": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,28 @@ Every task shares the machinery here, so the leakage guards are written once:
   the end of the stay if sooner, for the early-prediction tasks; discharge for the
   discharge-time tasks). An admission's inputs are its codes and notes available by that time,
   whatever its role (index visit, history visit or unlabelled hyperedge), so no admission ever
-  shows a note written after its own discharge. The window end of an index admission is never
+  shows a note written after its own discharge (except its own discharge summary, counted as
+  written at discharge, under the default note policy of the discharge-time tasks). The window end of an index admission is never
   after the sample's prediction time (asserted in :meth:`Task.build`). An admission without a
   window end (no discharge time, discharge-time tasks) shows no time-stamped input.
-* **Notes.** A note is an input only when it is linked to the admission (``hadm_id``), is not
-  a discharge summary (any category starting with "discharge"; never an input, in any task),
-  and was charted at or before the window end. A note with only a ``chartdate`` counts as
-  charted at the *end* of that day (conservative).
+* **Notes.** A note is an input only when it is linked to the admission (``hadm_id``), was
+  written for the admission's own patient and was charted at or before the window end. A note
+  with only a ``chartdate`` counts as charted at the *end* of that day (conservative).
+  Discharge summaries (any category starting with "discharge") follow the task's **note
+  policy** (``notes=``):
+
+  - ``"default"``: the discharge-time tasks (``phenotype``, ``readmission``, ``cvd``) take every
+    admission's *own* discharge summary as an input: a discharge summary linked to an admission
+    counts as written at that admission's window end (its discharge), whatever its
+    ``chartdate``/``charttime`` says (in MIMIC-III it usually has only a ``chartdate``, the
+    discharge day, which the end-of-day rule would put after discharge). This is MINGLE's note
+    input (Cui et al. 2024 use discharge notes on MIMIC-III). Notes are selected per admission
+    by ``hadm_id``, so the discharge summary of another admission (e.g. the next one, t + 1) is
+    never an input of admission t. The admit + 48 h tasks never take a discharge summary.
+  - ``"in-stay"``: no discharge summary is an input, in any task (only notes written during
+    the stay; stricter than the paper).
+
+  An admission without a window end shows no note under either policy.
 * **Codes.** A code is an input when its type is one of the task's ``code_types`` and it is
   available by the window end. Codes with a time are available from that time; a time of
   exactly midnight is read as a date-only time and counts as the end of that day
@@ -40,6 +55,7 @@ import pandas as pd
 from mingle_bench.data.cohort import CODE_TYPES, Cohort
 
 ONE_DAY = pd.Timedelta(days=1)
+NOTE_POLICIES = ("default", "in-stay")
 
 
 @dataclass
@@ -54,8 +70,9 @@ class TaskSamples:
         labels: int8 array [n_samples, n_labels], row-aligned with ``samples``.
         input_codes: admission id -> the ``code_id`` s the task allows as inputs, for every
             admission of the cohort (deduplicated, deterministic order).
-        input_note_ids: admission id -> ``note_id`` s allowed as inputs (time-filtered, never
-            discharge summaries), for every admission of the cohort.
+        input_note_ids: admission id -> ``note_id`` s allowed as inputs (time-filtered; the
+            admission's own discharge summaries only when the task's note policy allows them),
+            for every admission of the cohort.
         history: per sample, the admission ids of its visit sequence (visit order, up to and
             including the index admission).
         window_end: admission id -> end of its input window (the admission's view is fixed by it).
@@ -184,11 +201,14 @@ def select_input_codes(
     return _lists_by_admission(kept, "code_id", list(window_end.index)), counts
 
 
-def select_input_notes(notes: pd.DataFrame, window_end: pd.Series,
-                       patient_of: pd.Series | None = None) -> tuple[dict[int, list[int]], dict[str, int]]:
-    """Per admission, the input ``note_id`` s: linked to it, not a discharge summary,
-    charted at or before its window end, written for the admission's own patient. Returns the
-    mapping and counts dropped, by reason."""
+def select_input_notes(notes: pd.DataFrame, window_end: pd.Series, patient_of: pd.Series | None = None,
+                       allow_discharge: bool = False) -> tuple[dict[int, list[int]], dict[str, int]]:
+    """Per admission, the input ``note_id`` s: linked to it, charted at or before its window
+    end, written for the admission's own patient. Discharge summaries are dropped unless
+    ``allow_discharge``; then a discharge summary counts as written at its own admission's window
+    end (whatever its chart date or time), so it is an input of that admission only, and of none
+    when the admission has no window end. Returns the mapping and counts, by reason: dropped
+    notes, and ``notes_discharge_summary_input`` (discharge summaries kept as inputs)."""
     linked = notes["hadm_id"].notna()
     n = notes.loc[linked]
     n = n.assign(hadm_id=n["hadm_id"].astype("int64"))
@@ -197,19 +217,22 @@ def select_input_notes(notes: pd.DataFrame, window_end: pd.Series,
     mismatch = _other_patient(n, patient_of)
     n = n.loc[~mismatch.to_numpy()]
     discharge = is_discharge_note(n["category"])
-    avail = note_available_time(n)
+    barred = discharge & (not allow_discharge)
+    admitted_ds = discharge & allow_discharge
     end = _window_of(window_end, n["hadm_id"])
-    undated = avail.isna()
+    avail = note_available_time(n).where(~admitted_ds, end)
+    undated = avail.isna() & ~admitted_ds
     late = ~undated & (end.isna() | (avail > end))  # no window end: no note is an input
-    keep = ~discharge & ~late & ~undated
+    keep = ~barred & ~late & ~undated
     kept = n.loc[keep].assign(_avail=avail[keep]).sort_values(["hadm_id", "_avail", "note_id"], kind="mergesort")
     counts = {
         "notes_unlinked": int((~linked).sum()),
         "notes_unknown_admission": int((~known).sum()),
         "notes_patient_mismatch": int(mismatch.sum()),
-        "notes_discharge_summary": int(discharge.sum()),
-        "notes_after_window": int((late & ~discharge).sum()),
-        "notes_undated": int((undated & ~discharge).sum()),
+        "notes_discharge_summary": int(barred.sum()),
+        "notes_discharge_summary_input": int((admitted_ds & keep).sum()),
+        "notes_after_window": int((late & ~barred).sum()),
+        "notes_undated": int((undated & ~barred).sum()),
     }
     return _lists_by_admission(kept, "note_id", list(window_end.index)), counts
 
@@ -251,23 +274,36 @@ class Task:
         code_types: the code types used as inputs (default: all of :data:`CODE_TYPES`).
         min_age: admissions of patients younger than this (years at admission) are excluded;
             ``None`` keeps every age; ``"default"`` uses the task's ``default_min_age``.
+        notes: the note policy, one of :data:`NOTE_POLICIES`. ``"default"``: an admission's own
+            discharge summary is an input when the task allows it (``own_discharge_summary``:
+            the discharge-time tasks); ``"in-stay"``: never a discharge summary.
     """
 
     name: ClassVar[str] = ""
     label_names: ClassVar[list[str]] = []
     reference: ClassVar[str] = ""
     default_min_age: ClassVar[float | None] = None
+    #: whether the ``"default"`` note policy admits each admission's own discharge summary
+    own_discharge_summary: ClassVar[bool] = False
 
-    def __init__(self, code_types: Sequence[str] | None = None, min_age: float | None | str = "default") -> None:
+    def __init__(self, code_types: Sequence[str] | None = None, min_age: float | None | str = "default",
+                 notes: str = "default") -> None:
+        if notes not in NOTE_POLICIES:
+            raise ValueError(f"notes must be one of {', '.join(repr(p) for p in NOTE_POLICIES)}, got {notes!r}")
         types = tuple(CODE_TYPES if code_types is None else code_types)
         bad = [t for t in types if t not in CODE_TYPES]
         if bad or not types:
             raise ValueError(f"code_types must be a non-empty subset of {CODE_TYPES}, got {list(types)}")
         self.code_types = types
         self.min_age = self.default_min_age if min_age == "default" else min_age
+        self.notes = notes
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(code_types={self.code_types}, min_age={self.min_age})"
+        return f"{type(self).__name__}(code_types={self.code_types}, min_age={self.min_age}, notes={self.notes!r})"
+
+    def allows_discharge_summary(self) -> bool:
+        """Whether each admission's own discharge summary is an input (task and note policy)."""
+        return self.own_discharge_summary and self.notes == "default"
 
     # hooks -------------------------------------------------------------------------------
     def window_end(self, adm: pd.DataFrame) -> pd.Series:
@@ -320,11 +356,13 @@ class Task:
 
         patient_of = pd.Series(adm["patient_id"].to_numpy(), index=adm["hadm_id"].to_numpy())
         input_codes, code_counts = select_input_codes(cohort.codes, window, self.code_types, patient_of)
-        input_notes, note_counts = select_input_notes(cohort.notes, window, patient_of)
+        input_notes, note_counts = select_input_notes(cohort.notes, window, patient_of,
+                                                      allow_discharge=self.allows_discharge_summary())
         history, dropped_hist = build_history(adm, frame)
 
         report = {
             "task": self.name,
+            "notes_policy": self.notes,
             "admissions": int(len(cohort.admissions)),
             "admissions_without_admittime": int(adm.attrs.get("dropped_no_admittime", 0)),
             "excluded": {k: int(v) for k, v in excluded.items()},
@@ -345,7 +383,9 @@ class EarlyPredictionTask(Task):
     """Shared rules of the admit + ``hours`` tasks (``mortality``, ``los``).
 
     Prediction time: ``admittime + hours``. Every admission's input window ends at its own
-    admit + ``hours`` (or at its discharge/death when the stay is shorter). Excluded, in this order and counted: admissions without a discharge time;
+    admit + ``hours`` (or at its discharge/death when the stay is shorter). No discharge
+    summary is an input under either note policy. Excluded, in this order and counted:
+    admissions without a discharge time;
     patients younger than ``min_age``; admissions that end (discharge, or in-hospital death
     when recorded earlier) at or before the prediction time, so the outcome is always unknown
     at prediction time.
@@ -354,8 +394,8 @@ class EarlyPredictionTask(Task):
     default_min_age: ClassVar[float | None] = 18.0
 
     def __init__(self, code_types: Sequence[str] | None = None, min_age: float | None | str = "default",
-                 hours: float = 48.0) -> None:
-        super().__init__(code_types, min_age)
+                 hours: float = 48.0, notes: str = "default") -> None:
+        super().__init__(code_types, min_age, notes)
         if not hours > 0:
             raise ValueError(f"hours must be positive, got {hours}")
         self.hours = float(hours)
@@ -389,9 +429,13 @@ class DischargeTimeTask(Task):
     """Shared rules of the tasks predicted at discharge (``phenotype``, ``readmission``, ``cvd``).
 
     Prediction time: the index admission's ``dischtime``. Every admission's input window ends
-    at its own discharge, so an admission's inputs are its codes and its notes charted before
-    discharge (never its discharge summary).
+    at its own discharge, so an admission's inputs are its codes and its notes charted at or
+    before discharge, plus, under the ``"default"`` note policy, its own discharge summary
+    (counted as written at discharge; MINGLE's note input). ``notes="in-stay"`` drops every
+    discharge summary. The discharge summary of another admission is never an input.
     """
+
+    own_discharge_summary: ClassVar[bool] = True
 
     def window_end(self, adm: pd.DataFrame) -> pd.Series:
         return adm["dischtime"]

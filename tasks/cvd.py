@@ -44,10 +44,14 @@ class CVDTask(DischargeTimeTask):
       no later admission within the year means label 0 (no censoring information).
     * **Window and prediction time**: prediction at the index discharge; observation window = the
       index admission.
-    * **Inputs**: the index admission's codes and its notes charted at or before discharge; never
-      discharge summaries.
-    * **Leakage guards**: nothing after the index discharge is an input; later admissions define
-      only the label.
+    * **Inputs**: the index admission's codes and its notes charted at or before discharge. Note
+      policy (``notes``): ``"default"`` also takes the index admission's own discharge summary,
+      counted as written at discharge (MINGLE's note input: the paper uses discharge notes);
+      ``"in-stay"`` drops every discharge summary.
+    * **Leakage guards**: later admissions define only the label: none of their codes or notes
+      (discharge summaries included; notes are selected per admission by ``hadm_id``) is an
+      input; apart from the index discharge summary under ``"default"``, nothing charted after
+      the index discharge is an input.
     * **Follows**: the CRADLE task of MINGLE / HypEHR / CACHE (CVD risk in type 2 diabetes,
       1-year horizon); the CRADLE code sets are not public, these are standard administrative
       definitions.
@@ -58,8 +62,8 @@ class CVDTask(DischargeTimeTask):
     reference = "MINGLE / CACHE CRADLE task (CVD in type 2 diabetes within 1 year), public code sets"
     default_min_age = 18.0
 
-    def __init__(self, code_types=None, min_age="default", days: float = 365.0) -> None:
-        super().__init__(code_types, min_age)
+    def __init__(self, code_types=None, min_age="default", days: float = 365.0, notes: str = "default") -> None:
+        super().__init__(code_types, min_age, notes)
         self.days = float(days)
 
     @staticmethod

@@ -23,7 +23,8 @@ class LengthOfStayTask(EarlyPredictionTask):
       at admit + 48 h.
     * **Inputs**: identical to ``mortality``: the admission's codes (time-stamped codes only when
       charted by admit + 48 h; diagnoses are assigned at discharge, see the caveat there) and the
-      notes charted at or before admit + 48 h, never discharge summaries.
+      notes charted at or before admit + 48 h, never discharge summaries (under either note
+      policy).
     * **Leakage guards**: as ``mortality``.
     * **Follows**: the length-of-stay > 7 days task of PyHealth / Harutyunyan et al. 2019
       (binarised) with the 48 h observation window of the mortality task.
@@ -33,8 +34,9 @@ class LengthOfStayTask(EarlyPredictionTask):
     label_names = ["los_gt_7d"]
     reference = "PyHealth / Harutyunyan et al. 2019 length of stay, binarised at 7 days, admit + 48 h"
 
-    def __init__(self, code_types=None, min_age="default", hours: float = 48.0, threshold_days: float = 7.0) -> None:
-        super().__init__(code_types, min_age, hours)
+    def __init__(self, code_types=None, min_age="default", hours: float = 48.0, threshold_days: float = 7.0,
+                 notes: str = "default") -> None:
+        super().__init__(code_types, min_age, hours, notes)
         if not threshold_days * 24 > hours:
             raise ValueError(f"threshold_days ({threshold_days}) must exceed the {hours:g} h observation window")
         self.threshold_days = float(threshold_days)

@@ -25,7 +25,9 @@ class MortalityTask(EarlyPredictionTask):
     * **Inputs**: the admission's codes of the configured ``code_types`` (time-stamped codes only
       when charted by admit + 48 h; codes without a time, i.e. diagnoses and MIMIC-III
       procedures, are included) and the notes charted at or before admit + 48 h (a date-only
-      note counts at the end of its day). Discharge summaries are never inputs.
+      note counts at the end of its day). Discharge summaries are never inputs, under either note
+      policy (``notes="default"`` or ``"in-stay"``; the policy matters only for the
+      discharge-time tasks).
       **Caveat**: MIMIC diagnosis codes are assigned at discharge for billing, so they summarise
       the whole stay, including events after the prediction time; this is how the published
       code-based benchmarks use them. ``code_types=("medication", "service")`` gives a strictly

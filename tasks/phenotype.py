@@ -26,12 +26,15 @@ class PhenotypeTask(DischargeTimeTask):
     * **Window and prediction time**: prediction at the discharge of visit t; observation window
       = visit t, up to its discharge.
     * **Inputs**: the codes of visit t (configured ``code_types``) and the notes of visit t charted
-      at or before its discharge. **Discharge summaries are never inputs**: they are often
-      finalised after discharge and some are amended later, so the index visit is represented by
-      the notes written during the stay (nursing, physician, radiology, ...). This is stricter
-      than MINGLE's reported use of discharge notes; see docs/tasks.md.
-    * **Leakage guards**: nothing of visit t+1 (codes or notes) is an input of sample t; the
-      history holds only visits whose window ended by the prediction time.
+      at or before its discharge. Note policy (``notes``): ``"default"`` also takes visit t's own
+      discharge summary (linked by ``hadm_id``), counted as written at the discharge of visit t
+      whatever its chart date or time; this is MINGLE's note input (the paper embeds discharge
+      notes on MIMIC-III). ``"in-stay"`` drops every discharge summary (they are often finalised
+      after discharge and some are amended later), keeping only notes written during the stay
+      (nursing, physician, radiology, ...); see docs/tasks.md.
+    * **Leakage guards**: nothing of visit t+1 (codes or notes, its discharge summary included) is
+      an input of sample t: notes are selected per admission by ``hadm_id``; the history holds
+      only visits whose window ended by the prediction time.
     * **Follows**: the MINGLE / HypEHR / CACHE MIMIC-III next-visit task (labels from
       Harutyunyan et al. 2019 phenotypes).
     """

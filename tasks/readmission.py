@@ -27,10 +27,16 @@ class ReadmissionTask(DischargeTimeTask):
       younger than ``min_age`` (default: all ages).
     * **Window and prediction time**: prediction at the index discharge; observation window = the
       index admission up to its discharge.
-    * **Inputs**: the index admission's codes and its notes charted at or before discharge; never
-      discharge summaries (finalised after discharge, and they describe follow-up plans).
-    * **Leakage guards**: nothing after the index discharge is an input; the gap is measured from
-      discharge to the next admit time (not admit to admit, cf. KARE#17).
+    * **Inputs**: the index admission's codes and its notes charted at or before discharge. Note
+      policy (``notes``): ``"default"`` also takes the index admission's own discharge summary,
+      counted as written at discharge (MINGLE's note input: the paper uses discharge notes);
+      ``"in-stay"`` drops every discharge summary (they are finalised after discharge and
+      describe follow-up plans).
+    * **Leakage guards**: nothing of a later admission is an input (notes are selected per
+      admission by ``hadm_id``, so the readmission's discharge summary never is); apart from the
+      index discharge summary under ``"default"``, nothing charted after the index discharge is an
+      input; the gap is measured from discharge to the next admit time (not admit to admit, cf.
+      KARE#17).
     * **Follows**: the 30-day readmission tasks of PyHealth and of the MIMIC-III literature
       (planned readmissions excluded, as CMS does).
     """
@@ -39,8 +45,8 @@ class ReadmissionTask(DischargeTimeTask):
     label_names = ["readmission_30d"]
     reference = "PyHealth readmission / CMS 30-day unplanned readmission"
 
-    def __init__(self, code_types=None, min_age="default", days: float = 30.0) -> None:
-        super().__init__(code_types, min_age)
+    def __init__(self, code_types=None, min_age="default", days: float = 30.0, notes: str = "default") -> None:
+        super().__init__(code_types, min_age, notes)
         self.days = float(days)
 
     def make_samples(self, cohort: Cohort, adm: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:

@@ -251,3 +251,48 @@ class RecordingEncoder(Encoder):
             if toks:
                 out[i] = self._proj[list(toks)].sum(0)
         return torch.nn.functional.normalize(out + 1e-6, dim=1)
+
+
+def discharge_note_cohort(directory: str | os.PathLike) -> tuple[Cohort, dict[str, int]]:
+    """A hand-built cohort for the note-policy tests: discharge summaries with awkward times.
+
+    Returns the cohort and a name -> id map (admissions ``P1``.., notes ``ds_*`` / ``n_*``).
+    Patient P (adult, type 2 diabetes at every admission) has three emergency admissions, each
+    15 days after the previous discharge, so every one is a sample of ``readmission`` and
+    ``cvd`` and ``P1``/``P2`` are samples of ``phenotype``. Discharge summaries:
+
+    * ``P1``: ``ds_p1_timed`` charted 1 h before discharge; ``ds_p1_nextday`` with only a
+      chartdate the day after discharge; ``ds_p1_late`` charted 5 h after discharge; ``ds_p1_mimic``
+      with only a chartdate on the discharge day (as in MIMIC-III);
+    * ``P2``: ``ds_p2`` charted (wrongly) during ``P1``'s stay, and ``ds_p2_mimic`` dated on ``P2``'s
+      discharge day; ``P3``: ``ds_p3``.
+    * ``Q1`` (patient Q): an admission without a discharge time, with a discharge summary.
+
+    Each admission also has an in-stay note (``n_p1``.. at admit + 6 h) and ``P1`` a nursing note
+    charted after discharge (``n_p1_after``; never an input).
+    """
+    b = CohortBuilder()
+    ids: dict[str, int] = {}
+    p = b.patient(dob="2040-01-01", patient_id=7)
+    stays = [("P1", "2100-01-01 10:00", "2100-01-10 10:00"), ("P2", "2100-01-25 10:00", "2100-01-30 10:00"),
+             ("P3", "2100-02-14 10:00", "2100-02-18 10:00")]
+    for k, (name, admit, disch) in enumerate(stays):
+        ids[name] = h = b.admission(p, admit, disch, hadm_id=701 + k)
+        b.code(h, "diagnosis", "25000", seq_num=1)
+        b.code(h, "diagnosis", "4280", seq_num=2)
+        ids[f"n_{name.lower()}"] = b.note(h, f"in-stay note of {name}",
+                                          charttime=str(pd.Timestamp(admit) + pd.Timedelta(hours=6)))
+    p1, p2, p3 = ids["P1"], ids["P2"], ids["P3"]
+    ids["ds_p1_timed"] = b.note(p1, "p1 discharge summary", "Discharge summary", charttime="2100-01-10 09:00")
+    ids["ds_p1_nextday"] = b.note(p1, "p1 addendum summary", "Discharge summary", chartdate="2100-01-11")
+    ids["ds_p1_late"] = b.note(p1, "p1 late summary", "Discharge summary", charttime="2100-01-10 15:00")
+    ids["ds_p1_mimic"] = b.note(p1, "p1 dated summary", "Discharge summary", chartdate="2100-01-10")
+    ids["n_p1_after"] = b.note(p1, "p1 after discharge", "Nursing", charttime="2100-01-10 12:00")
+    ids["ds_p2"] = b.note(p2, "p2 summary, misdated", "Discharge summary", charttime="2100-01-05 10:00")
+    ids["ds_p2_mimic"] = b.note(p2, "p2 dated summary", "Discharge summary", chartdate="2100-01-30")
+    ids["ds_p3"] = b.note(p3, "p3 summary", "discharge", charttime="2100-02-18 08:00")
+    q = b.patient(dob="2040-01-01", patient_id=8)
+    ids["Q1"] = h = b.admission(q, "2100-03-01 10:00", None, hadm_id=801)
+    b.code(h, "diagnosis", "25000", seq_num=1)
+    ids["ds_q1"] = b.note(h, "q1 summary", "Discharge summary", charttime="2100-03-05 10:00")
+    return b.build(directory, source="test:discharge-notes"), ids

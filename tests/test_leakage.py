@@ -1,6 +1,9 @@
 """Leakage canaries: notes charted after the prediction time and discharge summaries carry unique
-tokens that must never reach any model input of any task, checked on the `task show` output and on
-the texts the encoder is fed while building TaskData; nothing of visit t+1 reaches phenotype sample t."""
+tokens, checked on the `task show` output and on the texts the encoder is fed while building TaskData;
+nothing of visit t+1 reaches phenotype sample t. Late notes never reach any input. Discharge summaries
+never reach the admit + 48 h tasks, nor any task under ``notes="in-stay"``; under the default note
+policy the discharge-time tasks take each admission's own summary (which admission's summary reaches
+which input is checked note by note in test_note_policy.py)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +19,7 @@ TASKS = ("cvd", "los", "mortality", "phenotype", "readmission")
 EARLY_TASKS = ("los", "mortality")
 NEVER = (LATE_TOKEN, DISCHARGE_TOKEN)
 NEVER_EARLY = NEVER + (AFTER_48H_TOKEN, DAY2_TOKEN)
+NOTE_POLICIES = ("default", "in-stay")
 SMALL_DW = dict(deepwalk_dim=4, deepwalk_walks_per_node=1, deepwalk_walk_length=5)
 
 
@@ -24,8 +28,10 @@ def cohort(tmp_path_factory):
     return make_cohort(tmp_path_factory.mktemp("canary"), n_patients=30, seed=3)
 
 
-def _forbidden(task: str) -> tuple[str, ...]:
-    return NEVER_EARLY if task in EARLY_TASKS else NEVER
+def _forbidden(task: str, notes: str = "default") -> tuple[str, ...]:
+    if task in EARLY_TASKS:
+        return NEVER_EARLY
+    return NEVER if notes == "in-stay" else (LATE_TOKEN,)  # default: own discharge summaries are inputs
 
 
 def _task_show(monkeypatch, capsys, cohort, task: str) -> list[dict]:
@@ -52,6 +58,7 @@ def test_task_show_never_prints_a_canary(monkeypatch, capsys, cohort, task):
             assert r["prediction_time"] == (adm["admittime"] + __import__("pandas").Timedelta(hours=48)).isoformat()
     else:
         assert AFTER_48H_TOKEN in blob  # discharge-time tasks do see notes charted during the stay
+        assert DISCHARGE_TOKEN in blob  # and, under the default note policy, the discharge summaries
 
 
 def test_phenotype_sample_t_never_sees_visit_t_plus_1(monkeypatch, capsys, cohort):
@@ -75,8 +82,10 @@ def test_phenotype_sample_t_never_sees_visit_t_plus_1(monkeypatch, capsys, cohor
 
 
 @pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("scope", ["all", "samples"])
-def test_encoder_and_taskdata_never_see_a_canary(cohort, tmp_path, task, scope):
+@pytest.mark.parametrize("scope,notes", [("all", "default"), ("samples", "default"), ("all", "in-stay")])
+def test_encoder_and_taskdata_never_see_a_canary(cohort, tmp_path, task, scope, notes):
+    from mingle_bench.tasks import get_task
+
     requested: list[int] = []
     original = cohort.read_note_texts
 
@@ -89,13 +98,16 @@ def test_encoder_and_taskdata_never_see_a_canary(cohort, tmp_path, task, scope):
             return original(ids)
 
     enc = RecordingEncoder()
-    data = build_task_data(Spy(), task, encoder=enc, graph_scope=scope, cache_dir=tmp_path, progress=False, **SMALL_DW)
+    data = build_task_data(Spy(), get_task(task, notes=notes), encoder=enc, graph_scope=scope, cache_dir=tmp_path,
+                           progress=False, **SMALL_DW)
     seen = "\n".join(enc.seen_texts)
-    for token in _forbidden(task):
-        assert token not in seen, f"{token} reached the encoder for {task} ({scope})"
+    for token in _forbidden(task, notes):
+        assert token not in seen, f"{token} reached the encoder for {task} ({scope}, notes={notes})"
     assert EARLY_TOKEN in seen
+    if task not in EARLY_TASKS and notes == "default":
+        assert DISCHARGE_TOKEN in seen
     texts = original(requested)
-    assert not any(tok in t for t in texts.values() for tok in _forbidden(task))
+    assert not any(tok in t for t in texts.values() for tok in _forbidden(task, notes))
     # the TaskData's own inputs: codes of the index visits never include post-window codes
     if task in EARLY_TASKS:
         late = data.vocab.index.get("rx:late_drug")
@@ -144,3 +156,8 @@ def test_canaries_through_the_mimic3_loader(tmp_path, monkeypatch, capsys):
         for token in _forbidden(task):
             assert token not in blob, f"{token} leaked into {task} through the MIMIC-III loader"
         assert EARLY_TOKEN in blob
+        from mingle_bench.tasks import get_task
+
+        ts = get_task(task, notes="in-stay").build(cohort)
+        texts = cohort.read_note_texts([n for ids in ts.input_note_ids.values() for n in ids])
+        assert not any(tok in t for t in texts.values() for tok in _forbidden(task, "in-stay"))

@@ -99,8 +99,10 @@ def test_readmission_labels_gap_planned_and_deaths(tiny):
     a1 = ids["A1"]
     assert ts.input_codes[a1] == ["dx9:4019", "dx9:25000", "px9:3893", "rx:heparin", "rx:day3_drug",
                                   "rx:late_drug", "svc:MED"]
-    assert ts.input_note_ids[a1] == [ids["n_early"], ids["n_day2_date"], ids["n_exact_48h"],
-                                     ids["n_day3_date"], ids["n_day5"]]
+    in_stay = [ids["n_early"], ids["n_day2_date"], ids["n_exact_48h"], ids["n_day3_date"], ids["n_day5"]]
+    # default note policy: the admission's own discharge summary too, counted at discharge
+    assert ts.input_note_ids[a1] == in_stay + [ids["n_discharge"]]
+    assert get_task("readmission", notes="in-stay").build(cohort).input_note_ids[a1] == in_stay
     # D_hi's history guard: D_lo started at the same time but ends after D_hi's prediction time
     hist = dict(zip(ts.samples["hadm_id"], ts.history))
     assert hist[ids["D_hi"]] == [ids["D_hi"]]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mingle_bench.data.synthetic import HEADERS, generate
+from mingle_bench.data.synthetic import HEADERS, LATENTS_FILE, generate
 from mingle_bench.data.synthetic_vocab import dx_titles
 from mingle_bench.data.sources import data_id, load_source, synthetic_dir
 
@@ -42,7 +42,7 @@ def test_same_seed_byte_identical_and_seed_matters(tmp_path):
 
 def test_mimic3_file_format(tmp_path):
     generate(tmp_path, patients=12, seed=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{t}.csv" for t in HEADERS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{t}.csv" for t in HEADERS] + [LATENTS_FILE])
     for table, cols in HEADERS.items():
         first = (tmp_path / f"{table}.csv").open(encoding="utf-8").readline().rstrip("\n")
         assert first == ",".join(f'"{c}"' for c in cols)  # quoted UPPER-case header as released

@@ -1,4 +1,4 @@
-"""``mingle-bench data synth`` and ``mingle-bench data info``."""
+"""``mingle-bench data synth``, ``mingle-bench data info`` and ``mingle-bench data signal``."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,17 @@ def register(sub) -> None:
     i.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     i.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
     i.set_defaults(func=_info)
+
+    g = dsub.add_parser("signal", help="per task: samples, positives and the oracle AUROC on the synthetic "
+                                       "generator's latent variables (synthetic sources only)")
+    g.add_argument("--data", default="synthetic", help="source: synthetic[:small|default|mimic][:SEED] "
+                                                       "(default synthetic)")
+    g.add_argument("--tasks", default=None, help="comma-separated tasks (default: all five)")
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level split (default 0, "
+                                                              "as in training)")
+    g.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    g.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
+    g.set_defaults(func=_signal)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -92,4 +103,36 @@ def _info(args: argparse.Namespace) -> int:
     rows += [(f"distinct {t} codes", n) for t, n in info["distinct_codes"].items()]
     print()
     print(tabulate(rows, headers=[f"cohort {info['source']}", "count"], intfmt=","))
+    return 0
+
+
+def _signal(args: argparse.Namespace) -> int:
+    from mingle_bench.data.signal import SIGNAL_TASKS, task_signal
+    from mingle_bench.data.sources import parse_spec
+
+    if parse_spec(args.data)[0] != "synthetic":
+        raise ValueError(f"--data {args.data!r}: data signal needs the generator's latent variables, which only "
+                         "synthetic sources have (use synthetic[:small|default|mimic])")
+    tasks = SIGNAL_TASKS if not args.tasks else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    if not args.json:
+        import sys
+
+        print(f"fitting the oracle on {args.data} ...", file=sys.stderr, flush=True)
+    report = task_signal(args.data, tasks=tasks, split_seed=args.split_seed, cache_dir=args.cache_dir)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    from tabulate import tabulate
+
+    rows = [(t, r["samples"], r["positives"], r["test_samples"], r["test_positives"], r["oracle_auroc"])
+            for t, r in report["tasks"].items()]
+    print(tabulate(rows, headers=["task", "samples", "positives", "test samples", "test positives", "oracle AUROC"],
+                   intfmt=",", floatfmt=".3f"))
+    notes = [f"{t}: positives are label cells (mean prevalence {r['mean_prevalence']:.3f}); AUROC on the flattened "
+             f"labels, macro AUROC {r['oracle_macro_auroc']:.3f}"
+             for t, r in report["tasks"].items() if r.get("oracle_macro_auroc") is not None]
+    print(f"\nsource {report['source']}, split seed {report['split_seed']}: logistic regression on the latents "
+          "of each index admission, trained on train, scored on test")
+    for line in notes:
+        print(line)
     return 0

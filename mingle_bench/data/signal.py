@@ -25,7 +25,10 @@ a model near the oracle is doing about as well as the index admission allows.
 
 Counts: ``samples`` and ``test_samples``; for a binary task ``positives`` and
 ``test_positives`` count positive samples; for a multi-label task they count positive label
-cells (sample x label), and ``mean_prevalence`` is their share of all cells.
+cells (sample x label), ``mean_prevalence`` is their share of all cells, and
+``oracle_macro_auroc`` (the mean of the per-label test AUROCs, over labels with both classes
+in the test split) says how much of the flattened AUROC is more than knowing which labels are
+common.
 """
 from __future__ import annotations
 
@@ -126,6 +129,10 @@ def oracle_for_task(cohort, latents: pd.DataFrame, task: str, split_seed: int = 
     auroc = float(roc_auc_score(flat_t, flat_p)) if 0 < flat_t.sum() < len(flat_t) else None
     out.update(test_samples=int(test.sum()), test_positives=int(y_test.sum()),
                oracle_auroc=None if auroc is None else round(auroc, 4))
+    if labels.shape[1] > 1:  # the flattened AUROC also rewards knowing which labels are common
+        per = [roc_auc_score(y_test[:, k], prob[:, k]) for k in range(labels.shape[1])
+               if 0 < y_test[:, k].sum() < len(y_test)]
+        out["oracle_macro_auroc"] = round(float(np.mean(per)), 4) if per else None
     return out
 
 

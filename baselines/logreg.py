@@ -56,6 +56,7 @@ class LogReg(EHRModel):
         tr = train_idx.cpu().numpy()
         x, y = self.x[tr], self.labels[tr]
         coef = np.zeros((self.x.shape[1], y.shape[1]))
+        self.solver_iters = 0
         bias = np.zeros(y.shape[1])
         for l in range(y.shape[1]):
             yl = y[:, l]
@@ -69,9 +70,11 @@ class LogReg(EHRModel):
                 warnings.simplefilter("ignore")   # convergence warnings are reported via n_iter
                 clf.fit(x, yl)
             coef[:, l], bias[l] = clf.coef_[0], clf.intercept_[0]
+            self.solver_iters = max(self.solver_iters, int(np.max(clf.n_iter_)))
         self._coef.copy_(torch.from_numpy(coef))
         self._bias.copy_(torch.from_numpy(bias))
         self.fitted = True
+        self.hit_iteration_cap = self.solver_iters >= int(self.hparams["max_iter"])
 
     def n_params(self) -> int:
         return int(self._coef.numel() + self._bias.numel())

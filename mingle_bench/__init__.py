@@ -1,3 +1,3 @@
 """mingle-bench: benchmarking and ablation toolkit for multimodal EHR prediction around MINGLE."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

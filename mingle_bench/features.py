@@ -30,6 +30,7 @@ inductive. Report the scope with every result.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -262,6 +263,9 @@ def build_task_data(
         note_report = {"encoder": enc.describe(), **note_report}
 
     labels = torch.as_tensor(ts.labels, dtype=torch.float32)
+    digest = input_digest(repr(_resolve_task(task, code_types)), vt, visit_note_ids, graph, params,
+                          None if encoder is None else {**note_report, "max_notes_per_visit": max_notes_per_visit,
+                                                        "max_tokens": max_tokens})
     split_idx = {s: torch.as_tensor(np.flatnonzero(samples["split"].to_numpy() == s), dtype=torch.int64) for s in SPLITS}
     report = {
         **vt.report, "graph": graph.report, "deepwalk": dw_report, "notes": note_report,
@@ -278,8 +282,48 @@ def build_task_data(
         seq_visit_indptr=seq_visit_indptr, seq_visits=seq_visits, seq_times=seq_times,
         visit_codes_indptr=indptr, visit_codes=flat, graph=graph, sample_edge=sample_edge,
         edge_visit=graph.edge_visit, structural=structural, concept_emb=concept_emb,
-        visit_note_emb=visit_note_emb, visit_has_notes=visit_has_notes, report=report,
+        visit_note_emb=visit_note_emb, visit_has_notes=visit_has_notes, report=report, digest=digest,
     )
+
+
+def _sha(obj: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def input_digest(task_desc: str, vt: VisitTable, visit_note_ids: list[list[int]], graph: EHRHypergraph, deepwalk: DeepWalkParams,
+                 encoder: dict | None) -> dict[str, str]:
+    """sha256 digests of everything a model reads, by part (the provenance of a cell's inputs).
+
+    ``task``: the task and its configuration (code types, note policy, age limit); ``samples``:
+    sample ids, patients, index admissions, prediction times and labels; ``split``: the
+    manifest; ``codes``: every visit's input codes; ``notes``: every visit's input note ids (the
+    note selection; the note texts are covered by the cohort's content hash); ``vocab``: the
+    train-only vocabulary and its description texts; ``graph``: the incidence; ``deepwalk``: its
+    parameters; ``encoder``: the encoder identity and note budgets (``None`` without semantics).
+    """
+    ts = vt.task_samples
+    s = ts.samples
+    samples = {
+        "ids": s["sample_id"].astype(str).tolist(), "patients": s["patient_id"].astype("int64").tolist(),
+        "hadm": s["hadm_id"].astype("int64").tolist(),
+        "time": s["prediction_time"].astype("int64").tolist(), "labels": np.asarray(ts.labels).astype(int).tolist(),
+    }
+    hadm = vt.visit_hadm.tolist()
+    inc = graph.incidence.v2e
+    return {
+        "task": _sha(task_desc),
+        "samples": _sha(samples),
+        "split": vt.manifest.sha256,
+        "codes": _sha([hadm, [vt.vocab.code_ids[i] for i in vt.visit_codes.tolist()], vt.visit_codes_indptr.tolist()]),
+        "notes": _sha([hadm, [list(map(int, n)) for n in visit_note_ids]]),
+        "vocab": _sha([list(vt.vocab.code_ids), list(vt.vocab.texts)]),
+        "graph": _sha([vt.graph_scope, inc.indptr.tolist(), inc.indices.tolist()]),
+        "deepwalk": _sha(dataclasses.asdict(deepwalk)),
+        "encoder": _sha(encoder),
+    }
 
 
 def sample_view(vt: VisitTable, cohort: Cohort, limit: int | None = None, with_texts: bool = True):

@@ -1,4 +1,5 @@
-"""Figures: ROC and precision-recall curves of a run, and the relative-improvement bar chart.
+"""Figures: ROC and precision-recall curves of a run, its learning curves (validation metric by
+optimiser step) and the relative-improvement bar chart.
 
 Curves are computed on the whole test set; for multi-label tasks on the flattened label
 matrix (micro), matching the AUROC/AUPR of the tables. Each seed is drawn as a thin line in
@@ -110,6 +111,53 @@ def plot_relative_improvement(
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_learning_curves(
+    curves: Mapping[tuple[str, int], list],
+    path: str | os.PathLike,
+    monitor: str,
+    title: str,
+    order: list[str] | None = None,
+    names: Mapping[str, str] | None = None,
+    max_steps: int | None = None,
+) -> Path:
+    """Validation ``monitor`` against optimiser step, one line per model x seed.
+
+    ``curves[(model, seed)]`` is ``[[step, value], ...]`` (a run record's ``curve``). Each
+    seed is a thin line in its model's colour, its best step marked with a dot; a dashed
+    vertical line marks the step budget. Models without a curve (one-shot fits such as
+    ``logreg``) are drawn as a single dot at step 0.
+    """
+    plt = _pyplot()
+    models = list(order or [])
+    models += sorted({m for m, _ in curves if m not in models})
+    colours = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for i, model in enumerate(m for m in models if any(k[0] == m for k in curves)):
+        colour = colours(i % 10)
+        label = (names or {}).get(model, model)
+        for seed in sorted(s for m, s in curves if m == model):
+            pts = np.asarray(curves[(model, seed)] or [], dtype=float).reshape(-1, 2)
+            if not len(pts):
+                continue
+            ax.plot(pts[:, 0], pts[:, 1], color=colour, lw=1.0, alpha=0.75, label=label,
+                    marker="o" if len(pts) == 1 else None, ms=3)
+            finite = np.isfinite(pts[:, 1])
+            if finite.any():
+                j = int(np.nanargmax(np.where(finite, pts[:, 1], -np.inf)))
+                ax.plot(pts[j, 0], pts[j, 1], "o", color=colour, ms=3)
+            label = None
+    if max_steps:
+        ax.axvline(max_steps, color="grey", ls="--", lw=0.8, label=f"budget ({max_steps} steps)")
+    ax.set(xlabel="optimiser step", ylabel=f"validation {monitor.upper()}")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
     try:
         return _save(fig, path)
     finally:

@@ -74,15 +74,29 @@ def relative_improvement(rows: list[dict], metric: str) -> dict | None:
     return {"value": 100.0 * (m - best[1]) / best[1], "baseline": best[0], "mingle": m, "best": best[1]}
 
 
+PROTOCOLS: tuple[str, ...] = ("default", "tuned")
+DEFAULT_TRIALS = 20
+
+
 def reproduce(
     data: str = "synthetic", seeds: Sequence[int] = tuple(range(runner.DEFAULT_SEEDS)),
     tasks: Sequence[str] = PAPER_TASKS, models: Sequence[str] | None = None, device: str = "auto",
-    encoder: str | None = "default", split_seed: int = 0, epochs: int = runner.DEFAULT_EPOCHS,
-    patience: int = runner.DEFAULT_PATIENCE, out: str | os.PathLike = "results", n_boot: int = runner.DEFAULT_BOOTSTRAP,
-    fresh: bool = False, progress: bool = True, max_notes_per_visit: int | None = None, max_tokens: int | None = None,
-    command: str = "", tables_only: bool = False,
+    encoder: str | None = "default", split_seed: int = 0, max_steps: int = runner.DEFAULT_MAX_STEPS,
+    eval_every: int = runner.DEFAULT_EVAL_EVERY, patience: int = runner.DEFAULT_PATIENCE,
+    notes: str = runner.DEFAULT_NOTES, out: str | os.PathLike = runner.DEFAULT_OUT,
+    n_boot: int = runner.DEFAULT_BOOTSTRAP, fresh: bool = False, progress: bool = True,
+    max_notes_per_visit: int | None = None, max_tokens: int | None = None, command: str = "",
+    tables_only: bool = False, protocol: str = "default", trials: int = DEFAULT_TRIALS, storage: str | None = None,
+    reference: str | None = "auto",
 ) -> ReproduceResult:
     """Run the paper's rows on ``tasks`` and write the paper tables (see the module docstring).
+
+    ``protocol``: ``"default"`` trains every model with its own paper's default
+    hyperparameters; ``"tuned"`` first gives every model the same number of Optuna trials
+    (``trials``, validation metric only, same step budget; :func:`mingle_bench.tuning.tune`,
+    one study per task x model in ``storage``), then trains the seeds with each model's best
+    parameters. Tuned results go to ``<out>/<task>/<data-id>-tuned/`` and
+    ``<out>/paper/<data-id>-tuned/``, so the two protocols never mix.
 
     ``tables_only``: train nothing; compose the tables from the cells already finished in each
     task's folder (e.g. runs interrupted, or run elsewhere and copied here).
@@ -90,13 +104,18 @@ def reproduce(
     models = list(models or PAPER_MODELS)
     if not tasks:
         raise runner.RunError("--tasks is empty")
+    if protocol not in PROTOCOLS:
+        raise runner.RunError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "tuned" and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise runner.RunError(f"--trials must be an integer >= 1, got {trials!r}")
     command = command or runner.command_line()
     task_rows: dict[str, list[dict]] = {}
     comps: dict[str, dict | None] = {}
-    res = ReproduceResult(folder=Path(out) / "paper" / runner.source_data_id(data), main_md="")
+    folder_id = runner.source_data_id(data) + ("" if protocol == "default" else f"-{protocol}")
+    res = ReproduceResult(folder=Path(out) / "paper" / folder_id, main_md="")
     for task in tasks:
         if tables_only:
-            folder = Path(out) / task / runner.source_data_id(data)
+            folder = Path(out) / task / folder_id
             if not (folder / R.CONFIG_FILE).exists():
                 raise FileNotFoundError(f"--tables-only: {folder} holds no run of {task}; run without --tables-only first")
             rows, comp, _ = runner.finalize(folder, R.read_json(folder / R.CONFIG_FILE).get("monitor", runner.DEFAULT_MONITOR),
@@ -105,11 +124,23 @@ def reproduce(
             task_rows[task] = [r for r in rows if r["model"] in models]
             comps[task] = comp
             continue
+        tuned: list[str] = []
+        if protocol == "tuned":
+            tuned = _tune_all(task, models, data=data, device=device, encoder=encoder, split_seed=split_seed,
+                              max_steps=max_steps, eval_every=eval_every, patience=patience, notes=notes, out=out,
+                              trials=trials, storage=storage, progress=progress, command=command,
+                              max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)
         cfg = runner.RunConfig(task=task, data=data, models=models, seeds=list(seeds), split_seed=split_seed,
-                               device=device, encoder=encoder, out=str(out), epochs=epochs, patience=patience,
+                               device=device, encoder=encoder, out=str(out), max_steps=max_steps,
+                               eval_every=eval_every, patience=patience, notes=notes,
                                max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, n_boot=n_boot,
-                               fresh=fresh, progress=progress, command=command)
+                               fresh=fresh, progress=progress, command=command, tuned=tuned, protocol=protocol,
+                               tuning_trials=trials if protocol == "tuned" else None, reference=reference)
         s = runner.run_benchmark(cfg)
+        if s.reference:
+            from mingle_bench.reference import reference_lines
+
+            print("\n".join(reference_lines(s.reference)))
         print(runner.summary_line(s))
         res.failed += [{**f, "task": task} for f in s.failed]
         res.task_folders[task] = s.folder
@@ -118,12 +149,16 @@ def reproduce(
     config = R.read_json(next(iter(res.task_folders.values())) / R.CONFIG_FILE)
     if tables_only:  # describe what the folders hold, not the arguments of this call
         seeds = sorted({s for t in task_rows.values() for r in t for s in r["seeds"]})
-        epochs, patience, split_seed = config.get("epochs"), config.get("patience"), config.get("split_seed")
+        max_steps, eval_every, patience = config.get("max_steps"), config.get("eval_every"), config.get("patience")
+        split_seed, notes, trials = config.get("split_seed"), config.get("notes"), config.get("tuning_trials")
         command = " ; ".join(dict.fromkeys(R.read_json(f / R.CONFIG_FILE).get("command", "?")
                                            for f in res.task_folders.values())) + f" ; then: {command}"
     payload = {
         "data": data, "data_id": config.get("data_id"), "command": command, "machine": config.get("machine"),
-        "seeds": list(seeds), "epochs": epochs, "patience": patience, "split_seed": split_seed,
+        "seeds": list(seeds), "max_steps": max_steps, "eval_every": eval_every, "patience": patience,
+        "split_seed": split_seed, "notes": notes, "protocol": protocol,
+        "tuning_trials": trials if protocol == "tuned" else None,
+        "stopped_at_budget": {t: {r["model"]: r.get("n_budget", 0) for r in task_rows[t]} for t in tasks},
         "tasks": {t: {"rows": task_rows[t], "comparison": comps[t], "folder": str(res.task_folders[t])} for t in tasks},
         "relative_improvement": {t: {m: relative_improvement(task_rows[t], m) for m in METRICS} for t in tasks},
         "published": [p.__dict__ for p in P.PUBLISHED],
@@ -133,6 +168,35 @@ def reproduce(
     res.files = write_paper(res.folder)
     res.main_md = (res.folder / "main.md").read_text(encoding="utf-8")
     return res
+
+
+def _tune_all(task: str, models: Sequence[str], *, trials: int, storage: str | None, out, **kw) -> list[str]:
+    """One Optuna study per model (same trial count, same budget, validation only); returns the
+    paths of the saved best-parameter files for ``RunConfig.tuned``."""
+    from mingle_bench import tuning
+
+    data_id = runner.source_data_id(kw["data"])
+    paths = []
+    for model in models:
+        name = f"{task}-{model}-{data_id}-s{kw['max_steps']}e{kw['eval_every']}p{kw['patience']}-{kw['notes']}"
+        res = tuning.tune(task=task, model=model, trials=trials, storage=storage, study_name=name, out=out, **kw)
+        if res.path is None:
+            raise runner.RunError(f"tuning {model} on {task}: no trial completed (see the study {name!r})")
+        print(tuning.summary_line(res))
+        paths.append(str(res.path))
+    return paths
+
+
+def protocol_text(payload: dict) -> str:
+    """One line saying how the models were trained and selected (shown in every table)."""
+    budget = (f"budget {payload.get('max_steps')} optimiser steps, validation every {payload.get('eval_every')} "
+              f"steps, patience {payload.get('patience')} evaluations")
+    if payload.get("protocol") == "tuned":
+        how = (f"protocol **tuned**: every model got {payload.get('tuning_trials')} Optuna trials on the validation "
+               "split (same budget), then its best parameters were trained with every seed")
+    else:
+        how = "protocol **default**: every model with its own paper's default hyperparameters, no tuning"
+    return f"{how}; {budget}; note policy {payload.get('notes', 'default')}"
 
 
 # ------------------------------------------------------------------------------------------ render
@@ -145,7 +209,7 @@ def _data_cell(payload: dict) -> str:
 
 
 def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_published: bool) -> str:
-    from mingle_bench.tables import best_rows, display_name, fmt_pct, latex_escape
+    from mingle_bench.tables import BUDGET_MARK, best_rows, display_name, fmt_pct, latex_escape
 
     rows = [r for r in payload["tasks"][task]["rows"] if r["model"] in models]
     rows.sort(key=lambda r: list(models).index(r["model"]))
@@ -153,7 +217,7 @@ def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_
     data = _data_cell(payload)
     body = []
     for r in rows:
-        cells = [display_name(r["model"]), data]
+        cells = [display_name(r["model"]) + (BUDGET_MARK if r.get("n_budget") else ""), data]
         for m in METRICS:
             c = fmt_pct(r[f"{m}_mean"], r[f"{m}_std"])
             if fmt == "latex":
@@ -162,6 +226,7 @@ def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_
                 c = f"**{c}**" if fmt == "md" else rf"\textbf{{{c}}}"
             cells.append(c)
         cells.append(str(r["n_seeds"]))
+        cells.append(r.get("stopped_at_budget", "–"))
         body.append(cells)
     if with_published:
         pubs = [p for p in payload.get("published", []) if p["task"] == task and p["model"] in models]
@@ -173,9 +238,9 @@ def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_
                 p = mine.get(m)
                 cells.append("–" if p is None else ("≈" if p["approximate"] else "")
                              + (f"{p['value']:.0f}" if p["approximate"] else f"{p['value']:.2f}"))
-            cells.append("–")
+            cells += ["–", "–"]
             body.append(cells)
-    header = ["Model", "data", "ACC", "AUROC", "AUPR", "F1", "seeds"]
+    header = ["Model", "data", "ACC", "AUROC", "AUPR", "F1", "seeds", "at budget"]
     if fmt == "latex":
         body = [[latex_escape(c) if i in (0, 1) else c.replace("≈", r"$\approx$").replace("–", "--")
                  for i, c in enumerate(row)] for row in body]
@@ -192,8 +257,10 @@ def _header(payload: dict, title: str, fmt: str) -> list[str]:
     from mingle_bench.tables import data_label
 
     label = data_label(payload["data"], payload.get("data_id"))
-    prot = (f"seeds {','.join(map(str, payload['seeds']))}; split seed {payload['split_seed']}; epochs ≤ {payload['epochs']}, "
-            f"patience {payload['patience']}; mean ± std over seeds, in %")
+    prot = (f"{protocol_text(payload)}; seeds {','.join(map(str, payload['seeds']))}; split seed "
+            f"{payload['split_seed']}; mean ± std over seeds, in %")
+    if fmt != "md":
+        prot = prot.replace("**", "")
     if fmt == "md":
         return [f"# {title}", "", f"- data: **{label}**", f"- command: `{payload['command']}`",
                 f"- machine: {payload['machine']}", f"- protocol: {prot}",

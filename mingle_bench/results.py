@@ -14,9 +14,12 @@ Every file is written through a temporary file in the same folder and ``os.repla
 killed run leaves either the old or the new file, never a torn one. ``runs.jsonl`` is small
 (one line per cell) and is rewritten whole on every append for the same reason.
 
-Resume: a cell is *finished* when ``runs.jsonl`` holds a record with the same ``cell_key``
-(a hash of model, seed, hyperparameters and the run-level config) and its prediction file
-exists. Nothing uses pickle.
+Resume: a cell is *finished* when ``runs.jsonl`` holds a record with the same ``input_hash``
+(a sha256 over everything that shapes its training: cohort content, task samples and labels,
+split, note selection, encoder identity, vocabulary, hyperparameters, budget and pipeline
+version; :func:`mingle_bench.runner.input_hash`) and its prediction file exists. Each record
+also carries ``preds_sha256``, the digest of its test probabilities, so two runs can be
+compared cell by cell (:mod:`mingle_bench.reference`). Nothing uses pickle.
 """
 from __future__ import annotations
 
@@ -107,9 +110,12 @@ def stable_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:n]
 
 
-def cell_key(model: str, seed: int, hparams: dict, run_fingerprint: str) -> str:
-    """Identity of one model x seed cell under one run configuration."""
-    return stable_hash({"model": model, "seed": int(seed), "hparams": hparams, "run": run_fingerprint})
+def array_sha256(a: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes (C order)."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def load_runs(folder: str | os.PathLike) -> list[dict]:
@@ -169,10 +175,10 @@ def load_array(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def finished_cells(folder: str | os.PathLike) -> dict[str, dict]:
-    """``cell_key -> record`` for the cells whose record and prediction file both exist."""
+    """``input_hash -> record`` for the cells whose record and prediction file both exist."""
     out = {}
     for rec in load_runs(folder):
-        key = rec.get("cell_key")
+        key = rec.get("input_hash")
         if key and preds_path(folder, rec["model"], rec["seed"]).exists():
             out[key] = rec
     return out

@@ -33,26 +33,34 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mingle_bench import __version__
 from mingle_bench import results as R
 
-# Defaults of the main job (`mingle-bench run --task mortality`), sized for a 2-core CPU:
-# GRAM, the slowest baseline per epoch here, is in `--models all` and in `reproduce`; logreg (bag of
-# codes) is the cheap sanity reference. Full-graph models (MINGLE, HypEHR, HyperGAT) take one
-# optimiser step per epoch (as HypEHR) and sit on a validation plateau for their first ~5-15
-# epochs; with a patience of 10 and 40 epochs, MINGLE stopped on that plateau for some seeds
-# (best epoch 0) and peaked at the last epoch for others. A patience of 20 gives every model at
-# least 21 epochs; 60 epochs leaves room for the full-graph models to converge while sequence
-# models stop early.
-DEFAULT_MODELS: tuple[str, ...] = ("mingle", "hypehr", "retain", "hypergat", "logreg")
+# Defaults of the main job (`mingle-bench run --task mortality`), sized for a 2-core CPU. Every model
+# gets the same budget in optimiser steps (a full-graph step of MINGLE/HypEHR/HyperGAT and a
+# minibatch step of RETAIN/GRAM count alike), is validated every DEFAULT_EVAL_EVERY steps and stops
+# after DEFAULT_PATIENCE evaluations without improvement; the budget is an upper bound sized so that
+# on the default data the models stop on a validation plateau, not at the budget (see
+# docs/runner.md for the measurement behind these numbers).
+DEFAULT_MODELS: tuple[str, ...] = ("mingle", "hypehr", "retain", "gram", "hypergat", "logreg")
 DEFAULT_SEEDS = 5
-DEFAULT_EPOCHS = 60
-DEFAULT_PATIENCE = 20
+DEFAULT_MAX_STEPS = 1000
+DEFAULT_EVAL_EVERY = 10
+DEFAULT_PATIENCE = 10
 DEFAULT_MONITOR = "aupr"
 DEFAULT_BOOTSTRAP = 1000
+DEFAULT_NOTES = "default"
+NOTE_POLICIES: tuple[str, ...] = ("default", "in-stay")
+#: where `run` and `reproduce` write by default; the committed reference results live in `results/`
+DEFAULT_OUT = "runs"
+LEARNING_CURVES_FILE = "learning_curves.png"
+#: the pipeline version recorded with every cell (part of its input hash): the package version
+PIPELINE_VERSION = __version__
 
 #: config keys that define a run; a results folder holds runs of one such configuration
-FINGERPRINT_KEYS = ("task", "data", "data_id", "split_seed", "encoder", "epochs", "patience", "monitor",
-                    "max_notes_per_visit", "max_tokens", "graph_scope", "code_types")
+FINGERPRINT_KEYS = ("pipeline", "task", "data", "data_id", "split_seed", "encoder", "max_steps", "eval_every",
+                    "patience", "monitor", "notes", "max_notes_per_visit", "max_tokens", "graph_scope", "code_types",
+                    "protocol", "tuning_trials")
 
 
 class RunError(ValueError):
@@ -69,10 +77,12 @@ class RunConfig:
     device: str = "auto"
     encoder: str | None = "default"
     tuned: Sequence[str] = ()
-    out: str = "results"
-    epochs: int = DEFAULT_EPOCHS
+    out: str = DEFAULT_OUT
+    max_steps: int = DEFAULT_MAX_STEPS
+    eval_every: int = DEFAULT_EVAL_EVERY
     patience: int = DEFAULT_PATIENCE
     monitor: str = DEFAULT_MONITOR
+    notes: str = DEFAULT_NOTES                # note policy of the task (tasks/base.py)
     max_notes_per_visit: int | None = None
     max_tokens: int | None = None
     graph_scope: str = "all"                  # hypergraph admissions: "all" (HypEHR/MINGLE) or "samples"
@@ -81,6 +91,9 @@ class RunConfig:
     fresh: bool = False
     progress: bool = True
     command: str = ""
+    reference: str | None = "auto"          # committed reference root to check cells against; None: no check
+    protocol: str = "default"               # "default" (papers' hyperparameters) or "tuned" (see reproduce)
+    tuning_trials: int | None = None        # Optuna trials per model under the tuned protocol
     hparam_overrides: dict = field(default_factory=dict)  # model -> {name: value} (tests, reproduce)
 
 
@@ -93,6 +106,7 @@ class RunSummary:
     rows: list[dict]
     comparison: dict | None
     files: list[Path]
+    reference: dict | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,10 +129,13 @@ def source_data_id(spec: str) -> str:
     return spec.replace(":", "-").replace("/", "_")
 
 
-def get_task(name: str, code_types: Sequence[str] | None = None):
+def get_task(name: str, code_types: Sequence[str] | None = None, notes: str = DEFAULT_NOTES):
     from mingle_bench.tasks import get_task as _get
 
-    return _get(name) if code_types is None else _get(name, code_types=tuple(code_types))
+    kwargs: dict[str, Any] = {} if notes == DEFAULT_NOTES else {"notes": notes}
+    if code_types is not None:
+        kwargs["code_types"] = tuple(code_types)
+    return _get(name, **kwargs)
 
 
 def build_data(cohort, task, *, split_seed: int, encoder, progress: bool, **kwargs):
@@ -141,11 +158,37 @@ def available_models() -> list[str]:
     return list_models()
 
 
-def fit_model(model_name, data, hparams, seed, device, max_epochs, patience, monitor, on_epoch):
+def fit_model(model_name, data, hparams, seed, device, budget, monitor, on_eval):
+    """Train one cell (:func:`mingle_bench.training.fit`); ``budget`` is a ``training.Budget``."""
     from mingle_bench.training import fit
 
-    return fit(model_name, data, hparams, seed=seed, device=device, max_epochs=max_epochs, patience=patience,
-               monitor=monitor, on_epoch=on_epoch)
+    return fit(model_name, data, hparams, seed=seed, device=device, budget=budget, monitor=monitor, on_eval=on_eval)
+
+
+def make_budget(max_steps: int, eval_every: int, patience: int):
+    """A :class:`mingle_bench.training.Budget`; bad values raise :class:`RunError` naming the flag."""
+    from mingle_bench.training import Budget
+
+    for flag, v in (("--max-steps", max_steps), ("--eval-every", eval_every), ("--patience", patience)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise RunError(f"{flag} must be an integer >= 1, got {v!r}")
+    if eval_every > max_steps:
+        raise RunError(f"--eval-every ({eval_every}) must not exceed --max-steps ({max_steps})")
+    return Budget(max_steps=max_steps, eval_every=eval_every, patience=patience)
+
+
+def input_hash(model: str, seed: int, hparams: dict, run_cfg: dict, source_id: str, digest: dict) -> str:
+    """sha256 over everything that shapes one cell's training: the cohort content
+    (``source_id``), the task's samples, labels, split, note selection, code inputs,
+    vocabulary, graph and encoder identity (``digest``, :func:`mingle_bench.features.input_digest`),
+    the model, seed and hyperparameters, the budget and monitor, and the pipeline and torch
+    versions. Resume reuses a cell only when this hash matches."""
+    import torch
+
+    payload = {"pipeline": PIPELINE_VERSION, "torch": torch.__version__, "source_id": source_id,
+               "inputs": digest, "model": model, "seed": int(seed), "hparams": hparams,
+               "run": {k: run_cfg.get(k) for k in FINGERPRINT_KEYS if k not in ("data", "data_id")}}
+    return R.stable_hash(payload, n=64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,18 +320,18 @@ class _Progress:
         else:
             print(msg, flush=True)
 
-    def start_cell(self, model: str, seed: int, epochs: int) -> Callable[[int, dict], None]:
+    def start_cell(self, model: str, seed: int, max_steps: int) -> Callable[[int, dict], None]:
         if not self._p:
-            return lambda epoch, vm: None
+            return lambda step, vm: None
         if self._cell is not None:
             self._p.remove_task(self._cell)
-        self._cell = self._p.add_task(f"  {model} seed {seed}", total=epochs, info="")
+        self._cell = self._p.add_task(f"  {model} seed {seed}", total=max_steps, info="")
 
-        def on_epoch(epoch: int, val_metrics: dict) -> None:
+        def on_eval(step: int, val_metrics: dict) -> None:
             v = val_metrics.get(self.monitor, math.nan)
-            self._p.update(self._cell, completed=min(epoch + 1, epochs),
-                           info=f"epoch {epoch + 1} val {self.monitor} {v:.4f}" if v == v else f"epoch {epoch + 1}")
-        return on_epoch
+            self._p.update(self._cell, completed=min(step, max_steps),
+                           info=f"step {step} val {self.monitor} {v:.4f}" if v == v else f"step {step}")
+        return on_eval
 
     def end_cell(self, info: str) -> None:
         if self._p:
@@ -310,10 +353,11 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
     from mingle_bench.metrics import PAPER_METRICS, compute_metrics
 
     tame_library_logging()
-    if cfg.epochs < 1 or cfg.patience < 1:
-        raise RunError(f"--epochs and --patience must be >= 1 (got {cfg.epochs}, {cfg.patience})")
+    budget = make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)
     if cfg.monitor not in PAPER_METRICS + ("brier", "ece"):
         raise RunError(f"monitor must be one of acc, auroc, aupr, f1, brier, ece; got {cfg.monitor!r}")
+    if cfg.notes not in NOTE_POLICIES:
+        raise RunError(f"--notes must be one of {', '.join(NOTE_POLICIES)}, got {cfg.notes!r}")
     device = resolve_device(cfg.device)
     models = resolve_models(cfg.models)
     seeds = parse_seeds(cfg.seeds)
@@ -327,17 +371,14 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         tuned[t["model"]] = t
 
     data_id = source_data_id(cfg.data)
-    folder = Path(cfg.out) / cfg.task / data_id
+    folder = Path(cfg.out) / cfg.task / (data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}")
     run_cfg = {
-        "task": cfg.task, "data": cfg.data, "data_id": data_id, "split_seed": int(cfg.split_seed),
-        "encoder": cfg.encoder, "epochs": int(cfg.epochs), "patience": int(cfg.patience), "monitor": cfg.monitor,
-        "max_notes_per_visit": cfg.max_notes_per_visit, "max_tokens": cfg.max_tokens,
+        "pipeline": PIPELINE_VERSION, "task": cfg.task, "data": cfg.data, "data_id": data_id,
+        "split_seed": int(cfg.split_seed), "encoder": cfg.encoder, **budget.as_dict(), "monitor": cfg.monitor,
+        "notes": cfg.notes, "max_notes_per_visit": cfg.max_notes_per_visit, "max_tokens": cfg.max_tokens,
+        "graph_scope": cfg.graph_scope, "code_types": None if cfg.code_types is None else list(cfg.code_types),
+        "protocol": cfg.protocol, "tuning_trials": cfg.tuning_trials,
     }
-    # Recorded only when not the default, so folders written before these options existed still resume.
-    if cfg.graph_scope != "all":
-        run_cfg["graph_scope"] = cfg.graph_scope
-    if cfg.code_types is not None:
-        run_cfg["code_types"] = list(cfg.code_types)
     fingerprint = R.stable_hash(run_cfg)
     _check_folder(folder, run_cfg, fingerprint, fresh=cfg.fresh)
 
@@ -350,20 +391,12 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         hparams[m] = hp
     # seed-major order: an interrupted run already holds every model for its first seeds
     cells = [(m, s) for s in seeds for m in models]
-    done = R.finished_cells(folder) if folder.exists() else {}
-    keys = {(m, s): R.cell_key(m, s, hparams[m], fingerprint) for m, s in cells}
-    todo = [c for c in cells if keys[c] not in done]
-    skipped = [c for c in cells if keys[c] in done]
 
     prog = _Progress(cfg.progress, len(cells), cfg.monitor)
     trained, failed = [], []
     with prog:
-        if skipped:
-            prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished, skipping them")
-            prog.skip(len(skipped))
-        # the data pipeline runs even when every cell is done: the split must be checked (and curves need labels)
         # cheap: a bad task name fails before the data loads
-        task = get_task(cfg.task) if cfg.code_types is None else get_task(cfg.task, cfg.code_types)
+        task = get_task(cfg.task, cfg.code_types, cfg.notes)
         cohort = load_cohort(cfg.data, progress=cfg.progress)
         source_id = str(getattr(cohort, "source_id", "") or "")
         _check_source(folder, source_id)
@@ -371,6 +404,15 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         data = build_data(cohort, task, split_seed=cfg.split_seed, encoder=encoder, progress=cfg.progress,
                           max_notes_per_visit=cfg.max_notes_per_visit, max_tokens=cfg.max_tokens,
                           graph_scope=cfg.graph_scope)
+        digest = dict(getattr(data, "digest", None) or {})
+        keys = {(m, s): input_hash(m, s, hparams[m], run_cfg, source_id, digest) for m, s in cells}
+        done = R.finished_cells(folder) if folder.exists() else {}
+        todo = [c for c in cells if keys[c] not in done]
+        skipped = [c for c in cells if keys[c] in done]
+        if skipped:
+            prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished "
+                     "with the same inputs, skipping them")
+            prog.skip(len(skipped))
         manifest_json = data.manifest.to_json()
         _write_split(folder, manifest_json)
         test_idx = _as_numpy(data.split_idx["test"]).astype(np.int64)
@@ -380,8 +422,8 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         R.save_array(R.labels_path(folder), {"y_true": y_test, "test_idx": test_idx, "patient_group": groups})
         config = {
             **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
-            "source_id": source_id, "tuned": {m: t["_path"] for m, t in tuned.items()}, "hparams": hparams,
-            "command": cfg.command or command_line(), "machine": _machine(device),
+            "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
+            "hparams": hparams, "command": cfg.command or command_line(), "machine": _machine(device),
             "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
             "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
             "updated_at": _now(),
@@ -389,9 +431,9 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         R.atomic_write_json(folder / R.CONFIG_FILE, config)
 
         for model, seed in todo:
-            on_epoch = prog.start_cell(model, seed, cfg.epochs)
+            on_eval = prog.start_cell(model, seed, budget.max_steps)
             try:
-                res = fit_model(model, data, hparams[model], seed, device, cfg.epochs, cfg.patience, cfg.monitor, on_epoch)
+                res = fit_model(model, data, hparams[model], seed, device, budget, cfg.monitor, on_eval)
                 probs = _as_numpy(res.test_probs).astype(np.float32)
                 if probs.ndim == 1:
                     probs = probs[:, None]
@@ -410,24 +452,37 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
                 "model": model, "seed": int(seed), "metrics": metrics,
                 "val_metrics": {k: float(v) for k, v in (res.val_metrics or {}).items() if _is_number(v)},
                 "impl": getattr(res, "impl", "?"), "train_s": float(res.train_s), "device": device,
-                "best_epoch": int(res.best_epoch), "epochs_run": len(res.history or []),
+                "steps_run": int(res.steps_run), "best_step": int(res.best_step), "max_steps": int(budget.max_steps),
+                "stopped": str(res.stopped), "curve": _curve(res, cfg.monitor),
                 "n_params": int(getattr(res, "n_params", 0) or 0),
                 "config": {**run_cfg, "hparams": hparams[model],
                            "tuned_from": tuned[model]["_path"] if model in tuned else None},
-                "cell_key": keys[(model, seed)], "finished_at": _now(),
+                "input_hash": keys[(model, seed)], "preds_sha256": R.array_sha256(probs),
+                "finished_at": _now(),
             }
             # predictions first, record second: a record always has its predictions
             R.save_array(R.preds_path(folder, model, seed), {"probs": probs})
             R.add_run(folder, record)
             trained.append((model, seed))
-            prog.end_cell(f"{model}/{seed} test {cfg.monitor} {metrics[cfg.monitor]:.4f}")
+            prog.end_cell(f"{model}/{seed} test {cfg.monitor} {metrics[cfg.monitor]:.4f}, "
+                          f"best step {res.best_step}/{res.steps_run} ({res.stopped})")
 
     if failed:
         R.atomic_write_json(folder / "failures.json", failed)
     elif (folder / "failures.json").exists():
         (folder / "failures.json").unlink()
     rows, comp, files = finalize(folder, cfg.monitor, cfg.n_boot)
-    return RunSummary(folder, trained, skipped, failed, rows, comp, files)
+    ref = None
+    if cfg.reference is not None:
+        from mingle_bench.reference import check_reference
+
+        ref = check_reference(folder, [keys[c] for c in cells], cfg.reference)
+    return RunSummary(folder, trained, skipped, failed, rows, comp, files, ref)
+
+
+def _curve(res, monitor: str) -> list[list[float]]:
+    curve = getattr(res, "curve", None)
+    return curve(monitor) if callable(curve) else []
 
 
 def finalize(folder: Path, monitor: str = DEFAULT_MONITOR, n_boot: int = DEFAULT_BOOTSTRAP
@@ -438,9 +493,8 @@ def finalize(folder: Path, monitor: str = DEFAULT_MONITOR, n_boot: int = DEFAULT
     cells of an earlier invocation with other ``--models``/``--seeds`` are kept and shown.
     """
     from mingle_bench.comparison import paired_comparison
-    from mingle_bench.metrics import is_better
-    from mingle_bench.plots import plot_curves
-    from mingle_bench.tables import aggregate, data_label, display_name, is_mingle_family, write_run_tables
+    from mingle_bench.plots import plot_curves, plot_learning_curves
+    from mingle_bench.tables import aggregate, data_label, display_name, write_run_tables
 
     config = R.read_json(folder / R.CONFIG_FILE)
     records = [r for r in R.load_runs(folder) if R.preds_path(folder, r["model"], r["seed"]).exists()]
@@ -452,18 +506,15 @@ def finalize(folder: Path, monitor: str = DEFAULT_MONITOR, n_boot: int = DEFAULT
     for r in records:
         probs.setdefault(r["model"], {})[r["seed"]] = R.load_array(R.preds_path(folder, r["model"], r["seed"]))["probs"]
     comp = None
-    baselines = [r for r in rows if not is_mingle_family(r["model"])]
-    if "mingle" in probs and baselines:
-        best = None
-        for r in baselines:
-            if best is None or is_better(monitor, r[f"{monitor}_mean"], best[f"{monitor}_mean"]):
-                best = r
-        if set(probs["mingle"]) & set(probs[best["model"]]):
-            comp = paired_comparison(y_test, probs["mingle"], probs[best["model"]], groups=groups,
-                                     n_boot=n_boot, seed=0)
-            comp.update({"a": "mingle", "b": best["model"], "selected_by": monitor,
-                         "definition": "diff = mean over seeds of metric(MINGLE) - metric(baseline); "
-                                       "CI: 2.5/97.5 percentiles of a patient-level bootstrap of the test set"})
+    best = select_baseline(records, monitor)
+    if "mingle" in probs and best is not None and set(probs["mingle"]) & set(probs[best]):
+        comp = paired_comparison(y_test, probs["mingle"], probs[best], groups=groups, n_boot=n_boot, seed=0)
+        comp.update({"a": "mingle", "b": best, "selected_by": monitor,
+                     "baseline_selected_by": f"validation {monitor}",
+                     "definition": "diff = mean over seeds of metric(MINGLE) - metric(baseline); "
+                                   "CI: 2.5/97.5 percentiles of a patient-level bootstrap of the test set; "
+                                   "the baseline is the one with the best mean validation "
+                                   f"{monitor} (the test set plays no part in choosing it)"})
     if comp:
         R.atomic_write_json(folder / R.COMPARISON_FILE, comp)
     else:
@@ -475,14 +526,39 @@ def finalize(folder: Path, monitor: str = DEFAULT_MONITOR, n_boot: int = DEFAULT
         title = f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: test set, one line per seed"
         files.append(plot_curves(y_test, {m: probs[m] for m in names}, folder / "curves.png", title,
                                  names={m: display_name(m) for m in names}))
+        curves = {(r["model"], r["seed"]): r.get("curve") or [] for r in records}
+        files.append(plot_learning_curves(
+            curves, folder / LEARNING_CURVES_FILE, monitor,
+            f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: validation {monitor.upper()} "
+            f"by optimiser step (budget {config.get('max_steps')}); one line per model x seed",
+            order=names, names={m: display_name(m) for m in names}, max_steps=config.get("max_steps")))
     return rows, comp, files
+
+
+def select_baseline(records: list[dict], monitor: str) -> str | None:
+    """The best baseline (not MINGLE nor an ablation) by its mean *validation* ``monitor`` over
+    seeds; ``None`` when there is none. Ties go to the model listed first."""
+    from mingle_bench.metrics import is_better
+    from mingle_bench.tables import is_mingle_family
+
+    vals: dict[str, list[float]] = {}
+    for r in records:
+        v = (r.get("val_metrics") or {}).get(monitor)
+        if not is_mingle_family(r["model"]) and v is not None and math.isfinite(float(v)):
+            vals.setdefault(r["model"], []).append(float(v))
+    best = None
+    for m, vs in vals.items():
+        mean = float(np.mean(vs))
+        if best is None or is_better(monitor, mean, best[1]):
+            best = (m, mean)
+    return None if best is None else best[0]
 
 
 def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) -> None:
     cfg_path = folder / R.CONFIG_FILE
     if fresh and folder.exists():
         for name in (R.RUNS_FILE, R.CONFIG_FILE, R.SPLITS_FILE, R.COMPARISON_FILE, "failures.json", "curves.png",
-                     "table.md", "table.tex", "table.csv"):
+                     LEARNING_CURVES_FILE, "reference_check.json", "table.md", "table.tex", "table.csv"):
             (folder / name).unlink(missing_ok=True)
         preds = folder / R.PREDS_DIR
         if preds.is_dir():
@@ -491,6 +567,10 @@ def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) ->
         return
     if cfg_path.exists():
         old = R.read_json(cfg_path)
+        if old.get("pipeline") != run_cfg["pipeline"]:
+            raise RunError(f"{folder} holds results of pipeline version {old.get('pipeline') or '0.1 (epoch budgets)'}; "
+                           f"this is {run_cfg['pipeline']}, whose cells are not comparable with them. Rerun with "
+                           "--fresh to discard them, or pick another --out")
         if old.get("fingerprint") != fingerprint:
             diff = {k: (old.get(k), run_cfg.get(k)) for k in FINGERPRINT_KEYS if old.get(k) != run_cfg.get(k)}
             desc = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in diff.items()))

@@ -25,6 +25,10 @@ from mingle_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRIC_NAMES
 from mingle_bench.results import COMPARISON_FILE, CONFIG_FILE, atomic_write_text, load_runs, read_json
 
 FORMATS = ("md", "latex", "csv")
+#: appended to a model's name when some of its seeds stopped at the step budget, not on a validation plateau
+BUDGET_MARK = " †"
+BUDGET_NOTE = ("† stopped at the step budget (not on a validation plateau) in some seeds: see the "
+               "'at budget' column and learning_curves.png; such a model may be under-trained.")
 TABLE_FILES = {"md": "table.md", "latex": "table.tex", "csv": "table.csv"}
 
 DISPLAY_NAMES = {
@@ -109,6 +113,10 @@ def aggregate(records: Iterable[dict], metrics: Sequence[str] = METRIC_NAMES, or
         row["impl"] = ",".join(sorted({str(r.get("impl", "?")) for r in recs}))
         row["device"] = ",".join(sorted({str(r.get("device", "?")) for r in recs}))
         row["train_s"] = float(np.mean([r.get("train_s", math.nan) for r in recs]))
+        row["n_budget"] = sum(1 for r in recs if r.get("stopped") == "budget")
+        steps = [r["best_step"] for r in recs if isinstance(r.get("best_step"), int)]
+        row["best_step"] = "/".join(str(s) for s in steps)
+        row["stopped_at_budget"] = f"{row['n_budget']}/{len(recs)}"
         rows.append(row)
     return rows
 
@@ -135,7 +143,7 @@ def latex_escape(text: str) -> str:
     repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
             "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$", "≈": r"$\approx$", "–": "--", "≤": r"$\le$",
-            "×": r"$\times$", "≥": r"$\ge$"}
+            "×": r"$\times$", "≥": r"$\ge$", "†": r"$^\dagger$"}
     return "".join(repl.get(c, c) for c in str(text))
 
 
@@ -149,7 +157,7 @@ def metric_table(rows: list[dict], metrics: Sequence[str], fmt: str, extra_cols:
     header = ["Model"] + [METRIC_LABELS.get(m, m) for m in metrics] + ["seeds"] + [h for h, _ in extra_cols]
     body = []
     for r in rows:
-        cells = [display_name(r["model"])]
+        cells = [display_name(r["model"]) + (BUDGET_MARK if r.get("n_budget") else "")]
         for m in metrics:
             c = fmt_pct(r[f"{m}_mean"], r[f"{m}_std"])
             if fmt == "latex":
@@ -171,7 +179,10 @@ def comparison_lines(comp: dict | None, fmt: str) -> list[str]:
     if not comp:
         return []
     a, b = display_name(comp["a"]), display_name(comp["b"])
-    title = (f"Paired comparison: {a} vs the best baseline {b} (chosen by mean {METRIC_LABELS.get(comp['selected_by'], comp['selected_by'])}); "
+    chosen = comp.get("baseline_selected_by") or f"mean {comp['selected_by']}"
+    chosen = " ".join(METRIC_LABELS.get(w, w) for w in chosen.split(" "))
+    title = (f"Paired comparison: {a} vs the best baseline {b} (chosen by {chosen} over seeds; the test set plays no "
+             f"part in the choice); "
              f"difference in points (x100), 95% patient-level bootstrap CI ({comp['n_boot']} resamples), "
              f"seeds where {a} is better.")
     header = ["Metric", f"Δ ({a} − {b})", "95% CI", f"seeds {a} better", "P(not better)"]
@@ -193,6 +204,16 @@ def comparison_lines(comp: dict | None, fmt: str) -> list[str]:
 
 def _isnan(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def protocol_line(config: dict) -> str:
+    """How hyperparameters were chosen: the papers' defaults, or N Optuna trials per model."""
+    if config.get("protocol") == "tuned":
+        return (f"protocol tuned: {config.get('tuning_trials')} Optuna trials per model on validation, "
+                "then the best parameters with every seed")
+    if config.get("tuned"):
+        return "hyperparameters from tuning studies for " + ", ".join(sorted(config["tuned"]))
+    return "protocol default: every model with its own paper's default hyperparameters"
 
 
 def provenance(config: dict) -> dict:
@@ -220,7 +241,10 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
     comp = read_json(comp_path) if comp_path.exists() else None
     prov = provenance(config)
     task = config.get("task", "?")
-    seeds_note = f"split seed {config.get('split_seed')}, epochs ≤ {config.get('epochs')}, patience {config.get('patience')}, early stopping on validation {config.get('monitor', 'aupr').upper()}"
+    seeds_note = (f"split seed {config.get('split_seed')}; budget {config.get('max_steps')} optimiser steps for every "
+                  f"model, validation every {config.get('eval_every')} steps, stop after {config.get('patience')} "
+                  f"evaluations without a better validation {config.get('monitor', 'aupr').upper()}, best step restored; "
+                  f"note policy {config.get('notes', 'default')}; {protocol_line(config)}")
     if fmt == "csv":
         return rows_to_csv(rows, METRIC_NAMES, {"task": task, "data": config.get("data"), "data_kind": data_kind(config.get("data", "")),
                                                 "command": prov["command"], "machine": prov["machine"]})
@@ -231,10 +255,16 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                  f"- machine: {prov['machine']}",
                  f"- protocol: {seeds_note}; test metrics on the whole test set; mean ± std over seeds, in %",
                  f"- metrics: ACC at 0.5; AUROC and AUPR micro (flattened) for multi-label; macro F1; Brier and ECE (lower is better)",
-                 "", metric_table(rows, METRIC_NAMES, "md", extra_cols=[("impl", "impl"), ("device", "device")])]
+                 "", metric_table(rows, METRIC_NAMES, "md", extra_cols=[("best step", "best_step"),
+                                                                       ("at budget", "stopped_at_budget"),
+                                                                       ("impl", "impl"), ("device", "device")])]
+        if any(r.get("n_budget") for r in rows):
+            lines += ["", BUDGET_NOTE]
+        lines += ["", "Learning curves: [learning_curves.png](learning_curves.png)."]
         lines += comparison_lines(comp, "md")
         return "\n".join(lines) + "\n"
-    caption = (f"{latex_escape(task)} on {latex_escape(prov['data'])}: mean $\\pm$ std over seeds, in \\%. "
+    budget_note = (" " + latex_escape(BUDGET_NOTE)) if any(r.get("n_budget") for r in rows) else ""
+    caption = (f"{latex_escape(task)} on {latex_escape(prov['data'])}: mean $\\pm$ std over seeds, in \\%.{budget_note} "
                f"Command: \\texttt{{{latex_escape(prov['command'])}}}. Machine: {latex_escape(prov['machine'])}.")
     lines = [f"% {task} on {prov['data']}", f"% command: {prov['command']}", f"% machine: {prov['machine']}",
              r"\begin{table}[t]", r"\centering", r"\small",
@@ -246,11 +276,13 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
 def rows_to_csv(rows: list[dict], metrics: Sequence[str], constant_cols: dict) -> str:
     """CSV with one row per model; means/stds in % and provenance columns on every row."""
     buf = io.StringIO()
-    fields = ["model", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")] + ["impl", "device", "train_s"] + list(constant_cols)
+    fields = (["model", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
+              + ["n_stopped_at_budget", "impl", "device", "train_s"] + list(constant_cols))
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        out = {"model": r["model"], "n_seeds": r["n_seeds"], "impl": r["impl"], "device": r["device"],
+        out = {"model": r["model"], "n_seeds": r["n_seeds"], "n_stopped_at_budget": r.get("n_budget", 0),
+               "impl": r["impl"], "device": r["device"],
                "train_s": f"{r['train_s']:.2f}"}
         for m in metrics:
             for s in ("mean", "std"):

@@ -39,6 +39,7 @@ class TaskData:
     visit_note_emb: torch.Tensor | None   # float32 [n_visits, d_llm], zeros where no notes
     visit_has_notes: torch.Tensor         # bool [n_visits]
     report: dict = field(default_factory=dict)
+    digest: dict = field(default_factory=dict)   # part -> sha256 of the inputs (features.input_digest)
 
     @property
     def n_labels(self) -> int:

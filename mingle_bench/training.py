@@ -1,23 +1,30 @@
-"""The one trainer: every model, same early stopping, same epoch budget, seeded.
+"""The one trainer: every model, the same step budget, the same early stopping, seeded.
 
-``fit(model_name, data, hparams, seed, device, max_epochs, patience, monitor="aupr", on_epoch=None)``
+``fit(model_name, data, hparams, seed, device, budget=Budget(...), monitor="aupr", on_eval=None)``
 
 * **Seeding**: Python ``random``, NumPy and torch (CPU and CUDA) are seeded with ``seed`` before
   the model is built (so initial weights depend only on the seed); minibatch order uses its own
   ``torch.Generator`` seeded with ``seed``.
-* **Steps**: hypergraph models (``full_graph``) take one step per epoch on all training samples
-  with the whole incidence (as HypEHR); sequence/set models take minibatches of
-  ``batch_size`` shuffled training samples. Adam (``lr``, ``weight_decay``), gradients clipped
-  to norm 1.0 (HypEHR).
-* **Early stopping**: after every epoch the whole validation split is scored with
+* **Budget in optimiser steps** (:class:`Budget`): every model of a run gets the same
+  ``max_steps``. Hypergraph models (``full_graph``) take one step on all training samples with
+  the whole incidence (as HypEHR); sequence/set models take one step per minibatch of
+  ``batch_size`` shuffled training samples (a new permutation per pass over the data). Both
+  count one step per ``optimizer.step()``, so a minibatch model no longer gets several times
+  the updates of a full-graph model. Adam (``lr``, ``weight_decay``), gradients clipped to norm
+  1.0 (HypEHR).
+* **Early stopping on a validation plateau**: after every ``eval_every`` steps (and after the
+  last step) the whole validation split is scored with
   :func:`mingle_bench.metrics.compute_metrics`; the best ``monitor`` value (AUPR by default)
-  wins, and training stops after ``patience`` epochs without improvement or at ``max_epochs``.
-  The best epoch's weights are restored from an in-memory copy (no files, no pickle).
-  ``monitor="loss"`` uses the validation BCE instead (useful when a metric is undefined).
-* **Pruning**: ``on_epoch(epoch, val_metrics)`` is called after each epoch and may raise
+  wins, and training stops after ``patience`` evaluations without improvement
+  (``stopped="early"``) or at ``max_steps`` (``stopped="budget"``: the model was cut off by the
+  budget, not by validation). The best step's weights are restored from an in-memory copy (no
+  files, no pickle). ``monitor="loss"`` uses the validation BCE instead.
+* **Pruning**: ``on_eval(step, val_metrics)`` is called after each evaluation and may raise
   ``optuna.TrialPruned``; the exception propagates.
-* **scikit-learn models** (``logreg``) are fitted once by :meth:`fit_sklearn`; the same
-  validation/test scoring applies, and the history has one entry.
+* **scikit-learn models** (``logreg``) are fitted once by :meth:`fit_sklearn` (their solver
+  runs to convergence; it takes no optimiser steps of the shared budget): ``steps_run`` and
+  ``best_step`` are 0, ``stopped`` is ``"early"`` unless the solver hit its own iteration cap
+  (``"budget"``); the same validation/test scoring applies, and the history has one entry.
 
 Test metrics are never computed here: :class:`FitResult` carries ``test_probs`` and the caller
 scores them, so tuning objectives cannot see the test set.
@@ -39,10 +46,38 @@ GRAD_CLIP = 1.0
 EVAL_BATCH = 2048
 
 
+@dataclass(frozen=True)
+class Budget:
+    """The training budget every model of a run shares, counted in optimiser steps.
+
+    ``max_steps``: optimiser steps at most (a full-graph step and a minibatch step count alike);
+    ``eval_every``: validate after every ``eval_every`` steps (and after the last step);
+    ``patience``: stop after ``patience`` evaluations without a better validation value.
+    """
+
+    max_steps: int = 600
+    eval_every: int = 10
+    patience: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "eval_every", "patience"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.eval_every > self.max_steps:
+            raise ValueError(f"eval_every ({self.eval_every}) must not exceed max_steps ({self.max_steps})")
+
+    def as_dict(self) -> dict[str, int]:
+        return {"max_steps": int(self.max_steps), "eval_every": int(self.eval_every), "patience": int(self.patience)}
+
+
 @dataclass
 class FitResult:
     model: Any
-    best_epoch: int
+    best_step: int
+    steps_run: int = 0
+    max_steps: int = 0
+    stopped: str = "budget"
     history: list[dict] = field(default_factory=list)
     val_metrics: dict[str, float] = field(default_factory=dict)
     test_probs: np.ndarray | None = None
@@ -51,15 +86,19 @@ class FitResult:
     impl: str = "none"
     n_params: int = 0
     hparams: dict[str, Any] = field(default_factory=dict)
-    stopped_early: bool = False
     input_report: dict[str, str] = field(default_factory=dict)
+
+    def curve(self, monitor: str) -> list[list[float]]:
+        """``[[step, validation monitor value], ...]`` over the evaluations (the learning curve)."""
+        key = f"val_{monitor}"
+        return [[int(h["step"]), float(h[key])] for h in self.history if key in h]
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary (no model, no arrays)."""
         return {
-            "best_epoch": self.best_epoch, "epochs_run": len(self.history), "val_metrics": self.val_metrics,
-            "train_s": self.train_s, "impl": self.impl, "n_params": self.n_params,
-            "stopped_early": self.stopped_early, "hparams": self.hparams, "input_report": self.input_report,
+            "best_step": self.best_step, "steps_run": self.steps_run, "max_steps": self.max_steps,
+            "stopped": self.stopped, "val_metrics": self.val_metrics,
+            "train_s": self.train_s, "impl": self.impl, "n_params": self.n_params, "hparams": self.hparams, "input_report": self.input_report,
         }
 
 
@@ -131,18 +170,16 @@ def fit(
     hparams: dict[str, Any] | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
-    max_epochs: int = 100,
-    patience: int = 10,
+    budget: Budget | None = None,
     monitor: str = "aupr",
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
-    """Train ``model_name`` on ``data`` and return the best-validation-epoch model (see module doc)."""
+    """Train ``model_name`` on ``data`` and return the best-validation-step model (see module doc)."""
     from mingle_bench.models import get_model
 
-    if max_epochs < 1:
-        raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
-    if patience < 1:
-        raise ValueError(f"patience must be >= 1, got {patience}")
+    budget = budget or Budget()
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a mingle_bench.training.Budget, got {type(budget).__name__}")
     for split in ("train", "val", "test"):
         if split not in data.split_idx:
             raise ValueError(f"TaskData.split_idx lacks the {split!r} split")
@@ -160,61 +197,78 @@ def fit(
     if getattr(model, "sklearn", False):
         model.fit_sklearn(data.split_idx["train"], seed=seed)
         val_metrics, val_probs = _evaluate(model, data, "val")
-        history.append({"epoch": 0, "train_loss": float("nan"), "epoch_s": time.perf_counter() - t0,
+        history.append({"step": 0, "train_loss": float("nan"), "elapsed_s": time.perf_counter() - t0,
                         **{f"val_{k}": v for k, v in val_metrics.items()}})
-        if on_epoch is not None:
-            on_epoch(0, val_metrics)
-        best_epoch, stopped = 0, False
+        if on_eval is not None:
+            on_eval(0, val_metrics)
+        best_step, steps_run = 0, 0
+        stopped = "budget" if getattr(model, "hit_iteration_cap", False) else "early"
     else:
-        opt = torch.optim.Adam(model.parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))
-        gen = torch.Generator().manual_seed(seed)
-        train_idx = data.split_idx["train"]
-        labels = data.labels
-        batch_size = int(hp.get("batch_size") or 0)
-        best_value, best_epoch, best_state, since_best = -math.inf, -1, None, 0
-        val_metrics, stopped = {}, False
-        for epoch in range(max_epochs):
-            te = time.perf_counter()
-            model.train()
-            if model.full_graph or batch_size <= 0:
-                batches = [train_idx]
-            else:
-                perm = train_idx[torch.randperm(train_idx.numel(), generator=gen)]
-                batches = list(torch.split(perm, batch_size))
-            total, count = 0.0, 0
-            for b in batches:
-                out = model({"idx": b.to(dev), "labels": labels[b].to(dev)})
-                opt.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-                opt.step()
-                total += float(out["loss"].detach()) * b.numel()
-                count += b.numel()
-            train_loss = total / max(count, 1)
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(f"{model_name}: training loss became {train_loss} at epoch {epoch} "
-                                         "(lower the learning rate?)")
-            metrics, _ = _evaluate(model, data, "val")
-            history.append({"epoch": epoch, "train_loss": train_loss, "epoch_s": time.perf_counter() - te,
-                            **{f"val_{k}": v for k, v in metrics.items()}})
-            value = _monitor_value(metrics, monitor)
-            if best_state is None or (not math.isnan(value) and value > best_value):
-                best_value, best_epoch, val_metrics, since_best = value, epoch, metrics, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                since_best += 1
-            if on_epoch is not None:
-                on_epoch(epoch, metrics)
-            if since_best >= patience:
-                stopped = True
-                break
-        model.load_state_dict(best_state)
+        best_step, steps_run, stopped = _train_steps(model, model_name, data, hp, seed, dev, budget, monitor,
+                                                     on_eval, history, t0)
 
     train_s = time.perf_counter() - t0
     val_metrics, val_probs = _evaluate(model, data, "val")
     test_probs, _ = predict(model, data.split_idx["test"])
     return FitResult(
-        model=model, best_epoch=best_epoch, history=history, val_metrics=val_metrics,
-        test_probs=test_probs, val_probs=val_probs, train_s=train_s, impl=model.impl_used,
-        n_params=model.n_params(), hparams=hp, stopped_early=stopped, input_report=dict(model.input_report),
+        model=model, best_step=best_step, steps_run=steps_run, max_steps=int(budget.max_steps), stopped=stopped,
+        history=history, val_metrics=val_metrics, test_probs=test_probs, val_probs=val_probs, train_s=train_s,
+        impl=model.impl_used, n_params=model.n_params(), hparams=hp, input_report=dict(model.input_report),
     )
+
+
+def _batches(model, train_idx: torch.Tensor, batch_size: int, gen: torch.Generator):
+    """Endless stream of training minibatches: the whole split for full-graph models, otherwise
+    ``batch_size`` samples of a fresh seeded permutation per pass over the data."""
+    while True:
+        if model.full_graph or batch_size <= 0:
+            yield train_idx
+            continue
+        perm = train_idx[torch.randperm(train_idx.numel(), generator=gen)]
+        yield from torch.split(perm, batch_size)
+
+
+def _train_steps(model, model_name: str, data, hp: dict, seed: int, dev: torch.device, budget: Budget,
+                 monitor: str, on_eval, history: list[dict], t0: float) -> tuple[int, int, str]:
+    """The step loop; fills ``history``, restores the best state; returns (best_step, steps_run, stopped)."""
+    opt = torch.optim.Adam(model.parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))
+    gen = torch.Generator().manual_seed(seed)
+    labels = data.labels
+    batches = _batches(model, data.split_idx["train"], int(hp.get("batch_size") or 0), gen)
+    best_value, best_step, best_state, since_best = -math.inf, 0, None, 0
+    total, count, step, stopped = 0.0, 0, 0, "budget"
+    model.train()
+    while step < budget.max_steps:
+        b = next(batches)
+        out = model({"idx": b.to(dev), "labels": labels[b].to(dev)})
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        opt.step()
+        step += 1
+        total += float(out["loss"].detach()) * b.numel()
+        count += b.numel()
+        if step % budget.eval_every and step < budget.max_steps:
+            continue
+        train_loss = total / max(count, 1)
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"{model_name}: training loss became {train_loss} by step {step} "
+                                     "(lower the learning rate?)")
+        metrics, _ = _evaluate(model, data, "val")
+        model.train()
+        history.append({"step": step, "train_loss": train_loss, "elapsed_s": time.perf_counter() - t0,
+                        **{f"val_{k}": v for k, v in metrics.items()}})
+        total, count = 0.0, 0
+        value = _monitor_value(metrics, monitor)
+        if best_state is None or (not math.isnan(value) and value > best_value):
+            best_value, best_step, since_best = value, step, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+        if on_eval is not None:
+            on_eval(step, metrics)
+        if since_best >= budget.patience:
+            stopped = "early"
+            break
+    model.load_state_dict(best_state)
+    return best_step, step, stopped

@@ -3,9 +3,12 @@
 * **Sampler**: ``TPESampler(seed=seed + worker_id, multivariate=True, constant_liar=True)``;
   constant liar keeps concurrent workers from proposing the same point, and a distinct seed
   per worker keeps their random start-up trials apart.
-* **Pruner**: ``MedianPruner(n_startup_trials=5, n_warmup_steps=2)``; the trainer reports the
-  validation ``monitor`` (AUPR by default) after every epoch through ``on_epoch``.
-* **Objective**: the best-epoch validation metric of :func:`mingle_bench.training.fit` with the
+* **Pruner**: ``MedianPruner(n_startup_trials=5, n_warmup_steps=patience * eval_every)``; the trainer reports the
+  validation ``monitor`` (AUPR by default) after every evaluation (every ``eval_every``
+  optimiser steps; Optuna's step is the optimiser step) through ``on_eval``.
+* **Budget**: every trial trains under the run's step budget (``max_steps``, ``eval_every``,
+  ``patience``), recorded in the study's attributes with the note policy.
+* **Objective**: the best-step validation metric of :func:`mingle_bench.training.fit` with the
   model's ``default_hparams`` updated by its ``search_space(trial)``. The test split is never
   scored here: nothing about it reaches Optuna.
 * **Storage**: an RDB URL (``--storage``), ``sqlite:///<out>/optuna.db`` by default.
@@ -41,8 +44,8 @@ from mingle_bench import results as R
 from mingle_bench import runner
 
 #: study attributes that must match when a worker joins an existing study
-STUDY_ATTRS = ("task", "model", "data", "data_id", "split_seed", "epochs", "patience", "monitor", "encoder",
-               "split_sha256")
+STUDY_ATTRS = ("pipeline", "task", "model", "data", "data_id", "split_seed", "max_steps", "eval_every", "patience",
+               "monitor", "notes", "encoder", "split_sha256")
 
 
 class TuneError(ValueError):
@@ -154,12 +157,16 @@ def default_storage(out: str | Path) -> str:
 def tune(
     task: str, model: str, trials: int = 50, storage: str | None = None, study_name: str | None = None,
     timeout: float | None = None, data: str = "synthetic", device: str = "auto", encoder: str | None = "default",
-    split_seed: int = 0, epochs: int = runner.DEFAULT_EPOCHS, patience: int = runner.DEFAULT_PATIENCE,
-    monitor: str = runner.DEFAULT_MONITOR, seed: int = 0, worker_id: int = 0, out: str | Path = "results",
+    split_seed: int = 0, max_steps: int = runner.DEFAULT_MAX_STEPS, eval_every: int = runner.DEFAULT_EVAL_EVERY,
+    patience: int = runner.DEFAULT_PATIENCE, notes: str = runner.DEFAULT_NOTES,
+    monitor: str = runner.DEFAULT_MONITOR, seed: int = 0, worker_id: int = 0, out: str | Path = runner.DEFAULT_OUT,
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, progress: bool = True,
     heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3, command: str = "",
 ) -> TuneResult:
-    """Run (or join) an Optuna study for ``model`` on ``task``; see the module docstring."""
+    """Run (or join) an Optuna study for ``model`` on ``task``; see the module docstring.
+
+    Every trial trains under the same step budget (``max_steps``, ``eval_every``, ``patience``)
+    as ``mingle-bench run``, so a tuned model and a default one are trained alike."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -169,6 +176,9 @@ def tune(
     runner.tame_library_logging()
     if trials < 1:
         raise TuneError(f"--trials must be >= 1, got {trials}")
+    if notes not in runner.NOTE_POLICIES:
+        raise TuneError(f"--notes must be one of {', '.join(runner.NOTE_POLICIES)}, got {notes!r}")
+    budget = runner.make_budget(max_steps, eval_every, patience)
     if monitor not in HIGHER_IS_BETTER:
         raise TuneError(f"--monitor must be one of {', '.join(HIGHER_IS_BETTER)}, got {monitor!r}")
     if worker_id < 0:
@@ -181,22 +191,23 @@ def tune(
         raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
     storage_url = storage or default_storage(out)
 
-    task_obj = runner.get_task(task)
+    task_obj = runner.get_task(task, notes=notes)
     cohort = runner.load_cohort(data, progress=progress)
     enc = None if encoder in (None, "none") else encoder
     tdata = runner.build_data(cohort, task_obj, split_seed=split_seed, encoder=enc, progress=progress,
                               max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)
     manifest = tdata.manifest.to_json()
     split_sha = (json.loads(manifest) if isinstance(manifest, str) else manifest).get("sha256", "")
-    attrs = {"task": task, "model": model, "data": data, "data_id": data_id, "split_seed": int(split_seed),
-             "epochs": int(epochs), "patience": int(patience), "monitor": monitor, "encoder": encoder,
-             "split_sha256": split_sha}
+    attrs = {"pipeline": runner.PIPELINE_VERSION, "task": task, "model": model, "data": data, "data_id": data_id,
+             "split_seed": int(split_seed), **budget.as_dict(), "monitor": monitor, "notes": notes,
+             "encoder": encoder, "split_sha256": split_sha}
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = make_storage(storage_url, heartbeat_interval, grace_period, max_retry)
     direction = "maximize" if HIGHER_IS_BETTER[monitor] else "minimize"
     sampler = optuna.samplers.TPESampler(seed=seed + worker_id, multivariate=True, constant_liar=True)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    # no pruning in a trial's first `patience` evaluations: the full-graph models sit on an initial plateau
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=budget.patience * budget.eval_every)
     study = optuna.create_study(study_name=study_name, storage=store, sampler=sampler, pruner=pruner,
                                 direction=direction, load_if_exists=True)
     existing = study.user_attrs
@@ -219,16 +230,17 @@ def tune(
         hp = {**defaults, **search_space(model, trial)}
         trial.set_user_attr("worker_id", worker_id)
 
-        def on_epoch(epoch: int, val_metrics: dict) -> None:
+        def on_eval(step: int, val_metrics: dict) -> None:
             v = val_metrics.get(monitor)
             if v is not None and math.isfinite(float(v)):
-                trial.report(float(v), epoch)
+                trial.report(float(v), step)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch} ({monitor} {float(v):.4f})")
+                    raise optuna.TrialPruned(f"pruned at step {step} ({monitor} {float(v):.4f})")
 
-        res = runner.fit_model(model, tdata, hp, seed, dev, epochs, patience, monitor, on_epoch)
+        res = runner.fit_model(model, tdata, hp, seed, dev, budget, monitor, on_eval)
         value = float(res.val_metrics.get(monitor, math.nan))
-        trial.set_user_attr("best_epoch", int(res.best_epoch))
+        trial.set_user_attr("best_step", int(res.best_step))
+        trial.set_user_attr("stopped", str(res.stopped))
         trial.set_user_attr("train_s", float(res.train_s))
         if not math.isfinite(value):
             raise optuna.TrialPruned(f"validation {monitor} undefined")

@@ -52,9 +52,32 @@ def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level 7:1:2 split (default 0)")
     p.add_argument("--max-notes-per-visit", type=int, default=None, help="cap on notes embedded per visit")
     p.add_argument("--max-tokens", type=int, default=None, help="cap on tokens embedded per note")
-    p.add_argument("--out", default="results", help="results root (default: results/)")
+    p.add_argument("--out", default="runs",
+                   help="results root (default: runs/; the committed reference results live in results/)")
+    p.add_argument("--notes", default="default", choices=("default", "in-stay"),
+                   help="note policy: default = the task's (discharge-time tasks read the index admission's own "
+                        "discharge summary, as the paper); in-stay = never a discharge summary (see docs/tasks.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
+
+def _add_budget(p: argparse.ArgumentParser) -> None:
+    from mingle_bench import runner as R
+
+    p.add_argument("--max-steps", type=int, default=R.DEFAULT_MAX_STEPS,
+                   help=f"budget in optimiser steps, the same for every model (default {R.DEFAULT_MAX_STEPS}); "
+                        "a full-graph step and a minibatch step count alike")
+    p.add_argument("--eval-every", type=int, default=R.DEFAULT_EVAL_EVERY,
+                   help=f"validate every N optimiser steps (default {R.DEFAULT_EVAL_EVERY})")
+    p.add_argument("--patience", type=int, default=R.DEFAULT_PATIENCE,
+                   help=f"stop after N evaluations without a better validation value (default {R.DEFAULT_PATIENCE})")
+    p.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _check_budget_args(args) -> None:
+    if getattr(args, "epochs", None) is not None:
+        raise ValueError("--epochs was replaced by --max-steps: budgets are counted in optimiser steps, the same "
+                         "for every model (see `mingle-bench run --help`)")
 
 
 def register(sub) -> None:
@@ -62,22 +85,24 @@ def register(sub) -> None:
 
     p = sub.add_parser("run", help="train and evaluate models x seeds on one task; write tables and plots",
                        description="Train every model x seed on one seeded patient-level split with the same "
-                                   "budget and early stopping; write results/<task>/<data-id>/. "
-                                   "A rerun resumes: finished model x seed cells are skipped.")
+                                   "budget in optimiser steps and early stopping on validation; write "
+                                   "<out>/<task>/<data-id>/ and check every cell against the committed reference. "
+                                   "A rerun resumes: finished cells with the same inputs are skipped.")
     _add_common(p)
     p.add_argument("--models", default=",".join(R.DEFAULT_MODELS),
                    help=f"comma list of registered models, or 'all' (default: {','.join(R.DEFAULT_MODELS)})")
     p.add_argument("--seeds", default=str(R.DEFAULT_SEEDS),
                    help=f"number of training seeds (0..N-1) or a comma list (default {R.DEFAULT_SEEDS})")
-    p.add_argument("--epochs", type=int, default=R.DEFAULT_EPOCHS, help=f"max epochs per model (default {R.DEFAULT_EPOCHS})")
-    p.add_argument("--patience", type=int, default=R.DEFAULT_PATIENCE,
-                   help=f"early-stopping patience in epochs on the validation metric (default {R.DEFAULT_PATIENCE})")
+    _add_budget(p)
     p.add_argument("--monitor", default=R.DEFAULT_MONITOR, help="validation metric for early stopping (default aupr)")
     p.add_argument("--tuned", action="append", default=[], metavar="STUDY",
                    help="use the best hyperparameters of a `mingle-bench tune` study (name or JSON path); repeatable")
     p.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP,
                    help=f"bootstrap resamples for the paired comparison (default {R.DEFAULT_BOOTSTRAP}; 0 disables)")
     p.add_argument("--fresh", action="store_true", help="discard earlier results in the output folder")
+    p.add_argument("--reference", default="auto",
+                   help="committed reference results to check every trained cell against (default: the checkout's "
+                        "results/; 'none' disables the check)")
     p.add_argument("--graph-scope", choices=("all", "samples"), default="all",
                    help="admissions that become hyperedges: all (HypEHR/MINGLE, transductive; default) or only "
                         "the task's samples (see docs/tasks.md)")
@@ -87,7 +112,7 @@ def register(sub) -> None:
     _remember_defaults(p, "run")
 
     t = sub.add_parser("tune", help="Optuna hyperparameter search for one model on one task (validation only)",
-                       description="TPE (seeded, multivariate, constant liar) with MedianPruner on the per-epoch "
+                       description="TPE (seeded, multivariate, constant liar) with MedianPruner on the per-evaluation "
                                    "validation metric. Several processes or machines can share one study through "
                                    "--storage; a killed study resumes.")
     _add_common(t)
@@ -97,8 +122,7 @@ def register(sub) -> None:
                    help="Optuna RDB URL; default sqlite:///<out>/optuna.db. Use postgresql://... for many machines")
     t.add_argument("--study-name", default=None, help="default: <task>-<model>-<data-id>")
     t.add_argument("--timeout", type=float, default=None, help="stop this worker after this many seconds")
-    t.add_argument("--epochs", type=int, default=R.DEFAULT_EPOCHS, help="max epochs per trial")
-    t.add_argument("--patience", type=int, default=R.DEFAULT_PATIENCE, help="early-stopping patience per trial")
+    _add_budget(t)
     t.add_argument("--monitor", default=R.DEFAULT_MONITOR, help="validation metric to maximise (default aupr)")
     t.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
     t.add_argument("--worker-id", type=int, default=0,
@@ -114,10 +138,17 @@ def register(sub) -> None:
     r.add_argument("--seeds", default=str(R.DEFAULT_SEEDS), help="training seeds (count or comma list; default 5)")
     r.add_argument("--tasks", default="phenotype,cvd", help="tasks of the main table (default phenotype,cvd)")
     r.add_argument("--models", default=None, help="override the model list (default: the paper's rows)")
-    r.add_argument("--epochs", type=int, default=R.DEFAULT_EPOCHS, help="max epochs per model")
-    r.add_argument("--patience", type=int, default=R.DEFAULT_PATIENCE, help="early-stopping patience")
+    _add_budget(r)
     r.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP, help="bootstrap resamples per task")
     r.add_argument("--fresh", action="store_true", help="discard earlier per-task results")
+    r.add_argument("--protocol", default="default", choices=("default", "tuned"),
+                   help="default: every model with its paper's default hyperparameters; tuned: every model gets "
+                        "--trials Optuna trials on validation (same budget), then its best parameters with every seed")
+    r.add_argument("--trials", type=int, default=20, help="Optuna trials per model under --protocol tuned (default 20)")
+    r.add_argument("--storage", default=None, help="Optuna RDB URL for --protocol tuned (default sqlite:///<out>/optuna.db)")
+    r.add_argument("--reference", default="auto",
+                   help="committed reference results to check every trained cell against (default: the checkout's "
+                        "results/; 'none' disables the check)")
     r.add_argument("--tables-only", action="store_true",
                    help="train nothing: write the paper tables from the cells already finished in the task folders")
     r.set_defaults(func=_reproduce)
@@ -145,11 +176,14 @@ def _code_types(value: str | None) -> tuple[str, ...] | None:
 
 def _run(args) -> int:
     from mingle_bench import runner as R
+    from mingle_bench.reference import reference_lines
 
+    _check_budget_args(args)
     cfg = R.RunConfig(
         task=args.task, data=args.data, models=args.models, seeds=R.parse_seeds(args.seeds),
         split_seed=args.split_seed, device=args.device, encoder=args.encoder, tuned=args.tuned, out=args.out,
-        epochs=args.epochs, patience=args.patience, monitor=args.monitor,
+        max_steps=args.max_steps, eval_every=args.eval_every, patience=args.patience, monitor=args.monitor,
+        notes=args.notes, reference=None if args.reference == "none" else args.reference,
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, n_boot=args.bootstrap,
         fresh=args.fresh, progress=not args.quiet, command=command_of(args),
         graph_scope=args.graph_scope, code_types=_code_types(args.code_types),
@@ -160,16 +194,19 @@ def _run(args) -> int:
     if sentence:
         print(sentence)
     print(R.summary_line(s))
+    for line in reference_lines(s.reference):
+        print(line)
     return 1 if s.failed else 0
 
 
 def _tune(args) -> int:
     from mingle_bench import tuning
 
+    _check_budget_args(args)
     res = tuning.tune(
         task=args.task, model=args.model, trials=args.trials, storage=args.storage, study_name=args.study_name,
         timeout=args.timeout, data=args.data, device=args.device, encoder=args.encoder, split_seed=args.split_seed,
-        epochs=args.epochs, patience=args.patience, monitor=args.monitor, seed=args.seed, worker_id=args.worker_id,
+        max_steps=args.max_steps, eval_every=args.eval_every, patience=args.patience, notes=args.notes, monitor=args.monitor, seed=args.seed, worker_id=args.worker_id,
         out=args.out, max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
         progress=not args.quiet, command=command_of(args),
     )
@@ -180,13 +217,16 @@ def _tune(args) -> int:
 def _reproduce(args) -> int:
     from mingle_bench import reproduce, runner as R
 
+    _check_budget_args(args)
     res = reproduce.reproduce(
         data=args.data, seeds=R.parse_seeds(args.seeds), tasks=[t for t in args.tasks.split(",") if t],
         models=args.models.split(",") if args.models else None, device=args.device, encoder=args.encoder,
-        split_seed=args.split_seed, epochs=args.epochs, patience=args.patience, out=args.out,
+        split_seed=args.split_seed, max_steps=args.max_steps, eval_every=args.eval_every, patience=args.patience,
+        notes=args.notes, out=args.out,
         n_boot=args.bootstrap, fresh=args.fresh, progress=not args.quiet,
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, command=command_of(args),
-        tables_only=args.tables_only,
+        tables_only=args.tables_only, protocol=args.protocol, trials=args.trials, storage=args.storage,
+        reference=None if args.reference == "none" else args.reference,
     )
     print(res.main_md)
     print(reproduce.summary_line(res))

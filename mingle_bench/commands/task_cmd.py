@@ -33,6 +33,8 @@ def register(sub) -> None:
                       help="comma-separated input code types (diagnosis,procedure,medication,service)")
     show.add_argument("--graph-scope", choices=("all", "samples"), default="all",
                       help="admissions in the visit table; the vocabulary is fitted on its train visits")
+    show.add_argument("--notes", choices=("default", "in-stay"), default="default",
+                      help="note policy (default: the task's; in-stay: never a discharge summary)")
     show.add_argument("--no-texts", action="store_true", help="omit note texts (ids only)")
     show.add_argument("--cache-dir", default=None, help="cache root (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
     show.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -67,10 +69,11 @@ def _show(args: argparse.Namespace) -> int:
 
     from mingle_bench.data.sources import load_source
     from mingle_bench.features import prepare_visits, sample_view
+    from mingle_bench.tasks import get_task
 
+    task = get_task(args.task, notes=args.notes, **({"code_types": tuple(code_types)} if code_types else {}))
     cohort = load_source(args.data, cache_dir=args.cache_dir, progress=not args.jsonl)
-    vt = prepare_visits(cohort, args.task, split_seed=args.split_seed, code_types=code_types,
-                        graph_scope=args.graph_scope)
+    vt = prepare_visits(cohort, task, split_seed=args.split_seed, graph_scope=args.graph_scope)
     limit = args.limit if args.limit is not None else (None if args.jsonl else 5)
     out = sys.stdout
     if not args.jsonl:

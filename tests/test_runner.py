@@ -48,6 +48,7 @@ class FakeData:
     manifest: FakeManifest
     label_names: list
     report: dict = field(default_factory=dict)
+    digest: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -55,10 +56,17 @@ class FakeFit:
     test_probs: np.ndarray
     val_metrics: dict
     train_s: float
-    best_epoch: int
+    best_step: int
+    steps_run: int
+    max_steps: int
+    stopped: str
     history: list
     impl: str = "reference"
     n_params: int = 10
+
+    def curve(self, monitor: str) -> list:
+        key = f"val_{monitor}"
+        return [[h["step"], h[key]] for h in self.history if key in h]
 
 
 def fake_build(cohort, task, *, split_seed, encoder, progress, **kw):
@@ -72,26 +80,54 @@ def fake_build(cohort, task, *, split_seed, encoder, progress, **kw):
     split_idx = {k: torch.from_numpy(np.flatnonzero(np.isin(patients, v))) for k, v in parts.items()}
     samples = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": patients})
     manifest = FakeManifest(split_seed, {k: sorted(int(x) for x in v) for k, v in parts.items()})
-    return FakeData(torch.from_numpy(labels), split_idx, samples, manifest, [f"y{j}" for j in range(n_labels)])
+    digest = {"task": str(task), "split": json.loads(manifest.to_json())["sha256"],
+              "features": R.stable_hash({k: kw.get(k) for k in sorted(kw)})}
+    return FakeData(torch.from_numpy(labels), split_idx, samples, manifest, [f"y{j}" for j in range(n_labels)],
+                    digest=digest)
 
 
-def fake_fit(model_name, data, hparams, seed, device, max_epochs, patience, monitor, on_epoch):
+def eval_steps(budget) -> list[int]:
+    """The steps the trainer validates at: every ``eval_every`` steps and after the last one."""
+    steps = list(range(budget.eval_every, budget.max_steps + 1, budget.eval_every))
+    return steps if steps and steps[-1] == budget.max_steps else steps + [budget.max_steps]
+
+
+def fake_fit(model_name, data, hparams, seed, device, budget, monitor, on_eval):
+    """Test predictions of a fixed strength; a validation curve that rises until step
+    ``hparams["plateau"]`` (default: the whole budget) towards ``hparams["val_aupr"]`` (default:
+    grows with the strength), with the trainer's early stopping (patience in evaluations)."""
     sleep = float(os.environ.get("FAKE_FIT_SLEEP", "0"))
     strength = FAKE_MODELS[model_name] * hparams.get("scale", 1.0)
     rng = np.random.default_rng(seed * 1000 + sum(map(ord, model_name)))
     y = data.labels.numpy()[data.split_idx["test"].numpy()]
     logits = strength * (2 * y - 1) + rng.normal(size=y.shape)
-    for e in range(max_epochs):
-        on_epoch(e, {"aupr": 0.5 + 0.01 * e, "auroc": 0.6})
+    final = float(hparams.get("val_aupr", min(0.4 + 0.2 * strength, 0.999)))
+    plateau = int(hparams.get("plateau", budget.max_steps))
+    history, best, best_step, since, stopped = [], -1.0, 0, 0, "budget"
+    for step in eval_steps(budget):
+        vm = {"aupr": final * (0.5 + 0.5 * min(step, plateau) / plateau), "auroc": 0.6}
+        history.append({"step": step, "train_loss": 1.0 / step, "elapsed_s": 0.0,
+                        **{f"val_{k}": v for k, v in vm.items()}})
+        value = vm.get(monitor, vm["aupr"])
+        if value > best:
+            best, best_step, since = value, step, 0
+        else:
+            since += 1
+        on_eval(step, vm)
         if sleep:
             time.sleep(sleep)
-    return FakeFit(1 / (1 + np.exp(-logits)), {"aupr": 0.7, "auroc": 0.8}, 0.01, max_epochs - 1, [{}] * max_epochs)
+        if since >= budget.patience:
+            stopped = "early"
+            break
+    val = {"aupr": best, "auroc": 0.6}
+    return FakeFit(1 / (1 + np.exp(-logits)), val, 0.01, best_step, history[-1]["step"], budget.max_steps, stopped,
+                   history)
 
 
 def install_fakes(setattr_fn=setattr) -> None:
     setattr_fn(runner, "load_cohort", lambda spec, progress=True: {"spec": spec})
     setattr_fn(runner, "source_data_id", lambda spec: spec.replace(":", "-"))
-    setattr_fn(runner, "get_task", lambda name: name)
+    setattr_fn(runner, "get_task", lambda name, code_types=None, notes="default": name)
     setattr_fn(runner, "build_data", fake_build)
     setattr_fn(runner, "model_defaults", lambda name: {"lr": 1e-3, "scale": 1.0})
     setattr_fn(runner, "available_models", lambda: sorted(FAKE_MODELS))
@@ -103,9 +139,43 @@ def fakes(monkeypatch):
     install_fakes(monkeypatch.setattr)
 
 
+#: tiny RETAIN / MINGLE for the real trainer on the toy TaskData
+RETAIN_TINY = {"emb_dim": 8, "alpha_hidden": 8, "beta_hidden": 8, "batch_size": 16}
+MINGLE_TINY = {"hidden": 8, "heads": 2, "cls_hidden": 8, "sem_dim": 8}
+
+
+def toy_build(cohort, task, *, split_seed, encoder, progress, **kw):
+    """A seeded toy TaskData (mingle_bench.models.toy) with a split manifest and an input digest."""
+    from mingle_bench.models.toy import make_toy_task_data
+
+    data = make_toy_task_data(n_samples=60, n_labels=1, n_nodes=24, seed=5)
+    pids = data.samples["patient_id"].to_numpy()
+    data.manifest = FakeManifest(split_seed, {k: sorted(int(x) for x in pids[v.numpy()]) for k, v in data.split_idx.items()})
+    data.digest = {"toy": "n60-l1-n24-s5", "split": json.loads(data.manifest.to_json())["sha256"]}
+    return data
+
+
+def install_toy_pipeline(setattr_fn=setattr) -> None:
+    """The runner with the real model registry, defaults and trainer on a toy TaskData (seconds)."""
+    setattr_fn(runner, "load_cohort", lambda spec, progress=True: {"spec": spec})
+    setattr_fn(runner, "source_data_id", lambda spec: spec.replace(":", "-"))
+    setattr_fn(runner, "get_task", lambda name, code_types=None, notes="default": name)
+    setattr_fn(runner, "build_data", toy_build)
+
+
+@pytest.fixture
+def toy_pipeline(monkeypatch):
+    install_toy_pipeline(monkeypatch.setattr)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _cfg(tmp_path, **kw):
     base = dict(task="mortality", data="synthetic:small", models=["mingle", "hypehr", "retain"], seeds=[0, 1, 2],
-                out=str(tmp_path), epochs=3, patience=2, n_boot=200, progress=False, command="mingle-bench run (test)")
+                out=str(tmp_path), max_steps=3, eval_every=1, patience=2, n_boot=200, progress=False,
+                command="mingle-bench run (test)", reference=None)
     base.update(kw)
     return runner.RunConfig(**base)
 
@@ -115,14 +185,15 @@ def test_run_writes_all_files_with_contents(fakes, tmp_path):
     folder = tmp_path / "mortality" / "synthetic-small"
     assert s.folder == folder
     for name in ("table.md", "table.tex", "table.csv", "runs.jsonl", "splits.json", "config.json", "curves.png",
-                 "comparison.json"):
+                 "learning_curves.png", "comparison.json"):
         assert (folder / name).is_file(), name
+    assert not (folder / "reference_check.json").exists()  # reference=None: no check
     recs = R.load_runs(folder)
     assert len(recs) == 9 and {(r["model"], r["seed"]) for r in recs} == {(m, s) for m in ("mingle", "hypehr", "retain") for s in range(3)}
     for r in recs:
         assert set(r["metrics"]) == {"acc", "auroc", "aupr", "f1", "brier", "ece"}
         assert r["impl"] and r["device"] == "cpu" and r["train_s"] >= 0
-        assert r["config"]["split_seed"] == 0 and r["config"]["epochs"] == 3
+        assert r["config"]["split_seed"] == 0 and r["config"]["max_steps"] == 3 and r["config"]["eval_every"] == 1
     # the metrics are those of the saved predictions
     from mingle_bench.metrics import compute_metrics
 
@@ -171,10 +242,15 @@ def test_rerun_skips_finished_cells_and_adds_new_ones(fakes, tmp_path, monkeypat
 
 def test_other_run_config_in_folder_is_refused(fakes, tmp_path):
     runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))
-    with pytest.raises(runner.RunError, match="epochs: 3 -> 4"):
-        runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], epochs=4))
-    s = runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], epochs=4, fresh=True))
-    assert len(s.trained) == 1
+    with pytest.raises(runner.RunError, match="max_steps: 3 -> 4.*--fresh"):
+        runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], max_steps=4))
+    with pytest.raises(runner.RunError, match="eval_every: 1 -> 3"):
+        runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], eval_every=3))
+    with pytest.raises(runner.RunError, match="patience: 2 -> 5"):
+        runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], patience=5))
+    s = runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], max_steps=4, fresh=True))
+    assert len(s.trained) == 1 and not s.skipped
+    assert [(r["max_steps"], r["steps_run"]) for r in R.load_runs(s.folder)] == [(4, 4)]
 
 
 def test_failed_cell_is_reported_and_others_kept(fakes, tmp_path, monkeypatch):
@@ -237,7 +313,8 @@ def test_sigkill_midway_then_resume(tmp_path):
     """Kill a run with SIGKILL right after its first cell lands; the rerun skips that cell."""
     env = {**os.environ, "FAKE_FIT_SLEEP": "0.15"}
     argv = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle,retain", "--seeds", "2",
-            "--epochs", "4", "--out", str(tmp_path), "--quiet", "--bootstrap", "50"]
+            "--max-steps", "4", "--eval-every", "1", "--out", str(tmp_path), "--quiet", "--bootstrap", "50",
+            "--reference", "none"]
     folder = tmp_path / "mortality" / "synthetic-small"
     proc = _fake_cli(argv, env)
     deadline = time.time() + 60
@@ -262,11 +339,11 @@ def test_sigkill_midway_then_resume(tmp_path):
 def test_table_write_finalizes_a_partial_folder(fakes, tmp_path, capsys):
     runner.run_benchmark(_cfg(tmp_path, seeds=[0, 1]))
     folder = tmp_path / "mortality" / "synthetic-small"
-    for name in ("table.md", "table.tex", "table.csv", "comparison.json", "curves.png"):
+    for name in ("table.md", "table.tex", "table.csv", "comparison.json", "curves.png", "learning_curves.png"):
         (folder / name).unlink()
     assert cli_main(["table", str(folder), "--write"]) == 0
     assert "| MINGLE" in capsys.readouterr().out
-    for name in ("table.md", "table.tex", "table.csv", "comparison.json", "curves.png"):
+    for name in ("table.md", "table.tex", "table.csv", "comparison.json", "curves.png", "learning_curves.png"):
         assert (folder / name).exists(), name
 
 
@@ -283,18 +360,19 @@ def test_changed_data_under_the_same_id_is_refused(fakes, tmp_path, monkeypatch)
 
 
 def test_graph_scope_and_code_types_reach_the_features_stage(tmp_path, fakes, monkeypatch):
-    """`run --graph-scope/--code-types` go to build_task_data; defaults keep the old run fingerprint."""
+    """`run --graph-scope/--code-types` go to build_task_data and into the run's configuration."""
     from mingle_bench.cli import main
 
     seen, tasks = [], []
     monkeypatch.setattr(runner, "build_data", lambda *a, **k: seen.append(k) or fake_build(*a, **k))
-    monkeypatch.setattr(runner, "get_task", lambda name, code_types=None: tasks.append(code_types) or name)
+    monkeypatch.setattr(runner, "get_task",
+                        lambda name, code_types=None, notes="default": tasks.append(code_types) or name)
     base = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle", "--seeds", "1",
-            "--epochs", "2", "--quiet", "--bootstrap", "0"]
+            "--max-steps", "2", "--eval-every", "1", "--quiet", "--bootstrap", "0", "--reference", "none"]
     assert main(base + ["--out", str(tmp_path / "a")]) == 0
     assert seen[-1]["graph_scope"] == "all" and tasks[-1] is None
     cfg_a = json.loads((tmp_path / "a" / "mortality" / "synthetic-small" / "config.json").read_text())
-    assert "graph_scope" not in cfg_a and "code_types" not in cfg_a
+    assert cfg_a["graph_scope"] == "all" and cfg_a["code_types"] is None
 
     assert main(base + ["--out", str(tmp_path / "b"), "--graph-scope", "samples",
                         "--code-types", "medication,service"]) == 0
@@ -305,3 +383,223 @@ def test_graph_scope_and_code_types_reach_the_features_stage(tmp_path, fakes, mo
     # a folder of the default scope refuses the other scope instead of mixing cells
     assert main(base + ["--out", str(tmp_path / "a"), "--graph-scope", "samples"]) == 1
     assert main(base + ["--out", str(tmp_path / "a"), "--code-types", "lab"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# step budgets, provenance, resume by input hash, baseline selection, budget marks
+
+
+def _records(folder) -> dict:
+    return {(r["model"], r["seed"]): r for r in R.load_runs(folder)}
+
+
+def test_records_carry_steps_curve_and_provenance(fakes, tmp_path):
+    """Every record: the step budget, where it stopped and why, the learning curve, the input
+    hash (recomputable from config.json) and the sha256 of its saved predictions."""
+    s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1], max_steps=5, patience=2,
+                                  hparam_overrides={"retain": {"plateau": 1}}))
+    cfg = json.loads((s.folder / "config.json").read_text())
+    assert cfg["pipeline"] == runner.PIPELINE_VERSION and cfg["input_digest"]["split"]
+    recs = _records(s.folder)
+    for (model, seed), r in recs.items():
+        assert r["max_steps"] == 5 and r["config"]["max_steps"] == 5
+        probs = R.load_array(R.preds_path(s.folder, model, seed))["probs"]
+        assert r["preds_sha256"] == R.array_sha256(probs)
+        assert len(r["input_hash"]) == 64 and int(r["input_hash"], 16) >= 0
+        assert r["input_hash"] == runner.input_hash(model, seed, cfg["hparams"][model], cfg, cfg["source_id"],
+                                                    cfg["input_digest"])
+    assert len({r["input_hash"] for r in recs.values()}) == 4  # one per model x seed
+    # validation still improving at the budget: stopped by the budget, best step = the last one
+    m = recs[("mingle", 0)]
+    assert m["stopped"] == "budget" and m["steps_run"] == 5 and m["best_step"] == 5
+    assert [step for step, _ in m["curve"]] == [1, 2, 3, 4, 5]
+    assert all(a[1] < b[1] for a, b in zip(m["curve"], m["curve"][1:]))
+    # a plateau after step 1 and patience 2: stopped early after two evaluations without improvement
+    r = recs[("retain", 0)]
+    assert r["stopped"] == "early" and r["best_step"] == 1 and r["steps_run"] == 3
+    assert [step for step, _ in r["curve"]] == [1, 2, 3]
+    assert (s.folder / runner.LEARNING_CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert s.folder / runner.LEARNING_CURVES_FILE in s.files
+
+
+def test_real_trainer_stops_at_budget_or_early(toy_pipeline, tmp_path):
+    """With the real trainer: a large patience runs the whole budget ("budget"); lr 0 never
+    improves after the first evaluation, so a patience of 2 stops at step 3 ("early")."""
+    base = dict(models=["retain", "mingle"], seeds=[0], hparam_overrides={"retain": RETAIN_TINY, "mingle": MINGLE_TINY})
+    s = runner.run_benchmark(_cfg(tmp_path / "a", max_steps=4, eval_every=1, patience=50, **base))
+    for r in R.load_runs(s.folder):
+        assert r["stopped"] == "budget" and r["steps_run"] == 4 == r["max_steps"], r["model"]
+        assert 1 <= r["best_step"] <= 4 and [step for step, _ in r["curve"]] == [1, 2, 3, 4]
+        assert r["best_step"] == max(r["curve"], key=lambda c: c[1])[0]
+    frozen = {m: {**hp, "lr": 0.0} for m, hp in base["hparam_overrides"].items()}
+    s = runner.run_benchmark(_cfg(tmp_path / "b", max_steps=20, eval_every=1, patience=2,
+                                  **{**base, "hparam_overrides": frozen}))
+    for r in R.load_runs(s.folder):
+        assert r["stopped"] == "early" and r["steps_run"] == 3 and r["best_step"] == 1, r["model"]
+        assert r["max_steps"] == 20 and len(r["curve"]) == 3
+
+
+def test_resume_keys_on_the_input_hash(fakes, tmp_path, monkeypatch):
+    """Same (model, seed) but other inputs -> retrained, never reused."""
+    from dataclasses import replace
+
+    runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1]))
+    folder = tmp_path / "mortality" / "synthetic-small"
+    first = _records(folder)
+    # same everything: all four resumed, nothing trained
+    s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1]))
+    assert not s.trained and len(s.skipped) == 4
+    # a hyperparameter override: only that model's cells retrain, with a new hash
+    s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1],
+                                  hparam_overrides={"retain": {"lr": 5e-4}}))
+    assert sorted(s.trained) == [("retain", 0), ("retain", 1)] and sorted(s.skipped) == [("mingle", 0), ("mingle", 1)]
+    second = _records(folder)
+    assert second[("retain", 0)]["input_hash"] != first[("retain", 0)]["input_hash"]
+    assert second[("mingle", 0)] == first[("mingle", 0)]
+    # the same run configuration but other model inputs (e.g. another vocabulary or encoder
+    # output, seen through TaskData.digest): nothing is reused
+    monkeypatch.setattr(runner, "build_data",
+                        lambda *a, **k: replace(fake_build(*a, **k), digest={**fake_build(*a, **k).digest, "vocab": "other"}))
+    s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1],
+                                  hparam_overrides={"retain": {"lr": 5e-4}}))
+    assert len(s.trained) == 4 and not s.skipped
+    third = _records(folder)
+    assert all(third[k]["input_hash"] != second[k]["input_hash"] for k in third)
+
+
+def test_note_policy_and_budget_changes_are_refused_or_fresh(fakes, tmp_path):
+    runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))
+    folder = tmp_path / "mortality" / "synthetic-small"
+    before = _records(folder)[("retain", 0)]
+    with pytest.raises(runner.RunError, match=r"notes: 'default' -> 'in-stay'.*--fresh"):
+        runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], notes="in-stay"))
+    assert _records(folder)[("retain", 0)] == before  # the refused run touched nothing
+    with pytest.raises(runner.RunError, match="--notes must be one of default, in-stay"):
+        runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], notes="none"))
+    s = runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], notes="in-stay", fresh=True))
+    assert s.trained == [("retain", 0)] and not s.skipped
+    after = _records(folder)[("retain", 0)]
+    assert after["config"]["notes"] == "in-stay" and after["input_hash"] != before["input_hash"]
+    assert json.loads((folder / "config.json").read_text())["notes"] == "in-stay"
+
+
+def test_note_policy_reaches_the_task(fakes, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(runner, "get_task", lambda name, code_types=None, notes="default": seen.append(notes) or name)
+    runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], notes="in-stay"))
+    assert seen == ["in-stay"]
+
+
+@pytest.mark.parametrize("old", [
+    {"task": "mortality", "data": "synthetic:small", "data_id": "synthetic-small", "split_seed": 0,
+     "encoder": "default", "epochs": 60, "patience": 20, "monitor": "aupr", "fingerprint": "0123456789abcdef"},
+    {"pipeline": "0.0.1", "task": "mortality", "max_steps": 3, "eval_every": 1, "patience": 2},
+])
+def test_folder_of_another_pipeline_version_is_refused(fakes, tmp_path, old, capsys):
+    folder = tmp_path / "mortality" / "synthetic-small"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(old))
+    (folder / "runs.jsonl").write_text(json.dumps({"model": "retain", "seed": 0, "metrics": {"aupr": 0.5},
+                                                   "epochs_run": 60, "best_epoch": 12}) + "\n")
+    with pytest.raises(runner.RunError) as exc:
+        runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))
+    msg = str(exc.value)
+    assert "pipeline version" in msg and "--fresh" in msg and runner.PIPELINE_VERSION in msg
+    assert (old.get("pipeline") or "epoch budgets") in msg
+    # the CLI says so in one line
+    rc = cli_main(["run", "--task", "mortality", "--data", "synthetic:small", "--models", "retain", "--seeds", "1",
+                   "--max-steps", "3", "--eval-every", "1", "--patience", "2", "--out", str(tmp_path), "--quiet",
+                   "--reference", "none"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "pipeline version" in err and "--fresh" in err and "Traceback" not in err
+    # --fresh discards the old cells and trains anew
+    s = runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], fresh=True))
+    assert s.trained == [("retain", 0)]
+    recs = R.load_runs(folder)
+    assert len(recs) == 1 and recs[0]["input_hash"] and "epochs_run" not in recs[0]
+    assert json.loads((folder / "config.json").read_text())["pipeline"] == runner.PIPELINE_VERSION
+
+
+def test_best_baseline_is_chosen_by_validation_not_test(fakes, tmp_path):
+    """HypEHR is the better baseline on the test set, RETAIN on validation: RETAIN is compared."""
+    s = runner.run_benchmark(_cfg(tmp_path, seeds=[0, 1],
+                                  hparam_overrides={"retain": {"val_aupr": 0.95}, "hypehr": {"val_aupr": 0.55}}))
+    recs = R.load_runs(s.folder)
+
+    def mean(model, key):
+        return np.mean([r[key]["aupr"] for r in recs if r["model"] == model])
+
+    assert mean("hypehr", "metrics") > mean("retain", "metrics")          # test-best: HypEHR
+    assert mean("retain", "val_metrics") > mean("hypehr", "val_metrics")  # validation-best: RETAIN
+    assert runner.select_baseline(recs, "aupr") == "retain"
+    comp = json.loads((s.folder / "comparison.json").read_text())
+    assert comp["a"] == "mingle" and comp["b"] == "retain" and s.comparison["b"] == "retain"
+    assert comp["baseline_selected_by"] == "validation aupr"
+    assert "validation" in comp["definition"] and "test set plays no part" in comp["definition"]
+    md = (s.folder / "table.md").read_text()
+    assert "best baseline RETAIN (chosen by validation AUPR" in md
+
+
+def test_select_baseline_rules():
+    def rec(model, val, seed=0):
+        return {"model": model, "seed": seed, "val_metrics": {"aupr": val, "brier": 1 - val}}
+
+    recs = [rec("mingle", 0.99), rec("mingle-no-notes", 0.98), rec("retain", 0.6), rec("retain", 0.8, 1),
+            rec("hypehr", 0.65), rec("hypehr", 0.7, 1), rec("gram", float("nan"))]
+    assert runner.select_baseline(recs, "aupr") == "retain"      # mean 0.70 > 0.675; never MINGLE or an ablation
+    assert runner.select_baseline(recs, "brier") == "retain"     # lower is better
+    assert runner.select_baseline([rec("hypehr", 0.7), rec("retain", 0.7)], "aupr") == "hypehr"  # tie: first listed
+    assert runner.select_baseline([rec("mingle", 0.9), {"model": "retain", "seed": 0}], "aupr") is None
+
+
+def test_tables_mark_budget_stopped_models(fakes, tmp_path):
+    s = runner.run_benchmark(_cfg(tmp_path, seeds=[0, 1], max_steps=5, patience=2,
+                                  hparam_overrides={"retain": {"plateau": 1}}))
+    rows = {r["model"]: r for r in s.rows}
+    assert rows["mingle"]["stopped_at_budget"] == "2/2" and rows["mingle"]["n_budget"] == 2
+    assert rows["retain"]["stopped_at_budget"] == "0/2" and rows["retain"]["n_budget"] == 0
+    assert rows["retain"]["best_step"] == "1/1" and rows["mingle"]["best_step"] == "5/5"
+    from mingle_bench.tables import BUDGET_NOTE
+
+    md = (s.folder / "table.md").read_text()
+    import re
+
+    assert re.search(r"^\| MINGLE † +\|", md, re.M) and re.search(r"^\| HypEHR † +\|", md, re.M)
+    assert re.search(r"^\| RETAIN +\|", md, re.M) and "RETAIN †" not in md
+    assert BUDGET_NOTE in md and "learning_curves.png" in md
+    assert "budget 5 optimiser steps" in md and "validation every 1 steps" in md and "after 2 evaluations" in md
+    assert "note policy default" in md and "protocol default" in md
+    tex = (s.folder / "table.tex").read_text()
+    assert r"MINGLE $^\dagger$" in tex and "stopped at the step budget" in tex
+    csv = pd.read_csv(s.folder / "table.csv").set_index("model")
+    assert csv.loc["mingle", "n_stopped_at_budget"] == 2 and csv.loc["retain", "n_stopped_at_budget"] == 0
+    assert (s.folder / runner.LEARNING_CURVES_FILE).stat().st_size > 1000
+    # every model on a plateau: no mark, no footnote
+    over = {m: {"plateau": 1} for m in ("mingle", "hypehr", "retain")}
+    s = runner.run_benchmark(_cfg(tmp_path / "b", seeds=[0], max_steps=5, patience=2, hparam_overrides=over))
+    md = (s.folder / "table.md").read_text()
+    assert "†" not in md and BUDGET_NOTE not in md
+
+
+@pytest.mark.parametrize("cmd", ["run", "tune", "reproduce"])
+def test_cli_epochs_flag_is_gone(fakes, tmp_path, capsys, cmd):
+    extra = ["--model", "retain"] if cmd == "tune" else []
+    rc = cli_main([cmd, "--epochs", "5", "--data", "synthetic:small", "--out", str(tmp_path), "--quiet", *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err and "Traceback" not in err
+    assert "--epochs" in err and "--max-steps" in err
+    assert not (tmp_path / "mortality").exists()
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--max-steps", "0"], "--max-steps must be an integer >= 1, got 0"),
+    (["--eval-every", "0"], "--eval-every must be an integer >= 1, got 0"),
+    (["--patience", "0"], "--patience must be an integer >= 1, got 0"),
+    (["--max-steps", "3", "--eval-every", "5"], "--eval-every (5) must not exceed --max-steps (3)"),
+])
+def test_cli_budget_errors_name_the_flag(fakes, tmp_path, capsys, flags, needle):
+    for cmd, extra in (("run", []), ("tune", ["--model", "retain"])):
+        rc = cli_main([cmd, "--data", "synthetic:small", "--out", str(tmp_path), "--quiet", *extra, *flags])
+        err = capsys.readouterr().err.strip()
+        assert rc == 1 and needle in err and "\n" not in err, (cmd, err)
+    assert not (tmp_path / "mortality").exists()

@@ -33,8 +33,8 @@ def fakes(monkeypatch):
 
 
 def _tune(tmp_path, **kw):
-    base = dict(task="mortality", model="retain", trials=4, data="synthetic:small", epochs=3, patience=2,
-                out=str(tmp_path), progress=False)
+    base = dict(task="mortality", model="retain", trials=4, data="synthetic:small", max_steps=3, eval_every=1,
+                patience=2, out=str(tmp_path), progress=False)
     base.update(kw)
     return tuning.tune(**base)
 
@@ -61,6 +61,12 @@ def test_tune_saves_best_params_from_validation_only(fakes, tmp_path, monkeypatc
         if t.state.name == "COMPLETE":
             assert t.value == pytest.approx(1 - abs(t.params["scale"] - 2.0) / 3)
     assert study.user_attrs["split_sha256"] and study.user_attrs["monitor"] == "aupr"
+    assert {k: study.user_attrs[k] for k in ("pipeline", "max_steps", "eval_every", "patience", "notes")} == \
+        {"pipeline": runner.PIPELINE_VERSION, "max_steps": 3, "eval_every": 1, "patience": 2, "notes": "default"}
+    for t in study.trials:  # reported at every evaluation, keyed by optimiser step
+        assert set(t.intermediate_values) <= {1, 2, 3} and t.user_attrs["stopped"] in ("budget", "early")
+        if t.state.name == "COMPLETE":
+            assert t.user_attrs["best_step"] == 3 and set(t.intermediate_values) == {1, 2, 3}
     assert (tmp_path / "tuning" / f"{res.study_name}_trials.csv").exists()
     # resume: the study already holds 6 finished trials, raising the cap to 8 runs only 2 more
     res2 = _tune(tmp_path, trials=8)
@@ -69,15 +75,33 @@ def test_tune_saves_best_params_from_validation_only(fakes, tmp_path, monkeypatc
     seen = {}
     monkeypatch.setattr(runner, "fit_model", lambda m, d, hp, *a, **k: seen.setdefault(m, hp) and real_fit(m, d, hp, *a, **k))
     runner.run_benchmark(runner.RunConfig(task="mortality", data="synthetic:small", models=["retain"], seeds=[0],
-                                          out=str(tmp_path), epochs=3, patience=2, n_boot=0, progress=False,
-                                          tuned=[res.study_name]))
+                                          out=str(tmp_path), max_steps=3, eval_every=1, patience=2, n_boot=0,
+                                          progress=False, tuned=[res.study_name], reference=None))
     assert seen["retain"]["scale"] == res2.best_params["scale"]
 
 
 def test_joining_a_study_with_another_setup_is_refused(fakes, tmp_path):
     _tune(tmp_path, trials=1, study_name="s1")
-    with pytest.raises(tuning.TuneError, match="epochs: study has 3, this worker 4"):
-        _tune(tmp_path, trials=2, study_name="s1", epochs=4)
+    with pytest.raises(tuning.TuneError, match="max_steps: study has 3, this worker 4"):
+        _tune(tmp_path, trials=2, study_name="s1", max_steps=4)
+    with pytest.raises(tuning.TuneError, match="eval_every: study has 1, this worker 3"):
+        _tune(tmp_path, trials=2, study_name="s1", eval_every=3)
+    with pytest.raises(tuning.TuneError, match="notes: study has 'default', this worker 'in-stay'"):
+        _tune(tmp_path, trials=2, study_name="s1", notes="in-stay")
+    with pytest.raises(tuning.TuneError, match="--notes must be one of"):
+        _tune(tmp_path, trials=2, study_name="s1", notes="nope")
+    with pytest.raises(runner.RunError, match="--max-steps must be an integer >= 1"):
+        _tune(tmp_path, trials=2, study_name="s1", max_steps=0)
+    # the same setup joins the study
+    res = _tune(tmp_path, trials=2, study_name="s1")
+    assert res.counts["complete"] + res.counts["pruned"] == 2
+
+
+def test_note_policy_reaches_the_task_when_tuning(fakes, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(runner, "get_task", lambda name, code_types=None, notes="default": seen.append(notes) or name)
+    _tune(tmp_path, trials=1, notes="in-stay")
+    assert seen == ["in-stay"]
 
 
 def test_retry_helper_handles_both_callback_names():
@@ -116,7 +140,7 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     procs = []
     for w in (0, 1):
         argv = ["tune", "--task", "mortality", "--model", "retain", "--data", "synthetic:small", "--trials", "6",
-                "--epochs", "3", "--patience", "2", "--out", str(tmp_path), "--study-name", "shared",
+                "--max-steps", "3", "--eval-every", "1", "--patience", "2", "--out", str(tmp_path), "--study-name", "shared",
                 "--worker-id", str(w), "--quiet"]
         procs.append(subprocess.Popen([sys.executable, "-c", code % argv], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))

@@ -312,3 +312,24 @@ def test_incidence_is_validated_once_for_the_op(toy_binary):
     inc = model.graph(torch.device("cpu"))
     assert inc.v2e.validated and inc.e2v.validated
     torch.testing.assert_close(inc.v2e.indices, toy_binary.graph.incidence.v2e.indices)
+
+
+def test_hypergat_is_not_a_constant_predictor_at_initialisation():
+    """The readout normalisation keeps visits apart: without it the logits of different visits
+    differ by ~1e-5 at initialisation on the EHR hypergraph (the HyperGAT collapse)."""
+    from mingle_bench.models import get_model
+    from mingle_bench.models.toy import make_toy_task_data
+
+    data = make_toy_task_data(n_samples=80, n_labels=1, n_nodes=30, seed=2)
+    idx = data.split_idx["test"]
+    spread = {}
+    for norm in ("batch", "none"):
+        torch.manual_seed(0)
+        cls = get_model("hypergat")
+        model = cls(data, **cls.resolve_hparams({"readout_norm": norm})).eval()
+        with torch.no_grad():
+            spread[norm] = float(model({"idx": idx})["logits"].std())
+    assert spread["batch"] > 1e-2
+    assert spread["batch"] > 10 * spread["none"]
+    with pytest.raises(ValueError, match="readout_norm"):
+        get_model("hypergat")(data, **get_model("hypergat").resolve_hparams({"readout_norm": "layer"}))

@@ -263,9 +263,12 @@ def build_task_data(
         note_report = {"encoder": enc.describe(), **note_report}
 
     labels = torch.as_tensor(ts.labels, dtype=torch.float32)
-    digest = input_digest(repr(_resolve_task(task, code_types)), vt, visit_note_ids, graph, params,
-                          None if encoder is None else {**note_report, "max_notes_per_visit": max_notes_per_visit,
-                                                        "max_tokens": max_tokens})
+    encoder_settings = None
+    if encoder is not None:  # identity and settings only: the report's counters and timings vary run to run
+        encoder_settings = {"describe": note_report.get("encoder"), "max_notes_per_visit": max_notes_per_visit,
+                            "max_tokens": max_tokens,
+                            **{k: note_report.get(k) for k in ENCODER_SETTING_KEYS if k in note_report}}
+    digest = input_digest(repr(_resolve_task(task, code_types)), vt, visit_note_ids, graph, params, encoder_settings)
     split_idx = {s: torch.as_tensor(np.flatnonzero(samples["split"].to_numpy() == s), dtype=torch.int64) for s in SPLITS}
     report = {
         **vt.report, "graph": graph.report, "deepwalk": dw_report, "notes": note_report,
@@ -284,6 +287,10 @@ def build_task_data(
         edge_visit=graph.edge_visit, structural=structural, concept_emb=concept_emb,
         visit_note_emb=visit_note_emb, visit_has_notes=visit_has_notes, report=report, digest=digest,
     )
+
+
+#: keys of the note-embedding report that are settings (everything else there is a count or a timing)
+ENCODER_SETTING_KEYS = ("chunk_tokens", "chunk_content_tokens", "overlap", "note_pool", "visit_pool")
 
 
 def _sha(obj: Any) -> str:

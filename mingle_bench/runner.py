@@ -1,22 +1,28 @@
-"""``mingle-bench run``: every model x seed on one seeded patient-level split, same budget for all.
+"""``mingle-bench run``: every model x seed on one seeded patient-level split, same step budget for all.
 
 Protocol (the same for every model, so the comparison is fair):
 
 1. Load the cohort (``--data``), build the task's samples and features once
    (:func:`mingle_bench.features.build_task_data`) with one patient-level 7:1:2 split whose
    seed is ``split_seed`` (stored in ``config.json``; the manifest goes to ``splits.json``).
-   Vocabularies, DeepWalk and projections are fitted on the train split only.
-2. For each model and each training seed ``0..seeds-1``: train with the same epoch budget and
-   the same early stopping on the validation metric (``monitor``, AUPR by default) through
-   :func:`mingle_bench.training.fit`, keep the best-validation epoch, and predict the test set.
+   Vocabularies, DeepWalk and projections are fitted on the train split only. The task's note
+   policy (``notes``) decides which notes are inputs (tasks/base.py).
+2. For each model and each training seed: train under the same budget in optimiser steps
+   (``max_steps``), validate every ``eval_every`` steps, stop after ``patience`` evaluations
+   without improvement of the validation ``monitor`` (AUPR by default), restore the best step
+   (:func:`mingle_bench.training.fit`), and predict the test set. Each cell records how it
+   stopped (``"early"`` on a plateau, or ``"budget"``) and its learning curve.
 3. Test metrics (:func:`mingle_bench.metrics.compute_metrics`) on the whole test set, once per
-   cell. The test set is never used for model selection or tuning.
-4. Tables of mean ± std over seeds in %, a paired comparison of MINGLE against the best
-   baseline (per-seed signs and a patient-level bootstrap CI, :mod:`mingle_bench.comparison`),
-   ROC and PR curves.
+   cell. The test set is never used for model selection, early stopping or tuning.
+4. Tables of mean ± std over seeds in %, a paired comparison of MINGLE against the baseline
+   with the best *validation* metric (per-seed signs and a patient-level bootstrap CI,
+   :mod:`mingle_bench.comparison`), ROC/PR curves and learning curves.
+5. The reference check (:mod:`mingle_bench.reference`): each cell is compared with the
+   committed reference cell of the same inputs.
 
-Results go to ``<out>/<task>/<data-id>/`` (:mod:`mingle_bench.results`). A killed run resumes:
-finished model x seed cells (same hyperparameters and run config) are skipped.
+Results go to ``<out>/<task>/<data-id>/`` (:mod:`mingle_bench.results`). Every cell carries an
+``input_hash`` over everything that shapes its training; a killed run resumes, reusing only
+cells whose hash matches.
 """
 from __future__ import annotations
 
@@ -291,7 +297,7 @@ def command_line() -> str:
 
 
 class _Progress:
-    """rich progress: overall cells bar + one line for the current cell (epoch, val metric)."""
+    """rich progress: overall cells bar + one line for the current cell (step, val metric)."""
 
     def __init__(self, enabled: bool, total: int, monitor: str):
         self.enabled = enabled
@@ -628,7 +634,7 @@ def summary_line(s: RunSummary) -> str:
     if s.failed:
         parts[0] += f", {len(s.failed)} FAILED: see {s.folder / 'failures.json'}"
     parts[0] += ")"
-    return f"Results in {s.folder}/ (table.md, table.tex, table.csv, runs.jsonl, splits.json, config.json, curves.png): " + parts[0]
+    return f"Results in {s.folder}/ (table.md, table.tex, table.csv, runs.jsonl, splits.json, config.json, curves.png, learning_curves.png): " + parts[0]
 
 
 def comparison_sentence(comp: dict | None) -> str:

@@ -55,7 +55,7 @@ class Budget:
     ``patience``: stop after ``patience`` evaluations without a better validation value.
     """
 
-    max_steps: int = 600
+    max_steps: int = 1000     # the same defaults as `mingle-bench run` (runner.DEFAULT_*)
     eval_every: int = 10
     patience: int = 10
 

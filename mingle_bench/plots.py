@@ -15,6 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
+from mingle_bench.metrics import HIGHER_IS_BETTER
 from mingle_bench.results import atomic_write_bytes
 
 
@@ -149,7 +150,8 @@ def plot_learning_curves(
                     marker="o" if len(pts) == 1 else None, ms=3)
             finite = np.isfinite(pts[:, 1])
             if finite.any():
-                j = int(np.nanargmax(np.where(finite, pts[:, 1], -np.inf)))
+                sign = 1.0 if HIGHER_IS_BETTER.get(monitor, True) else -1.0
+                j = int(np.argmax(np.where(finite, sign * pts[:, 1], -np.inf)))
                 ax.plot(pts[j, 0], pts[j, 1], "o", color=colour, ms=3)
             label = None
     if max_steps:

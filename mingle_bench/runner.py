@@ -479,6 +479,7 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
         (folder / "failures.json").unlink()
     rows, comp, files = finalize(folder, cfg.monitor, cfg.n_boot)
     ref = None
+    (folder / "reference_check.json").unlink(missing_ok=True)
     if cfg.reference is not None:
         from mingle_bench.reference import check_reference
 
@@ -512,7 +513,7 @@ def finalize(folder: Path, monitor: str = DEFAULT_MONITOR, n_boot: int = DEFAULT
     for r in records:
         probs.setdefault(r["model"], {})[r["seed"]] = R.load_array(R.preds_path(folder, r["model"], r["seed"]))["probs"]
     comp = None
-    best = select_baseline(records, monitor)
+    best = select_baseline(records, monitor, order)
     if "mingle" in probs and best is not None and set(probs["mingle"]) & set(probs[best]):
         comp = paired_comparison(y_test, probs["mingle"], probs[best], groups=groups, n_boot=n_boot, seed=0)
         comp.update({"a": "mingle", "b": best, "selected_by": monitor,
@@ -541,9 +542,10 @@ def finalize(folder: Path, monitor: str = DEFAULT_MONITOR, n_boot: int = DEFAULT
     return rows, comp, files
 
 
-def select_baseline(records: list[dict], monitor: str) -> str | None:
+def select_baseline(records: list[dict], monitor: str, order: Sequence[str] = ()) -> str | None:
     """The best baseline (not MINGLE nor an ablation) by its mean *validation* ``monitor`` over
-    seeds; ``None`` when there is none. Ties go to the model listed first."""
+    seeds; ``None`` when there is none. Ties go to the model listed first in ``order`` (the
+    run's ``--models``), then by name."""
     from mingle_bench.metrics import is_better
     from mingle_bench.tables import is_mingle_family
 
@@ -552,8 +554,9 @@ def select_baseline(records: list[dict], monitor: str) -> str | None:
         v = (r.get("val_metrics") or {}).get(monitor)
         if not is_mingle_family(r["model"]) and v is not None and math.isfinite(float(v)):
             vals.setdefault(r["model"], []).append(float(v))
+    rank = {m: i for i, m in enumerate(order)}
     best = None
-    for m, vs in vals.items():
+    for m, vs in sorted(vals.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])):
         mean = float(np.mean(vs))
         if best is None or is_better(monitor, mean, best[1]):
             best = (m, mean)

@@ -114,8 +114,9 @@ def aggregate(records: Iterable[dict], metrics: Sequence[str] = METRIC_NAMES, or
         row["device"] = ",".join(sorted({str(r.get("device", "?")) for r in recs}))
         row["train_s"] = float(np.mean([r.get("train_s", math.nan) for r in recs]))
         row["n_budget"] = sum(1 for r in recs if r.get("stopped") == "budget")
-        steps = [r["best_step"] for r in recs if isinstance(r.get("best_step"), int)]
-        row["best_step"] = "/".join(str(s) for s in steps)
+        steps = sorted(r["best_step"] for r in recs if isinstance(r.get("best_step"), int))
+        row["best_step"] = ("" if not steps else str(steps[0]) if len(steps) == 1
+                            else f"{int(np.median(steps))} ({steps[0]}–{steps[-1]})")
         row["stopped_at_budget"] = f"{row['n_budget']}/{len(recs)}"
         rows.append(row)
     return rows
@@ -255,7 +256,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                  f"- machine: {prov['machine']}",
                  f"- protocol: {seeds_note}; test metrics on the whole test set; mean ± std over seeds, in %",
                  f"- metrics: ACC at 0.5; AUROC and AUPR micro (flattened) for multi-label; macro F1; Brier and ECE (lower is better)",
-                 "", metric_table(rows, METRIC_NAMES, "md", extra_cols=[("best step", "best_step"),
+                 "", metric_table(rows, METRIC_NAMES, "md", extra_cols=[("best step: median (range)", "best_step"),
                                                                        ("at budget", "stopped_at_budget"),
                                                                        ("impl", "impl"), ("device", "device")])]
         if any(r.get("n_budget") for r in rows):

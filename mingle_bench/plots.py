@@ -29,9 +29,13 @@ def _pyplot():
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    return atomic_write_bytes(path, buf.getvalue())
+    """Write ``fig`` as PNG atomically and close it (also when writing fails)."""
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+        return atomic_write_bytes(path, buf.getvalue())
+    finally:
+        _pyplot().close(fig)
 
 
 def plot_curves(
@@ -78,10 +82,7 @@ def plot_curves(
         ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "upper right")
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_relative_improvement(
@@ -112,10 +113,7 @@ def plot_relative_improvement(
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_learning_curves(
@@ -160,7 +158,4 @@ def plot_learning_curves(
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 import shlex
 import sys
 import traceback
@@ -55,8 +56,7 @@ DEFAULT_EVAL_EVERY = 10
 DEFAULT_PATIENCE = 10
 DEFAULT_MONITOR = "aupr"
 DEFAULT_BOOTSTRAP = 1000
-DEFAULT_NOTES = "default"
-NOTE_POLICIES: tuple[str, ...] = ("default", "in-stay")
+DEFAULT_NOTES = "default"   # the note policy; the policies and their rules live in tasks/base.py
 #: where `run` and `reproduce` write by default; the committed reference results live in `results/`
 DEFAULT_OUT = "runs"
 LEARNING_CURVES_FILE = "learning_curves.png"
@@ -138,7 +138,7 @@ def source_data_id(spec: str) -> str:
 def get_task(name: str, code_types: Sequence[str] | None = None, notes: str = DEFAULT_NOTES):
     from mingle_bench.tasks import get_task as _get
 
-    kwargs: dict[str, Any] = {} if notes == DEFAULT_NOTES else {"notes": notes}
+    kwargs: dict[str, Any] = {"notes": notes}
     if code_types is not None:
         kwargs["code_types"] = tuple(code_types)
     return _get(name, **kwargs)
@@ -171,16 +171,23 @@ def fit_model(model_name, data, hparams, seed, device, budget, monitor, on_eval)
     return fit(model_name, data, hparams, seed=seed, device=device, budget=budget, monitor=monitor, on_eval=on_eval)
 
 
+def check_notes(notes: str) -> None:
+    """Refuse an unknown note policy before any data loads (the policies: ``tasks.base.NOTE_POLICIES``)."""
+    from mingle_bench.tasks.base import NOTE_POLICIES
+
+    if notes not in NOTE_POLICIES:
+        raise RunError(f"--notes must be one of {', '.join(NOTE_POLICIES)}, got {notes!r}")
+
+
 def make_budget(max_steps: int, eval_every: int, patience: int):
-    """A :class:`mingle_bench.training.Budget`; bad values raise :class:`RunError` naming the flag."""
+    """A :class:`mingle_bench.training.Budget`; its checks' errors become :class:`RunError` naming the flags."""
     from mingle_bench.training import Budget
 
-    for flag, v in (("--max-steps", max_steps), ("--eval-every", eval_every), ("--patience", patience)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise RunError(f"{flag} must be an integer >= 1, got {v!r}")
-    if eval_every > max_steps:
-        raise RunError(f"--eval-every ({eval_every}) must not exceed --max-steps ({max_steps})")
-    return Budget(max_steps=max_steps, eval_every=eval_every, patience=patience)
+    try:
+        return Budget(max_steps=max_steps, eval_every=eval_every, patience=patience)
+    except ValueError as exc:
+        flags = lambda m: "--" + m.group(1).replace("_", "-")  # noqa: E731
+        raise RunError(re.sub(r"\b(max_steps|eval_every|patience)\b", flags, str(exc))) from None
 
 
 def input_hash(model: str, seed: int, hparams: dict, run_cfg: dict, source_id: str, digest: dict) -> str:
@@ -362,8 +369,7 @@ def run_benchmark(cfg: RunConfig) -> RunSummary:
     budget = make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)
     if cfg.monitor not in PAPER_METRICS + ("brier", "ece"):
         raise RunError(f"monitor must be one of acc, auroc, aupr, f1, brier, ece; got {cfg.monitor!r}")
-    if cfg.notes not in NOTE_POLICIES:
-        raise RunError(f"--notes must be one of {', '.join(NOTE_POLICIES)}, got {cfg.notes!r}")
+    check_notes(cfg.notes)
     device = resolve_device(cfg.device)
     models = resolve_models(cfg.models)
     seeds = parse_seeds(cfg.seeds)

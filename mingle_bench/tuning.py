@@ -176,8 +176,10 @@ def tune(
     runner.tame_library_logging()
     if trials < 1:
         raise TuneError(f"--trials must be >= 1, got {trials}")
-    if notes not in runner.NOTE_POLICIES:
-        raise TuneError(f"--notes must be one of {', '.join(runner.NOTE_POLICIES)}, got {notes!r}")
+    try:
+        runner.check_notes(notes)
+    except runner.RunError as exc:
+        raise TuneError(str(exc)) from None
     budget = runner.make_budget(max_steps, eval_every, patience)
     if monitor not in HIGHER_IS_BETTER:
         raise TuneError(f"--monitor must be one of {', '.join(HIGHER_IS_BETTER)}, got {monitor!r}")

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = [
     "segment_softmax_aggregate",
     "segment_aggregate",
+    "softmax_aggregate",
+    "aggregate",
     "fused_available",
     "cuda_available",
     "last_impl",
@@ -330,6 +332,35 @@ def segment_aggregate(
         values.contiguous(), indptr.contiguous(), indices.contiguous(), t_indptr, t_indices, t_perm,
         None if weights is None else weights.contiguous(), reduce, S)
     return out
+
+
+def softmax_aggregate(csr: "CSR", src_logits: Tensor, values: Tensor, dst_logits: Tensor | None = None,
+                      negative_slope: float = 0.2, impl: str = "auto") -> Tensor:
+    r""":func:`segment_softmax_aggregate` over one direction ``csr`` of an incidence.
+
+    .. math::
+        \mathbf{out}_{s,h} = \sum_{i \in s} \operatorname{softmax}_{i \in s}\big(
+        \operatorname{LeakyReLU}(a_{n_i,h} + b_{s,h})\big)\, \mathbf{v}_{n_i,h}
+
+    Shapes: ``src_logits`` [N,H], ``values`` [N,H,D], ``dst_logits`` [S,H] or None -> [S,H,D],
+    with ``S = csr.num_segments`` and ``N = csr.num_sources``. Reuses the cached transpose and,
+    when ``csr.validated``, skips the data checks.
+    """
+    return segment_softmax_aggregate(src_logits, values, csr.indptr, csr.indices, dst_logits,
+                                     negative_slope, impl, csr=csr)
+
+
+def aggregate(csr: "CSR", values: Tensor, weights: Tensor | None = None, reduce: str = "sum",
+              impl: str = "auto") -> Tensor:
+    r""":func:`segment_aggregate` over one direction ``csr`` of an incidence.
+
+    .. math::
+        \mathbf{out}_s = \operatorname{REDUCE}_{i \in s}\; w_i\, \mathbf{x}_{n_i}
+        \qquad \text{REDUCE} \in \{\text{sum}, \text{mean}, \text{max}\}
+
+    Shapes: ``values`` [N,D], ``weights`` [nnz] or None -> [S,D].
+    """
+    return segment_aggregate(values, csr.indptr, csr.indices, weights, reduce, impl, csr=csr)
 
 
 # ----------------------------------------------------------------------------- registration

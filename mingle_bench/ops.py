@@ -1,7 +1,7 @@
 """Fused hyperedge-attention aggregation: the hot path of every hypergraph model here.
 
 Two ops over a CSR of segments (``indptr`` int64 [S+1]) whose members are source rows
-(``indices`` int64 [nnz] in ``[0, N)``), see :mod:`mingle_bench.incidence`:
+(``indices`` int64 [nnz] in ``[0, N)``), see :mod:`mingle_bench.csr`:
 
 ``segment_softmax_aggregate(src_logits [N,H], values [N,H,D], indptr, indices, dst_logits [S,H] | None,
 negative_slope=0.2, impl="auto") -> out [S,H,D]``::
@@ -25,29 +25,28 @@ for the tensors' device and dtype, else the reference with a one-time warning). 
 tells callers which one ran, so every result can record it.
 
 The compiled ops (``torch.ops.mingle.*``, registered in ``csrc/``) take ``num_segments``
-explicitly and the transposed CSR as inputs; their backward is an op of its own that walks the
-transpose (no atomics, no scatter-add), so outputs and gradients are bitwise reproducible.
-Fake kernels and autograd formulas are registered here, so the ops work under
+explicitly, the transposed CSR as inputs, and ``data_checked`` (the index data was validated by
+the caller, so the CPU kernels do not scan it again); their backward is an op of its own that
+walks the transpose (no atomics, no scatter-add), so outputs and gradients are bitwise
+reproducible. Fake kernels and autograd formulas are registered here, so the ops work under
 ``torch.compile(fullgraph=True)`` and pass ``torch.library.opcheck``.
 
-Pass ``csr=`` (an :class:`mingle_bench.incidence.CSR`, e.g. ``inc.v2e``) to reuse the cached
-transpose and skip the per-call data checks (it was validated once when built).
+Over a :class:`mingle_bench.csr.CSR` (e.g. ``inc.v2e``) call :func:`softmax_aggregate` /
+:func:`aggregate` (or pass ``csr=``): they reuse the cached transpose and skip the per-call data
+checks when the CSR was validated once (``csr.validated``).
 """
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from mingle_bench.csr import CSR, check_csr_data, check_index_tensor, transpose_csr
 from mingle_bench.ops_reference import (
     segment_aggregate_reference,
     segment_softmax_aggregate_reference,
 )
-
-if TYPE_CHECKING:
-    from mingle_bench.incidence import CSR
 
 __all__ = [
     "segment_softmax_aggregate",
@@ -139,38 +138,6 @@ def _is_compiling() -> bool:
         return False
 
 
-def _check_index_tensor(t: Tensor, name: str) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != torch.int64:
-        raise ValueError(f"{name}: expected dtype torch.int64, got {t.dtype}")
-    if t.dim() != 1:
-        raise ValueError(f"{name}: expected a 1-D tensor, got shape {tuple(t.shape)}")
-
-
-def _check_csr_data(indptr: Tensor, indices: Tensor, num_sources: int) -> None:
-    """Data checks (reads the tensors; one host sync on GPU)."""
-    nnz = indices.numel()
-    if indptr.numel() < 1:
-        raise ValueError("indptr: must have at least one element (S+1 with S >= 0)")
-    first, last = int(indptr[0]), int(indptr[-1])
-    if first != 0:
-        raise ValueError(f"indptr: indptr[0] must be 0, got {first}")
-    if last != nnz:
-        raise ValueError(f"indptr: indptr[-1] must equal len(indices)={nnz}, got {last}")
-    if indptr.numel() > 1:
-        dec = indptr[1:] < indptr[:-1]
-        if bool(dec.any()):
-            pos = int(dec.nonzero()[0, 0])
-            raise ValueError(f"indptr: not monotone at position {pos + 1} "
-                             f"({int(indptr[pos])} > {int(indptr[pos + 1])})")
-    if nnz:
-        bad = (indices < 0) | (indices >= num_sources)
-        if bool(bad.any()):
-            pos = int(bad.nonzero()[0, 0])
-            raise ValueError(f"indices: value {int(indices[pos])} at position {pos} is outside [0, {num_sources})")
-
-
 def _check_float(t: Tensor, name: str, dim: int) -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
@@ -180,10 +147,16 @@ def _check_float(t: Tensor, name: str, dim: int) -> None:
         raise ValueError(f"{name}: expected a {dim}-D tensor, got shape {tuple(t.shape)}")
 
 
-def _check_common(indptr: Tensor, indices: Tensor, device: torch.device, csr: "CSR | None",
-                  num_sources: int) -> None:
-    _check_index_tensor(indptr, "indptr")
-    _check_index_tensor(indices, "indices")
+def _check_common(indptr: Tensor, indices: Tensor, device: torch.device, csr: CSR | None,
+                  num_sources: int) -> bool:
+    """Metadata checks of the CSR arguments, then the data checks unless ``csr`` was validated.
+
+    Returns whether the index data is known to be valid (``data_checked`` of the compiled ops,
+    which then do not scan it again); False only while tracing under ``torch.compile`` with an
+    unvalidated CSR, where the compiled op scans it on CPU.
+    """
+    check_index_tensor(indptr, "indptr")
+    check_index_tensor(indices, "indices")
     for name, t in (("indptr", indptr), ("indices", indices)):
         if t.device != device:
             raise ValueError(f"{name}: on {t.device}, expected {device} (the device of the values)")
@@ -199,9 +172,11 @@ def _check_common(indptr: Tensor, indices: Tensor, device: torch.device, csr: "C
         if csr.indptr.device != device:
             raise ValueError(f"csr: on {csr.indptr.device}, expected {device}")
         if csr.validated:
-            return
-    if not _is_compiling():
-        _check_csr_data(indptr, indices, num_sources)
+            return True
+    if _is_compiling():
+        return False
+    check_csr_data(indptr, indices, num_sources)
+    return True
 
 
 def _choose_impl(impl: str, device: torch.device, dtype: torch.dtype, op: str) -> str:
@@ -225,13 +200,11 @@ def _choose_impl(impl: str, device: torch.device, dtype: torch.dtype, op: str) -
     return "reference"
 
 
-def _transpose_for(indptr: Tensor, indices: Tensor, num_sources: int, csr: "CSR | None",
+def _transpose_for(indptr: Tensor, indices: Tensor, num_sources: int, csr: CSR | None,
                    need: bool) -> tuple[Tensor, Tensor, Tensor]:
     if csr is not None:
         return csr.t_indptr, csr.t_indices, csr.t_perm
     if need:
-        from mingle_bench.incidence import transpose_csr
-
         return transpose_csr(indptr, indices, num_sources)
     empty = indices.new_empty(0)
     return empty, empty, empty
@@ -247,7 +220,7 @@ def segment_softmax_aggregate(
     negative_slope: float = 0.2,
     impl: str = "auto",
     *,
-    csr: "CSR | None" = None,
+    csr: CSR | None = None,
 ) -> Tensor:
     """Softmax-weighted segment sum (see module docstring). Returns [S,H,D].
 
@@ -265,7 +238,7 @@ def segment_softmax_aggregate(
     device = src_logits.device
     if values.device != device:
         raise ValueError(f"values: on {values.device}, src_logits on {device}")
-    _check_common(indptr, indices, device, csr, N)
+    data_checked = _check_common(indptr, indices, device, csr, N)
     S = indptr.numel() - 1
     if dst_logits is not None:
         _check_float(dst_logits, "dst_logits", 2)
@@ -288,7 +261,7 @@ def segment_softmax_aggregate(
     t_indptr, t_indices, _ = _transpose_for(indptr, indices, N, csr, need_t)
     out, _lse = torch.ops.mingle.segment_softmax_aggregate(
         src_logits.contiguous(), values.contiguous(), indptr.contiguous(), indices.contiguous(),
-        t_indptr, t_indices, None if dst_logits is None else dst_logits.contiguous(), slope, S)
+        t_indptr, t_indices, None if dst_logits is None else dst_logits.contiguous(), slope, S, data_checked)
     return out
 
 
@@ -300,7 +273,7 @@ def segment_aggregate(
     reduce: str = "sum",
     impl: str = "auto",
     *,
-    csr: "CSR | None" = None,
+    csr: CSR | None = None,
 ) -> Tensor:
     """Weighted segment reduction (sum | mean | max, see module docstring). Returns [S,D].
 
@@ -311,7 +284,7 @@ def segment_aggregate(
     device = values.device
     if reduce not in _REDUCES:
         raise ValueError(f"reduce: expected one of {_REDUCES}, got {reduce!r}")
-    _check_common(indptr, indices, device, csr, N)
+    data_checked = _check_common(indptr, indices, device, csr, N)
     S = indptr.numel() - 1
     if weights is not None:
         _check_float(weights, "weights", 1)
@@ -330,11 +303,11 @@ def segment_aggregate(
     t_indptr, t_indices, t_perm = _transpose_for(indptr, indices, N, csr, need_t)
     out, _arg = torch.ops.mingle.segment_aggregate(
         values.contiguous(), indptr.contiguous(), indices.contiguous(), t_indptr, t_indices, t_perm,
-        None if weights is None else weights.contiguous(), reduce, S)
+        None if weights is None else weights.contiguous(), reduce, S, data_checked)
     return out
 
 
-def softmax_aggregate(csr: "CSR", src_logits: Tensor, values: Tensor, dst_logits: Tensor | None = None,
+def softmax_aggregate(csr: CSR, src_logits: Tensor, values: Tensor, dst_logits: Tensor | None = None,
                       negative_slope: float = 0.2, impl: str = "auto") -> Tensor:
     r""":func:`segment_softmax_aggregate` over one direction ``csr`` of an incidence.
 
@@ -350,7 +323,7 @@ def softmax_aggregate(csr: "CSR", src_logits: Tensor, values: Tensor, dst_logits
                                      negative_slope, impl, csr=csr)
 
 
-def aggregate(csr: "CSR", values: Tensor, weights: Tensor | None = None, reduce: str = "sum",
+def aggregate(csr: CSR, values: Tensor, weights: Tensor | None = None, reduce: str = "sum",
               impl: str = "auto") -> Tensor:
     r""":func:`segment_aggregate` over one direction ``csr`` of an incidence.
 
@@ -370,8 +343,6 @@ def _ensure_transpose(indptr: Tensor, indices: Tensor, t_indptr: Tensor, t_indic
     if t_indptr.numel() == num_sources + 1 and t_indices.numel() == indices.numel() and (
             t_perm is None or t_perm.numel() == indices.numel()):
         return t_indptr, t_indices, t_perm
-    from mingle_bench.incidence import transpose_csr
-
     ti, tx, tp = transpose_csr(indptr, indices, num_sources)
     return ti, tx, (tp if t_perm is not None else None)
 
@@ -380,7 +351,7 @@ if _HAS_EXT:
 
     @torch.library.register_fake("mingle::segment_softmax_aggregate")
     def _ssa_fake(src_logits, values, indptr, indices, t_indptr, t_indices, dst_logits, negative_slope,
-                  num_segments):
+                  num_segments, data_checked=False):
         torch._check(src_logits.dim() == 2 and values.dim() == 3)
         torch._check(indptr.shape[0] == num_segments + 1)
         N, H = src_logits.shape
@@ -392,7 +363,7 @@ if _HAS_EXT:
 
     @torch.library.register_fake("mingle::segment_softmax_aggregate_backward")
     def _ssa_bwd_fake(grad_out, out, lse, src_logits, values, indptr, indices, t_indptr, t_indices,
-                      dst_logits, negative_slope):
+                      dst_logits, negative_slope, data_checked=False):
         torch._check(grad_out.shape == out.shape)
         S = indptr.shape[0] - 1
         H = src_logits.shape[1]
@@ -400,9 +371,10 @@ if _HAS_EXT:
         return torch.empty_like(src_logits), torch.empty_like(values), g_dst
 
     def _ssa_setup(ctx, inputs, output):
-        src_logits, values, indptr, indices, t_indptr, t_indices, dst_logits, slope, _S = inputs
+        src_logits, values, indptr, indices, t_indptr, t_indices, dst_logits, slope, _S, *checked = inputs
         out, lse = output
         ctx.slope = slope
+        ctx.data_checked = bool(checked and checked[0])
         ctx.has_dst = dst_logits is not None
         ctx.save_for_backward(out, lse, src_logits, values, indptr, indices, t_indptr, t_indices,
                               dst_logits if dst_logits is not None else None)
@@ -413,14 +385,15 @@ if _HAS_EXT:
                                                    src_logits.shape[0])
         g_src, g_val, g_dst = torch.ops.mingle.segment_softmax_aggregate_backward(
             grad_out.contiguous(), out, lse, src_logits, values, indptr, indices, t_indptr, t_indices,
-            dst_logits, ctx.slope)
-        return g_src, g_val, None, None, None, None, (g_dst if ctx.has_dst else None), None, None
+            dst_logits, ctx.slope, ctx.data_checked)
+        return g_src, g_val, None, None, None, None, (g_dst if ctx.has_dst else None), None, None, None
 
     torch.library.register_autograd("mingle::segment_softmax_aggregate", _ssa_backward,
                                     setup_context=_ssa_setup)
 
     @torch.library.register_fake("mingle::segment_aggregate")
-    def _sa_fake(values, indptr, indices, t_indptr, t_indices, t_perm, weights, reduce, num_segments):
+    def _sa_fake(values, indptr, indices, t_indptr, t_indices, t_perm, weights, reduce, num_segments,
+                 data_checked=False):
         torch._check(values.dim() == 2)
         torch._check(indptr.shape[0] == num_segments + 1)
         D = values.shape[1]
@@ -429,14 +402,16 @@ if _HAS_EXT:
         return out, arg
 
     @torch.library.register_fake("mingle::segment_aggregate_backward")
-    def _sa_bwd_fake(grad_out, values, arg, indptr, indices, t_indptr, t_indices, t_perm, weights, reduce):
+    def _sa_bwd_fake(grad_out, values, arg, indptr, indices, t_indptr, t_indices, t_perm, weights, reduce,
+                     data_checked=False):
         g_w = values.new_empty((indices.shape[0],) if weights is not None else (0,))
         return torch.empty_like(values), g_w
 
     def _sa_setup(ctx, inputs, output):
-        values, indptr, indices, t_indptr, t_indices, t_perm, weights, reduce, _S = inputs
+        values, indptr, indices, t_indptr, t_indices, t_perm, weights, reduce, _S, *checked = inputs
         _out, arg = output
         ctx.reduce = reduce
+        ctx.data_checked = bool(checked and checked[0])
         ctx.has_w = weights is not None
         ctx.save_for_backward(values, arg, indptr, indices, t_indptr, t_indices, t_perm, weights)
 
@@ -446,7 +421,7 @@ if _HAS_EXT:
                                                         values.shape[0])
         g_val, g_w = torch.ops.mingle.segment_aggregate_backward(
             grad_out.contiguous(), values, arg, indptr, indices, t_indptr, t_indices, t_perm, weights,
-            ctx.reduce)
-        return g_val, None, None, None, None, None, (g_w if ctx.has_w else None), None, None
+            ctx.reduce, ctx.data_checked)
+        return g_val, None, None, None, None, None, (g_w if ctx.has_w else None), None, None, None
 
     torch.library.register_autograd("mingle::segment_aggregate", _sa_backward, setup_context=_sa_setup)

@@ -21,12 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def segment_ids(indptr: Tensor, nnz: int) -> Tensor:
-    """Segment of every entry, int64 [nnz]."""
-    counts = indptr[1:] - indptr[:-1]
-    return torch.repeat_interleave(torch.arange(indptr.numel() - 1, device=indptr.device), counts,
-                                   output_size=nnz)
+from mingle_bench.csr import segment_ids
 
 
 def segment_softmax_aggregate_reference(

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mingle_bench.incidence import CSR, Incidence, transpose_csr
+from mingle_bench import ops
+from mingle_bench.csr import CSR, transpose_csr
+from mingle_bench.incidence import Incidence
 
 
 def _pairs():
@@ -109,7 +111,7 @@ def test_direction_helpers_match_dense_attention():
     p = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
     dense = torch.einsum("hsn,nhd->shd", p, val)
     for impl in ("reference", "auto"):
-        out = inc.v2e.softmax_aggregate(src, val, dst, 0.2, impl=impl)
+        out = ops.softmax_aggregate(inc.v2e, src, val, dst, 0.2, impl=impl)
         torch.testing.assert_close(out, dense)
-    agg = inc.e2v.aggregate(torch.arange(4, dtype=torch.float64)[:, None], reduce="sum", impl="reference")
+    agg = ops.aggregate(inc.e2v, torch.arange(4, dtype=torch.float64)[:, None], reduce="sum", impl="reference")
     assert agg.flatten().tolist() == [0 + 2, 0, 0 + 1, 1, 1]

@@ -1,4 +1,6 @@
-// Table of per-range CPU kernels, one instance per instruction set (see kernels_impl.h).
+// Table of per-range CPU kernels, one instance per instruction set: mingle::base::table()
+// (csrc/cpu/kernels_base.cpp) and mingle::avx2::table() (csrc/cpu/kernels_simd_avx2.cpp), both
+// compiled from csrc/cpu/kernels_impl.h; kernel_table() (csrc/cpu/segment_ops_cpu.cpp) picks one.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -8,6 +10,9 @@
 #endif
 
 namespace mingle {
+
+// Most heads H the softmax kernels take (they keep per-head values in arrays of this size).
+constexpr int64_t kMaxHeads = 64;
 
 template <typename T>
 struct KernelTable {

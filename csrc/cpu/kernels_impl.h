@@ -1,11 +1,38 @@
-// Per-range CPU kernels of the mingle segment ops, written once and compiled per instruction
-// set: kernels_base.cpp (baseline flags) and kernels_avx2.cpp (AVX2+FMA, picked at run time).
-// Included inside `namespace mingle::MINGLE_ISA` after <ATen/cpu/vec/vec.h>; takes raw pointers
-// to contiguous, already validated tensors and one range of segments (or sources).
+// Per-range CPU kernels of the mingle segment ops, written once and compiled once per
+// instruction set: csrc/cpu/kernels_base.cpp (the build's baseline flags, namespace
+// mingle::base) and csrc/cpu/kernels_simd_avx2.cpp (AVX2+FMA, namespace mingle::avx2; picked at
+// run time by kernel_table() in csrc/cpu/segment_ops_cpu.cpp). The including file names the
+// namespace with MINGLE_KERNEL_NS (default: base) and, for another ISA, sets the target and the
+// CPU_CAPABILITY macros before including this header, so that the ATen vector headers included
+// here are built for that ISA too. This header ends with that namespace's table() (the
+// KernelTable of csrc/cpu/kernels.h) and its float/double instantiations; include it from
+// exactly one translation unit per namespace.
+//
+// The kernels take raw pointers to contiguous tensors whose arguments were checked by
+// csrc/checks.h, and one range [begin, end) of segments (or sources).
 //
 // Notation: segment s owns entries indptr[s]..indptr[s+1]-1, entry i reads source row
 // indices[i]; the transpose lists, for source n, entries t_indptr[n]..t_indptr[n+1]-1 with
 // segment t_indices[j] (and entry position t_perm[j]).
+#pragma once
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+
+#ifndef MINGLE_KERNEL_NS
+#define MINGLE_KERNEL_NS base
+#endif
+
+namespace mingle {
+namespace MINGLE_KERNEL_NS {
 
 using at::vec::Vectorized;
 
@@ -178,7 +205,7 @@ inline void head_shift(T* z, int64_t len, int64_t H, const T* c, T sign) {
   const int64_t n = len * H;
   int64_t k = 0;
   if (heads_tile<T>(H)) {
-    T sc[64];
+    T sc[kMaxHeads];
     for (int64_t h = 0; h < H; ++h) sc[h] = sign * c[h];
     const V t = tile_heads(sc, H);
     for (; k + V::size() <= n; k += V::size()) (V::loadu(z + k) + t).store(z + k);
@@ -223,7 +250,7 @@ void ssa_forward_range(const T* src, const T* val, const int64_t* indptr, const 
                        const T* dst, T slope, int64_t H, int64_t D, int64_t begin, int64_t end,
                        T* out, T* lse, std::vector<T>& buf) {
   const int64_t HD = H * D;
-  constexpr int64_t kMaxH = 64;
+  constexpr int64_t kMaxH = kMaxHeads;
   T m[kMaxH], sum[kMaxH], inv[kMaxH];
   for (int64_t s = begin; s < end; ++s) {
     const int64_t lo = indptr[s], len = indptr[s + 1] - lo;
@@ -261,7 +288,7 @@ void ssa_backward_segments(const T* g, const T* out, const T* lse, const T* src,
                            int64_t H, int64_t D, int64_t begin, int64_t end, T* delta, T* gdst,
                            std::vector<T>& buf) {
   const int64_t HD = H * D;
-  constexpr int64_t kMaxH = 64;
+  constexpr int64_t kMaxH = kMaxHeads;
   T acc[kMaxH];
   for (int64_t s = begin; s < end; ++s) {
     const T* gs = g + s * HD;
@@ -497,3 +524,16 @@ void sa_backward_weights(const T* g, const T* val, const int64_t* arg, const int
     }
   }
 }
+
+// ---------------------------------------------------------------- this ISA's table
+template <typename T>
+const KernelTable<T>& table() {
+  static const KernelTable<T> t{&ssa_forward_range<T>, &ssa_backward_segments<T>, &ssa_backward_sources<T>,
+                                &sa_forward_range<T>,  &sa_backward_sources<T>,   &sa_backward_weights<T>};
+  return t;
+}
+template const KernelTable<float>& table<float>();
+template const KernelTable<double>& table<double>();
+
+}  // namespace MINGLE_KERNEL_NS
+}  // namespace mingle

@@ -1,7 +1,9 @@
-// The same CPU kernels compiled for AVX2+FMA (ATen's Vectorized<float> is then 8 lanes wide and
-// its exp is vectorised). Selected at run time by kernel_table() when the CPU supports it.
-// The target pragma comes before every include so that all code in this unit, including the
-// ATen vector headers (which live in the at::vec::AVX2 inline namespace), is built for AVX2.
+// The CPU kernels of csrc/cpu/kernels_impl.h compiled for AVX2+FMA, namespace mingle::avx2
+// (ATen's Vectorized<float> is then 8 lanes wide and its exp is vectorised). Selected at run
+// time by kernel_table() (csrc/cpu/segment_ops_cpu.cpp) when the CPU supports it.
+// The target pragma comes before kernels_impl.h and its includes so that all code in this unit,
+// including the ATen vector headers (which live in the at::vec::AVX2 inline namespace), is
+// built for AVX2.
 #include "kernels.h"
 #ifdef MINGLE_HAS_AVX2_TU
 #pragma GCC push_options
@@ -19,27 +21,7 @@
 #ifndef __FMA__
 #define __FMA__ 1
 #endif
-#include <ATen/cpu/vec/functional.h>
-#include <ATen/cpu/vec/vec.h>
-
-#include <cmath>
-#include <cstring>
-#include <limits>
-#include <vector>
-
-namespace mingle {
-namespace avx2 {
+#define MINGLE_KERNEL_NS avx2
 #include "kernels_impl.h"
-
-template <typename T>
-const KernelTable<T>& table() {
-  static const KernelTable<T> t{&ssa_forward_range<T>, &ssa_backward_segments<T>, &ssa_backward_sources<T>,
-                                &sa_forward_range<T>,  &sa_backward_sources<T>,   &sa_backward_weights<T>};
-  return t;
-}
-template const KernelTable<float>& table<float>();
-template const KernelTable<double>& table<double>();
-}  // namespace avx2
-}  // namespace mingle
 #pragma GCC pop_options
 #endif

@@ -31,8 +31,8 @@ bool pick_avx2() {
 }
 const bool kUseAvx2 = pick_avx2();
 
-constexpr int64_t kMaxHeads = 64;
-
+constexpr at::ScalarType kDtypes[] = {at::kFloat, at::kDouble};
+const Backend kCpu{c10::DeviceType::CPU, kDtypes, "float32 or float64", /*scan_data=*/true, kMaxHeads};
 
 // Runs f(begin, end) over [0, n) in chunks of about kChunkEntries entries, handed out
 // dynamically to at most get_num_threads() workers (a shared counter), so that a worker
@@ -62,13 +62,6 @@ void parallel_chunks(int64_t n, int64_t nnz, const F& f) {
   });
 }
 
-int reduce_code(const std::string& reduce, const char* op) {
-  if (reduce == "sum") return 0;
-  if (reduce == "mean") return 1;
-  if (reduce == "max") return 2;
-  TORCH_CHECK_VALUE(false, op, ": reduce must be one of sum|mean|max, got '", reduce, "'");
-  return -1;
-}
 }  // namespace
 
 template <typename T>
@@ -87,31 +80,13 @@ const char* cpu_isa() { return kUseAvx2 ? "avx2" : "base"; }
 std::tuple<at::Tensor, at::Tensor> segment_softmax_aggregate_cpu(
     const at::Tensor& src_logits, const at::Tensor& values, const at::Tensor& indptr, const at::Tensor& indices,
     const at::Tensor& t_indptr, const at::Tensor& t_indices, const std::optional<at::Tensor>& dst_logits,
-    double negative_slope, int64_t num_segments) {
-  constexpr const char* op = "mingle::segment_softmax_aggregate";
-  const auto dev = src_logits.device();
-  const auto dtype = src_logits.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble, op,
-                    ": src_logits must be float32 or float64 on CPU, got ", dtype);
-  check_float(src_logits, op, "src_logits", 2, dtype, dev);
-  check_float(values, op, "values", 3, dtype, dev);
-  check_index(indptr, op, "indptr", dev);
-  check_index(indices, op, "indices", dev);
-  const int64_t N = src_logits.size(0), H = src_logits.size(1), D = values.size(2);
-  TORCH_CHECK_VALUE(values.size(0) == N && values.size(1) == H, op, ": values must be [N=", N, ", H=", H,
-                    ", D], got ", values.sizes());
-  TORCH_CHECK_VALUE(H <= kMaxHeads, op, ": at most ", kMaxHeads, " heads are supported, got ", H);
-  TORCH_CHECK_VALUE(num_segments >= 0 && indptr.numel() == num_segments + 1, op, ": indptr must have num_segments+1=",
-                    num_segments + 1, " elements, got ", indptr.numel());
-  if (dst_logits.has_value()) {
-    check_float(*dst_logits, op, "dst_logits", 2, dtype, dev);
-    TORCH_CHECK_VALUE(dst_logits->size(0) == num_segments && dst_logits->size(1) == H, op,
-                      ": dst_logits must be [S=", num_segments, ", H=", H, "], got ", dst_logits->sizes());
-  }
-  check_csr_data_cpu(indptr, indices, N, op, "indptr", "indices");
+    double negative_slope, int64_t num_segments, bool data_checked) {
+  const SsaShape sh =
+      check_ssa_forward(kCpu, src_logits, values, indptr, indices, dst_logits, num_segments, data_checked);
+  const int64_t H = sh.H, D = sh.D;
   (void)t_indptr;
   (void)t_indices;  // used by the backward only
-
+  const auto dtype = src_logits.scalar_type();
   auto out = at::empty({num_segments, H, D}, values.options());
   auto lse = at::empty({num_segments, H}, src_logits.options());
   const int64_t nnz = indices.numel();
@@ -136,40 +111,12 @@ std::tuple<at::Tensor, at::Tensor> segment_softmax_aggregate_cpu(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> segment_softmax_aggregate_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& out, const at::Tensor& lse, const at::Tensor& src_logits,
     const at::Tensor& values, const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& t_indptr,
-    const at::Tensor& t_indices, const std::optional<at::Tensor>& dst_logits, double negative_slope) {
-  constexpr const char* op = "mingle::segment_softmax_aggregate_backward";
-  const auto dev = src_logits.device();
+    const at::Tensor& t_indices, const std::optional<at::Tensor>& dst_logits, double negative_slope,
+    bool data_checked) {
+  const SsaShape sh = check_ssa_backward(kCpu, grad_out, out, lse, src_logits, values, indptr, indices, t_indptr,
+                                         t_indices, dst_logits, data_checked);
+  const int64_t N = sh.N, H = sh.H, D = sh.D, S = sh.S;
   const auto dtype = src_logits.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble, op,
-                    ": src_logits must be float32 or float64 on CPU, got ", dtype);
-  check_float(src_logits, op, "src_logits", 2, dtype, dev);
-  check_float(values, op, "values", 3, dtype, dev);
-  check_index(indptr, op, "indptr", dev);
-  check_index(indices, op, "indices", dev);
-  check_index(t_indptr, op, "t_indptr", dev);
-  check_index(t_indices, op, "t_indices", dev);
-  const int64_t N = src_logits.size(0), H = src_logits.size(1), D = values.size(2);
-  const int64_t S = indptr.numel() - 1;
-  TORCH_CHECK_VALUE(values.size(0) == N && values.size(1) == H, op, ": values must be [N, H, D]");
-  TORCH_CHECK_VALUE(H <= kMaxHeads, op, ": at most ", kMaxHeads, " heads are supported, got ", H);
-  check_float(grad_out, op, "grad_out", 3, dtype, dev);
-  check_float(out, op, "out", 3, dtype, dev);
-  check_float(lse, op, "lse", 2, dtype, dev);
-  TORCH_CHECK_VALUE(grad_out.sizes() == out.sizes() && out.size(0) == S && out.size(1) == H && out.size(2) == D,
-                    op, ": grad_out/out must be [S=", S, ", H=", H, ", D=", D, "], got ", grad_out.sizes(), "/",
-                    out.sizes());
-  TORCH_CHECK_VALUE(lse.size(0) == S && lse.size(1) == H, op, ": lse must be [S, H]");
-  TORCH_CHECK_VALUE(t_indptr.numel() == N + 1, op, ": t_indptr must have N+1=", N + 1, " elements, got ",
-                    t_indptr.numel());
-  TORCH_CHECK_VALUE(t_indices.numel() == indices.numel(), op, ": t_indices must have nnz=", indices.numel(),
-                    " elements, got ", t_indices.numel());
-  if (dst_logits.has_value()) {
-    check_float(*dst_logits, op, "dst_logits", 2, dtype, dev);
-    TORCH_CHECK_VALUE(dst_logits->size(0) == S && dst_logits->size(1) == H, op, ": dst_logits must be [S, H]");
-  }
-  check_csr_data_cpu(indptr, indices, N, op, "indptr", "indices");
-  check_csr_data_cpu(t_indptr, t_indices, S, op, "t_indptr", "t_indices");
-
   auto delta = at::empty({S, H}, src_logits.options());
   auto g_src = at::empty({N, H}, src_logits.options());
   auto g_val = at::empty({N, H, D}, values.options());
@@ -209,28 +156,15 @@ std::tuple<at::Tensor, at::Tensor> segment_aggregate_cpu(const at::Tensor& value
                                                          const at::Tensor& indices, const at::Tensor& t_indptr,
                                                          const at::Tensor& t_indices, const at::Tensor& t_perm,
                                                          const std::optional<at::Tensor>& weights,
-                                                         c10::string_view reduce, int64_t num_segments) {
-  constexpr const char* op = "mingle::segment_aggregate";
-  const auto dev = values.device();
-  const auto dtype = values.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble, op,
-                    ": values must be float32 or float64 on CPU, got ", dtype);
-  check_float(values, op, "values", 2, dtype, dev);
-  check_index(indptr, op, "indptr", dev);
-  check_index(indices, op, "indices", dev);
-  const int red = reduce_code(std::string(reduce), op);
-  const int64_t N = values.size(0), D = values.size(1);
-  TORCH_CHECK_VALUE(num_segments >= 0 && indptr.numel() == num_segments + 1, op, ": indptr must have num_segments+1=",
-                    num_segments + 1, " elements, got ", indptr.numel());
-  if (weights.has_value()) {
-    check_float(*weights, op, "weights", 1, dtype, dev);
-    TORCH_CHECK_VALUE(weights->numel() == indices.numel(), op, ": weights must be [nnz=", indices.numel(), "], got ",
-                      weights->sizes());
-  }
-  check_csr_data_cpu(indptr, indices, N, op, "indptr", "indices");
+                                                         c10::string_view reduce, int64_t num_segments,
+                                                         bool data_checked) {
+  const SaShape sh = check_sa_forward(kCpu, values, indptr, indices, weights, reduce, num_segments, data_checked);
+  const int64_t D = sh.D;
+  const int red = sh.reduce;
   (void)t_indptr;
   (void)t_indices;
-  (void)t_perm;
+  (void)t_perm;  // used by the backward only
+  const auto dtype = values.scalar_type();
   auto out = at::empty({num_segments, D}, values.options());
   auto arg = red == 2 ? at::empty({num_segments, D}, indices.options()) : at::empty({0}, indices.options());
   const int64_t nnz = indices.numel();
@@ -252,43 +186,12 @@ std::tuple<at::Tensor, at::Tensor> segment_aggregate_cpu(const at::Tensor& value
 std::tuple<at::Tensor, at::Tensor> segment_aggregate_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& values, const at::Tensor& arg, const at::Tensor& indptr,
     const at::Tensor& indices, const at::Tensor& t_indptr, const at::Tensor& t_indices, const at::Tensor& t_perm,
-    const std::optional<at::Tensor>& weights, c10::string_view reduce) {
-  constexpr const char* op = "mingle::segment_aggregate_backward";
-  const auto dev = values.device();
+    const std::optional<at::Tensor>& weights, c10::string_view reduce, bool data_checked) {
+  const SaShape sh = check_sa_backward(kCpu, grad_out, values, arg, indptr, indices, t_indptr, t_indices, t_perm,
+                                       weights, reduce, data_checked);
+  const int64_t N = sh.N, D = sh.D, S = sh.S, nnz = sh.nnz;
+  const int red = sh.reduce;
   const auto dtype = values.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble, op,
-                    ": values must be float32 or float64 on CPU, got ", dtype);
-  check_float(values, op, "values", 2, dtype, dev);
-  check_index(indptr, op, "indptr", dev);
-  check_index(indices, op, "indices", dev);
-  check_index(t_indptr, op, "t_indptr", dev);
-  check_index(t_indices, op, "t_indices", dev);
-  check_index(t_perm, op, "t_perm", dev);
-  const int red = reduce_code(std::string(reduce), op);
-  const int64_t N = values.size(0), D = values.size(1), S = indptr.numel() - 1, nnz = indices.numel();
-  check_float(grad_out, op, "grad_out", 2, dtype, dev);
-  TORCH_CHECK_VALUE(grad_out.size(0) == S && grad_out.size(1) == D, op, ": grad_out must be [S=", S, ", D=", D,
-                    "], got ", grad_out.sizes());
-  if (red == 2) {
-    TORCH_CHECK_VALUE(arg.scalar_type() == at::kLong && arg.dim() == 2 && arg.size(0) == S && arg.size(1) == D &&
-                          arg.is_contiguous() && arg.device() == dev,
-                      op, ": arg must be a contiguous int64 [S, D] tensor for reduce='max'");
-  }
-  TORCH_CHECK_VALUE(t_indptr.numel() == N + 1, op, ": t_indptr must have N+1=", N + 1, " elements");
-  TORCH_CHECK_VALUE(t_indices.numel() == nnz && t_perm.numel() == nnz, op,
-                    ": t_indices and t_perm must have nnz=", nnz, " elements");
-  if (weights.has_value()) {
-    check_float(*weights, op, "weights", 1, dtype, dev);
-    TORCH_CHECK_VALUE(weights->numel() == nnz, op, ": weights must be [nnz]");
-  }
-  check_csr_data_cpu(indptr, indices, N, op, "indptr", "indices");
-  check_csr_data_cpu(t_indptr, t_indices, S, op, "t_indptr", "t_indices");
-  {
-    const int64_t* tp = t_perm.data_ptr<int64_t>();
-    bool bad = false;
-    for (int64_t j = 0; j < nnz; ++j) bad |= static_cast<uint64_t>(tp[j]) >= static_cast<uint64_t>(nnz);
-    TORCH_CHECK_VALUE(!bad, op, ": t_perm has values outside [0, nnz=", nnz, ")");
-  }
   auto g_val = at::empty({N, D}, values.options());
   auto g_w = weights.has_value() ? at::empty({nnz}, values.options()) : at::empty({0}, values.options());
   AT_DISPATCH_FLOATING_TYPES(dtype, "segment_aggregate_backward_cpu", [&] {

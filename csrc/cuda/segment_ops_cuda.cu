@@ -6,9 +6,11 @@
 // columns of the [H, D] row (coalesced reads of value / gradient rows, each output element
 // written once); reductions use warp shuffles and fixed-order shared-memory sums. There are no
 // atomics, so outputs and gradients are bitwise reproducible. Every kernel is launched on the
-// current stream. Index data is validated by the Python wrapper (mingle_bench/ops.py); the
-// kernels additionally clamp indptr to [0, nnz] and skip out-of-range indices, so a malformed
-// input can give a wrong answer but never an out-of-bounds read.
+// current stream. Arguments are checked by csrc/checks.h (metadata only: index data is not
+// scanned on the host here, whatever data_checked says); index data is validated by the Python
+// wrapper (mingle_bench/ops.py, mingle_bench/csr.py), and the kernels additionally clamp indptr
+// to [0, nnz] and skip out-of-range indices, so a malformed input can give a wrong answer but
+// never an out-of-bounds read.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -451,22 +453,11 @@ int64_t warp_grid(int64_t items) {
   return blocks < (int64_t(1) << 20) ? blocks : (int64_t(1) << 20);
 }
 
-int reduce_code(const std::string& reduce, const char* op) {
-  if (reduce == "sum") return 0;
-  if (reduce == "mean") return 1;
-  if (reduce == "max") return 2;
-  TORCH_CHECK_VALUE(false, op, ": reduce must be one of sum|mean|max, got '", reduce, "'");
-  return -1;
-}
-
-at::ScalarType opmath_of(at::ScalarType t) {
-  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
-}
-
-void check_dtype(at::ScalarType t, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16, op, ": ", name,
-                    " must be float32, float64, float16 or bfloat16 on CUDA, got ", t);
-}
+constexpr at::ScalarType kDtypes[] = {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16};
+// Index data is not scanned here (it would cost a device-to-host copy per call): the Python
+// wrapper validates it, and the kernels clamp and skip out-of-range entries (see the top).
+const Backend kCuda{c10::DeviceType::CUDA, kDtypes, "float32, float64, float16 or bfloat16", /*scan_data=*/false,
+                    /*max_heads=*/0};
 
 }  // namespace
 
@@ -474,27 +465,14 @@ void check_dtype(at::ScalarType t, const char* op, const char* name) {
 std::tuple<at::Tensor, at::Tensor> segment_softmax_aggregate_cuda(
     const at::Tensor& src_logits, const at::Tensor& values, const at::Tensor& indptr, const at::Tensor& indices,
     const at::Tensor& t_indptr, const at::Tensor& t_indices, const std::optional<at::Tensor>& dst_logits,
-    double negative_slope, int64_t num_segments) {
-  constexpr const char* op = "mingle::segment_softmax_aggregate";
+    double negative_slope, int64_t num_segments, bool data_checked) {
+  const SsaShape sh =
+      check_ssa_forward(kCuda, src_logits, values, indptr, indices, dst_logits, num_segments, data_checked);
+  const int64_t N = sh.N, H = sh.H, D = sh.D;
+  (void)t_indptr;
+  (void)t_indices;  // used by the backward only
   const auto dev = src_logits.device();
   const auto dtype = src_logits.scalar_type();
-  check_dtype(dtype, op, "src_logits");
-  check_float(src_logits, op, "src_logits", 2, dtype, dev);
-  check_float(values, op, "values", 3, dtype, dev);
-  check_index(indptr, op, "indptr", dev);
-  check_index(indices, op, "indices", dev);
-  const int64_t N = src_logits.size(0), H = src_logits.size(1), D = values.size(2);
-  TORCH_CHECK_VALUE(values.size(0) == N && values.size(1) == H, op, ": values must be [N=", N, ", H=", H, ", D], got ",
-                    values.sizes());
-  TORCH_CHECK_VALUE(num_segments >= 0 && indptr.numel() == num_segments + 1, op,
-                    ": indptr must have num_segments+1=", num_segments + 1, " elements, got ", indptr.numel());
-  if (dst_logits.has_value()) {
-    check_float(*dst_logits, op, "dst_logits", 2, dtype, dev);
-    TORCH_CHECK_VALUE(dst_logits->size(0) == num_segments && dst_logits->size(1) == H, op, ": dst_logits must be [S=",
-                      num_segments, ", H=", H, "], got ", dst_logits->sizes());
-  }
-  (void)t_indptr;
-  (void)t_indices;
   c10::cuda::CUDAGuard guard(dev);
   auto out = at::empty({num_segments, H, D}, values.options());
   auto lse = at::empty({num_segments, H}, src_logits.options().dtype(opmath_of(dtype)));
@@ -521,33 +499,13 @@ std::tuple<at::Tensor, at::Tensor> segment_softmax_aggregate_cuda(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> segment_softmax_aggregate_backward_cuda(
     const at::Tensor& grad_out, const at::Tensor& out, const at::Tensor& lse, const at::Tensor& src_logits,
     const at::Tensor& values, const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& t_indptr,
-    const at::Tensor& t_indices, const std::optional<at::Tensor>& dst_logits, double negative_slope) {
-  constexpr const char* op = "mingle::segment_softmax_aggregate_backward";
+    const at::Tensor& t_indices, const std::optional<at::Tensor>& dst_logits, double negative_slope,
+    bool data_checked) {
+  const SsaShape sh = check_ssa_backward(kCuda, grad_out, out, lse, src_logits, values, indptr, indices, t_indptr,
+                                         t_indices, dst_logits, data_checked);
+  const int64_t N = sh.N, H = sh.H, D = sh.D, S = sh.S;
   const auto dev = src_logits.device();
   const auto dtype = src_logits.scalar_type();
-  check_dtype(dtype, op, "src_logits");
-  check_float(src_logits, op, "src_logits", 2, dtype, dev);
-  check_float(values, op, "values", 3, dtype, dev);
-  check_float(grad_out, op, "grad_out", 3, dtype, dev);
-  check_float(out, op, "out", 3, dtype, dev);
-  check_float(lse, op, "lse", 2, opmath_of(dtype), dev);
-  check_index(indptr, op, "indptr", dev);
-  check_index(indices, op, "indices", dev);
-  check_index(t_indptr, op, "t_indptr", dev);
-  check_index(t_indices, op, "t_indices", dev);
-  const int64_t N = src_logits.size(0), H = src_logits.size(1), D = values.size(2), S = indptr.numel() - 1;
-  TORCH_CHECK_VALUE(values.size(0) == N && values.size(1) == H, op, ": values must be [N, H, D]");
-  TORCH_CHECK_VALUE(grad_out.sizes() == out.sizes() && out.size(0) == S && out.size(1) == H && out.size(2) == D, op,
-                    ": grad_out/out must be [S=", S, ", H=", H, ", D=", D, "]");
-  TORCH_CHECK_VALUE(lse.size(0) == S && lse.size(1) == H, op, ": lse must be [S, H]");
-  TORCH_CHECK_VALUE(t_indptr.numel() == N + 1, op, ": t_indptr must have N+1=", N + 1, " elements, got ",
-                    t_indptr.numel());
-  TORCH_CHECK_VALUE(t_indices.numel() == indices.numel(), op, ": t_indices must have nnz=", indices.numel(),
-                    " elements");
-  if (dst_logits.has_value()) {
-    check_float(*dst_logits, op, "dst_logits", 2, dtype, dev);
-    TORCH_CHECK_VALUE(dst_logits->size(0) == S && dst_logits->size(1) == H, op, ": dst_logits must be [S, H]");
-  }
   c10::cuda::CUDAGuard guard(dev);
   auto g_src = at::empty({N, H}, src_logits.options());
   auto g_val = at::empty({N, H, D}, values.options());
@@ -582,25 +540,16 @@ std::tuple<at::Tensor, at::Tensor> segment_aggregate_cuda(const at::Tensor& valu
                                                           const at::Tensor& indices, const at::Tensor& t_indptr,
                                                           const at::Tensor& t_indices, const at::Tensor& t_perm,
                                                           const std::optional<at::Tensor>& weights,
-                                                          c10::string_view reduce, int64_t num_segments) {
-  constexpr const char* op = "mingle::segment_aggregate";
-  const auto dev = values.device();
-  const auto dtype = values.scalar_type();
-  check_dtype(dtype, op, "values");
-  check_float(values, op, "values", 2, dtype, dev);
-  check_index(indptr, op, "indptr", dev);
-  check_index(indices, op, "indices", dev);
-  const int red = reduce_code(std::string(reduce), op);
-  const int64_t N = values.size(0), D = values.size(1);
-  TORCH_CHECK_VALUE(num_segments >= 0 && indptr.numel() == num_segments + 1, op,
-                    ": indptr must have num_segments+1=", num_segments + 1, " elements, got ", indptr.numel());
-  if (weights.has_value()) {
-    check_float(*weights, op, "weights", 1, dtype, dev);
-    TORCH_CHECK_VALUE(weights->numel() == indices.numel(), op, ": weights must be [nnz=", indices.numel(), "]");
-  }
+                                                          c10::string_view reduce, int64_t num_segments,
+                                                          bool data_checked) {
+  const SaShape sh = check_sa_forward(kCuda, values, indptr, indices, weights, reduce, num_segments, data_checked);
+  const int64_t N = sh.N, D = sh.D;
+  const int red = sh.reduce;
   (void)t_indptr;
   (void)t_indices;
-  (void)t_perm;
+  (void)t_perm;  // used by the backward only
+  const auto dev = values.device();
+  const auto dtype = values.scalar_type();
   c10::cuda::CUDAGuard guard(dev);
   auto out = at::empty({num_segments, D}, values.options());
   auto arg = red == 2 ? at::empty({num_segments, D}, indices.options()) : at::empty({0}, indices.options());
@@ -621,33 +570,13 @@ std::tuple<at::Tensor, at::Tensor> segment_aggregate_cuda(const at::Tensor& valu
 std::tuple<at::Tensor, at::Tensor> segment_aggregate_backward_cuda(
     const at::Tensor& grad_out, const at::Tensor& values, const at::Tensor& arg, const at::Tensor& indptr,
     const at::Tensor& indices, const at::Tensor& t_indptr, const at::Tensor& t_indices, const at::Tensor& t_perm,
-    const std::optional<at::Tensor>& weights, c10::string_view reduce) {
-  constexpr const char* op = "mingle::segment_aggregate_backward";
+    const std::optional<at::Tensor>& weights, c10::string_view reduce, bool data_checked) {
+  const SaShape sh = check_sa_backward(kCuda, grad_out, values, arg, indptr, indices, t_indptr, t_indices, t_perm,
+                                       weights, reduce, data_checked);
+  const int64_t N = sh.N, D = sh.D, S = sh.S, nnz = sh.nnz;
+  const int red = sh.reduce;
   const auto dev = values.device();
   const auto dtype = values.scalar_type();
-  check_dtype(dtype, op, "values");
-  check_float(values, op, "values", 2, dtype, dev);
-  check_float(grad_out, op, "grad_out", 2, dtype, dev);
-  check_index(indptr, op, "indptr", dev);
-  check_index(indices, op, "indices", dev);
-  check_index(t_indptr, op, "t_indptr", dev);
-  check_index(t_indices, op, "t_indices", dev);
-  check_index(t_perm, op, "t_perm", dev);
-  const int red = reduce_code(std::string(reduce), op);
-  const int64_t N = values.size(0), D = values.size(1), S = indptr.numel() - 1, nnz = indices.numel();
-  TORCH_CHECK_VALUE(grad_out.size(0) == S && grad_out.size(1) == D, op, ": grad_out must be [S=", S, ", D=", D, "]");
-  if (red == 2) {
-    TORCH_CHECK_VALUE(arg.scalar_type() == at::kLong && arg.dim() == 2 && arg.size(0) == S && arg.size(1) == D &&
-                          arg.is_contiguous() && arg.device() == dev,
-                      op, ": arg must be a contiguous int64 [S, D] tensor for reduce='max'");
-  }
-  TORCH_CHECK_VALUE(t_indptr.numel() == N + 1, op, ": t_indptr must have N+1=", N + 1, " elements");
-  TORCH_CHECK_VALUE(t_indices.numel() == nnz && t_perm.numel() == nnz, op, ": t_indices and t_perm must have nnz=",
-                    nnz, " elements");
-  if (weights.has_value()) {
-    check_float(*weights, op, "weights", 1, dtype, dev);
-    TORCH_CHECK_VALUE(weights->numel() == nnz, op, ": weights must be [nnz]");
-  }
   c10::cuda::CUDAGuard guard(dev);
   auto g_val = at::empty({N, D}, values.options());
   auto g_w = at::empty({weights.has_value() ? nnz : 0}, values.options());

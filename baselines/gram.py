@@ -9,7 +9,7 @@ ancestors :math:`A(i)` (itself first; see :mod:`mingle_bench.baselines.ontology`
     v_t &= \tanh\big(\textstyle\sum_{i \in x_t} g_i\big),\quad
     h_t = \mathrm{GRU}(v_1..v_t),\quad \hat y = W\,\mathrm{Dropout}(h_T) + b
 
-The ancestor attention is one :func:`mingle_bench.ops.segment_softmax_aggregate` call with the
+The ancestor attention is one :func:`mingle_bench.ops.softmax_aggregate` call with the
 codes as segments and their (code, ancestor) pairs as members (``negative_slope=1``: the tanh
 score is the logit), not GRAM's padded dense depth buckets. Shapes: ``e [n_codes + n_anc, d]``,
 pairs ``[nnz]`` -> ``G [n_codes, d]``; visits ``[B, T]`` -> ``v [B, T, d]`` -> logits
@@ -32,35 +32,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from mingle_bench import ops
 from mingle_bench.baselines.ontology import build_ontology, vocab_code_ids
+from mingle_bench.baselines.sequence import bag_embed, visit_sequences
 from mingle_bench.incidence import CSR
-from mingle_bench.models.base import EHRModel, batch_indices
+from mingle_bench.models.base import EHRModel, batch_indices, choice, uniform
 from mingle_bench.models.registry import register_model
-from mingle_bench.models.sequence import bag_embed, visit_sequences
+
+WIDTHS = choice(64, 128, 256)
 
 
-@register_model("gram")
+@register_model("gram", display="GRAM")
 class Gram(EHRModel):
     __doc__ = __doc__
 
+    family = "baseline"
     full_graph = False
     uses_op = True
+    # EHRModel's trainer defaults are the original's (L2 1e-3, batch 100; Adam lr 1e-3)
     default_hparams: dict[str, Any] = {
-        "emb_dim": 128, "rnn_hidden": 128, "attn_dim": 128, "dropout": 0.5,
-        "ccs_path": None, "impl": "auto",
-        "lr": 1e-3, "weight_decay": 1e-3, "batch_size": 100,
+        "emb_dim": 128, "rnn_hidden": 128, "attn_dim": 128, "dropout": 0.5, "ccs_path": None, "impl": "auto",
     }
-
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        return {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-            "emb_dim": trial.suggest_categorical("emb_dim", [64, 128, 256]),
-            "rnn_hidden": trial.suggest_categorical("rnn_hidden", [64, 128, 256]),
-            "attn_dim": trial.suggest_categorical("attn_dim", [64, 128, 256]),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.6),
-        }
+    search_ranges = {"emb_dim": WIDTHS, "rnn_hidden": WIDTHS, "attn_dim": WIDTHS, "dropout": uniform(0.0, 0.6)}
 
     def __init__(self, data, **hparams: Any) -> None:
         super().__init__(data, **hparams)
@@ -108,7 +101,7 @@ class Gram(EHRModel):
     def code_embeddings(self) -> Tensor:
         """``G`` [n_codes, d]: attention-weighted sums over each code and its ancestors."""
         values = self.emb[self.pair_member].unsqueeze(1)                 # [nnz, 1, d]
-        g = self._csr().softmax_aggregate(self._pair_logits(), values, None, 1.0, self.hparams["impl"])
+        g = ops.softmax_aggregate(self._csr(), self._pair_logits(), values, None, 1.0, self.hparams["impl"])
         self.record_impl()
         return g.squeeze(1)
 
@@ -119,7 +112,7 @@ class Gram(EHRModel):
         pos = torch.arange(csr.nnz, device=self.device) - csr.indptr[csr.segment_ids]
         width = int(csr.counts.max())
         onehot = F.one_hot(pos, width).to(self.emb.dtype).unsqueeze(1)      # [nnz, 1, width]
-        per_code = csr.softmax_aggregate(self._pair_logits(), onehot, None, 1.0, self.hparams["impl"]).squeeze(1)
+        per_code = ops.softmax_aggregate(csr, self._pair_logits(), onehot, None, 1.0, self.hparams["impl"]).squeeze(1)
         return per_code[csr.segment_ids, pos], csr.indptr
 
     def forward(self, batch: dict) -> dict[str, Tensor]:

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from mingle_bench.models.base import EHRModel, batch_indices
+from mingle_bench.models.base import EHRModel, batch_indices, log_uniform
 from mingle_bench.models.registry import register_model
 
 
@@ -27,13 +27,12 @@ from mingle_bench.models.registry import register_model
 class LogReg(EHRModel):
     __doc__ = __doc__
 
+    family = "reference"
     full_graph = False
     sklearn = True
+    # fitted by its solver: the trainer keys are unused (0) and not searched
     default_hparams: dict[str, Any] = {"C": 1.0, "max_iter": 1000, "lr": 0.0, "weight_decay": 0.0, "batch_size": 0}
-
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        return {"C": trial.suggest_float("C", 1e-3, 1e2, log=True)}
+    search_ranges = {"lr": None, "weight_decay": None, "C": log_uniform(1e-3, 1e2)}
 
     def __init__(self, data, **hparams: Any) -> None:
         super().__init__(data, **hparams)

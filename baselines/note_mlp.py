@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mingle_bench.models.base import EHRModel, batch_indices
+from mingle_bench.models.base import EHRModel, batch_indices, choice, integer, uniform
 from mingle_bench.models.layers import MLP
 from mingle_bench.models.registry import register_model
 
@@ -25,22 +25,11 @@ from mingle_bench.models.registry import register_model
 class NoteMLP(EHRModel):
     __doc__ = __doc__
 
+    family = "reference"
     full_graph = False
     requires = ("visit_note_emb",)
-    default_hparams: dict[str, Any] = {
-        "hidden": 128, "layers": 2, "dropout": 0.3,
-        "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64,
-    }
-
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        return {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-            "hidden": trial.suggest_categorical("hidden", [64, 128, 256]),
-            "layers": trial.suggest_int("layers", 1, 3),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.6),
-        }
+    default_hparams: dict[str, Any] = {"hidden": 128, "layers": 2, "dropout": 0.3, "weight_decay": 1e-4, "batch_size": 64}
+    search_ranges = {"hidden": choice(64, 128, 256), "layers": integer(1, 3), "dropout": uniform(0.0, 0.6)}
 
     def __init__(self, data, **hparams: Any) -> None:
         super().__init__(data, **hparams)

@@ -28,33 +28,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mingle_bench.models.base import EHRModel, batch_indices
+from mingle_bench.baselines.sequence import bag_embed, reverse_padded, visit_sequences
+from mingle_bench.models.base import EHRModel, batch_indices, choice, uniform
 from mingle_bench.models.registry import register_model
-from mingle_bench.models.sequence import bag_embed, reverse_padded, visit_sequences
+
+WIDTHS = choice(64, 128, 256)
 
 
-@register_model("retain")
+@register_model("retain", display="RETAIN")
 class Retain(EHRModel):
     __doc__ = __doc__
 
+    family = "baseline"
     full_graph = False
+    # EHRModel's trainer defaults are the original's (lr 1e-3, L2 1e-3, batch 100)
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "alpha_hidden": 128, "beta_hidden": 128,
         "dropout_emb": 0.5, "dropout_context": 0.5, "use_time": True,
-        "lr": 1e-3, "weight_decay": 1e-3, "batch_size": 100,
     }
-
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        return {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-            "emb_dim": trial.suggest_categorical("emb_dim", [64, 128, 256]),
-            "alpha_hidden": trial.suggest_categorical("alpha_hidden", [64, 128, 256]),
-            "beta_hidden": trial.suggest_categorical("beta_hidden", [64, 128, 256]),
-            "dropout_emb": trial.suggest_float("dropout_emb", 0.0, 0.6),
-            "dropout_context": trial.suggest_float("dropout_context", 0.0, 0.6),
-        }
+    search_ranges = {"emb_dim": WIDTHS, "alpha_hidden": WIDTHS, "beta_hidden": WIDTHS,
+                     "dropout_emb": uniform(0.0, 0.6), "dropout_context": uniform(0.0, 0.6)}
 
     def __init__(self, data, **hparams: Any) -> None:
         super().__init__(data, **hparams)

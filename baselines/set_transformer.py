@@ -24,31 +24,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mingle_bench.models.base import EHRModel, batch_indices
+from mingle_bench.baselines.sequence import pad_ragged, ragged_gather
+from mingle_bench.models.base import EHRModel, batch_indices, choice, integer, uniform
 from mingle_bench.models.registry import register_model
-from mingle_bench.models.sequence import pad_ragged, ragged_gather
 
 
 @register_model("transformer")
 class SetTransformerBaseline(EHRModel):
     __doc__ = __doc__
 
+    family = "reference"
     full_graph = False
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "heads": 4, "layers": 2, "ff_dim": 256, "dropout": 0.3,
-        "use_concept": True, "max_codes": 512,
-        "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64,
+        "use_concept": True, "max_codes": 512, "weight_decay": 1e-4, "batch_size": 64,
     }
-
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        return {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-            "emb_dim": trial.suggest_categorical("emb_dim", [64, 128]),
-            "layers": trial.suggest_int("layers", 1, 3),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-        }
+    search_ranges = {"emb_dim": choice(64, 128), "layers": integer(1, 3), "dropout": uniform(0.0, 0.5)}
 
     def __init__(self, data, **hparams: Any) -> None:
         super().__init__(data, **hparams)

@@ -1,29 +1,14 @@
-"""Models: MINGLE and its ablations, shared layers, the registry; baselines register on import.
+"""Models: the model contract (:mod:`.base`), the registry (:mod:`.registry`), MINGLE and its
+ablations (:mod:`.mingle`), and the layers MINGLE and HyperGAT share (:mod:`.layers`).
 
-Importing this package imports every model module, so ``list_models()`` sees them all.
+Importing this package imports no model module and nothing of ``mingle_bench.baselines``. Every
+registered model (MINGLE's variants here, the baselines in ``baselines/``) is imported by the one
+explicit list in :mod:`mingle_bench.zoo`; the lookups ``get_model``, ``list_models``,
+``model_family`` and ``display_name`` are imported from there.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from mingle_bench.models.base import EHRModel
-from mingle_bench.models.registry import get_model, list_models, register_model
+from mingle_bench.models.registry import FAMILIES, register_model
 
-__all__ = ["EHRModel", "get_model", "list_models", "register_model"]
-
-_SKIP = {"base", "registry", "layers", "toy", "sequence", "profiling"}
-
-
-def _import_all() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in _SKIP and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
-    import mingle_bench.baselines as baselines
-
-    for info in pkgutil.iter_modules(baselines.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"mingle_bench.baselines.{info.name}")
-
-
-_import_all()
+__all__ = ["EHRModel", "FAMILIES", "register_model"]

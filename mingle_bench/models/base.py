@@ -10,9 +10,15 @@ Hyperparameters are one flat dict: the model's own (``hidden``, ``heads``, ...) 
 trainer's (:data:`TRAIN_KEYS`: ``lr``, ``weight_decay``, ``batch_size``), so a tuned dict from
 Optuna can be passed as is. ``default_hparams`` holds the original papers' / repositories'
 defaults (cited in each model's docstring); ``search_space(trial)`` proposes values for tuning.
+
+The trainer keys' defaults (:data:`TRAIN_DEFAULTS`) and Optuna ranges (:data:`TRAIN_SEARCH`) are
+written once, here: a model class lists in ``default_hparams`` and ``search_ranges`` only its own
+keys and the trainer keys whose value differs, and :class:`EHRModel` merges them over its parent's
+when the class is created (a ``None`` range drops an inherited key from the search).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -23,12 +29,58 @@ TRAIN_KEYS: tuple[str, ...] = ("lr", "weight_decay", "batch_size")
 TRAIN_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "weight_decay": 1e-3, "batch_size": 100}
 
 
+@dataclass(frozen=True)
+class Range:
+    """One hyperparameter's Optuna range: ``kind`` ``float`` (``log`` or uniform), ``int`` or
+    ``categorical`` over ``args``. Build it with :func:`log_uniform`, :func:`uniform`,
+    :func:`integer` or :func:`choice`."""
+
+    kind: str
+    args: tuple
+    log: bool = False
+
+    def suggest(self, trial, name: str) -> Any:
+        """``trial.suggest_*(name, ...)`` for this range."""
+        if self.kind == "categorical":
+            return trial.suggest_categorical(name, list(self.args))
+        if self.kind == "int":
+            return trial.suggest_int(name, *self.args)
+        return trial.suggest_float(name, *self.args, log=self.log)
+
+
+def log_uniform(low: float, high: float) -> Range:
+    return Range("float", (low, high), log=True)
+
+
+def uniform(low: float, high: float) -> Range:
+    return Range("float", (low, high))
+
+
+def integer(low: int, high: int) -> Range:
+    return Range("int", (low, high))
+
+
+def choice(*values: Any) -> Range:
+    return Range("categorical", values)
+
+
+#: Optuna ranges of the trainer keys, shared by every gradient-trained model
+TRAIN_SEARCH: dict[str, Range] = {"lr": log_uniform(1e-4, 1e-2), "weight_decay": log_uniform(1e-6, 1e-2)}
+
+
 class EHRModel(nn.Module):
     """Base class: hyperparameter resolution, input checks, the BCE loss and op bookkeeping.
 
     Class attributes a model sets:
 
-    * ``default_hparams``: every accepted hyperparameter with its default;
+    * ``family``: ``"mingle"`` (MINGLE and its ablations), ``"baseline"`` (the paper's baselines)
+      or ``"reference"`` (simple reference models); :func:`~mingle_bench.models.registry.register_model`
+      may override it per registered name, and sets ``name`` and ``display`` (the table name);
+    * ``default_hparams``: the model's hyperparameters with their defaults, merged over the
+      parent's (for a direct subclass: over :data:`TRAIN_DEFAULTS`), so the class attribute holds
+      every accepted hyperparameter;
+    * ``search_ranges``: ``{name: Range}`` for tuning, merged over the parent's (over
+      :data:`TRAIN_SEARCH`); ``None`` drops an inherited key;
     * ``full_graph``: ``True`` for hypergraph models (one step = all train samples, whole
       incidence), ``False`` for minibatched sequence/set models;
     * ``uses_op``: whether it calls :mod:`mingle_bench.ops` (then ``impl`` is a hyperparameter
@@ -37,11 +89,24 @@ class EHRModel(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    default_hparams: ClassVar[dict[str, Any]] = {}
+    display: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    default_hparams: ClassVar[dict[str, Any]] = dict(TRAIN_DEFAULTS)
+    search_ranges: ClassVar[dict[str, Range]] = dict(TRAIN_SEARCH)
     variant_overrides: ClassVar[dict[str, Any]] = {}
     full_graph: ClassVar[bool] = False
     uses_op: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Merge the class body's ``default_hparams`` / ``search_ranges`` over the parent's."""
+        super().__init_subclass__(**kwargs)
+        parent = super(cls, cls)
+        if "default_hparams" in cls.__dict__:
+            cls.default_hparams = {**parent.default_hparams, **cls.__dict__["default_hparams"]}
+        if "search_ranges" in cls.__dict__:
+            merged = {**parent.search_ranges, **cls.__dict__["search_ranges"]}
+            cls.search_ranges = {k: r for k, r in merged.items() if r is not None}
 
     def __init__(self, data, **hparams: Any) -> None:
         super().__init__()
@@ -62,7 +127,7 @@ class EHRModel(nn.Module):
         """Defaults updated by ``hparams``; unknown keys and changes to a variant's fixed
         switches raise ``ValueError`` naming them."""
         hparams = dict(hparams or {})
-        known = {**TRAIN_DEFAULTS, **cls.default_hparams}
+        known = cls.default_hparams
         unknown = sorted(set(hparams) - set(known))
         if unknown:
             raise ValueError(
@@ -75,13 +140,11 @@ class EHRModel(nn.Module):
                 )
         return {**known, **hparams}
 
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        """Optuna search space: ``{name: trial.suggest_*(...)}``. Trainer keys included."""
-        return {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-        }
+    @classmethod
+    def search_space(cls, trial) -> dict[str, Any]:
+        """Optuna search space: ``{name: trial.suggest_*(...)}`` over :attr:`search_ranges`, in
+        their order (the trainer keys first). Trainer keys included."""
+        return {k: r.suggest(trial, k) for k, r in cls.search_ranges.items()}
 
     @classmethod
     def missing_inputs(cls, data) -> list[str]:

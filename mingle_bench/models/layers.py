@@ -1,17 +1,21 @@
-"""Shared layers: MLP, PairNorm, the AllSetTransformer PMA block and HyperGAT's dual attention.
+"""Layers of MINGLE, some shared with the baselines: MLP, PairNorm, the AllSetTransformer PMA
+block, and :class:`DeviceGraph` (the incidence per device, for every full-graph model).
 
 Notation (PyG style): ``N`` sources, ``S`` segments, ``H`` heads, ``d`` hidden width,
 ``d_h = d / H``. A *direction* is a :class:`mingle_bench.incidence.CSR`: for V→E the segments
 are hyperedges and the sources nodes; for E→V the reverse. All attention aggregation goes
-through :func:`mingle_bench.ops.segment_softmax_aggregate` (fused C++/CUDA op or its pure-PyTorch
-reference), via ``CSR.softmax_aggregate`` so the cached transpose is reused and nothing is
-rebuilt per layer.
+through :func:`mingle_bench.ops.softmax_aggregate` (fused C++/CUDA op or its pure-PyTorch
+reference) over one direction, so the cached transpose is reused and nothing is rebuilt per
+layer. Layers used only by a baseline live with it in ``baselines/`` (HyperGAT's dual
+attention in ``baselines/hypergat.py``).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mingle_bench import ops
 
 
 class MLP(nn.Module):
@@ -108,86 +112,9 @@ class PMA(nn.Module):
         b_eff = (self.w_k.bias.view(self.heads, self.dh) * self.seed).sum(-1)   # [H]
         scores = F.linear(x, w_eff, b_eff)                                      # [N, H]
         values = self.w_v(x).view(n, self.heads, self.dh)                  # [N, H, d_h]
-        pooled = csr.softmax_aggregate(scores, values, None, self.negative_slope, impl)  # [S, H, d_h]
+        pooled = ops.softmax_aggregate(csr, scores, values, None, self.negative_slope, impl)  # [S, H, d_h]
         y = self.ln0(pooled.reshape(pooled.shape[0], -1) + self.seed.reshape(1, -1))
         return self.ln1(y + F.relu(self.rff(y)))
-
-
-class HyperGATEdgeAttention(nn.Module):
-    r"""HyperGAT's node → hyperedge attention with a learned context vector :math:`c`.
-
-    .. math:: \alpha_{jk} = \mathrm{softmax}_{k\in e_j}\ \mathrm{LeakyReLU}
-                  \big(a_1^\top [\,c\ ;\ W_2 h_k\,]\big),\qquad
-              f_j = \textstyle\sum_{k\in e_j}\alpha_{jk}\, W_1 h_k
-
-    :math:`a_1^\top[c; u]` splits into a per-segment constant (passed as ``dst_logits``) and a
-    per-source logit, so this is one :func:`segment_softmax_aggregate` call. Attention dropout
-    is applied to the source logits. Shapes: ``h [N, in_dim]`` -> ``f [E, out_dim]`` (before the
-    activation, which the caller applies).
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, negative_slope: float = 0.2, attn_dropout: float = 0.0) -> None:
-        super().__init__()
-        self.w1 = nn.Linear(in_dim, out_dim, bias=False)
-        self.w2 = nn.Linear(in_dim, out_dim, bias=False)
-        self.context = nn.Parameter(torch.empty(1, out_dim))
-        self.a1_ctx = nn.Parameter(torch.empty(out_dim))
-        self.a1_src = nn.Parameter(torch.empty(out_dim))
-        for p in (self.context, self.a1_ctx, self.a1_src):
-            nn.init.uniform_(p, -out_dim ** -0.5, out_dim ** -0.5)
-        self.negative_slope, self.attn_dropout = negative_slope, attn_dropout
-
-    def forward(self, h: Tensor, v2e, impl: str = "auto", h2: Tensor | None = None) -> Tensor:
-        h2 = self.w2(h) if h2 is None else h2
-        src = F.dropout((h2 @ self.a1_src).unsqueeze(1), self.attn_dropout, self.training)   # [N, 1]
-        ctx = (self.context @ self.a1_ctx).expand(v2e.num_segments).unsqueeze(1)          # [E, 1]
-        return v2e.softmax_aggregate(src, self.w1(h).unsqueeze(1), ctx, self.negative_slope, impl).squeeze(1)
-
-
-class HyperGATLayer(nn.Module):
-    r"""One HyperGAT layer (Ding et al. 2020): dual node-level and edge-level attention.
-
-    Node → hyperedge (:class:`HyperGATEdgeAttention`):
-    :math:`f_j = \sigma\big(\sum_{k\in e_j}\alpha_{jk} W_1 h_k\big)`.
-
-    Hyperedge → node, GAT-style with target and source terms:
-
-    .. math:: \beta_{ij} = \mathrm{softmax}_{j\ni i}\ \mathrm{LeakyReLU}
-                  \big(a_2^\top [\,W_2 h_i\ ;\ W_3 f_j\,]\big),\qquad
-              h_i' = \sigma\Big(\textstyle\sum_{j\ni i}\beta_{ij}\, W_3 f_j\Big)
-
-    :math:`a_2^\top[u;v]` splits into a target logit (``dst_logits``, per node) and a source
-    logit (per hyperedge), so the step is one :func:`segment_softmax_aggregate` call.
-    ``activation`` :math:`\sigma` is ``"elu"`` (the original's first layer) or ``"none"`` (its
-    second layer).
-
-    Shapes: ``h [N_nodes, in_dim]`` -> ``(h' [N_nodes, out_dim], f [N_edges, out_dim])``.
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, negative_slope: float = 0.2,
-                 activation: str = "elu", attn_dropout: float = 0.0) -> None:
-        super().__init__()
-        if activation not in ("elu", "none"):
-            raise ValueError(f"HyperGATLayer activation must be elu|none, got {activation!r}")
-        self.node_to_edge = HyperGATEdgeAttention(in_dim, out_dim, negative_slope, attn_dropout)
-        self.w3 = nn.Linear(out_dim, out_dim, bias=False)
-        self.a2_dst = nn.Parameter(torch.empty(out_dim))
-        self.a2_src = nn.Parameter(torch.empty(out_dim))
-        for p in (self.a2_dst, self.a2_src):
-            nn.init.uniform_(p, -out_dim ** -0.5, out_dim ** -0.5)
-        self.negative_slope, self.activation, self.attn_dropout = negative_slope, activation, attn_dropout
-
-    def _act(self, x: Tensor) -> Tensor:
-        return F.elu(x) if self.activation == "elu" else x
-
-    def forward(self, h: Tensor, v2e, e2v, impl: str = "auto") -> tuple[Tensor, Tensor]:
-        h2 = self.node_to_edge.w2(h)                                      # [N, d]
-        f = self._act(self.node_to_edge(h, v2e, impl, h2=h2))             # [E, d]
-        f3 = self.w3(f)                                                   # [E, d]
-        src = F.dropout((f3 @ self.a2_src).unsqueeze(1), self.attn_dropout, self.training)  # [E, 1]
-        dst = (h2 @ self.a2_dst).unsqueeze(1)                             # [N, 1]
-        out = e2v.softmax_aggregate(src, f3.unsqueeze(1), dst, self.negative_slope, impl).squeeze(1)
-        return self._act(out), f
 
 
 class DeviceGraph:

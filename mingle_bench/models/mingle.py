@@ -38,8 +38,9 @@ and the missing embedding is never read). The fusion operator (``fusion``):
 
 Ablations (config switches, each also a registered name): ``mingle-no-concept`` (no ``c`` in
 ``X^(0)`` nor in the self-loop rows of ``H``), ``mingle-no-notes`` (no ``n_e``; self-loop rows
-keep their concept semantics), ``hypehr`` (neither: the plain backbone, no MLP1/MLP2),
-``mingle-no-structural`` (no DeepWalk in ``X^(0)``), ``mingle-gated``, ``mingle-sum``.
+keep their concept semantics), ``mingle-no-structural`` (no DeepWalk in ``X^(0)``),
+``mingle-gated``, ``mingle-sum``. With neither concept nor note semantics this class is the plain
+HypEHR backbone (no MLP1/MLP2), registered as the baseline ``hypehr`` in ``baselines/hypehr.py``.
 When ``TaskData.concept_emb`` / ``visit_note_emb`` is ``None`` (or no visit has notes) the
 corresponding part switches off by itself and :attr:`input_report` says why.
 
@@ -56,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mingle_bench.models.base import EHRModel, batch_indices
+from mingle_bench.models.base import EHRModel, batch_indices, choice, integer, uniform
 from mingle_bench.models.layers import MLP, PMA, DeviceGraph, PairNorm
 from mingle_bench.models.registry import register_model
 
@@ -90,36 +91,26 @@ class SemanticFusion(nn.Module):
 
 @register_model("mingle-sum", fusion="sum")
 @register_model("mingle-gated", fusion="gated")
-@register_model("mingle-no-structural", use_structural=False)
-@register_model("hypehr", use_concept=False, use_notes=False)
-@register_model("mingle-no-notes", use_notes=False)
-@register_model("mingle-no-concept", use_concept=False)
-@register_model("mingle")
+@register_model("mingle-no-structural", use_structural=False, display="MINGLE w/o structural (DeepWalk)")
+@register_model("mingle-no-notes", use_notes=False, display="MINGLE w/o note semantics")
+@register_model("mingle-no-concept", use_concept=False, display="MINGLE w/o concept semantics")
+@register_model("mingle", display="MINGLE")
 class Mingle(EHRModel):
     __doc__ = __doc__
 
+    family = "mingle"
     full_graph = True
     uses_op = True
+    # over EHRModel's trainer defaults (Adam lr 1e-3, weight decay 1e-3); batch_size 0: full graph
     default_hparams: dict[str, Any] = {
         "hidden": 48, "heads": 4, "layers": 2, "mlp_layers": 2,
         "cls_hidden": 64, "cls_layers": 2, "dropout": 0.0, "input_dropout": 0.2,
         "sem_dim": 64, "fusion": "concat", "learn_features": True,
         "use_structural": True, "use_concept": True, "use_notes": True,
-        "impl": "auto",
-        "lr": 1e-3, "weight_decay": 1e-3, "batch_size": 0,
+        "impl": "auto", "batch_size": 0,
     }
-
-    @staticmethod
-    def search_space(trial) -> dict[str, Any]:
-        return {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-            "hidden": trial.suggest_categorical("hidden", [32, 48, 64, 96]),
-            "heads": trial.suggest_categorical("heads", [1, 2, 4]),
-            "layers": trial.suggest_int("layers", 1, 3),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-            "sem_dim": trial.suggest_categorical("sem_dim", [32, 64, 128]),
-        }
+    search_ranges = {"hidden": choice(32, 48, 64, 96), "heads": choice(1, 2, 4), "layers": integer(1, 3),
+                     "dropout": uniform(0.0, 0.5), "sem_dim": choice(32, 64, 128)}
 
     def __init__(self, data, **hparams: Any) -> None:
         super().__init__(data, **hparams)

@@ -35,7 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from mingle_bench import ops
 from mingle_bench.baselines.ontology import build_ontology, vocab_code_ids
 from mingle_bench.baselines.sequence import bag_embed, visit_sequences
-from mingle_bench.incidence import CSR
+from mingle_bench.csr import CSR
 from mingle_bench.models.base import EHRModel, batch_indices, choice, uniform
 from mingle_bench.models.registry import register_model
 

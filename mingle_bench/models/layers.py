@@ -2,7 +2,7 @@
 block, and :class:`DeviceGraph` (the incidence per device, for every full-graph model).
 
 Notation (PyG style): ``N`` sources, ``S`` segments, ``H`` heads, ``d`` hidden width,
-``d_h = d / H``. A *direction* is a :class:`mingle_bench.incidence.CSR`: for V→E the segments
+``d_h = d / H``. A *direction* is a :class:`mingle_bench.csr.CSR`: for V→E the segments
 are hyperedges and the sources nodes; for E→V the reverse. All attention aggregation goes
 through :func:`mingle_bench.ops.softmax_aggregate` (fused C++/CUDA op or its pure-PyTorch
 reference) over one direction, so the cached transpose is reused and nothing is rebuilt per
@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mingle_bench import ops
+from mingle_bench.csr import CSR
+from mingle_bench.incidence import Incidence
 
 
 class MLP(nn.Module):
@@ -128,8 +130,6 @@ class DeviceGraph:
 
     def __init__(self, incidence) -> None:
         if not (incidence.v2e.validated and incidence.e2v.validated):
-            from mingle_bench.incidence import CSR, Incidence
-
             v2e = CSR.from_csr(incidence.v2e.indptr, incidence.v2e.indices, incidence.num_nodes, validate=True)
             incidence = Incidence(incidence.num_nodes, incidence.num_edges, v2e, v2e.transpose(),
                                   incidence.num_duplicates)

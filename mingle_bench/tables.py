@@ -31,25 +31,20 @@ BUDGET_NOTE = ("† stopped at the step budget (not on a validation plateau) in 
                "'at budget' column and learning_curves.png; such a model may be under-trained.")
 TABLE_FILES = {"md": "table.md", "latex": "table.tex", "csv": "table.csv"}
 
-DISPLAY_NAMES = {
-    "mingle": "MINGLE",
-    "mingle-no-concept": "MINGLE w/o concept semantics",
-    "mingle-no-notes": "MINGLE w/o note semantics",
-    "mingle-no-structural": "MINGLE w/o structural (DeepWalk)",
-    "hypehr": "HypEHR",
-    "retain": "RETAIN",
-    "gram": "GRAM",
-    "hypergat": "HyperGAT",
-}
-
-
 def display_name(model: str) -> str:
-    return DISPLAY_NAMES.get(model, model)
+    """The model's name in tables, from its registry entry (an unregistered name as is)."""
+    from mingle_bench.zoo import display_name as registered
+
+    return registered(model)
 
 
 def is_mingle_family(model: str) -> bool:
-    """MINGLE and its ablations (``mingle-*``); everything else is a baseline."""
-    return model == "mingle" or model.startswith("mingle-")
+    """MINGLE and its ablations (registry family ``mingle``); any other name, registered or not,
+    counts as a baseline when the best baseline is chosen. Same as
+    ``mingle_bench.zoo.model_family(model) == "mingle"`` for a registered model."""
+    from mingle_bench.zoo import list_models
+
+    return model in list_models("mingle")
 
 
 def data_kind(spec: str) -> str:

@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from mingle_bench.models import get_model, list_models
+from mingle_bench.models.registry import FAMILIES
 from mingle_bench.models.toy import make_toy_task_data
+from mingle_bench.zoo import display_name, get_model, list_models, model_family
 
 EXPECTED = {"mingle", "mingle-no-concept", "mingle-no-notes", "hypehr", "mingle-no-structural",
             "mingle-gated", "mingle-sum", "retain", "gram", "hypergat", "logreg", "note-mlp", "transformer"}
@@ -147,10 +148,40 @@ def test_overfits_tiny_task(name, toy_overfit):
     assert end < 0.3 * start, f"{name}: train loss {start:.3f} -> {end:.3f}"
 
 
-def test_default_hparams_build(toy_binary):
-    for name in ALL:
-        model = get_model(name)(toy_binary)
-        assert model.n_params() > 0
+@pytest.mark.parametrize("name", ALL)
+def test_default_hparams_build(name, toy_binary):
+    """Every registered model builds from its defaults alone and behaves: registry facts present,
+    logits [B, n_labels], a finite scalar loss, and one training step (an Adam step with the
+    model's default lr; logreg's solver) changes its parameters and lowers the loss on a tiny batch."""
+    cls = get_model(name)
+    assert model_family(name) in FAMILIES and display_name(name) and cls.name == name
+    assert cls.family == model_family(name) and cls.display == display_name(name)
+    assert set(cls.default_hparams) >= {"lr", "weight_decay", "batch_size"}
+    data = toy_binary
+    idx = data.split_idx["train"][:12]
+    batch = {"idx": idx, "labels": data.labels[idx]}
+    torch.manual_seed(0)
+    model = cls(data)
+    assert model.hparams == cls.default_hparams
+    assert model.n_params() > 0
+    if getattr(model, "sklearn", False):
+        before = [b.clone() for b in model.buffers()]
+        start = math.log(2.0)                   # the unfitted (all-zero) logistic model
+        model.fit_sklearn(data.split_idx["train"])
+    else:
+        model.eval()                            # dropout off: the step follows the loss measured
+        before = [p.detach().clone() for p in model.parameters()]
+        out = model(batch)
+        start = float(out["loss"].detach())
+        opt = torch.optim.Adam(model.parameters(), lr=float(model.hparams["lr"]))
+        out["loss"].backward()
+        opt.step()
+    out = model(batch)
+    assert out["logits"].shape == (idx.numel(), data.n_labels)
+    assert out["loss"].dim() == 0 and math.isfinite(float(out["loss"]))
+    after = list(model.buffers()) if getattr(model, "sklearn", False) else list(model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after)), f"{name}: the step changed nothing"
+    assert float(out["loss"]) < start, f"{name}: loss {start:.5f} -> {float(out['loss']):.5f}"
 
 
 def test_pma_matches_dense_oracle():
@@ -190,7 +221,7 @@ def test_pairnorm_centres_and_scales():
 
 def test_hypergat_layer_matches_dense_oracle():
     from mingle_bench.incidence import Incidence
-    from mingle_bench.models.layers import HyperGATLayer
+    from mingle_bench.baselines.hypergat import HyperGATLayer
 
     torch.manual_seed(1)
     node = torch.tensor([0, 1, 2, 1, 3, 0, 3])
@@ -297,13 +328,50 @@ def test_note_mlp_needs_notes():
     assert get_model("note-mlp").missing_inputs(data) == ["visit_note_emb"]
 
 
-@pytest.mark.parametrize("name", ["mingle", "hypehr", "hypergat", "retain", "gram", "transformer", "logreg"])
-def test_models_run_without_semantics(name):
-    """No concept or note embeddings at all (e.g. --encoder none, or MIMIC demo without notes)."""
-    data = make_toy_task_data(n_samples=20, n_labels=2, with_concepts=False, with_notes=False)
-    model = build(name, data)
-    out = model({"idx": data.split_idx["val"], "labels": data.labels[data.split_idx["val"]]})
-    assert torch.isfinite(out["logits"]).all()
+@pytest.fixture(scope="module")
+def toy_semantics():
+    """The same task three ways: with concept and note embeddings, with both replaced by other
+    values (real note rows only), and with none at all (e.g. --encoder none)."""
+    import copy
+
+    data = make_toy_task_data(n_samples=30, n_labels=2, n_nodes=24, note_fraction=0.8, seed=5)
+    gen = torch.Generator().manual_seed(9)
+    other = copy.copy(data)
+    other.concept_emb = torch.randn(data.concept_emb.shape, generator=gen)
+    note = torch.randn(data.visit_note_emb.shape, generator=gen)
+    note[~data.visit_has_notes] = 0.0
+    other.visit_note_emb = note
+    none = copy.copy(data)
+    none.concept_emb = none.visit_note_emb = None
+    return {"with": data, "other": other, "none": none}
+
+
+def _logits(name, data, **extra):
+    model = build(name, data, **extra).eval()
+    with torch.no_grad():
+        return model({"idx": torch.arange(data.n_samples)})["logits"]
+
+
+@pytest.mark.parametrize("name", ["hypehr", "hypergat", "retain", "gram", "logreg"])
+def test_models_without_semantics_ignore_them(name, toy_semantics):
+    """Models that read no semantic input give bit-identical outputs whatever the concept and
+    note embeddings hold, and when there are none."""
+    with_, other, none = (_logits(name, toy_semantics[k]) for k in ("with", "other", "none"))
+    assert torch.isfinite(none).all()
+    assert torch.equal(with_, other) and torch.equal(with_, none)
+
+
+@pytest.mark.parametrize("name, off", [("mingle", {}), ("transformer", {"use_concept": False})])
+def test_models_run_without_semantics(name, off, toy_semantics):
+    """Models that read semantics: without them they run as their semantics-free form
+    (MINGLE exactly as HypEHR, the transformer as with use_concept=False), and with them the
+    outputs follow the embeddings' values."""
+    none = _logits(name, toy_semantics["none"])
+    assert torch.isfinite(none).all()
+    plain = ("hypehr", {}) if name == "mingle" else (name, off)
+    assert torch.equal(none, _logits(plain[0], toy_semantics["with"], **plain[1]))
+    with_, other = _logits(name, toy_semantics["with"]), _logits(name, toy_semantics["other"])
+    assert not torch.allclose(with_, other) and not torch.allclose(with_, none)
 
 
 def test_incidence_is_validated_once_for_the_op(toy_binary):
@@ -317,7 +385,6 @@ def test_incidence_is_validated_once_for_the_op(toy_binary):
 def test_hypergat_is_not_a_constant_predictor_at_initialisation():
     """The readout normalisation keeps visits apart: without it the logits of different visits
     differ by ~1e-5 at initialisation on the EHR hypergraph (the HyperGAT collapse)."""
-    from mingle_bench.models import get_model
     from mingle_bench.models.toy import make_toy_task_data
 
     data = make_toy_task_data(n_samples=80, n_labels=1, n_nodes=30, seed=2)

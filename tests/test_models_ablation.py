@@ -6,8 +6,8 @@ import copy
 import pytest
 import torch
 
-from mingle_bench.models import get_model
 from mingle_bench.models.toy import make_toy_task_data
+from mingle_bench.zoo import get_model
 
 SMALL = {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8}
 INPUTS = ("structural", "concept_emb", "visit_note_emb")

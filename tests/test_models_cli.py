@@ -15,12 +15,16 @@ def test_models_json(capsys):
     assert rows["mingle"]["training"] == "full-graph" and rows["retain"]["training"] == "minibatch"
     assert rows["logreg"]["training"] == "sklearn" and rows["note-mlp"]["requires"] == ["visit_note_emb"]
     assert rows["mingle"]["defaults"]["hidden"] == 48
+    assert rows["mingle"]["family"] == "mingle" and rows["hypehr"]["family"] == "baseline"
+    assert rows["logreg"]["family"] == "reference" and rows["mingle"]["display"] == "MINGLE"
+    assert rows["hypehr"]["class"] == "Mingle" and rows["hypehr"]["display"] == "HypEHR"
 
 
 def test_models_table(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "mingle-no-notes" in out and "use_notes=False" in out
+    assert "MINGLE w/o note semantics" in out and "reference" in out
 
 
 def test_profile_model_json(capsys, monkeypatch):

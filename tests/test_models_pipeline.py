@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from mingle_bench.models import get_model, list_models
+from mingle_bench.zoo import get_model, list_models
 from mingle_bench.training import Budget, fit
 
 SMALL = {

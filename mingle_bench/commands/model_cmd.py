@@ -27,14 +27,16 @@ def register(sub) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from mingle_bench.models import get_model, list_models
+    from mingle_bench.zoo import get_model, list_models, model_entry
 
     rows = []
     for name in list_models():
-        cls = get_model(name)
+        entry = model_entry(name)
+        cls = entry.cls
         hp = dict(cls.default_hparams)
         rows.append({
-            "name": name, "class": cls.__mro__[1].__name__,   # registered names are variant subclasses of the model class
+            "name": name, "display": entry.display, "family": entry.family,
+            "class": cls.__mro__[1].__name__,   # registered names are variant subclasses of the model class
             "training": "sklearn" if getattr(cls, "sklearn", False) else "full-graph" if cls.full_graph else "minibatch",
             "uses_op": bool(cls.uses_op), "requires": list(cls.requires),
             "fixed": dict(cls.variant_overrides), "defaults": hp,
@@ -45,15 +47,16 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     from tabulate import tabulate
 
-    table = [[r["name"], r["class"], r["training"], "yes" if r["uses_op"] else "", ", ".join(r["requires"]),
-              ", ".join(f"{k}={v}" for k, v in r["fixed"].items())] for r in rows]
-    print(tabulate(table, headers=["model", "class", "training", "op", "requires", "fixed switches"]))
+    table = [[r["name"], r["display"], r["family"], r["class"], r["training"], "yes" if r["uses_op"] else "",
+              ", ".join(r["requires"]), ", ".join(f"{k}={v}" for k, v in r["fixed"].items())] for r in rows]
+    print(tabulate(table, headers=["model", "display", "family", "class", "training", "op", "requires",
+                                   "fixed switches"]))
     return 0
 
 
 def _profile(args: argparse.Namespace) -> int:
     from mingle_bench.cli import CLIError
-    from mingle_bench.models import get_model
+    from mingle_bench.zoo import get_model
     from mingle_bench.models.profiling import profile_mingle
 
     if args.epochs < 1:

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mingle_bench.devices import resolve_device
+
 
 GRAD_CLIP = 1.0
 EVAL_BATCH = 2048
@@ -109,18 +111,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA device is available (use --device cpu or auto)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    return dev
-
-
 def _compute_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, float]:
     from mingle_bench.metrics import compute_metrics
 
@@ -175,7 +165,7 @@ def fit(
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train ``model_name`` on ``data`` and return the best-validation-step model (see module doc)."""
-    from mingle_bench.models import get_model
+    from mingle_bench.zoo import get_model
 
     budget = budget or Budget()
     if not isinstance(budget, Budget):
@@ -186,7 +176,7 @@ def fit(
     if data.split_idx["train"].numel() == 0 or data.split_idx["val"].numel() == 0:
         raise ValueError("the train and validation splits must be non-empty "
                          f"(train={data.split_idx['train'].numel()}, val={data.split_idx['val'].numel()})")
-    dev = resolve_device(device)
+    dev = resolve_device(device, what="device")
     cls = get_model(model_name)
     hp = cls.resolve_hparams(hparams)
     seed_everything(seed)

@@ -40,15 +40,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mingle_bench import pipeline as P
 from mingle_bench import results as R
-from mingle_bench import runner
 
 #: study attributes that must match when a worker joins an existing study
 STUDY_ATTRS = ("pipeline", "task", "model", "data", "data_id", "split_seed", "max_steps", "eval_every", "patience",
                "monitor", "notes", "encoder", "split_sha256")
 
 
-class TuneError(ValueError):
+class TuneError(P.RunError):
     """A user-facing tuning problem (bad arguments, mismatched study)."""
 
 
@@ -62,12 +62,6 @@ class TuneResult:
     counts: dict
     path: Path | None
     monitor: str
-
-
-def search_space(model: str, trial) -> dict:
-    from mingle_bench.models.registry import get_model
-
-    return dict(get_model(model).search_space(trial))
 
 
 def stale_trial_retry_kwargs(max_retry: int = 3, storage_cls=None) -> dict:
@@ -157,9 +151,9 @@ def default_storage(out: str | Path) -> str:
 def tune(
     task: str, model: str, trials: int = 50, storage: str | None = None, study_name: str | None = None,
     timeout: float | None = None, data: str = "synthetic", device: str = "auto", encoder: str | None = "default",
-    split_seed: int = 0, max_steps: int = runner.DEFAULT_MAX_STEPS, eval_every: int = runner.DEFAULT_EVAL_EVERY,
-    patience: int = runner.DEFAULT_PATIENCE, notes: str = runner.DEFAULT_NOTES,
-    monitor: str = runner.DEFAULT_MONITOR, seed: int = 0, worker_id: int = 0, out: str | Path = runner.DEFAULT_OUT,
+    split_seed: int = 0, max_steps: int = P.DEFAULT_MAX_STEPS, eval_every: int = P.DEFAULT_EVAL_EVERY,
+    patience: int = P.DEFAULT_PATIENCE, notes: str = P.DEFAULT_NOTES,
+    monitor: str = P.DEFAULT_MONITOR, seed: int = 0, worker_id: int = 0, out: str | Path = P.DEFAULT_OUT,
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, progress: bool = True,
     heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3, command: str = "",
 ) -> TuneResult:
@@ -173,34 +167,28 @@ def tune(
 
     from mingle_bench.metrics import HIGHER_IS_BETTER
 
-    runner.tame_library_logging()
+    P.tame_library_logging()
     if trials < 1:
         raise TuneError(f"--trials must be >= 1, got {trials}")
-    try:
-        runner.check_notes(notes)
-    except runner.RunError as exc:
-        raise TuneError(str(exc)) from None
-    budget = runner.make_budget(max_steps, eval_every, patience)
-    if monitor not in HIGHER_IS_BETTER:
-        raise TuneError(f"--monitor must be one of {', '.join(HIGHER_IS_BETTER)}, got {monitor!r}")
+    P.check_notes(notes)
+    budget = P.make_budget(max_steps, eval_every, patience)
+    P.check_monitor(monitor)
     if worker_id < 0:
         raise TuneError(f"--worker-id must be >= 0, got {worker_id}")
-    model = runner.resolve_models([model])[0]
-    dev = runner.resolve_device(device)
-    data_id = runner.source_data_id(data)
+    model = P.resolve_models([model])[0]
+    dev = P.resolve_device(device)
+    data_id = P.source_data_id(data)
     study_name = study_name or f"{task}-{model}-{data_id}"
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", study_name):
         raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
     storage_url = storage or default_storage(out)
 
-    task_obj = runner.get_task(task, notes=notes)
-    cohort = runner.load_cohort(data, progress=progress)
-    enc = None if encoder in (None, "none") else encoder
-    tdata = runner.build_data(cohort, task_obj, split_seed=split_seed, encoder=enc, progress=progress,
-                              max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)
+    inputs = P.Inputs(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes,
+                      max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)
+    tdata = P.prepare(inputs, progress=progress).data
     manifest = tdata.manifest.to_json()
     split_sha = (json.loads(manifest) if isinstance(manifest, str) else manifest).get("sha256", "")
-    attrs = {"pipeline": runner.PIPELINE_VERSION, "task": task, "model": model, "data": data, "data_id": data_id,
+    attrs = {"pipeline": P.PIPELINE_VERSION, "task": task, "model": model, "data": data, "data_id": data_id,
              "split_seed": int(split_seed), **budget.as_dict(), "monitor": monitor, "notes": notes,
              "encoder": encoder, "split_sha256": split_sha}
 
@@ -225,11 +213,11 @@ def tune(
     if study.direction != getattr(optuna.study.StudyDirection, direction.upper()):
         raise TuneError(f"study {study_name!r} optimises in the other direction; use another --study-name")
 
-    defaults = runner.model_defaults(model)
+    defaults = P.model_defaults(model)
     console = _console(progress)
 
     def objective(trial: optuna.Trial) -> float:
-        hp = {**defaults, **search_space(model, trial)}
+        hp = {**defaults, **P.search_space(model, trial)}
         trial.set_user_attr("worker_id", worker_id)
 
         def on_eval(step: int, val_metrics: dict) -> None:
@@ -239,7 +227,7 @@ def tune(
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at step {step} ({monitor} {float(v):.4f})")
 
-        res = runner.fit_model(model, tdata, hp, seed, dev, budget, monitor, on_eval)
+        res = P.fit(model, tdata, hp, seed, dev, budget, monitor, on_eval)
         value = float(res.val_metrics.get(monitor, math.nan))
         trial.set_user_attr("best_step", int(res.best_step))
         trial.set_user_attr("stopped", str(res.stopped))
@@ -288,7 +276,7 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
         "monitor": monitor, "direction": study.direction.name.lower(),
         "best_value": best.value, "best_trial": best.number, "best_params": best.params, "hparams": hparams,
         "counts": counts, "note": "validation metric only; the test split is never scored during tuning",
-        "updated_at": runner._now(), "command": command or runner.command_line(),
+        "updated_at": P.utc_timestamp(), "command": command or P.command_line(),
     }
     path = R.atomic_write_json(folder / f"{study.study_name}.json", payload)
     try:

@@ -43,3 +43,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """Every pipeline stage replaced by a deterministic fake (tests/pipeline_fakes.py)."""
+    from pipeline_fakes import install_fakes
+
+    install_fakes(monkeypatch.setattr)
+
+
+@pytest.fixture
+def toy_pipeline(monkeypatch):
+    """The real model registry and trainer on a toy TaskData, one torch thread."""
+    from pipeline_fakes import install_toy_pipeline
+
+    install_toy_pipeline(monkeypatch.setattr)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,37 +1,28 @@
 """The reference check (:mod:`mingle_bench.reference`): each cell of a run against the cell with
 the same ``input_hash`` in a reference folder: identical / differs / no reference.
 
-Most tests use the fake pipeline of test_runner (deterministic, seconds). Two use the real
+Most tests use the fake pipeline (tests/pipeline_fakes.py) (deterministic, seconds). Two use the real
 trainer: on the toy TaskData, and on a small hand-built cohort through the real features stage
 with a tiny deterministic text encoder.
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from mingle_bench import pipeline, runner
 from mingle_bench import results as R
-from mingle_bench import runner
 from mingle_bench.cli import main as cli_main
 from mingle_bench.reference import (REFERENCE_FILE, check_reference, compare_cells, default_reference_root,
                                     reference_lines, resolve_reference)
 
-TESTS_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS_DIR))
-import test_runner as T  # noqa: E402
-from test_runner import toy_pipeline  # noqa: E402,F401  (fixture: the real trainer on a toy TaskData)
+from pipeline_fakes import MINGLE_TINY, RETAIN_TINY, fake_build
 
 MODELS = ["mingle", "hypehr", "retain"]
 FOLDER = Path("mortality") / "synthetic-small"
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    T.install_fakes(monkeypatch.setattr)
 
 
 def _run(out: Path, reference, **kw) -> runner.RunSummary:
@@ -129,8 +120,8 @@ def test_other_data_under_the_same_id_has_no_reference(fakes, tmp_path, monkeypa
 
     ref = tmp_path / "ref"
     _run(ref, None)
-    monkeypatch.setattr(runner, "build_data",
-                        lambda *a, **k: replace(T.fake_build(*a, **k), digest={**T.fake_build(*a, **k).digest, "x": 1}))
+    monkeypatch.setattr(pipeline, "build_features",
+                        lambda *a, **k: replace(fake_build(*a, **k), digest={**fake_build(*a, **k).digest, "x": 1}))
     assert _run(tmp_path / "b", ref).reference["no_reference"] == 6
 
 
@@ -192,7 +183,7 @@ def test_cli_prints_the_reference_check(fakes, tmp_path, capsys):
 def test_real_training_is_identical_to_its_reference(toy_pipeline, tmp_path):
     """The real trainer is deterministic: a second run of the same cells (other folder, same
     process) reproduces every prediction bit for bit."""
-    hp = {"retain": T.RETAIN_TINY, "mingle": T.MINGLE_TINY}
+    hp = {"retain": RETAIN_TINY, "mingle": MINGLE_TINY}
     kw = dict(models=["retain", "mingle", "logreg"], seeds=[0, 1], max_steps=3, hparam_overrides=hp)
     ref = tmp_path / "ref"
     _run(ref, None, **kw)
@@ -220,9 +211,9 @@ def small_cohort_pipeline(tmp_path_factory, monkeypatch):
         return build_task_data(cohort, task, split_seed=split_seed, encoder=RecordingEncoder(dim=8), progress=False,
                                cache_dir=cache, deepwalk_dim=8, deepwalk_walks_per_node=2, deepwalk_walk_length=8, **kw)
 
-    monkeypatch.setattr(runner, "load_cohort", lambda spec, progress=True: cohort)
-    monkeypatch.setattr(runner, "source_data_id", lambda spec: spec.replace(":", "-"))
-    monkeypatch.setattr(runner, "build_data", build)
+    monkeypatch.setattr(pipeline, "load_cohort", lambda spec, progress=True: cohort)
+    monkeypatch.setattr(pipeline, "source_data_id", lambda spec: spec.replace(":", "-"))
+    monkeypatch.setattr(pipeline, "build_features", build)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -234,7 +225,7 @@ def test_real_pipeline_with_an_encoder_resumes_and_matches_its_reference(small_c
     the same inputs: the rerun resumes every cell and another folder matches it bit for bit.
     (The input digest must not depend on the embedding cache's state or on timings.)"""
     kw = dict(task="readmission", models=["logreg", "retain"], seeds=[0], max_steps=3,
-              hparam_overrides={"retain": T.RETAIN_TINY})
+              hparam_overrides={"retain": RETAIN_TINY})
     ref = tmp_path / "ref"
     _run(ref, None, **kw)
     cfg1 = json.loads((ref / "readmission" / "synthetic-small" / "config.json").read_text())

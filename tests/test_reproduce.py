@@ -3,21 +3,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 from mingle_bench import reproduce as RP
 from mingle_bench.cli import main as cli_main
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_runner as fakes_mod  # noqa: E402
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    fakes_mod.install_fakes(monkeypatch.setattr)
+from mingle_bench.report.paper import PAPER_MODELS, paper_baselines, relative_improvement
 
 
 def test_relative_improvement_definition():
@@ -25,9 +17,9 @@ def test_relative_improvement_definition():
             {"model": "retain", "acc_mean": 0.70, "brier_mean": 0.2},
             {"model": "hypehr", "acc_mean": 0.75, "brier_mean": 0.15},
             {"model": "mingle-no-notes", "acc_mean": 0.99, "brier_mean": 0.01}]  # an ablation, never "the baseline"
-    ri = RP.relative_improvement(rows, "acc")
+    ri = relative_improvement(rows, "acc")
     assert ri["baseline"] == "hypehr" and ri["value"] == pytest.approx(100 * (0.80 - 0.75) / 0.75)
-    assert RP.relative_improvement([{"model": "retain", "acc_mean": 0.7}], "acc") is None
+    assert relative_improvement([{"model": "retain", "acc_mean": 0.7}], "acc") is None
 
 
 def test_reproduce_writes_paper_tables(fakes, tmp_path, capsys):
@@ -58,13 +50,13 @@ def test_reproduce_writes_paper_tables(fakes, tmp_path, capsys):
     rows = {r["model"]: r for r in payload["tasks"]["cvd"]["rows"]}
     # B is the paired comparison's baseline, chosen on validation, never on the test means
     best = payload["tasks"]["cvd"]["comparison"]["b"]
-    assert best in RP.BASELINES and ri["baseline"] == best
+    assert best in paper_baselines() and ri["baseline"] == best
     assert ri["value"] == pytest.approx(100 * (rows["mingle"]["aupr_mean"] - rows[best]["aupr_mean"]) / rows[best]["aupr_mean"])
     assert r"\begin{tabular}" in (folder / "main.tex").read_text()
     # the protocol and the step budget are stated and recorded; every fake stops at the budget
     assert payload["protocol"] == "default" and payload["tuning_trials"] is None and payload["notes"] == "default"
     assert (payload["max_steps"], payload["eval_every"], payload["patience"]) == (2, 1, 2)
-    assert payload["stopped_at_budget"]["cvd"] == {m: 2 for m in RP.PAPER_MODELS}
+    assert payload["stopped_at_budget"]["cvd"] == {m: 2 for m in PAPER_MODELS}
     assert "protocol **default**" in main and "budget 2 optimiser steps, validation every 1 steps, patience 2" in main
     assert "at budget" in main and "| MINGLE † " in main
     assert "protocol default" in (folder / "main.tex").read_text()
@@ -79,7 +71,7 @@ def test_tables_only_composes_finished_cells(fakes, tmp_path):
     from mingle_bench import runner
 
     for task in ("phenotype", "cvd"):  # e.g. two machines, one task each, one seed finished
-        runner.run_benchmark(runner.RunConfig(task=task, data="synthetic:small", models=list(RP.PAPER_MODELS),
+        runner.run_benchmark(runner.RunConfig(task=task, data="synthetic:small", models=list(PAPER_MODELS),
                                               seeds=[0], out=str(tmp_path), max_steps=2, eval_every=1, patience=2,
                                               n_boot=20, progress=False, command=f"mingle-bench run --task {task}",
                                               reference=None))
@@ -97,10 +89,10 @@ def test_tables_only_composes_finished_cells(fakes, tmp_path):
 def test_tuned_protocol_tunes_every_model_then_runs_into_its_own_folders(fakes, tmp_path, monkeypatch, capsys):
     import optuna
 
+    from mingle_bench import pipeline
     from mingle_bench import results as R
-    from mingle_bench import tuning
 
-    monkeypatch.setattr(tuning, "search_space", lambda model, trial: {"scale": trial.suggest_float("scale", 0.5, 2.0)})
+    monkeypatch.setattr(pipeline, "search_space", lambda model, trial: {"scale": trial.suggest_float("scale", 0.5, 2.0)})
     models = ["retain", "hypehr", "mingle"]
     kw = dict(data="synthetic:small", seeds=[0], tasks=["cvd"], models=models, out=str(tmp_path), max_steps=3,
               eval_every=1, patience=2, n_boot=20, progress=False, protocol="tuned", trials=2, reference=None,

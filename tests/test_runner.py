@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,159 +18,13 @@ import pandas as pd
 import pytest
 import torch
 
+from mingle_bench import pipeline, runner
 from mingle_bench import results as R
-from mingle_bench import runner
 from mingle_bench.cli import main as cli_main
+from mingle_bench.report.finalize import select_baseline
+from pipeline_fakes import FakeManifest, MINGLE_TINY, RETAIN_TINY, fake_build, fake_fit
 
 TESTS_DIR = Path(__file__).resolve().parent
-FAKE_MODELS = {"mingle": 1.6, "hypehr": 1.2, "retain": 1.0, "gram": 0.9, "hypergat": 1.1, "mingle-no-notes": 1.3,
-               "mingle-no-concept": 1.4}
-
-
-@dataclass
-class FakeManifest:
-    seed: int
-    ids: dict
-
-    def to_json(self) -> str:
-        import hashlib
-
-        blob = json.dumps({"seed": self.seed, **self.ids}, sort_keys=True)
-        return json.dumps({"seed": self.seed, **self.ids, "sha256": hashlib.sha256(blob.encode()).hexdigest()})
-
-
-@dataclass
-class FakeData:
-    labels: torch.Tensor
-    split_idx: dict
-    samples: pd.DataFrame
-    manifest: FakeManifest
-    label_names: list
-    report: dict = field(default_factory=dict)
-    digest: dict = field(default_factory=dict)
-
-
-@dataclass
-class FakeFit:
-    test_probs: np.ndarray
-    val_metrics: dict
-    train_s: float
-    best_step: int
-    steps_run: int
-    max_steps: int
-    stopped: str
-    history: list
-    impl: str = "reference"
-    n_params: int = 10
-
-    def curve(self, monitor: str) -> list:
-        key = f"val_{monitor}"
-        return [[h["step"], h[key]] for h in self.history if key in h]
-
-
-def fake_build(cohort, task, *, split_seed, encoder, progress, **kw):
-    n_labels = 3 if task == "phenotype" else 1
-    rng = np.random.default_rng(123)
-    n = 200
-    patients = np.repeat(np.arange(100), 2)
-    labels = (rng.random((n, n_labels)) < 0.3).astype(np.float32)
-    perm = np.random.default_rng(split_seed).permutation(100)
-    parts = {"train": perm[:70], "val": perm[70:80], "test": perm[80:]}
-    split_idx = {k: torch.from_numpy(np.flatnonzero(np.isin(patients, v))) for k, v in parts.items()}
-    samples = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "patient_id": patients})
-    manifest = FakeManifest(split_seed, {k: sorted(int(x) for x in v) for k, v in parts.items()})
-    digest = {"task": str(task), "split": json.loads(manifest.to_json())["sha256"],
-              "features": R.stable_hash({k: kw.get(k) for k in sorted(kw)})}
-    return FakeData(torch.from_numpy(labels), split_idx, samples, manifest, [f"y{j}" for j in range(n_labels)],
-                    digest=digest)
-
-
-def eval_steps(budget) -> list[int]:
-    """The steps the trainer validates at: every ``eval_every`` steps and after the last one."""
-    steps = list(range(budget.eval_every, budget.max_steps + 1, budget.eval_every))
-    return steps if steps and steps[-1] == budget.max_steps else steps + [budget.max_steps]
-
-
-def fake_fit(model_name, data, hparams, seed, device, budget, monitor, on_eval):
-    """Test predictions of a fixed strength; a validation curve that rises until step
-    ``hparams["plateau"]`` (default: the whole budget) towards ``hparams["val_aupr"]`` (default:
-    grows with the strength), with the trainer's early stopping (patience in evaluations)."""
-    sleep = float(os.environ.get("FAKE_FIT_SLEEP", "0"))
-    strength = FAKE_MODELS[model_name] * hparams.get("scale", 1.0)
-    rng = np.random.default_rng(seed * 1000 + sum(map(ord, model_name)))
-    y = data.labels.numpy()[data.split_idx["test"].numpy()]
-    logits = strength * (2 * y - 1) + rng.normal(size=y.shape)
-    final = float(hparams.get("val_aupr", min(0.4 + 0.2 * strength, 0.999)))
-    plateau = int(hparams.get("plateau", budget.max_steps))
-    history, best, best_step, since, stopped = [], -1.0, 0, 0, "budget"
-    for step in eval_steps(budget):
-        vm = {"aupr": final * (0.5 + 0.5 * min(step, plateau) / plateau), "auroc": 0.6}
-        history.append({"step": step, "train_loss": 1.0 / step, "elapsed_s": 0.0,
-                        **{f"val_{k}": v for k, v in vm.items()}})
-        value = vm.get(monitor, vm["aupr"])
-        if value > best:
-            best, best_step, since = value, step, 0
-        else:
-            since += 1
-        on_eval(step, vm)
-        if sleep:
-            time.sleep(sleep)
-        if since >= budget.patience:
-            stopped = "early"
-            break
-    val = {"aupr": best, "auroc": 0.6}
-    return FakeFit(1 / (1 + np.exp(-logits)), val, 0.01, best_step, history[-1]["step"], budget.max_steps, stopped,
-                   history)
-
-
-def install_fakes(setattr_fn=setattr) -> None:
-    setattr_fn(runner, "load_cohort", lambda spec, progress=True: {"spec": spec})
-    setattr_fn(runner, "source_data_id", lambda spec: spec.replace(":", "-"))
-    setattr_fn(runner, "get_task", lambda name, code_types=None, notes="default": name)
-    setattr_fn(runner, "build_data", fake_build)
-    setattr_fn(runner, "model_defaults", lambda name: {"lr": 1e-3, "scale": 1.0})
-    setattr_fn(runner, "available_models", lambda: sorted(FAKE_MODELS))
-    setattr_fn(runner, "fit_model", fake_fit)
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    install_fakes(monkeypatch.setattr)
-
-
-#: tiny RETAIN / MINGLE for the real trainer on the toy TaskData
-RETAIN_TINY = {"emb_dim": 8, "alpha_hidden": 8, "beta_hidden": 8, "batch_size": 16}
-MINGLE_TINY = {"hidden": 8, "heads": 2, "cls_hidden": 8, "sem_dim": 8}
-
-
-def toy_build(cohort, task, *, split_seed, encoder, progress, **kw):
-    """A seeded toy TaskData (mingle_bench.models.toy) with a split manifest and an input digest."""
-    from mingle_bench.models.toy import make_toy_task_data
-
-    data = make_toy_task_data(n_samples=60, n_labels=1, n_nodes=24, seed=5)
-    pids = data.samples["patient_id"].to_numpy()
-    data.manifest = FakeManifest(split_seed, {k: sorted(int(x) for x in pids[v.numpy()]) for k, v in data.split_idx.items()})
-    data.digest = {"toy": "n60-l1-n24-s5", "split": json.loads(data.manifest.to_json())["sha256"]}
-    return data
-
-
-def install_toy_pipeline(setattr_fn=setattr) -> None:
-    """The runner with the real model registry, defaults and trainer on a toy TaskData (seconds)."""
-    setattr_fn(runner, "load_cohort", lambda spec, progress=True: {"spec": spec})
-    setattr_fn(runner, "source_data_id", lambda spec: spec.replace(":", "-"))
-    setattr_fn(runner, "get_task", lambda name, code_types=None, notes="default": name)
-    setattr_fn(runner, "build_data", toy_build)
-
-
-@pytest.fixture
-def toy_pipeline(monkeypatch):
-    install_toy_pipeline(monkeypatch.setattr)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(tmp_path, **kw):
     base = dict(task="mortality", data="synthetic:small", models=["mingle", "hypehr", "retain"], seeds=[0, 1, 2],
                 out=str(tmp_path), max_steps=3, eval_every=1, patience=2, n_boot=200, progress=False,
@@ -226,7 +79,7 @@ def test_rerun_skips_finished_cells_and_adds_new_ones(fakes, tmp_path, monkeypat
     folder = tmp_path / "mortality" / "synthetic-small"
     before = {(r["model"], r["seed"]): r["finished_at"] for r in R.load_runs(folder)}
     calls = []
-    monkeypatch.setattr(runner, "fit_model", lambda *a, **k: calls.append(a[:1] + a[3:4]) or fake_fit(*a, **k))
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: calls.append(a[:1] + a[3:4]) or fake_fit(*a, **k))
     s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1, 2]))
     assert sorted(calls) == [("mingle", 2), ("retain", 2)]
     assert len(s.skipped) == 4 and len(s.trained) == 2
@@ -259,7 +112,7 @@ def test_failed_cell_is_reported_and_others_kept(fakes, tmp_path, monkeypatch):
             raise RuntimeError("diverged")
         return fake_fit(model_name, *a, **k)
 
-    monkeypatch.setattr(runner, "fit_model", flaky)
+    monkeypatch.setattr(pipeline, "fit", flaky)
     s = runner.run_benchmark(_cfg(tmp_path, seeds=[0]))
     assert [f["model"] for f in s.failed] == ["hypehr"] and "diverged" in s.failed[0]["error"]
     assert {r["model"] for r in R.load_runs(s.folder)} == {"mingle", "retain"}
@@ -272,8 +125,10 @@ def test_argument_errors_are_clear(fakes, tmp_path, capsys):
         runner.run_benchmark(_cfg(tmp_path, models=["nope"]))
     with pytest.raises(runner.RunError, match="--seeds"):
         runner.parse_seeds("a,b")
-    with pytest.raises(runner.RunError, match="no CUDA|--device"):
-        runner.resolve_device("cuda") if not torch.cuda.is_available() else runner.resolve_device("tpu")
+    with pytest.raises(ValueError, match="no CUDA|--device"):
+        pipeline.resolve_device("cuda") if not torch.cuda.is_available() else pipeline.resolve_device("tpu")
+    with pytest.raises(ValueError, match="--device must be"):
+        pipeline.resolve_device("gpu")
     with pytest.raises(runner.RunError, match="tune"):
         runner.run_benchmark(_cfg(tmp_path, tuned=["nosuchstudy"]))
     # through the CLI: one line, no traceback
@@ -286,7 +141,7 @@ def test_tuned_params_are_applied(fakes, tmp_path, monkeypatch):
     (tmp_path / "tuning").mkdir()
     (tmp_path / "tuning" / "st.json").write_text(json.dumps({"model": "retain", "best_params": {"scale": 3.0}}))
     seen = {}
-    monkeypatch.setattr(runner, "fit_model", lambda m, d, hp, *a, **k: seen.setdefault(m, hp) and fake_fit(m, d, hp, *a, **k))
+    monkeypatch.setattr(pipeline, "fit", lambda m, d, hp, *a, **k: seen.setdefault(m, hp) and fake_fit(m, d, hp, *a, **k))
     runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0], tuned=["st"]))
     assert seen["retain"]["scale"] == 3.0 and seen["mingle"]["scale"] == 1.0
     rec = next(r for r in R.load_runs(tmp_path / "mortality" / "synthetic-small") if r["model"] == "retain")
@@ -304,11 +159,14 @@ def test_table_command_rerenders(fakes, tmp_path, capsys):
 
 
 def _fake_cli(argv: list[str], env: dict) -> subprocess.Popen:
-    code = ("import sys; sys.path.insert(0, %r); import test_runner as t; t.install_fakes();"
-            "from mingle_bench.cli import main; sys.exit(main(%r))" % (str(TESTS_DIR), argv))
+    """The CLI in a subprocess with the fake pipeline installed (tests/ on its PYTHONPATH)."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH")) if p)}
+    code = ("import sys, pipeline_fakes; pipeline_fakes.install_fakes();"
+            "from mingle_bench.cli import main; sys.exit(main(%r))" % (argv,))
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_resume(tmp_path):
     """Kill a run with SIGKILL right after its first cell lands; the rerun skips that cell."""
     env = {**os.environ, "FAKE_FIT_SLEEP": "0.15"}
@@ -352,9 +210,9 @@ def test_changed_data_under_the_same_id_is_refused(fakes, tmp_path, monkeypatch)
         def __init__(self, sid):
             self.source_id = sid
 
-    monkeypatch.setattr(runner, "load_cohort", lambda spec, progress=True: Cohort("aaaa"))
+    monkeypatch.setattr(pipeline, "load_cohort", lambda spec, progress=True: Cohort("aaaa"))
     runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))
-    monkeypatch.setattr(runner, "load_cohort", lambda spec, progress=True: Cohort("bbbb"))
+    monkeypatch.setattr(pipeline, "load_cohort", lambda spec, progress=True: Cohort("bbbb"))
     with pytest.raises(runner.RunError, match="the data changed"):
         runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0, 1]))
 
@@ -364,8 +222,8 @@ def test_graph_scope_and_code_types_reach_the_features_stage(tmp_path, fakes, mo
     from mingle_bench.cli import main
 
     seen, tasks = [], []
-    monkeypatch.setattr(runner, "build_data", lambda *a, **k: seen.append(k) or fake_build(*a, **k))
-    monkeypatch.setattr(runner, "get_task",
+    monkeypatch.setattr(pipeline, "build_features", lambda *a, **k: seen.append(k) or fake_build(*a, **k))
+    monkeypatch.setattr(pipeline, "get_task",
                         lambda name, code_types=None, notes="default": tasks.append(code_types) or name)
     base = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle", "--seeds", "1",
             "--max-steps", "2", "--eval-every", "1", "--quiet", "--bootstrap", "0", "--reference", "none"]
@@ -399,7 +257,7 @@ def test_records_carry_steps_curve_and_provenance(fakes, tmp_path):
     s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1], max_steps=5, patience=2,
                                   hparam_overrides={"retain": {"plateau": 1}}))
     cfg = json.loads((s.folder / "config.json").read_text())
-    assert cfg["pipeline"] == runner.PIPELINE_VERSION and cfg["input_digest"]["split"]
+    assert cfg["pipeline"] == pipeline.PIPELINE_VERSION and cfg["input_digest"]["split"]
     recs = _records(s.folder)
     for (model, seed), r in recs.items():
         assert r["max_steps"] == 5 and r["config"]["max_steps"] == 5
@@ -458,7 +316,7 @@ def test_resume_keys_on_the_input_hash(fakes, tmp_path, monkeypatch):
     assert second[("mingle", 0)] == first[("mingle", 0)]
     # the same run configuration but other model inputs (e.g. another vocabulary or encoder
     # output, seen through TaskData.digest): nothing is reused
-    monkeypatch.setattr(runner, "build_data",
+    monkeypatch.setattr(pipeline, "build_features",
                         lambda *a, **k: replace(fake_build(*a, **k), digest={**fake_build(*a, **k).digest, "vocab": "other"}))
     s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1],
                                   hparam_overrides={"retain": {"lr": 5e-4}}))
@@ -485,7 +343,7 @@ def test_note_policy_and_budget_changes_are_refused_or_fresh(fakes, tmp_path):
 
 def test_note_policy_reaches_the_task(fakes, tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(runner, "get_task", lambda name, code_types=None, notes="default": seen.append(notes) or name)
+    monkeypatch.setattr(pipeline, "get_task", lambda name, code_types=None, notes="default": seen.append(notes) or name)
     runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0], notes="in-stay"))
     assert seen == ["in-stay"]
 
@@ -504,7 +362,7 @@ def test_folder_of_another_pipeline_version_is_refused(fakes, tmp_path, old, cap
     with pytest.raises(runner.RunError) as exc:
         runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))
     msg = str(exc.value)
-    assert "pipeline version" in msg and "--fresh" in msg and runner.PIPELINE_VERSION in msg
+    assert "pipeline version" in msg and "--fresh" in msg and pipeline.PIPELINE_VERSION in msg
     assert (old.get("pipeline") or "epoch budgets") in msg
     # the CLI says so in one line
     rc = cli_main(["run", "--task", "mortality", "--data", "synthetic:small", "--models", "retain", "--seeds", "1",
@@ -517,7 +375,7 @@ def test_folder_of_another_pipeline_version_is_refused(fakes, tmp_path, old, cap
     assert s.trained == [("retain", 0)]
     recs = R.load_runs(folder)
     assert len(recs) == 1 and recs[0]["input_hash"] and "epochs_run" not in recs[0]
-    assert json.loads((folder / "config.json").read_text())["pipeline"] == runner.PIPELINE_VERSION
+    assert json.loads((folder / "config.json").read_text())["pipeline"] == pipeline.PIPELINE_VERSION
 
 
 def test_best_baseline_is_chosen_by_validation_not_test(fakes, tmp_path):
@@ -531,7 +389,7 @@ def test_best_baseline_is_chosen_by_validation_not_test(fakes, tmp_path):
 
     assert mean("hypehr", "metrics") > mean("retain", "metrics")          # test-best: HypEHR
     assert mean("retain", "val_metrics") > mean("hypehr", "val_metrics")  # validation-best: RETAIN
-    assert runner.select_baseline(recs, "aupr") == "retain"
+    assert select_baseline(recs, "aupr") == "retain"
     comp = json.loads((s.folder / "comparison.json").read_text())
     assert comp["a"] == "mingle" and comp["b"] == "retain" and s.comparison["b"] == "retain"
     assert comp["baseline_selected_by"] == "validation aupr"
@@ -546,10 +404,10 @@ def test_select_baseline_rules():
 
     recs = [rec("mingle", 0.99), rec("mingle-no-notes", 0.98), rec("retain", 0.6), rec("retain", 0.8, 1),
             rec("hypehr", 0.65), rec("hypehr", 0.7, 1), rec("gram", float("nan"))]
-    assert runner.select_baseline(recs, "aupr") == "retain"      # mean 0.70 > 0.675; never MINGLE or an ablation
-    assert runner.select_baseline(recs, "brier") == "retain"     # lower is better
-    assert runner.select_baseline([rec("hypehr", 0.7), rec("retain", 0.7)], "aupr") == "hypehr"  # tie: first listed
-    assert runner.select_baseline([rec("mingle", 0.9), {"model": "retain", "seed": 0}], "aupr") is None
+    assert select_baseline(recs, "aupr") == "retain"      # mean 0.70 > 0.675; never MINGLE or an ablation
+    assert select_baseline(recs, "brier") == "retain"     # lower is better
+    assert select_baseline([rec("hypehr", 0.7), rec("retain", 0.7)], "aupr") == "hypehr"  # tie: first listed
+    assert select_baseline([rec("mingle", 0.9), {"model": "retain", "seed": 0}], "aupr") is None
 
 
 def test_tables_mark_budget_stopped_models(fakes, tmp_path):

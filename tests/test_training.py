@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mingle_bench.models.toy import make_toy_task_data
-from mingle_bench.training import Budget, FitResult, fit, predict, resolve_device
+from mingle_bench.profiling.random_task_data import make_random_task_data
+from mingle_bench.devices import resolve_device
+from mingle_bench.training import Budget, FitResult, fit, predict
 
 MINGLE_SMALL = {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8}
 RETAIN_SMALL = {"emb_dim": 16, "alpha_hidden": 16, "beta_hidden": 16, "batch_size": 8}
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def toy():
-    return make_toy_task_data(n_samples=60, n_labels=2, n_nodes=24, seed=5)
+    return make_random_task_data(n_samples=60, n_labels=2, n_nodes=24, seed=5)
 
 
 def test_fit_result_contract(toy):
@@ -163,8 +164,12 @@ def test_bad_arguments(toy):
         fit("retain", toy, RETAIN_SMALL, seed=0, device="cpu", budget=Budget(1, 1, 1), monitor="nope")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
-            resolve_device("cuda")
-    assert resolve_device("auto").type in ("cpu", "cuda")
+            fit("retain", toy, RETAIN_SMALL, seed=0, device="cuda", budget=Budget(1, 1, 1))
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="--device must be auto, cpu or cuda"):
+        resolve_device("tpu")
+    assert resolve_device("auto").type in ("cpu", "cuda") and resolve_device(None) == resolve_device("auto")
 
 
 def test_mingle_eval_mode_matches_train_mode_after_training(toy):

@@ -1,4 +1,4 @@
-"""Tuning mechanics on the fake pipeline of test_runner: resume, 2 workers on one SQLite study,
+"""Tuning mechanics on the fake pipeline (tests/pipeline_fakes.py): resume, 2 workers on one SQLite study,
 the total-trials cap, validation-only objective, the version-detecting retry helper."""
 from __future__ import annotations
 
@@ -11,25 +11,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mingle_bench import runner, tuning
+from mingle_bench import pipeline, runner, tuning
+from pipeline_fakes import fake_fit
 
 TESTS_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS_DIR))
-import test_runner as fakes_mod  # noqa: E402
-
-
-def fake_space(model, trial):
-    return {"scale": trial.suggest_float("scale", 0.1, 3.0)}
-
-
-def install(setattr_fn=setattr):
-    fakes_mod.install_fakes(setattr_fn)
-    setattr_fn(tuning, "search_space", fake_space)
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    install(monkeypatch.setattr)
 
 
 def _tune(tmp_path, **kw):
@@ -41,7 +26,7 @@ def _tune(tmp_path, **kw):
 
 def test_tune_saves_best_params_from_validation_only(fakes, tmp_path, monkeypatch):
     seen_test = []
-    real_fit = fakes_mod.fake_fit
+    real_fit = fake_fit
 
     def fit(model_name, data, hp, *a, **k):
         res = real_fit(model_name, data, hp, *a, **k)
@@ -50,7 +35,7 @@ def test_tune_saves_best_params_from_validation_only(fakes, tmp_path, monkeypatc
         seen_test.append(True)
         return res
 
-    monkeypatch.setattr(runner, "fit_model", fit)
+    monkeypatch.setattr(pipeline, "fit", fit)
     res = _tune(tmp_path, trials=6)
     assert res.counts["complete"] + res.counts["pruned"] == 6
     saved = json.loads((tmp_path / "tuning" / "mortality-retain-synthetic-small.json").read_text())
@@ -62,7 +47,7 @@ def test_tune_saves_best_params_from_validation_only(fakes, tmp_path, monkeypatc
             assert t.value == pytest.approx(1 - abs(t.params["scale"] - 2.0) / 3)
     assert study.user_attrs["split_sha256"] and study.user_attrs["monitor"] == "aupr"
     assert {k: study.user_attrs[k] for k in ("pipeline", "max_steps", "eval_every", "patience", "notes")} == \
-        {"pipeline": runner.PIPELINE_VERSION, "max_steps": 3, "eval_every": 1, "patience": 2, "notes": "default"}
+        {"pipeline": pipeline.PIPELINE_VERSION, "max_steps": 3, "eval_every": 1, "patience": 2, "notes": "default"}
     for t in study.trials:  # reported at every evaluation, keyed by optimiser step
         assert set(t.intermediate_values) <= {1, 2, 3} and t.user_attrs["stopped"] in ("budget", "early")
         if t.state.name == "COMPLETE":
@@ -73,7 +58,7 @@ def test_tune_saves_best_params_from_validation_only(fakes, tmp_path, monkeypatc
     assert res2.counts["complete"] + res2.counts["pruned"] == 8
     # run --tuned picks the saved params
     seen = {}
-    monkeypatch.setattr(runner, "fit_model", lambda m, d, hp, *a, **k: seen.setdefault(m, hp) and real_fit(m, d, hp, *a, **k))
+    monkeypatch.setattr(pipeline, "fit", lambda m, d, hp, *a, **k: seen.setdefault(m, hp) and real_fit(m, d, hp, *a, **k))
     runner.run_benchmark(runner.RunConfig(task="mortality", data="synthetic:small", models=["retain"], seeds=[0],
                                           out=str(tmp_path), max_steps=3, eval_every=1, patience=2, n_boot=0,
                                           progress=False, tuned=[res.study_name], reference=None))
@@ -88,7 +73,7 @@ def test_joining_a_study_with_another_setup_is_refused(fakes, tmp_path):
         _tune(tmp_path, trials=2, study_name="s1", eval_every=3)
     with pytest.raises(tuning.TuneError, match="notes: study has 'default', this worker 'in-stay'"):
         _tune(tmp_path, trials=2, study_name="s1", notes="in-stay")
-    with pytest.raises(tuning.TuneError, match="--notes must be one of"):
+    with pytest.raises(pipeline.RunError, match="--notes must be one of"):
         _tune(tmp_path, trials=2, study_name="s1", notes="nope")
     with pytest.raises(runner.RunError, match="--max-steps must be an integer >= 1"):
         _tune(tmp_path, trials=2, study_name="s1", max_steps=0)
@@ -99,7 +84,7 @@ def test_joining_a_study_with_another_setup_is_refused(fakes, tmp_path):
 
 def test_note_policy_reaches_the_task_when_tuning(fakes, tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(runner, "get_task", lambda name, code_types=None, notes="default": seen.append(notes) or name)
+    monkeypatch.setattr(pipeline, "get_task", lambda name, code_types=None, notes="default": seen.append(notes) or name)
     _tune(tmp_path, trials=1, notes="in-stay")
     assert seen == ["in-stay"]
 
@@ -132,11 +117,13 @@ def test_retry_helper_handles_both_callback_names():
         tuning.make_storage("nosuchdialect://x")
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     """Two processes on one SQLite study: both contribute, the total is capped, no duplicate startup points."""
-    code = ("import sys; sys.path.insert(0, %r); import test_tune as t; t.install();"
-            "from mingle_bench.cli import main; sys.exit(main(%%r))" % str(TESTS_DIR))
-    env = {**os.environ, "FAKE_FIT_SLEEP": "0.05"}
+    code = ("import sys, pipeline_fakes; pipeline_fakes.install_fakes();"
+            "from mingle_bench.cli import main; sys.exit(main(%r))")
+    env = {**os.environ, "FAKE_FIT_SLEEP": "0.05",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)}
     procs = []
     for w in (0, 1):
         argv = ["tune", "--task", "mortality", "--model", "retain", "--data", "synthetic:small", "--trials", "6",

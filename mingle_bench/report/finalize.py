@@ -1,0 +1,102 @@
+"""Finalize a run's results folder: the paired comparison against the best baseline, the tables,
+the ROC/PR curves and the learning curves, from the cells already finished in the folder.
+
+The folder holds one run configuration (the runner checks that at start), so all its cells
+are comparable; cells of an earlier invocation with other ``--models``/``--seeds`` are kept and
+shown. Reads only the folder (:mod:`mingle_bench.results`); trains nothing.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mingle_bench import results as R
+
+DEFAULT_BOOTSTRAP = 1000
+LEARNING_CURVES_FILE = "learning_curves.png"
+
+
+def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRAP
+             ) -> tuple[list[dict], dict | None, list[Path]]:
+    """Write ``comparison.json``, ``table.{md,tex,csv}``, ``curves.png`` and ``learning_curves.png``
+    of ``folder``; returns the aggregated rows, the comparison (or ``None``) and the files written."""
+    from mingle_bench.comparison import paired_comparison
+    from mingle_bench.plots import plot_curves, plot_learning_curves
+    from mingle_bench.tables import aggregate, data_label, display_name, write_run_tables
+
+    folder = Path(folder)
+    config = R.read_json(folder / R.CONFIG_FILE)
+    records = [r for r in R.load_runs(folder) if R.preds_path(folder, r["model"], r["seed"]).exists()]
+    order = list(config.get("models", []))
+    rows = aggregate(records, order=order)
+    lab = R.load_array(R.labels_path(folder))
+    y_test, groups = lab["y_true"], lab.get("patient_group")
+    probs: dict[str, dict[int, np.ndarray]] = {}
+    for r in records:
+        probs.setdefault(r["model"], {})[r["seed"]] = R.load_array(R.preds_path(folder, r["model"], r["seed"]))["probs"]
+    comp = None
+    best = select_baseline(records, monitor, order)
+    if "mingle" in probs and best is not None and set(probs["mingle"]) & set(probs[best]):
+        comp = paired_comparison(y_test, probs["mingle"], probs[best], groups=groups, n_boot=n_boot, seed=0)
+        comp.update({"a": "mingle", "b": best, "selected_by": monitor,
+                     "baseline_selected_by": f"validation {monitor}",
+                     "definition": "diff = mean over seeds of metric(MINGLE) - metric(baseline); "
+                                   "CI: 2.5/97.5 percentiles of a patient-level bootstrap of the test set; "
+                                   "the baseline is the one with the best mean validation "
+                                   f"{monitor} (the test set plays no part in choosing it)"})
+    if comp:
+        R.atomic_write_json(folder / R.COMPARISON_FILE, comp)
+    else:
+        (folder / R.COMPARISON_FILE).unlink(missing_ok=True)
+    files: list[Path] = []
+    if records:
+        files = write_run_tables(folder)
+        names = [m for m in order if m in probs] + sorted(m for m in probs if m not in order)
+        title = f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: test set, one line per seed"
+        files.append(plot_curves(y_test, {m: probs[m] for m in names}, folder / "curves.png", title,
+                                 names={m: display_name(m) for m in names}))
+        curves = {(r["model"], r["seed"]): r.get("curve") or [] for r in records}
+        files.append(plot_learning_curves(
+            curves, folder / LEARNING_CURVES_FILE, monitor,
+            f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: validation {monitor.upper()} "
+            f"by optimiser step (budget {config.get('max_steps')}); one line per model x seed",
+            order=names, names={m: display_name(m) for m in names}, max_steps=config.get("max_steps")))
+    return rows, comp, files
+
+
+def select_baseline(records: list[dict], monitor: str, order: Sequence[str] = ()) -> str | None:
+    """The best baseline (any model outside the MINGLE family) by its mean *validation*
+    ``monitor`` over seeds; ``None`` when there is none. Ties go to the model listed first in
+    ``order`` (the run's ``--models``), then by name."""
+    from mingle_bench.metrics import is_better
+    from mingle_bench.zoo import list_models
+
+    mingle_family = set(list_models("mingle"))
+    vals: dict[str, list[float]] = {}
+    for r in records:
+        v = (r.get("val_metrics") or {}).get(monitor)
+        if r["model"] not in mingle_family and v is not None and math.isfinite(float(v)):
+            vals.setdefault(r["model"], []).append(float(v))
+    rank = {m: i for i, m in enumerate(order)}
+    best = None
+    for m, vs in sorted(vals.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])):
+        mean = float(np.mean(vs))
+        if best is None or is_better(monitor, mean, best[1]):
+            best = (m, mean)
+    return None if best is None else best[0]
+
+
+def comparison_sentence(comp: dict | None) -> str:
+    """One line: MINGLE against the validation-chosen baseline, with its bootstrap CI (or "")."""
+    from mingle_bench.metrics import METRIC_LABELS
+
+    if not comp:
+        return ""
+    m = comp["selected_by"]
+    r = comp["metrics"].get(m) or next(iter(comp["metrics"].values()))
+    return (f"MINGLE vs best baseline {comp['b']}: {METRIC_LABELS.get(m, m)} {100 * r['diff']:+.2f} points "
+            f"(95% CI {100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}; better in {r['a_better_seeds']}/{r['n_seeds']} seeds)"
+            if r["ci_low"] is not None and r["ci_low"] == r["ci_low"] else "")

@@ -347,6 +347,11 @@ def _ensure_transpose(indptr: Tensor, indices: Tensor, t_indptr: Tensor, t_indic
     return ti, tx, (tp if t_perm is not None else None)
 
 
+def _data_checked(inputs: tuple, position: int) -> bool:
+    """The forward op's ``data_checked`` argument (False when the caller left the default)."""
+    return bool(inputs[position]) if len(inputs) > position else False
+
+
 if _HAS_EXT:
 
     @torch.library.register_fake("mingle::segment_softmax_aggregate")
@@ -371,11 +376,9 @@ if _HAS_EXT:
         return torch.empty_like(src_logits), torch.empty_like(values), g_dst
 
     def _ssa_setup(ctx, inputs, output):
-        src_logits, values, indptr, indices, t_indptr, t_indices, dst_logits, slope, _S, *checked = inputs
+        src_logits, values, indptr, indices, t_indptr, t_indices, dst_logits, slope, _S = inputs[:9]
         out, lse = output
-        ctx.slope = slope
-        ctx.data_checked = bool(checked and checked[0])
-        ctx.has_dst = dst_logits is not None
+        ctx.slope, ctx.has_dst, ctx.data_checked = slope, dst_logits is not None, _data_checked(inputs, 9)
         ctx.save_for_backward(out, lse, src_logits, values, indptr, indices, t_indptr, t_indices,
                               dst_logits if dst_logits is not None else None)
 
@@ -408,11 +411,9 @@ if _HAS_EXT:
         return torch.empty_like(values), g_w
 
     def _sa_setup(ctx, inputs, output):
-        values, indptr, indices, t_indptr, t_indices, t_perm, weights, reduce, _S, *checked = inputs
+        values, indptr, indices, t_indptr, t_indices, t_perm, weights, reduce, _S = inputs[:9]
         _out, arg = output
-        ctx.reduce = reduce
-        ctx.data_checked = bool(checked and checked[0])
-        ctx.has_w = weights is not None
+        ctx.reduce, ctx.has_w, ctx.data_checked = reduce, weights is not None, _data_checked(inputs, 9)
         ctx.save_for_backward(values, arg, indptr, indices, t_indptr, t_indices, t_perm, weights)
 
     def _sa_backward(ctx, grad_out, _grad_arg):

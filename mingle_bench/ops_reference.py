@@ -24,16 +24,14 @@ from torch import Tensor
 from mingle_bench.csr import segment_ids
 
 
-def segment_softmax_aggregate_reference(
-    src_logits: Tensor,
-    values: Tensor,
-    indptr: Tensor,
-    indices: Tensor,
-    dst_logits: Tensor | None = None,
-    negative_slope: float = 0.2,
-    seg: Tensor | None = None,
-) -> Tensor:
-    """Unfused softmax-weighted segment sum. Shapes: [N,H], [N,H,D], [S+1], [nnz], [S,H] -> [S,H,D]."""
+def segment_softmax_aggregate_reference(src_logits: Tensor, values: Tensor, indptr: Tensor, indices: Tensor,
+                                        dst_logits: Tensor | None = None, negative_slope: float = 0.2,
+                                        seg: Tensor | None = None) -> Tensor:
+    """Unfused softmax-weighted segment sum. Shapes: [N,H], [N,H,D], [S+1], [nnz], [S,H] -> [S,H,D].
+
+    The arguments of :func:`mingle_bench.ops.segment_softmax_aggregate`; ``seg`` [nnz] are the
+    precomputed segment ids (:func:`mingle_bench.csr.segment_ids`), derived when None.
+    """
     num_segments = indptr.numel() - 1
     nnz = indices.numel()
     H, D = values.shape[1], values.shape[2]
@@ -55,15 +53,12 @@ def segment_softmax_aggregate_reference(
     return out.index_add(0, seg, msg)
 
 
-def segment_aggregate_reference(
-    values: Tensor,
-    indptr: Tensor,
-    indices: Tensor,
-    weights: Tensor | None = None,
-    reduce: str = "sum",
-    seg: Tensor | None = None,
-) -> Tensor:
-    """Unfused weighted segment reduction. Shapes: [N,D], [S+1], [nnz], [nnz] -> [S,D]."""
+def segment_aggregate_reference(values: Tensor, indptr: Tensor, indices: Tensor, weights: Tensor | None = None,
+                                reduce: str = "sum", seg: Tensor | None = None) -> Tensor:
+    """Unfused weighted segment reduction. Shapes: [N,D], [S+1], [nnz], [nnz] -> [S,D].
+
+    The arguments of :func:`mingle_bench.ops.segment_aggregate`; ``seg`` as above.
+    """
     num_segments = indptr.numel() - 1
     nnz = indices.numel()
     D = values.shape[1]

@@ -450,3 +450,26 @@ def test_package_works_without_extension():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+@needs_fused
+def test_data_checked_schema_argument():
+    """data_checked (default False) only skips the CPU data scan: same results either way."""
+    for name in ("segment_softmax_aggregate", "segment_softmax_aggregate_backward", "segment_aggregate",
+                 "segment_aggregate_backward"):
+        arg = getattr(torch.ops.mingle, name).default._schema.arguments[-1]
+        assert arg.name == "data_checked" and arg.default_value is False
+    indptr, indices, src, val, dst = _small_case(torch.float32)
+    csr = CSR.from_csr(indptr, indices, src.shape[0])
+    S, t = indptr.numel() - 1, (csr.t_indptr, csr.t_indices)
+    f = torch.ops.mingle.segment_softmax_aggregate
+    a = f(src, val, indptr, indices, *t, dst, 0.2, S)
+    b = f(src, val, indptr, indices, *t, dst, 0.2, S, True)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    # a validated CSR passes data_checked=True through forward and backward (gradients unchanged)
+    grads = []
+    for c in (csr, CSR.from_csr(indptr, indices, src.shape[0], validate=False)):
+        s, v = src.clone().requires_grad_(), val.clone().requires_grad_()
+        ops.softmax_aggregate(c, s, v, dst, 0.2, "fused").sum().backward()
+        grads.append((s.grad, v.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])

@@ -176,7 +176,8 @@ def test_default_hparams_build(name, toy_binary):
         opt = torch.optim.Adam(model.parameters(), lr=float(model.hparams["lr"]))
         out["loss"].backward()
         opt.step()
-    out = model(batch)
+    with torch.no_grad():
+        out = model(batch)
     assert out["logits"].shape == (idx.numel(), data.n_labels)
     assert out["loss"].dim() == 0 and math.isfinite(float(out["loss"]))
     after = list(model.buffers()) if getattr(model, "sklearn", False) else list(model.parameters())

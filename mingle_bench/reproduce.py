@@ -108,7 +108,7 @@ def reproduce(
                                tuning_trials=trials if protocol == "tuned" else None, reference=reference)
         s = runner.run_benchmark(cfg)
         if s.reference:
-            from mingle_bench.reference import reference_lines
+            from mingle_bench.report.reference import reference_lines
 
             print("\n".join(reference_lines(s.reference)))
         print(runner.summary_line(s))

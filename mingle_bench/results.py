@@ -19,81 +19,27 @@ Resume: a cell is *finished* when ``runs.jsonl`` holds a record with the same ``
 split, note selection, encoder identity, vocabulary, hyperparameters, budget and pipeline
 version; :func:`mingle_bench.runner.input_hash`) and its prediction file exists. Each record
 also carries ``preds_sha256``, the digest of its test probabilities, so two runs can be
-compared cell by cell (:mod:`mingle_bench.reference`). Nothing uses pickle.
+compared cell by cell (:mod:`mingle_bench.report.reference`). Nothing uses pickle.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+# the atomic writers live in mingle_bench.io; imported here for this module's own writes and,
+# until its callers import them from mingle_bench.io, as results.atomic_write_* / results.to_json
+from mingle_bench.io import atomic_write_bytes, atomic_write_json, atomic_write_text, clean_nan, json_default, to_json  # noqa: F401
 
 RUNS_FILE = "runs.jsonl"
 CONFIG_FILE = "config.json"
 SPLITS_FILE = "splits.json"
 COMPARISON_FILE = "comparison.json"
 PREDS_DIR = "preds"
-
-
-def _json_default(o: Any):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _clean_nan(o: Any):
-    """Replace float nan/inf by None so the JSON is standard (readable by any tool)."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean_nan(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean_nan(v) for v in o]
-    return o
-
-
-def to_json(obj: Any, *, indent: int | None = 2) -> str:
-    """Standard JSON (nan -> null, numpy scalars to Python), keys in insertion order."""
-    return json.dumps(_clean_nan(obj), indent=indent, default=_json_default, allow_nan=False)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, to_json(obj) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -106,7 +52,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def stable_hash(obj: Any, n: int = 16) -> str:
     """sha256 of the canonical JSON of ``obj`` (sorted keys), first ``n`` hex digits."""
-    blob = json.dumps(_clean_nan(obj), sort_keys=True, default=_json_default, separators=(",", ":"))
+    blob = json.dumps(clean_nan(obj), sort_keys=True, default=json_default, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:n]
 
 

@@ -17,8 +17,8 @@ Protocol (the same for every model, so the comparison is fair):
    cell. The test set is never used for model selection, early stopping or tuning.
 4. Tables of mean ± std over seeds in %, a paired comparison of MINGLE against the baseline
    with the best *validation* metric (per-seed signs and a patient-level bootstrap CI,
-   :mod:`mingle_bench.comparison`), ROC/PR curves and learning curves.
-5. The reference check (:mod:`mingle_bench.reference`): each cell is compared with the
+   :mod:`mingle_bench.report.comparison`), ROC/PR curves and learning curves.
+5. The reference check (:mod:`mingle_bench.report.reference`): each cell is compared with the
    committed reference cell of the same inputs.
 
 Results go to ``<out>/<task>/<data-id>/`` (:mod:`mingle_bench.results`). Every cell carries an
@@ -300,7 +300,7 @@ def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunS
     ref = None
     (folder / "reference_check.json").unlink(missing_ok=True)
     if cfg.reference is not None:
-        from mingle_bench.reference import check_reference
+        from mingle_bench.report.reference import check_reference
 
         ref = check_reference(folder, [keys[c] for c in cells], cfg.reference)
     return RunSummary(folder, trained, skipped, failed, rows, comp, files, ref)

@@ -84,7 +84,7 @@ def test_is_better_direction():
 
 @pytest.mark.parametrize("n_labels", [1, 4])
 def test_bootstrap_fast_metrics_equal_sklearn_definitions(n_labels):
-    from mingle_bench.comparison import fast_metric
+    from mingle_bench.report.comparison import fast_metric
 
     rng = np.random.default_rng(n_labels)
     y = (rng.random((60, n_labels)) < 0.3).astype(float)

@@ -1,4 +1,4 @@
-"""The reference check (:mod:`mingle_bench.reference`): each cell of a run against the cell with
+"""The reference check (:mod:`mingle_bench.report.reference`): each cell of a run against the cell with
 the same ``input_hash`` in a reference folder: identical / differs / no reference.
 
 Most tests use the fake pipeline (tests/pipeline_fakes.py) (deterministic, seconds). Two use the real
@@ -16,7 +16,7 @@ import torch
 from mingle_bench import pipeline, runner
 from mingle_bench import results as R
 from mingle_bench.cli import main as cli_main
-from mingle_bench.reference import (REFERENCE_FILE, check_reference, compare_cells, default_reference_root,
+from mingle_bench.report.reference import (REFERENCE_FILE, check_reference, compare_cells, default_reference_root,
                                     reference_lines, resolve_reference)
 
 from pipeline_fakes import MINGLE_TINY, RETAIN_TINY, fake_build

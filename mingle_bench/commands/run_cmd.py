@@ -177,7 +177,7 @@ def _code_types(value: str | None) -> tuple[str, ...] | None:
 
 def _run(args) -> int:
     from mingle_bench import runner as R
-    from mingle_bench.reference import reference_lines
+    from mingle_bench.report.reference import reference_lines
     from mingle_bench.report.finalize import comparison_sentence
 
     _check_budget_args(args)

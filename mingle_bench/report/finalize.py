@@ -23,8 +23,8 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
              ) -> tuple[list[dict], dict | None, list[Path]]:
     """Write ``comparison.json``, ``table.{md,tex,csv}``, ``curves.png`` and ``learning_curves.png``
     of ``folder``; returns the aggregated rows, the comparison (or ``None``) and the files written."""
-    from mingle_bench.comparison import paired_comparison
-    from mingle_bench.plots import plot_curves, plot_learning_curves
+    from mingle_bench.report.comparison import paired_comparison
+    from mingle_bench.report.plots import plot_curves, plot_learning_curves
     from mingle_bench.tables import aggregate, data_label, display_name, write_run_tables
 
     folder = Path(folder)

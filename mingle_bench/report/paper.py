@@ -254,7 +254,7 @@ def render_paper(folder: str | os.PathLike, fmt: str = "md") -> str:
 
 def write_paper(folder: str | os.PathLike) -> list[Path]:
     """Write main/ablation/relative-improvement tables (md + tex), the figure and a CSV."""
-    from mingle_bench.plots import plot_relative_improvement
+    from mingle_bench.report.plots import plot_relative_improvement
     from mingle_bench.tables import data_label
 
     folder = Path(folder)

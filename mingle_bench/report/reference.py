@@ -29,7 +29,9 @@ REFERENCE_FILE = "reference_check.json"
 
 def default_reference_root() -> Path | None:
     """The ``results/`` folder of the source checkout this package runs from, if there is one."""
-    root = Path(__file__).resolve().parent.parent / "results"
+    import mingle_bench
+
+    root = Path(mingle_bench.__file__).resolve().parent.parent / "results"
     return root if root.is_dir() else None
 
 

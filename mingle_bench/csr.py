@@ -160,19 +160,3 @@ class CSR:
                    self.num_segments, self.num_sources,
                    *(getattr(self, k).to(device) for k in ("t_indptr", "t_indices", "t_perm")),
                    self.validated)
-
-    # Deprecated: use ops.softmax_aggregate(csr, ...) / ops.aggregate(csr, ...). Kept only until the
-    # last callers move; the lazy import is the one place csr.py reaches into the package.
-    def softmax_aggregate(self, src_logits: Tensor, values: Tensor, dst_logits: Tensor | None = None,
-                          negative_slope: float = 0.2, impl: str = "auto") -> Tensor:
-        """Deprecated alias of ``mingle_bench.ops.softmax_aggregate(self, ...)``: [S,H,D]."""
-        from mingle_bench import ops
-
-        return ops.softmax_aggregate(self, src_logits, values, dst_logits, negative_slope, impl)
-
-    def aggregate(self, values: Tensor, weights: Tensor | None = None, reduce: str = "sum",
-                  impl: str = "auto") -> Tensor:
-        """Deprecated alias of ``mingle_bench.ops.aggregate(self, ...)``: [S,D]."""
-        from mingle_bench import ops
-
-        return ops.aggregate(self, values, weights, reduce, impl)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from mingle_bench.encoders import embed_texts, embed_visit_notes, load_encoder
-from mingle_bench.encoders.profile import clinical_notes, concept_names
+from mingle_bench.profiling.encoders import clinical_notes, concept_names
 
 SPEC = os.environ.get("MINGLE_BENCH_ENCODER", "default")
 THREADS = int(os.environ.get("MINGLE_BENCH_THREADS", "2"))

@@ -15,7 +15,7 @@ import torch
 
 from mingle_bench import ops
 from mingle_bench.models import get_model
-from mingle_bench.models.profiling import PAPER_HPARAMS, build_profile_data
+from mingle_bench.profiling.models import PAPER_HPARAMS, build_profile_data
 
 SIZE = os.environ.get("MINGLE_BENCH_SIZE", "small")
 THREADS = int(os.environ.get("MINGLE_BENCH_THREADS", "2"))

@@ -5,7 +5,7 @@ Not part of the default test run (``--benchmark-skip`` in pytest.ini). Run with:
     pytest benchmarks/bench_ops.py --benchmark-enable --benchmark-only -p no:randomly
     MINGLE_BENCH_SIZE=mimic pytest benchmarks/bench_ops.py --benchmark-enable --benchmark-only
 
-Sizes come from :data:`mingle_bench.profile_kernel.SIZES` (default ``small``); the device from
+Sizes come from :data:`mingle_bench.profiling.kernel.SIZES` (default ``small``); the device from
 ``MINGLE_BENCH_DEVICE`` (default cpu). ``mingle-bench profile-kernel`` reports the same arms with
 bandwidth figures and writes result files.
 """
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mingle_bench import ops
-from mingle_bench.profile_kernel import _arm_fn, make_case
+from mingle_bench.profiling.kernel import _arm_fn, make_case
 
 SIZE = os.environ.get("MINGLE_BENCH_SIZE", "small")
 DEVICE = os.environ.get("MINGLE_BENCH_DEVICE", "cpu")

@@ -30,6 +30,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from mingle_bench.io import atomic_path
+
 CACHE_VERSION = 1
 
 
@@ -145,8 +147,6 @@ def deepwalk_embeddings(indptr, indices, num_nodes: int, params: DeepWalkParams 
     if path is not None:
         from safetensors.torch import save_file
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"embeddings": emb.contiguous()}, str(tmp), metadata={"params": json.dumps(asdict(params))})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({"embeddings": emb.contiguous()}, str(tmp), metadata={"params": json.dumps(asdict(params))})
     return emb, report

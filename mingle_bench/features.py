@@ -199,7 +199,7 @@ def build_task_data(
         max_notes_per_visit, max_tokens: note budgets passed to the note encoder.
         task_samples: an already built ``TaskSamples`` for ``task`` (skips rebuilding it).
     """
-    from mingle_bench.data.sources import cache_root
+    from mingle_bench.io import cache_root
 
     vt = prepare_visits(cohort, task, split_seed=split_seed, code_types=code_types, graph_scope=graph_scope,
                         task_samples=task_samples)

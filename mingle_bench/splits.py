@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from mingle_bench.io import atomic_write_text
+
 SPLITS = ("train", "val", "test")
 
 
@@ -79,12 +81,7 @@ class SplitManifest:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the manifest as JSON, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SplitManifest":

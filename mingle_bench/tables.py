@@ -14,13 +14,13 @@ import csv
 import io
 import math
 import os
-import platform
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 from tabulate import tabulate
 
+from mingle_bench.io import machine_description  # noqa: F401  (runner._machine imports it from here)
 from mingle_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRIC_NAMES
 from mingle_bench.results import COMPARISON_FILE, CONFIG_FILE, atomic_write_text, load_runs, read_json
 
@@ -60,31 +60,6 @@ def data_label(spec: str, data_id: str | None = None) -> str:
     if kind == "SYNTHETIC":
         return f"SYNTHETIC data ({name}; generated, not real patients)"
     return f"{kind} ({name})"
-
-
-def machine_description(device: str | None = None) -> str:
-    """OS, CPU model, core count, torch version and the accelerator used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    parts = [f"{platform.system()} {platform.machine()}", cpu, f"{os.cpu_count()} CPU cores"]
-    try:
-        import torch
-
-        parts.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-        if device and device.startswith("cuda") and torch.cuda.is_available():
-            parts.append(f"GPU {torch.cuda.get_device_name(0)}")
-    except ImportError:  # pragma: no cover
-        pass
-    if device:
-        parts.append(f"device {device}")
-    return "; ".join(parts)
 
 
 def aggregate(records: Iterable[dict], metrics: Sequence[str] = METRIC_NAMES, order: Sequence[str] = ()) -> list[dict]:

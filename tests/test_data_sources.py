@@ -4,8 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mingle_bench.data.sources import cache_root, data_id, load_source, parse_spec
+from mingle_bench.data.sources import data_id, load_source, parse_spec
 from mingle_bench.data.synthetic import generate
+from mingle_bench.io import cache_root
 
 
 def test_parse_spec():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mingle_bench.models.registry import FAMILIES
-from mingle_bench.models.toy import make_toy_task_data
+from mingle_bench.profiling.random_task_data import make_random_task_data
 from mingle_bench.zoo import display_name, get_model, list_models, model_family
 
 EXPECTED = {"mingle", "mingle-no-concept", "mingle-no-notes", "hypehr", "mingle-no-structural",
@@ -32,12 +32,12 @@ def small_hparams(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def toy_binary():
-    return make_toy_task_data(n_samples=40, n_labels=1, n_nodes=24, seed=1)
+    return make_random_task_data(n_samples=40, n_labels=1, n_nodes=24, seed=1)
 
 
 @pytest.fixture(scope="module")
 def toy_multi():
-    return make_toy_task_data(n_samples=40, n_labels=25, n_nodes=24, seed=2)
+    return make_random_task_data(n_samples=40, n_labels=25, n_nodes=24, seed=2)
 
 
 def build(name, data, seed=0, **extra):
@@ -114,7 +114,7 @@ def test_gradients_reach_every_parameter(name, toy_multi):
 
 @pytest.fixture(scope="module")
 def toy_overfit():
-    return make_toy_task_data(n_samples=30, n_labels=2, n_nodes=24, note_fraction=1.0, seed=4)
+    return make_random_task_data(n_samples=30, n_labels=2, n_nodes=24, note_fraction=1.0, seed=4)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -323,7 +323,7 @@ def test_gram_bad_ccs_path(toy_binary, tmp_path):
 
 
 def test_note_mlp_needs_notes():
-    data = make_toy_task_data(n_samples=20, with_notes=False)
+    data = make_random_task_data(n_samples=20, with_notes=False)
     with pytest.raises(ValueError, match="visit_note_emb"):
         get_model("note-mlp")(data)
     assert get_model("note-mlp").missing_inputs(data) == ["visit_note_emb"]
@@ -335,7 +335,7 @@ def toy_semantics():
     values (real note rows only), and with none at all (e.g. --encoder none)."""
     import copy
 
-    data = make_toy_task_data(n_samples=30, n_labels=2, n_nodes=24, note_fraction=0.8, seed=5)
+    data = make_random_task_data(n_samples=30, n_labels=2, n_nodes=24, note_fraction=0.8, seed=5)
     gen = torch.Generator().manual_seed(9)
     other = copy.copy(data)
     other.concept_emb = torch.randn(data.concept_emb.shape, generator=gen)
@@ -386,9 +386,9 @@ def test_incidence_is_validated_once_for_the_op(toy_binary):
 def test_hypergat_is_not_a_constant_predictor_at_initialisation():
     """The readout normalisation keeps visits apart: without it the logits of different visits
     differ by ~1e-5 at initialisation on the EHR hypergraph (the HyperGAT collapse)."""
-    from mingle_bench.models.toy import make_toy_task_data
+    from mingle_bench.profiling.random_task_data import make_random_task_data
 
-    data = make_toy_task_data(n_samples=80, n_labels=1, n_nodes=30, seed=2)
+    data = make_random_task_data(n_samples=80, n_labels=1, n_nodes=30, seed=2)
     idx = data.split_idx["test"]
     spread = {}
     for norm in ("batch", "none"):

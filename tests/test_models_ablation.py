@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from mingle_bench.models.toy import make_toy_task_data
+from mingle_bench.profiling.random_task_data import make_random_task_data
 from mingle_bench.zoo import get_model
 
 SMALL = {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8}
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def toy():
-    return make_toy_task_data(n_samples=40, n_labels=3, n_nodes=24, seed=7)
+    return make_random_task_data(n_samples=40, n_labels=3, n_nodes=24, seed=7)
 
 
 def logits(name: str, data, **extra) -> torch.Tensor:
@@ -95,7 +95,7 @@ def test_visits_without_notes_use_the_mask(toy):
 
 
 def test_no_notes_anywhere_switches_level2_notes_off():
-    data = make_toy_task_data(n_samples=30, n_labels=2, with_notes=True, note_fraction=0.0, seed=3)
+    data = make_random_task_data(n_samples=30, n_labels=2, with_notes=True, note_fraction=0.0, seed=3)
     torch.manual_seed(0)
     model = get_model("mingle")(data, **SMALL)
     assert model.input_report["notes"] == "off (no visit has notes)"
@@ -104,7 +104,7 @@ def test_no_notes_anywhere_switches_level2_notes_off():
 
 
 def test_semantic_inputs_none():
-    data = make_toy_task_data(n_samples=30, n_labels=2, with_concepts=False, with_notes=False, seed=3)
+    data = make_random_task_data(n_samples=30, n_labels=2, with_concepts=False, with_notes=False, seed=3)
     torch.manual_seed(0)
     model = get_model("mingle")(data, **SMALL)
     assert model.input_report["concept"] == "off (TaskData.concept_emb is None)"

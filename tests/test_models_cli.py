@@ -28,7 +28,7 @@ def test_models_table(capsys):
 
 
 def test_profile_model_json(capsys, monkeypatch):
-    from mingle_bench.models import profiling
+    from mingle_bench.profiling import models as profiling
 
     monkeypatch.setitem(profiling.SIZES, "small", {"visits": 40, "codes": 16, "draws": 5})
     assert main(["profile-model", "--size", "small", "--json", "--epochs", "1", "--threads", "1"]) == 0

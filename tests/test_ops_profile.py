@@ -7,7 +7,7 @@ import pytest
 
 from mingle_bench import ops
 from mingle_bench.cli import main
-from mingle_bench.profile_kernel import SIZES, make_case, profile, traffic_bytes, write_outputs
+from mingle_bench.profiling.kernel import SIZES, make_case, profile, traffic_bytes, write_outputs
 
 
 def test_make_case_is_deterministic_and_duplicate_free():

@@ -96,7 +96,7 @@ def _profile(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from mingle_bench.encoders import load_encoder
-    from mingle_bench.encoders.profile import run_profile
+    from mingle_bench.profiling.encoders import run_profile
 
     encoder = load_encoder(args.encoder, **({"device": args.device} if args.device else {}))
     result = run_profile(encoder, n_names=args.names, n_notes=args.notes, note_words=args.note_words,
@@ -105,14 +105,9 @@ def _profile(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     if args.json:
-        from pathlib import Path
-        import os
+        from mingle_bench.io import atomic_write_text
 
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, out)
+        atomic_write_text(args.json, json.dumps(result, indent=2))
     from rich.console import Console
     from rich.table import Table
 

@@ -40,7 +40,7 @@ def _profile_kernel(args: argparse.Namespace) -> int:
     import torch
 
     from mingle_bench.cli import CLIError
-    from mingle_bench.profile_kernel import profile, render, write_outputs
+    from mingle_bench.profiling.kernel import profile, render, write_outputs
 
     if args.threads is not None:
         if args.threads < 1:

@@ -57,7 +57,7 @@ def _models(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace) -> int:
     from mingle_bench.cli import CLIError
     from mingle_bench.zoo import get_model
-    from mingle_bench.models.profiling import profile_mingle
+    from mingle_bench.profiling.models import profile_mingle
 
     if args.epochs < 1:
         raise CLIError(f"--epochs must be >= 1, got {args.epochs}")

@@ -28,7 +28,6 @@ are kept with the code itself as their text.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
@@ -36,6 +35,7 @@ import pandas as pd
 
 from mingle_bench.data.cohort import SCHEMA, Cohort, empty_table
 from mingle_bench.data.report import LoadReport
+from mingle_bench.io import atomic_path
 
 SERVICE_NAMES = {  # MIMIC SERVICES.curr_service abbreviations, per the MIMIC documentation
     "CMED": "Cardiac medical", "CSURG": "Cardiac surgical", "DENT": "Dental",
@@ -355,23 +355,21 @@ def _notes(sql: _Sql, text_path: Path) -> pd.DataFrame:
         con.execute(f"CREATE OR REPLACE TABLE c_notes AS SELECT * FROM c_notes "
                     f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {order}) = 1")
         sql.report.skip(f"{label}: {reason}", n0 - sql.count("c_notes"))
-    tmp = text_path.with_name(text_path.name + ".tmp")
-    con.execute(f"""
-        COPY (SELECT s.note_id, s.text FROM (SELECT {_int('note_id')} AS note_id, coalesce(text, '') AS text
-                     FROM std_notes) s
-              SEMI JOIN c_notes c ON c.note_id = s.note_id AND c.text_md5 = md5_number(s.text))
-        TO '{str(tmp).replace("'", "''")}' (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)
-    """)
-    os.replace(tmp, text_path)
+    with atomic_path(text_path) as tmp:
+        con.execute(f"""
+            COPY (SELECT s.note_id, s.text FROM (SELECT {_int('note_id')} AS note_id, coalesce(text, '') AS text
+                         FROM std_notes) s
+                  SEMI JOIN c_notes c ON c.note_id = s.note_id AND c.text_md5 = md5_number(s.text))
+            TO '{str(tmp).replace("'", "''")}' (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)
+        """)
     return fetch(con, """SELECT note_id, patient_id, hadm_id, chartdate, charttime, category, description, n_chars
                           FROM c_notes ORDER BY patient_id, chartdate, charttime NULLS LAST, note_id""")
 
 
 def _write_empty_texts(con: duckdb.DuckDBPyConnection, text_path: Path) -> None:
-    tmp = text_path.with_name(text_path.name + ".tmp")
-    con.execute(f"COPY (SELECT NULL::BIGINT AS note_id, NULL::VARCHAR AS text WHERE false) TO "
-                f"'{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
-    os.replace(tmp, text_path)
+    with atomic_path(text_path) as tmp:
+        con.execute(f"COPY (SELECT NULL::BIGINT AS note_id, NULL::VARCHAR AS text WHERE false) TO "
+                    f"'{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
 
 
 def fetch(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:

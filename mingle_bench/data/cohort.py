@@ -39,6 +39,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
+from mingle_bench.io import atomic_path, atomic_write_text
+
 CODE_TYPES = ("diagnosis", "procedure", "medication", "service")
 _PREFIX = {"diagnosis": "dx", "procedure": "px", "medication": "rx", "service": "svc"}
 
@@ -142,18 +144,15 @@ class Cohort:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         for name in TABLES:
-            tmp = out / f".{name}.parquet.tmp"
-            getattr(self, name).to_parquet(tmp, index=False)
-            os.replace(tmp, out / f"{name}.parquet")
+            with atomic_path(out / f"{name}.parquet") as tmp:
+                getattr(self, name).to_parquet(tmp, index=False)
         meta = {
             "source": self.source,
             "source_id": self.source_id,
             "report": self.report,
             "notes_text_path": os.path.relpath(self.notes_text_path, out) if self.notes_text_path else None,
         }
-        tmp = out / ".meta.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2, default=str))
-        os.replace(tmp, out / "meta.json")
+        atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
         return out
 
     @classmethod

@@ -24,6 +24,7 @@ from typing import Sequence
 import duckdb
 
 from mingle_bench.data.report import LoadReport
+from mingle_bench.io import atomic_path
 
 _SUFFIXES = (".csv.gz", ".csv")
 
@@ -92,15 +93,13 @@ def repair_utf8(src: Path, dst: Path, chunk: int = 1 << 22) -> int:
 
     codecs.register_error("mingle_count_replace", _count)
     dec = codecs.getincrementaldecoder("utf-8")(errors="mingle_count_replace")
-    tmp = dst.with_name(dst.name + ".tmp")
-    with opener(src, "rb") as fin, open(tmp, "w", encoding="utf-8", newline="") as fout:
+    with atomic_path(dst) as tmp, opener(src, "rb") as fin, open(tmp, "w", encoding="utf-8", newline="") as fout:
         while True:
             block = fin.read(chunk)
             if not block:
                 fout.write(dec.decode(b"", final=True))
                 break
             fout.write(dec.decode(block))
-    os.replace(tmp, dst)
     return counter["n"]
 
 
@@ -172,9 +171,8 @@ class CsvReader:
                 if parquet is None:
                     self.con.execute(f"CREATE OR REPLACE TABLE {into} AS {scan}")
                 else:
-                    tmp = parquet.with_name(parquet.name + ".tmp")
-                    self.con.execute(f"COPY ({scan}) TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)")
-                    os.replace(tmp, parquet)
+                    with atomic_path(parquet) as tmp:
+                        self.con.execute(f"COPY ({scan}) TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)")
                     self.con.execute(f"CREATE OR REPLACE VIEW {into} AS SELECT * FROM read_parquet({_sql_str(parquet)})")
             except duckdb.Error as exc:
                 if "gzip" in str(exc).lower():

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mingle_bench.io import atomic_write_text
+
 
 @dataclass
 class LoadReport:
@@ -39,11 +41,7 @@ class LoadReport:
                       ("source", "read", "kept", "skipped", "repaired", "info")})
 
     def save(self, path: str | os.PathLike) -> Path:
-        p = Path(path)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
-        os.replace(tmp, p)
-        return p
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
 
     def render(self) -> str:
         """Plain-text report (tabulate) for the terminal."""

@@ -26,12 +26,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from mingle_bench.data.cohort import Cohort
+from mingle_bench.io import atomic_write_text, cache_root, staged_dir
 
 SIZES = {"small": 200, "default": 2000, "mimic": 46000}
 DEFAULT_SEED = 0
@@ -48,14 +47,6 @@ def loader_fingerprint() -> str:
         h.update((here / name).read_bytes())
     return f"{LOADER_VERSION}-{h.hexdigest()}"
 KINDS = ("synthetic", "mimic3", "mimic4")
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder: ``cache_dir``, else ``$MINGLE_CACHE``, else ``~/.cache/mingle-bench``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("MINGLE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "mingle-bench"
 
 
 def parse_spec(spec: str) -> tuple[str, str, int]:
@@ -94,14 +85,6 @@ def source_files(kind: str, directory: Path) -> dict[str, Path]:
     return locate_tables(directory, list(MIMIC3_TABLES), "MIMIC-III")
 
 
-def _atomic_write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def file_digest(path: Path, memo: dict | None = None) -> str:
     """BLAKE2b-128 of a file's bytes (streamed); ``memo`` caches it by (size, mtime_ns)."""
     st = path.stat()
@@ -131,7 +114,7 @@ def content_hash(files: dict[str, Path], root: Path) -> str:
     for table in sorted(files):
         h.update(f"{table}\0{file_digest(files[table], memo)}\0".encode())
     try:
-        _atomic_write_json(memo_path, memo)
+        atomic_write_text(memo_path, json.dumps(memo, indent=1, sort_keys=True))
     except OSError:
         pass  # a read-only cache still works, it only re-hashes next time
     return h.hexdigest()
@@ -155,19 +138,11 @@ def synthetic_dir(size: str, seed: int, cache_dir: str | os.PathLike | None = No
     final = root / f"{size}-seed{seed}-g{generator_fingerprint()}"
     if (final / "ADMISSIONS.csv").exists():
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
-    try:
+    with staged_dir(final) as tmp:
         if progress:
             print(f"[synthetic:{size}] generating {SIZES[size]:,} patients (seed {seed}) into {final}",
                   file=sys.stderr, flush=True)
         generate(tmp, patients=SIZES[size], seed=seed)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -192,9 +167,7 @@ def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = N
         if progress:
             print(f"[{label}] cohort loaded from cache {final}", file=sys.stderr, flush=True)
         return cohort
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-    try:
+    with staged_dir(final) as tmp:  # another process may build the same cohort first; theirs is identical
         if reader_kind == "mimic4":
             from mingle_bench.data.mimic4 import load_mimic4 as loader
         else:
@@ -205,12 +178,6 @@ def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = N
             from mingle_bench.data.report import LoadReport
 
             print(LoadReport.from_dict(cohort.report).render(), file=sys.stderr, flush=True)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            pass  # another process built the same cohort first; theirs is identical
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     cohort = Cohort.load(final)
     cohort.source = label
     return cohort

@@ -36,6 +36,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from mingle_bench.io import atomic_write_bytes, cache_root
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -44,9 +46,7 @@ KEY_BYTES = 32
 
 def default_cache_root() -> Path:
     """``$MINGLE_CACHE/embeddings``, else ``~/.cache/mingle-bench/embeddings``."""
-    base = os.environ.get("MINGLE_CACHE")
-    base_path = Path(base).expanduser() if base else Path.home() / ".cache" / "mingle-bench"
-    return base_path / "embeddings"
+    return cache_root() / "embeddings"
 
 
 def text_key(text: str) -> bytes:
@@ -57,15 +57,6 @@ def text_key(text: str) -> bytes:
 def namespace_id(identity: str, params: dict[str, Any]) -> str:
     blob = json.dumps({"identity": identity, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def key_prefixes(keys: np.ndarray) -> np.ndarray:
@@ -293,9 +284,9 @@ class EmbeddingCache:
         if not manifest.exists():
             meta = {"format": FORMAT_VERSION, "identity": identity, "params": params, "dim": int(emb.shape[1]),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            _atomic_write_bytes(manifest, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+            atomic_write_bytes(manifest, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
         name = f"shard-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors"
-        _atomic_write_bytes(space.dir / name, save(tensors, metadata={"count": str(n), "format": str(FORMAT_VERSION)}))
+        atomic_write_bytes(space.dir / name, save(tensors, metadata={"count": str(n), "format": str(FORMAT_VERSION)}))
         space.add(name, key_arr)
         self.written += n
         return space.dir / name

@@ -41,7 +41,7 @@ import torch
 
 from mingle_bench.encoders.base import Encoder, iter_token_batches, l2_normalize
 from mingle_bench.encoders.cache import EmbeddingCache, text_key
-from mingle_bench.encoders.progress import progress_bar, short_name
+from mingle_bench.progress import progress_bar, short_name
 
 log = logging.getLogger(__name__)
 

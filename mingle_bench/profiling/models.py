@@ -1,7 +1,8 @@
 """Timing one MINGLE training epoch, full-graph, with the fused op and with the reference op.
 
 Used by ``mingle-bench profile-model`` and ``benchmarks/bench_models.py``. The hypergraph is
-built directly with MIMIC-III's size statistics (:func:`~mingle_bench.models.toy.make_toy_task_data`):
+built directly with MIMIC-III's size statistics
+(:func:`~mingle_bench.profiling.random_task_data.make_random_task_data`):
 timing depends on the incidence structure and widths, not on feature values.
 """
 from __future__ import annotations
@@ -25,14 +26,14 @@ PAPER_HPARAMS = {"hidden": 48, "heads": 4, "layers": 2}
 
 def build_profile_data(size: str, n_labels: int = 25, d_llm: int = 384, d_struct: int = 64, seed: int = 0):
     """A ``TaskData`` of the named size: one visit per sample, MINGLE-style self-loops."""
-    from mingle_bench.models.toy import make_toy_task_data
+    from mingle_bench.profiling.random_task_data import make_random_task_data
 
     if size not in SIZES:
         raise ValueError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
     s = SIZES[size]
-    return make_toy_task_data(n_samples=int(s["visits"]), n_labels=n_labels, n_nodes=int(s["codes"]),
-                              codes_per_visit=float(s["draws"]), max_visits=1, d_struct=d_struct, d_llm=d_llm,
-                              note_fraction=0.8, seed=seed)
+    return make_random_task_data(n_samples=int(s["visits"]), n_labels=n_labels, n_nodes=int(s["codes"]),
+                                 codes_per_visit=float(s["draws"]), max_visits=1, d_struct=d_struct, d_llm=d_llm,
+                                 note_fraction=0.8, seed=seed)
 
 
 def time_epochs(model, data, epochs: int, warmup: int = 1, cpu_times: list[float] | None = None) -> list[float]:

@@ -39,6 +39,8 @@ from typing import Callable
 
 import torch
 
+from mingle_bench.io import atomic_write_bytes, cpu_model
+
 # name -> (segments S, sources N, min members, max members, heads H, dim D)
 SIZES: dict[str, tuple[int, int, int, int, int, int]] = {
     "tiny": (200, 100, 1, 10, 4, 32),
@@ -70,17 +72,8 @@ class Row:
 
 def machine_info(device: str) -> dict:
     """CPU model, threads, torch version, ISA, GPU name, load: printed with every result."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     info = {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -320,10 +313,7 @@ def write_outputs(rows: list[Row], header: dict, out_dir: str | Path, stem: str)
     written = []
 
     def atomic(path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(atomic_write_bytes(path, data))
 
     md = [f"# Kernel profile: {stem}", "", *_header_lines(header), "", _table(rows, "github"), ""]
     atomic(out / f"{stem}.md", "\n".join(md).encode())

@@ -5,7 +5,8 @@ Models read only ``TaskData``; this factory builds one directly, with a real
 view for RETAIN/GRAM, a set view, random stand-ins for DeepWalk / concept / note embeddings, and
 labels that depend on the index visit's codes (and notes), so a model can learn them.
 
-It is a test fixture, not data: nothing here resembles a real cohort beyond its shapes.
+It is a test fixture, not data: nothing here resembles a real cohort beyond its shapes. Its
+task name, sample ids (``toy-<i>``) and report source are ``toy``.
 ``mingle-bench profile-model`` uses it at MIMIC-III scale (37k visits, 7.4k codes, ~94 codes per
 visit) because timing does not depend on feature values.
 """
@@ -28,7 +29,7 @@ _PX = ["3893", "9604", "966", "9671", "3961", "8856", "9904", "3891", "9672", "3
 
 
 @dataclass
-class ToyVocab:
+class RandomVocab:
     """Minimal code vocabulary: ``codes[i]`` is the ``code_id`` of node ``i``."""
 
     codes: list[str]
@@ -42,7 +43,7 @@ class ToyVocab:
 
 
 @dataclass
-class ToyHypergraph:
+class RandomHypergraph:
     """The attributes of ``mingle_bench.hypergraph.EHRHypergraph`` that models read."""
 
     num_nodes: int
@@ -52,7 +53,7 @@ class ToyHypergraph:
     incidence: Incidence
 
 
-def _toy_codes(n_nodes: int) -> list[str]:
+def _random_codes(n_nodes: int) -> list[str]:
     codes = []
     for i in range(n_nodes):
         kind = i % 3
@@ -67,7 +68,7 @@ def _toy_codes(n_nodes: int) -> list[str]:
     return codes
 
 
-def make_toy_task_data(
+def make_random_task_data(
     n_samples: int = 60,
     n_labels: int = 1,
     n_nodes: int = 30,
@@ -91,7 +92,7 @@ def make_toy_task_data(
     False give ``concept_emb`` / ``visit_note_emb`` = ``None``.
     """
     if n_samples < 5 or n_nodes < 2 or n_labels < 1:
-        raise ValueError("make_toy_task_data needs n_samples >= 5, n_nodes >= 2, n_labels >= 1")
+        raise ValueError("make_random_task_data needs n_samples >= 5, n_nodes >= 2, n_labels >= 1")
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
 
@@ -118,7 +119,7 @@ def make_toy_task_data(
     is_loop = torch.zeros(n_edges, dtype=torch.bool)
     is_loop[n_visits:] = True
     edge_visit = torch.cat([torch.arange(n_visits), torch.full((n_nodes,), -1)]).to(torch.int64)
-    graph = ToyHypergraph(n_nodes, n_edges, is_loop, edge_visit, inc)
+    graph = RandomHypergraph(n_nodes, n_edges, is_loop, edge_visit, inc)
 
     # features
     structural = torch.randn(n_nodes, d_struct, generator=gen) * 0.5
@@ -168,7 +169,7 @@ def make_toy_task_data(
     })
     return TaskData(
         task_name="toy", label_names=[f"label{i}" for i in range(n_labels)], samples=samples,
-        labels=labels, split_idx=split_idx, manifest=None, vocab=ToyVocab(_toy_codes(n_nodes)),
+        labels=labels, split_idx=split_idx, manifest=None, vocab=RandomVocab(_random_codes(n_nodes)),
         sample_codes_indptr=sample_codes_indptr, sample_codes=sample_codes,
         seq_visit_indptr=seq_visit_indptr, seq_visits=seq_visits, seq_times=seq_times,
         visit_codes_indptr=torch.from_numpy(visit_codes_indptr).to(torch.int64),

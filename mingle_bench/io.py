@@ -1,0 +1,178 @@
+"""Files and the host: atomic writes, the cache root, the machine description.
+
+Atomic writes. Every file the package writes (results, cached cohorts, embeddings, DeepWalk
+features, profiles) goes through a temporary file in the target's own folder, is flushed to
+disk (``fsync``) and then renamed over the target with ``os.replace``, so a killed process
+leaves either the old file or the new one, never a torn one; on an error the temporary file
+is removed. The temporary file is created by :func:`tempfile.mkstemp` (a new, unpredictable
+name, opened exclusively, readable and writable by its owner only), and a staged folder by
+:func:`tempfile.mkdtemp` (likewise, owner only).
+
+- :func:`atomic_write_bytes`, :func:`atomic_write_text`, :func:`atomic_write_json`: the data
+  is in memory;
+- :func:`atomic_path`: for writers that take a path (pandas/pyarrow, DuckDB ``COPY``,
+  safetensors, a streaming loop): yields the temporary path, renamed over the target when the
+  ``with`` block ends without an error;
+- :func:`staged_dir`: the same for a whole folder (a generated data set, a parsed cohort); a
+  folder that another process put in place first is kept (both built the same content).
+
+The cache root, :func:`cache_root`: ``$MINGLE_CACHE``, else ``~/.cache/mingle-bench``; data,
+cohorts, DeepWalk features and embeddings live under it.
+
+The machine, :func:`machine_description`: one line (OS, CPU model, cores, torch, GPU, device)
+recorded with every result; :func:`cpu_model` is its CPU part.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+# -- JSON --------------------------------------------------------------------------------
+def json_default(o: Any):
+    """``json.dumps(default=...)``: numpy scalars and arrays to Python, paths to strings."""
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def clean_nan(o: Any):
+    """Replace float nan/inf by None so the JSON is standard (readable by any tool)."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: clean_nan(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [clean_nan(v) for v in o]
+    return o
+
+
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """Standard JSON (nan -> null, numpy scalars to Python), keys in insertion order."""
+    return json.dumps(clean_nan(obj), indent=indent, default=json_default, allow_nan=False)
+
+
+# -- atomic writes -----------------------------------------------------------------------
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
+
+    The temporary file already exists (empty, owner-only); writers open it for writing and
+    truncate it (``open(tmp, "w")``, ``DataFrame.to_parquet``, DuckDB ``COPY ... TO``,
+    ``safetensors.save_file``). The parent folder is created. On an exception the temporary
+    file is removed and the target is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, os.replace)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """``text`` as UTF-8, atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """``obj`` as :func:`to_json` (indent 2, nan -> null) plus a newline, atomically."""
+    return atomic_write_text(path, to_json(obj) + "\n")
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder beside ``final``; on success it is renamed to ``final``.
+
+    If ``final`` was put in place by another process meanwhile, the rename fails and that
+    folder is kept (callers stage content determined by ``final``'s name, so both are the
+    same). The staging folder is always removed at the end, also on an exception.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the cache root ------------------------------------------------------------------------
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``$MINGLE_CACHE``, else ``~/.cache/mingle-bench``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("MINGLE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mingle-bench"
+
+
+# -- the machine ---------------------------------------------------------------------------
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` reports."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return cpu
+
+
+def machine_description(device: str | None = None) -> str:
+    """OS, CPU model, core count, torch version and the accelerator used."""
+    parts = [f"{platform.system()} {platform.machine()}", cpu_model(), f"{os.cpu_count()} CPU cores"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        if device and device.startswith("cuda") and torch.cuda.is_available():
+            parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    except ImportError:  # pragma: no cover
+        pass
+    if device:
+        parts.append(f"device {device}")
+    return "; ".join(parts)

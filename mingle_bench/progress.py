@@ -1,0 +1,121 @@
+"""Progress display (rich): a bar with an items/s column, and the model x seed cells of a run.
+
+- :func:`progress_bar`: one bar with a rate column, on stderr (embedding texts and notes);
+  :func:`short_name` labels it with an encoder's short name;
+- :class:`CellProgress`: an overall ``model x seed`` bar plus one line for the current cell
+  (step and validation metric), on the console (the benchmark runner).
+
+Both show nothing (and cost nothing) when disabled.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterator
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+
+def _progress(description: str, info: ProgressColumn, console=None) -> Progress:  # noqa: ANN001 - rich Console
+    """``description | bar | n/total | info | elapsed``, kept on screen when finished."""
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), info, TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, with the task's ``unit`` field as the label."""
+
+    def render(self, task) -> Text:  # noqa: ANN001 - rich's Task
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "texts")
+        if speed is None:
+            return Text(f"- {unit}/s", style="progress.data.speed")
+        return Text(f"{speed:,.1f} {unit}/s", style="progress.data.speed")
+
+
+class _NullBar:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+class _Bar:
+    def __init__(self, progress: Progress, task_id):
+        self._p, self._t = progress, task_id
+
+    def advance(self, n: int = 1) -> None:
+        self._p.advance(self._t, n)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, unit: str = "texts", enabled: bool = True) -> Iterator:
+    """Context manager yielding an object with ``advance(n)``; a no-op when disabled or total is 0."""
+    if not enabled or total <= 0:
+        yield _NullBar()
+        return
+    from rich.console import Console
+
+    progress = _progress("[bold]{task.description}", RateColumn(), Console(stderr=True))
+    with progress:
+        task_id = progress.add_task(description, total=total, unit=unit)
+        yield _Bar(progress, task_id)
+
+
+def short_name(encoder) -> str:  # noqa: ANN001 - any Encoder
+    """A short label for progress bars: ``all-MiniLM-L6-v2``, ``text-embedding-ada-002``."""
+    return encoder.identity.split("@")[0].split(":", 1)[-1].rsplit("/", 1)[-1]
+
+
+class CellProgress:
+    """rich progress: overall cells bar + one line for the current cell (step, val metric).
+
+    ``with CellProgress(enabled, total_cells, monitor) as prog``: :meth:`start_cell` returns the
+    ``on_eval(step, val_metrics)`` callback for the trainer, :meth:`end_cell` advances the
+    overall bar with a summary, :meth:`skip` counts cells finished earlier, :meth:`log` prints
+    a line above the bars (plain ``print`` when disabled).
+    """
+
+    def __init__(self, enabled: bool, total: int, monitor: str):
+        self.enabled = enabled
+        self.monitor = monitor
+        self._p = None
+        if enabled:
+            self._p = _progress("{task.description}", TextColumn("{task.fields[info]}"))
+            self._overall = self._p.add_task("model x seed", total=total, info="")
+            self._cell = None
+
+    def __enter__(self):
+        if self._p:
+            self._p.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._p:
+            self._p.stop()
+
+    def log(self, msg: str) -> None:
+        if self._p:
+            self._p.console.print(msg, highlight=False)
+        else:
+            print(msg, flush=True)
+
+    def start_cell(self, model: str, seed: int, max_steps: int) -> Callable[[int, dict], None]:
+        if not self._p:
+            return lambda step, vm: None
+        if self._cell is not None:
+            self._p.remove_task(self._cell)
+        self._cell = self._p.add_task(f"  {model} seed {seed}", total=max_steps, info="")
+
+        def on_eval(step: int, val_metrics: dict) -> None:
+            v = val_metrics.get(self.monitor, math.nan)
+            self._p.update(self._cell, completed=min(step, max_steps),
+                           info=f"step {step} val {self.monitor} {v:.4f}" if v == v else f"step {step}")
+        return on_eval
+
+    def end_cell(self, info: str) -> None:
+        if self._p:
+            self._p.update(self._overall, advance=1, info=info)
+
+    def skip(self, n: int) -> None:
+        if self._p and n:
+            self._p.update(self._overall, advance=n)

@@ -14,7 +14,7 @@ Structure (as in HypEHR / MINGLE):
   never prediction targets.
 
 The incidence matrix ``H`` (``[N, E]``, ``H[v, e] = 1`` iff ``v ∈ e``) is held as an
-:class:`mingle_bench.incidence.Incidence`: CSR in both orientations (``incidence.v2e``:
+:class:`mingle_bench.incidence.Incidence`: a :class:`mingle_bench.csr.CSR` in both orientations (``incidence.v2e``:
 segments = hyperedges, sources = nodes; ``incidence.e2v``: segments = nodes, sources =
 hyperedges). A visit whose codes were all dropped (unseen at validation/test time) is an
 empty hyperedge (a zero-length segment), counted in ``report["empty_visit_edges"]``.
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from mingle_bench.csr import CSR
 from mingle_bench.incidence import Incidence
 
 
@@ -94,12 +95,12 @@ class EHRHypergraph:
         return cls(int(num_nodes), num_edges, ve, edge_visit, is_self_loop, incidence, report)
 
     @property
-    def v2e(self):
+    def v2e(self) -> CSR:
         """CSR with one segment per hyperedge over its nodes."""
         return self.incidence.v2e
 
     @property
-    def e2v(self):
+    def e2v(self) -> CSR:
         """CSR with one segment per node over its hyperedges."""
         return self.incidence.e2v
 

@@ -42,12 +42,8 @@ from mingle_bench.models.registry import register_model
 WIDTHS = choice(64, 128, 256)
 
 
-@register_model("gram", display="GRAM")
+@register_model("gram", family="baseline", display="GRAM")
 class Gram(EHRModel):
-    __doc__ = __doc__
-
-    family = "baseline"
-    full_graph = False
     uses_op = True
     # EHRModel's trainer defaults are the original's (L2 1e-3, batch 100; Adam lr 1e-3)
     default_hparams: dict[str, Any] = {

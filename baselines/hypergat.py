@@ -116,11 +116,8 @@ class HyperGATLayer(nn.Module):
         return self._act(out), f
 
 
-@register_model("hypergat", display="HyperGAT")
+@register_model("hypergat", family="baseline", display="HyperGAT")
 class HyperGAT(EHRModel):
-    __doc__ = __doc__
-
-    family = "baseline"
     full_graph = True
     uses_op = True
     # over EHRModel's trainer defaults: L2 1e-6 (the original's); batch_size 0: full graph

@@ -23,12 +23,8 @@ from mingle_bench.models.base import EHRModel, batch_indices, log_uniform
 from mingle_bench.models.registry import register_model
 
 
-@register_model("logreg")
+@register_model("logreg", family="reference")
 class LogReg(EHRModel):
-    __doc__ = __doc__
-
-    family = "reference"
-    full_graph = False
     sklearn = True
     # fitted by its solver: the trainer keys are unused (0) and not searched
     default_hparams: dict[str, Any] = {"C": 1.0, "max_iter": 1000, "lr": 0.0, "weight_decay": 0.0, "batch_size": 0}

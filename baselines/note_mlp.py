@@ -21,12 +21,8 @@ from mingle_bench.models.layers import MLP
 from mingle_bench.models.registry import register_model
 
 
-@register_model("note-mlp")
+@register_model("note-mlp", family="reference")
 class NoteMLP(EHRModel):
-    __doc__ = __doc__
-
-    family = "reference"
-    full_graph = False
     requires = ("visit_note_emb",)
     default_hparams: dict[str, Any] = {"hidden": 128, "layers": 2, "dropout": 0.3, "weight_decay": 1e-4, "batch_size": 64}
     search_ranges = {"hidden": choice(64, 128, 256), "layers": integer(1, 3), "dropout": uniform(0.0, 0.6)}

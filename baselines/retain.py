@@ -35,12 +35,8 @@ from mingle_bench.models.registry import register_model
 WIDTHS = choice(64, 128, 256)
 
 
-@register_model("retain", display="RETAIN")
+@register_model("retain", family="baseline", display="RETAIN")
 class Retain(EHRModel):
-    __doc__ = __doc__
-
-    family = "baseline"
-    full_graph = False
     # EHRModel's trainer defaults are the original's (lr 1e-3, L2 1e-3, batch 100)
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "alpha_hidden": 128, "beta_hidden": 128,

@@ -29,12 +29,8 @@ from mingle_bench.models.base import EHRModel, batch_indices, choice, integer, u
 from mingle_bench.models.registry import register_model
 
 
-@register_model("transformer")
+@register_model("transformer", family="reference")
 class SetTransformerBaseline(EHRModel):
-    __doc__ = __doc__
-
-    family = "reference"
-    full_graph = False
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "heads": 4, "layers": 2, "ff_dim": 256, "dropout": 0.3,
         "use_concept": True, "max_codes": 512, "weight_decay": 1e-4, "batch_size": 64,

@@ -158,113 +158,37 @@ def test_committed_results_used_todays_default_hparams():
 
 
 # ----------------------------------------------------------------------------- layering
-PACKAGE_DIRS = {"mingle_bench": ROOT / "mingle_bench", "mingle_bench.baselines": ROOT / "baselines"}
-
-
-def _module_files() -> dict[str, Path]:
-    mods = {}
-    for prefix, folder in PACKAGE_DIRS.items():
-        for path in folder.rglob("*.py"):
-            rel = path.relative_to(folder).with_suffix("")
-            parts = [p for p in rel.parts if p != "__init__"]
-            name = ".".join([prefix, *parts])
-            if name.startswith("mingle_bench.baselines.") and prefix == "mingle_bench":
-                continue
-            mods[name] = path
-    return mods
-
-
-def _imports(path: Path, module: str, known: set[str]) -> set[str]:
-    """Every package module ``path`` imports anywhere (lazy imports included), plus string
-    arguments of ``importlib.import_module`` calls."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    is_pkg = path.name == "__init__.py"
+# The package-wide import graph, its cycles and layer rules are checked in test_architecture.py;
+# here: what the registry and the models package import, and the zoo's explicit list.
+def _package_imports(path: Path) -> set[str]:
+    """Absolute ``mingle_bench`` modules named by the imports anywhere in ``path`` (lazy ones too)."""
     found = set()
-
-    def add(name: str) -> None:
-        while name and name not in known:
-            name = name.rpartition(".")[0]
-        if name:
-            found.add(name)
-
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            for a in node.names:
-                add(a.name)
+            found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                pkg = module if is_pkg else module.rpartition(".")[0]
-                for _ in range(node.level - 1):
-                    pkg = pkg.rpartition(".")[0]
-                base = f"{pkg}.{base}" if base else pkg
-            for a in node.names:
-                add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
-            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                add(node.args[0].value)
-    found.discard(module)
-    return found
+            assert not node.level, f"{path}: relative import"
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in found if m.startswith("mingle_bench")}
 
 
-def _import_graph() -> dict[str, set[str]]:
-    files = _module_files()
-    known = set(files)
-    return {m: _imports(p, m, known) for m, p in files.items()}
-
-
-def _mine(m: str) -> bool:
-    return m.startswith(("mingle_bench.models", "mingle_bench.baselines")) or m == "mingle_bench.zoo"
-
-
-def test_models_layering():
-    graph = _import_graph()
-    for m, deps in graph.items():
-        if m.startswith("mingle_bench.models"):
-            assert not {d for d in deps if d.startswith("mingle_bench.baselines") or d == "mingle_bench.zoo"}, m
-        if m.startswith("mingle_bench.baselines"):
-            assert "mingle_bench.zoo" not in deps, m
-    assert not {d for d in graph["mingle_bench.models.registry"] if d.startswith("mingle_bench.models")}
-    assert graph["mingle_bench.models"] <= {"mingle_bench.models.base", "mingle_bench.models.registry"}
-
-
-def test_no_import_cycle_through_the_models():
-    graph = _import_graph()
-    # Tarjan's strongly connected components; a component of 2+ modules is a cycle
-    index, low, stack, on, comps = {}, {}, [], set(), []
-
-    def visit(v):
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = set()
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.add(w)
-                if w == v:
-                    break
-            comps.append(comp)
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    cycles = [sorted(c) for c in comps if len(c) > 1 and any(_mine(m) for m in c)]
-    assert not cycles
+def test_registry_and_models_package_import_no_model():
+    models = ROOT / "mingle_bench" / "models"
+    assert not {m for m in _package_imports(models / "registry.py") if m.startswith("mingle_bench.models")}
+    assert _package_imports(models / "__init__.py") <= {
+        "mingle_bench.models.base", "mingle_bench.models.base.EHRModel",
+        "mingle_bench.models.registry", "mingle_bench.models.registry.FAMILIES",
+        "mingle_bench.models.registry.register_model"}
+    for path in models.glob("*.py"):
+        assert not {m for m in _package_imports(path) if m.startswith(("mingle_bench.baselines", "mingle_bench.zoo"))}
 
 
 def test_the_zoo_lists_every_registering_module():
     """Adding a model = one module + one entry in zoo.MODEL_MODULES: a module that registers a
     model but is missing from the list fails here."""
-    files = _module_files()
-    registering = {m for m, p in files.items() if _mine(m) and m != "mingle_bench.models.registry"
+    files = {f"mingle_bench.models.{p.stem}": p for p in (ROOT / "mingle_bench" / "models").glob("*.py")}
+    files |= {f"mingle_bench.baselines.{p.stem}": p for p in (ROOT / "baselines").glob("*.py")}
+    registering = {m for m, p in files.items() if not m.endswith(".registry")
                    and "register_model(" in p.read_text(encoding="utf-8")}
     assert {m.__name__ for m in zoo.MODEL_MODULES} == registering
     assert not {"mingle_bench.baselines.ontology", "mingle_bench.baselines.sequence"} & registering

@@ -18,6 +18,7 @@ when the class is created (a ``None`` range drops an inherited key from the sear
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -99,8 +100,12 @@ class EHRModel(nn.Module):
     requires: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Merge the class body's ``default_hparams`` / ``search_ranges`` over the parent's."""
+        """Merge the class body's ``default_hparams`` / ``search_ranges`` over the parent's; a
+        class without a docstring documents itself with its module's (a model module's docstring
+        holds the model's equations and sources)."""
         super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("__doc__") is None:
+            cls.__doc__ = getattr(sys.modules.get(cls.__module__), "__doc__", None)
         parent = super(cls, cls)
         if "default_hparams" in cls.__dict__:
             cls.default_hparams = {**parent.default_hparams, **cls.__dict__["default_hparams"]}

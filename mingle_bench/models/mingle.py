@@ -96,8 +96,6 @@ class SemanticFusion(nn.Module):
 @register_model("mingle-no-concept", use_concept=False, display="MINGLE w/o concept semantics")
 @register_model("mingle", display="MINGLE")
 class Mingle(EHRModel):
-    __doc__ = __doc__
-
     family = "mingle"
     full_graph = True
     uses_op = True

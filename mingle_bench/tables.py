@@ -38,15 +38,6 @@ def display_name(model: str) -> str:
     return registered(model)
 
 
-def is_mingle_family(model: str) -> bool:
-    """MINGLE and its ablations (registry family ``mingle``); any other name, registered or not,
-    counts as a baseline when the best baseline is chosen. Same as
-    ``mingle_bench.zoo.model_family(model) == "mingle"`` for a registered model."""
-    from mingle_bench.zoo import list_models
-
-    return model in list_models("mingle")
-
-
 def data_kind(spec: str) -> str:
     """``SYNTHETIC``, ``MIMIC-III`` or ``MIMIC-IV`` for a data spec."""
     head = str(spec).split(":", 1)[0].lower()

@@ -38,6 +38,7 @@ import numpy as np
 
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
+from mingle_bench.io import machine_description
 from mingle_bench.pipeline import RunError
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, LEARNING_CURVES_FILE, finalize
 
@@ -262,7 +263,7 @@ def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunS
         config = {
             **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
             "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
-            "hparams": hparams, "command": cfg.command or P.command_line(), "machine": _machine(device),
+            "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
             "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
             "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
             "updated_at": P.utc_timestamp(),
@@ -356,12 +357,6 @@ def _write_split(folder: Path, manifest_json) -> None:
             raise RunError(f"{path}: the split changed since the finished cells were trained "
                            f"(sha256 {old['sha256'][:12]} -> {new['sha256'][:12]}); rerun with --fresh")
     R.atomic_write_text(path, text if text.endswith("\n") else text + "\n")
-
-
-def _machine(device: str) -> str:
-    from mingle_bench.tables import machine_description
-
-    return machine_description(device)
 
 
 def summary_line(s: RunSummary) -> str:

@@ -417,7 +417,7 @@ def test_tables_mark_budget_stopped_models(fakes, tmp_path):
     assert rows["mingle"]["stopped_at_budget"] == "2/2" and rows["mingle"]["n_budget"] == 2
     assert rows["retain"]["stopped_at_budget"] == "0/2" and rows["retain"]["n_budget"] == 0
     assert rows["retain"]["best_step"] == "1 (1–1)" and rows["mingle"]["best_step"] == "5 (5–5)"
-    from mingle_bench.tables import BUDGET_NOTE
+    from mingle_bench.report.tables import BUDGET_NOTE
 
     md = (s.folder / "table.md").read_text()
     import re

@@ -238,7 +238,7 @@ def _reproduce(args) -> int:
 def _table(args) -> int:
     from pathlib import Path
 
-    from mingle_bench import tables
+    from mingle_bench.report import tables
 
     folder = Path(args.path)
     if not folder.is_dir():

@@ -25,7 +25,7 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
     of ``folder``; returns the aggregated rows, the comparison (or ``None``) and the files written."""
     from mingle_bench.report.comparison import paired_comparison
     from mingle_bench.report.plots import plot_curves, plot_learning_curves
-    from mingle_bench.tables import aggregate, data_label, display_name, write_run_tables
+    from mingle_bench.report.tables import aggregate, data_label, display_name, write_run_tables
 
     folder = Path(folder)
     config = R.read_json(folder / R.CONFIG_FILE)

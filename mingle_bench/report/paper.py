@@ -86,13 +86,13 @@ def protocol_text(payload: dict) -> str:
 
 
 def _data_cell(payload: dict) -> str:
-    from mingle_bench.tables import data_kind
+    from mingle_bench.report.tables import data_kind
 
     return f"{data_kind(payload['data'])} ({payload.get('data_id') or payload['data']})"
 
 
 def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_published: bool) -> str:
-    from mingle_bench.tables import BUDGET_MARK, best_rows, display_name, fmt_pct, latex_escape
+    from mingle_bench.report.tables import BUDGET_MARK, best_rows, display_name, fmt_pct, latex_escape
 
     rows = [r for r in payload["tasks"][task]["rows"] if r["model"] in models]
     rows.sort(key=lambda r: list(models).index(r["model"]))
@@ -137,7 +137,7 @@ def _task_title(task: str) -> str:
 
 
 def _header(payload: dict, title: str, fmt: str) -> list[str]:
-    from mingle_bench.tables import data_label
+    from mingle_bench.report.tables import data_label
 
     label = data_label(payload["data"], payload.get("data_id"))
     prot = (f"{protocol_text(payload)}; seeds {','.join(map(str, payload['seeds']))}; split seed "
@@ -154,13 +154,13 @@ def _header(payload: dict, title: str, fmt: str) -> list[str]:
 
 
 def _latex_table(tab: str, caption: str) -> list[str]:
-    from mingle_bench.tables import latex_escape
+    from mingle_bench.report.tables import latex_escape
 
     return [r"\begin{table}[t]", r"\centering", r"\small", tab, rf"\caption{{{latex_escape(caption)}}}", r"\end{table}", ""]
 
 
 def render_main(payload: dict, fmt: str) -> str:
-    from mingle_bench.tables import comparison_lines, data_label
+    from mingle_bench.report.tables import comparison_lines, data_label
 
     label = data_label(payload["data"], payload.get("data_id"))
     lines = _header(payload, f"Main table: MINGLE vs baselines on {label}", fmt)
@@ -178,7 +178,7 @@ def render_main(payload: dict, fmt: str) -> str:
 
 
 def render_ablation(payload: dict, fmt: str) -> str:
-    from mingle_bench.tables import data_label
+    from mingle_bench.report.tables import data_label
 
     label = data_label(payload["data"], payload.get("data_id"))
     lines = _header(payload, f"Ablation: MINGLE without concept / note semantics, and HypEHR (neither) on {label}", fmt)
@@ -192,7 +192,7 @@ def render_ablation(payload: dict, fmt: str) -> str:
 
 
 def render_relative(payload: dict, fmt: str) -> str:
-    from mingle_bench.tables import data_label, display_name, latex_escape
+    from mingle_bench.report.tables import data_label, display_name, latex_escape
 
     label = data_label(payload["data"], payload.get("data_id"))
     lines = _header(payload, f"Relative improvement of MINGLE over the best baseline on {label}", fmt)
@@ -255,7 +255,7 @@ def render_paper(folder: str | os.PathLike, fmt: str = "md") -> str:
 def write_paper(folder: str | os.PathLike) -> list[Path]:
     """Write main/ablation/relative-improvement tables (md + tex), the figure and a CSV."""
     from mingle_bench.report.plots import plot_relative_improvement
-    from mingle_bench.tables import data_label
+    from mingle_bench.report.tables import data_label
 
     folder = Path(folder)
     payload = R.read_json(folder / PAPER_FILE)

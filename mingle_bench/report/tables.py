@@ -20,7 +20,6 @@ from typing import Iterable, Sequence
 import numpy as np
 from tabulate import tabulate
 
-from mingle_bench.io import machine_description  # noqa: F401  (runner._machine imports it from here)
 from mingle_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRIC_NAMES
 from mingle_bench.results import COMPARISON_FILE, CONFIG_FILE, atomic_write_text, load_runs, read_json
 

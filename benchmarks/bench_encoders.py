@@ -3,7 +3,8 @@
 Run: ``python -m pytest benchmarks/bench_encoders.py --benchmark-only -q``.
 ``MINGLE_BENCH_ENCODER`` picks the encoder spec (default ``default``, the bundled MiniLM) and
 ``MINGLE_BENCH_THREADS`` the torch threads (default 2). Each benchmark's ``extra_info`` holds
-its items/s. ``mingle-bench profile-encoder --json -`` prints the same numbers as one JSON object.
+its items/s. ``mingle-bench profile-encoder --json -`` prints the same numbers as one JSON object;
+both time the workloads of :func:`mingle_bench.profiling.encoders.workloads`.
 
 Targets on a 2-core CPU with MiniLM: >= ~250 concept names/s and >= ~20 notes/s with each note
 cut to one 256-token window.
@@ -15,8 +16,8 @@ import os
 import pytest
 import torch
 
-from mingle_bench.encoders import embed_texts, embed_visit_notes, load_encoder
-from mingle_bench.profiling.encoders import clinical_notes, concept_names
+from mingle_bench.encoders import load_encoder
+from mingle_bench.profiling.encoders import clinical_notes, concept_names, workloads
 
 SPEC = os.environ.get("MINGLE_BENCH_ENCODER", "default")
 THREADS = int(os.environ.get("MINGLE_BENCH_THREADS", "2"))
@@ -29,34 +30,30 @@ def encoder():
     return load_encoder(SPEC)
 
 
+@pytest.fixture(scope="module")
+def work(encoder):
+    # notes of 200 words: ~350 tokens each, cut to the 256-token window by notes_window
+    return workloads(encoder, concept_names(N_NAMES), clinical_notes(N_NOTES, words=200))
+
+
 def _rate(benchmark, n: int, unit: str) -> None:
     benchmark.extra_info[f"{unit}_per_s"] = round(n / benchmark.stats.stats.median, 1)
 
 
-def test_concept_names_per_second(benchmark, encoder):
-    names = concept_names(N_NAMES)
-    out = benchmark.pedantic(embed_texts, args=(encoder, names), kwargs={"progress": False},
-                             rounds=3, warmup_rounds=1)
+def test_concept_names_per_second(benchmark, encoder, work):
+    out = benchmark.pedantic(work["names"], rounds=3, warmup_rounds=1)
     assert out.shape == (N_NAMES, encoder.dim)
     _rate(benchmark, N_NAMES, "names")
 
 
-def test_notes_one_window_per_second(benchmark, encoder):
-    notes = clinical_notes(N_NOTES, words=200)  # ~350 tokens each, cut to the 256-token window
-    out = benchmark.pedantic(embed_texts, args=(encoder, notes), kwargs={"progress": False},
-                             rounds=3, warmup_rounds=1)
+def test_notes_one_window_per_second(benchmark, encoder, work):
+    out = benchmark.pedantic(work["notes_window"], rounds=3, warmup_rounds=1)
     assert out.shape == (N_NOTES, encoder.dim)
     _rate(benchmark, N_NOTES, "notes")
 
 
-def test_notes_chunked_per_second(benchmark, encoder):
-    notes = dict(enumerate(clinical_notes(N_NOTES, words=200)))
-    visits = [[i] for i in notes]
-
-    def run():
-        return embed_visit_notes(encoder, visits, lambda ids: {i: notes[i] for i in ids}, progress=False)
-
-    emb, has, report = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+def test_notes_chunked_per_second(benchmark, work):
+    emb, has, report = benchmark.pedantic(work["notes_chunked"], rounds=3, warmup_rounds=1)
     assert bool(has.all()) and report["tokens_embedded"] == report["tokens_total"]
     _rate(benchmark, N_NOTES, "notes")
     benchmark.extra_info["chunks"] = report["chunks_embedded"]

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from mingle_bench import ops
-from mingle_bench.models import get_model
-from mingle_bench.profiling.models import PAPER_HPARAMS, build_profile_data
+from mingle_bench.zoo import get_model
+from mingle_bench.profiling.models import PAPER_HPARAMS, build_profile_data, epoch_step
 
 SIZE = os.environ.get("MINGLE_BENCH_SIZE", "small")
 THREADS = int(os.environ.get("MINGLE_BENCH_THREADS", "2"))
@@ -27,22 +27,6 @@ def data():
     return build_profile_data(SIZE)
 
 
-def _epoch_fn(model, data):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    idx = data.split_idx["train"]
-    batch = {"idx": idx, "labels": data.labels[idx]}
-    model.train()
-
-    def step():
-        loss = model(batch)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-    return step
-
-
 @pytest.mark.parametrize("impl", ["fused", "reference"])
 @pytest.mark.parametrize("name", ["mingle", "hypehr", "hypergat"])
 def test_full_graph_epoch(benchmark, data, name, impl):
@@ -51,7 +35,7 @@ def test_full_graph_epoch(benchmark, data, name, impl):
     hp = PAPER_HPARAMS if name != "hypergat" else {}
     torch.manual_seed(0)
     model = get_model(name)(data, impl=impl, **hp)
-    step = _epoch_fn(model, data)
+    step = epoch_step(model, data)  # what `mingle-bench profile-model` times
     step()  # warm-up
     benchmark.extra_info.update({"size": SIZE, "threads": torch.get_num_threads(),
                                  "incidences": data.graph.incidence.nnz, "impl": impl})

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mingle_bench import ops
-from mingle_bench.profiling.kernel import _arm_fn, make_case
+from mingle_bench.profiling.kernel import arm_fn, make_case, sync
 
 SIZE = os.environ.get("MINGLE_BENCH_SIZE", "small")
 DEVICE = os.environ.get("MINGLE_BENCH_DEVICE", "cpu")
@@ -36,12 +36,11 @@ def test_segment_softmax_aggregate(benchmark, case, arm, passes):
     if arm == "fused" and not ops.fused_available(DEVICE):
         pytest.skip("mingle_bench._C not built for this device")
     csr, src, dst, val = case
-    fn = _arm_fn(arm, passes, csr, src, dst, val, 0.2)
-    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
+    fn = arm_fn(arm, passes, csr, src, dst, val, 0.2)
 
     def run():
         fn()
-        sync()
+        sync(DEVICE)
 
     benchmark.group = f"segment_softmax_aggregate-{SIZE}-{passes}"
     benchmark.extra_info.update(size=SIZE, nnz=csr.nnz, device=DEVICE, threads=torch.get_num_threads())

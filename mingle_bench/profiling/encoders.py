@@ -12,7 +12,7 @@ import platform
 import random
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -87,30 +87,48 @@ def _median_rate(fn, n_items: int, repeats: int) -> tuple[float, list[float], fl
     return statistics.median(rates), rates, statistics.median(cpu)
 
 
-def run_profile(encoder: Encoder, n_names: int = 512, n_notes: int = 64, note_words: int = 200,
-                repeats: int = 3, batch_tokens: int | None = None) -> dict[str, Any]:
-    """Measure the three workloads; returns a JSON-able dict (rates in items/s)."""
+def chunk_overlap(encoder: Encoder) -> int:
+    """Tokens shared by consecutive chunks of a note in the chunked workload: 32 unless the window is tiny."""
+    return min(32, (encoder.max_length - encoder.num_special_tokens) // 4)
+
+
+def workloads(encoder: Encoder, names: Sequence[str], notes: Sequence[str],
+              batch_tokens: int | None = None) -> dict[str, Callable[[], Any]]:
+    """The three timed workloads, uncached and without progress bars; each call returns its result.
+
+    ``names``: ``embed_texts`` of the concept names; ``notes_window``: ``embed_texts`` of the notes,
+    each cut to one window (the reference measurement); ``notes_chunked``: ``embed_visit_notes``
+    with one note per visit, every token embedded (returns ``(emb, has_notes, report)``).
+    """
     from mingle_bench.encoders.embed import embed_texts
     from mingle_bench.encoders.notes import embed_visit_notes
 
+    store = dict(enumerate(notes))
+    visits = [[i] for i in range(len(notes))]
+    overlap = chunk_overlap(encoder)
+    return {
+        "names": lambda: embed_texts(encoder, names, cache=None, progress=False, batch_tokens=batch_tokens),
+        "notes_window": lambda: embed_texts(encoder, notes, cache=None, progress=False, batch_tokens=batch_tokens),
+        "notes_chunked": lambda: embed_visit_notes(encoder, visits, lambda ids: {i: store[i] for i in ids},
+                                                   overlap=overlap, cache=None, progress=False,
+                                                   batch_tokens=batch_tokens),
+    }
+
+
+def run_profile(encoder: Encoder, n_names: int = 512, n_notes: int = 64, note_words: int = 200,
+                repeats: int = 3, batch_tokens: int | None = None) -> dict[str, Any]:
+    """Measure the three workloads; returns a JSON-able dict (rates in items/s)."""
     names = concept_names(n_names)
     notes = clinical_notes(n_notes, note_words)
     note_tokens = encoder.tokenize(notes)
     name_tokens = encoder.tokenize(names)
-    store = dict(enumerate(notes))
     chunk_report: dict[str, Any] = {}
-    overlap = min(32, (encoder.max_length - encoder.num_special_tokens) // 4)  # 32 unless the window is tiny
-
-    def run_names():
-        embed_texts(encoder, names, cache=None, progress=False, batch_tokens=batch_tokens)
-
-    def run_notes_window():  # one 256-token window per note, the reference measurement
-        embed_texts(encoder, notes, cache=None, progress=False, batch_tokens=batch_tokens)
+    overlap = chunk_overlap(encoder)
+    work = workloads(encoder, names, notes, batch_tokens)
+    run_names, run_notes_window = work["names"], work["notes_window"]
 
     def run_notes_chunked():
-        _, _, rep = embed_visit_notes(encoder, [[i] for i in range(n_notes)], lambda ids: {i: store[i] for i in ids},
-                                      overlap=overlap, cache=None, progress=False, batch_tokens=batch_tokens)
-        chunk_report.update(rep)
+        chunk_report.update(work["notes_chunked"]()[2])
 
     import logging
 

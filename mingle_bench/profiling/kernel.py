@@ -140,7 +140,8 @@ def sparse_softmax_aggregate(src, val, dst, csr, slope: float):
     return torch.sparse.mm(P, val.reshape(N * H, D)).reshape(S, H, D)
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
+    """Wait for the device's queued kernels (CUDA); a no-op on the CPU."""
     if device == "cuda":
         torch.cuda.synchronize()
 
@@ -151,17 +152,18 @@ def copy_bandwidth(device: str, mib: int = 512, reps: int = 5) -> float:
     a = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
     b = torch.empty_like(a)
     b.copy_(a)
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         b.copy_(a)
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return 2 * a.numel() * 4 / statistics.median(times) / 1e9
 
 
-def _arm_fn(arm: str, passes: str, csr, src, dst, val, slope: float) -> Callable[[], None]:
+def arm_fn(arm: str, passes: str, csr, src, dst, val, slope: float) -> Callable[[], None]:
+    """One timed call of ``arm`` (``fused``, ``reference``, ``sparse``) for ``passes`` (``fwd``, ``fwdbwd``)."""
     from mingle_bench import ops
 
     def forward(s, v, d):
@@ -253,16 +255,16 @@ def profile(sizes: list[str], device: str = "cpu", arms: list[str] = list(ARMS),
                 if why:
                     skip[arm] = why
                 else:
-                    fns[arm] = _arm_fn(arm, p, csr, src, dst, val, slope)
+                    fns[arm] = arm_fn(arm, p, csr, src, dst, val, slope)
             times: dict[str, list[float]] = {a: [] for a in fns}
             for fn in fns.values():  # warm-up (allocator, first-call costs)
                 fn()
-            _sync(device)
+            sync(device)
             for _ in range(repeats):
                 for arm, fn in fns.items():
                     t0 = time.perf_counter()
                     fn()
-                    _sync(device)
+                    sync(device)
                     times[arm].append(time.perf_counter() - t0)
             ref = statistics.median(times["reference"]) if "reference" in times else None
             nbytes = traffic_bytes(S, N, nnz, H, D, p, elt=src.element_size())

@@ -11,7 +11,7 @@ import platform
 import resource
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -36,26 +36,36 @@ def build_profile_data(size: str, n_labels: int = 25, d_llm: int = 384, d_struct
                                  note_fraction=0.8, seed=seed)
 
 
-def time_epochs(model, data, epochs: int, warmup: int = 1, cpu_times: list[float] | None = None) -> list[float]:
-    """Seconds per training epoch (forward + backward + Adam step on all train samples).
-
-    ``cpu_times``, when given, receives the process CPU seconds of each timed epoch (all threads),
-    a measure that stays meaningful on a machine shared with other jobs.
-    """
+def epoch_step(model, data) -> Callable[[], None]:
+    """One full-graph training epoch as a callable: forward, backward, clipping and an Adam step
+    on all train samples (the model is put in training mode)."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-3)
     idx = data.split_idx["train"]
     batch = {"idx": idx, "labels": data.labels[idx]}
     model.train()
-    times = []
-    for i in range(warmup + epochs):
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        t, c = time.perf_counter(), time.process_time()
+
+    def step() -> None:
         loss = model(batch)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+    return step
+
+
+def time_epochs(model, data, epochs: int, warmup: int = 1, cpu_times: list[float] | None = None) -> list[float]:
+    """Seconds per training epoch (:func:`epoch_step`).
+
+    ``cpu_times``, when given, receives the process CPU seconds of each timed epoch (all threads),
+    a measure that stays meaningful on a machine shared with other jobs.
+    """
+    step = epoch_step(model, data)
+    times = []
+    for i in range(warmup + epochs):
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        t, c = time.perf_counter(), time.process_time()
+        step()
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:
@@ -69,8 +79,8 @@ def profile_mingle(size: str = "mimic", threads: int = 2, epochs: int = 3, impls
                    device: str = "cpu", model_name: str = "mingle", data=None) -> dict[str, Any]:
     """Median epoch time per op implementation, with the graph's statistics."""
     from mingle_bench import ops
-    from mingle_bench.models import get_model
-    from mingle_bench.training import resolve_device
+    from mingle_bench.devices import resolve_device
+    from mingle_bench.zoo import get_model
 
     dev = resolve_device(device)
     if threads < 1:

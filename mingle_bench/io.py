@@ -5,8 +5,9 @@ features, profiles) goes through a temporary file in the target's own folder, is
 disk (``fsync``) and then renamed over the target with ``os.replace``, so a killed process
 leaves either the old file or the new one, never a torn one; on an error the temporary file
 is removed. The temporary file is created by :func:`tempfile.mkstemp` (a new, unpredictable
-name, opened exclusively, readable and writable by its owner only), and a staged folder by
-:func:`tempfile.mkdtemp` (likewise, owner only).
+name, opened exclusively) and a staged folder by :func:`tempfile.mkdtemp`; both then get the
+mode a plain ``open``/``mkdir`` would give (0666/0777 less the umask), so a lab's shared results
+or cache folder stays readable to colleagues.
 
 - :func:`atomic_write_bytes`, :func:`atomic_write_text`, :func:`atomic_write_json`: the data
   is in memory;
@@ -68,6 +69,12 @@ def to_json(obj: Any, *, indent: int | None = 2) -> str:
 
 
 # -- atomic writes -----------------------------------------------------------------------
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _fsync(path: str | os.PathLike) -> None:
     fd = os.open(path, os.O_RDWR)
     try:
@@ -80,7 +87,8 @@ def _fsync(path: str | os.PathLike) -> None:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
 
-    The temporary file already exists (empty, owner-only); writers open it for writing and
+    The temporary file already exists (empty; given the mode a plain ``open`` would give, 0666
+    less the umask, so a shared results folder stays readable); writers open it for writing and
     truncate it (``open(tmp, "w")``, ``DataFrame.to_parquet``, DuckDB ``COPY ... TO``,
     ``safetensors.save_file``). The parent folder is created. On an exception the temporary
     file is removed and the target is left as it was.
@@ -91,6 +99,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
@@ -130,6 +139,7 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         try:
             os.replace(tmp, final)

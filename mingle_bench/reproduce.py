@@ -28,6 +28,7 @@ from typing import Sequence
 from mingle_bench import paper_numbers as PN
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
+from mingle_bench.io import atomic_write_json
 from mingle_bench import runner
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, finalize
 from mingle_bench.report.paper import METRICS, PAPER_FILE, PAPER_MODELS, relative_improvement, write_paper
@@ -135,7 +136,7 @@ def reproduce(
         "published": [p.__dict__ for p in PN.PUBLISHED],
         "published_relative_improvement": {"value": PN.RELATIVE_IMPROVEMENT_PCT, "source": PN.RELATIVE_IMPROVEMENT_SOURCE},
     }
-    R.atomic_write_json(res.folder / PAPER_FILE, payload)
+    atomic_write_json(res.folder / PAPER_FILE, payload)
     res.files = write_paper(res.folder)
     res.main_md = (res.folder / "main.md").read_text(encoding="utf-8")
     return res

@@ -31,9 +31,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-# the atomic writers live in mingle_bench.io; imported here for this module's own writes and,
-# until its callers import them from mingle_bench.io, as results.atomic_write_* / results.to_json
-from mingle_bench.io import atomic_write_bytes, atomic_write_json, atomic_write_text, clean_nan, json_default, to_json  # noqa: F401
+from mingle_bench.io import atomic_write_bytes, atomic_write_text, clean_nan, json_default, to_json
 
 RUNS_FILE = "runs.jsonl"
 CONFIG_FILE = "config.json"

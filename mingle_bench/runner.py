@@ -38,7 +38,7 @@ import numpy as np
 
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
-from mingle_bench.io import machine_description
+from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description
 from mingle_bench.pipeline import RunError
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, LEARNING_CURVES_FILE, finalize
 
@@ -268,7 +268,7 @@ def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunS
             "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
             "updated_at": P.utc_timestamp(),
         }
-        R.atomic_write_json(folder / R.CONFIG_FILE, config)
+        atomic_write_json(folder / R.CONFIG_FILE, config)
 
         for job, out in executor.run(todo, data, device=device, budget=budget, monitor=cfg.monitor, progress=prog):
             if isinstance(out, CellFailure):
@@ -294,7 +294,7 @@ def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunS
                           f"best step {out.best_step}/{out.steps_run} ({out.stopped})")
 
     if failed:
-        R.atomic_write_json(folder / "failures.json", failed)
+        atomic_write_json(folder / "failures.json", failed)
     elif (folder / "failures.json").exists():
         (folder / "failures.json").unlink()
     rows, comp, files = finalize(folder, cfg.monitor, cfg.n_boot)
@@ -356,7 +356,7 @@ def _write_split(folder: Path, manifest_json) -> None:
         if old.get("sha256") and new.get("sha256") and old["sha256"] != new["sha256"]:
             raise RunError(f"{path}: the split changed since the finished cells were trained "
                            f"(sha256 {old['sha256'][:12]} -> {new['sha256'][:12]}); rerun with --fresh")
-    R.atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
 
 
 def summary_line(s: RunSummary) -> str:

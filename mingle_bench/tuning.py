@@ -42,6 +42,7 @@ from pathlib import Path
 
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
+from mingle_bench.io import atomic_write_json, atomic_write_text
 
 #: study attributes that must match when a worker joins an existing study
 STUDY_ATTRS = ("pipeline", "task", "model", "data", "data_id", "split_seed", "max_steps", "eval_every", "patience",
@@ -278,10 +279,10 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
         "counts": counts, "note": "validation metric only; the test split is never scored during tuning",
         "updated_at": P.utc_timestamp(), "command": command or P.command_line(),
     }
-    path = R.atomic_write_json(folder / f"{study.study_name}.json", payload)
+    path = atomic_write_json(folder / f"{study.study_name}.json", payload)
     try:
         df = study.trials_dataframe()
-        R.atomic_write_text(folder / f"{study.study_name}_trials.csv", df.to_csv(index=False))
+        atomic_write_text(folder / f"{study.study_name}_trials.csv", df.to_csv(index=False))
     except Exception:  # pragma: no cover - the CSV is a convenience
         pass
     return TuneResult(study.study_name, redact(storage_url), float(best.value), dict(best.params), hparams, counts,

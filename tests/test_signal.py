@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mingle_bench.cli import main
-from mingle_bench.data.signal import SIGNAL_TASKS, load_latents, task_signal
+from mingle_bench.oracle import SIGNAL_TASKS, load_latents, task_signal
 from mingle_bench.data.sources import content_hash, source_files
 from mingle_bench.data.synthetic import LATENT_COLUMNS, LATENTS_FILE, generate
 from mingle_bench.data.synthetic_vocab import EVENTS

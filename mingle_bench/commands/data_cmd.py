@@ -107,7 +107,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _signal(args: argparse.Namespace) -> int:
-    from mingle_bench.data.signal import SIGNAL_TASKS, task_signal
+    from mingle_bench.oracle import SIGNAL_TASKS, task_signal
     from mingle_bench.data.sources import parse_spec
 
     if parse_spec(args.data)[0] != "synthetic":

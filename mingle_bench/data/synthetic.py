@@ -68,7 +68,7 @@ Latent sidecar: :func:`generate` also writes :data:`LATENTS_FILE` (``SYNTHETIC_L
 not a MIMIC table name, so the MIMIC-III loader and the cohort's content hash ignore it): one
 row per admission with :data:`LATENT_COLUMNS`, the latents as they stood during that stay
 (chronic conditions and DNR before the stay's own updates). Writing it draws no random numbers.
-:mod:`mingle_bench.data.signal` (``mingle-bench data signal``) fits the *oracle* on it.
+:mod:`mingle_bench.oracle` (``mingle-bench data signal``) fits the *oracle* on it.
 
 Generator version 2 (changed from version 1, fixed on the oracle alone, never on model
 results): version 1 left CVD in type-2 diabetes near the noise floor (oracle AUROC 0.61 on 29

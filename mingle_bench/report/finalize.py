@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from mingle_bench import results as R
+from mingle_bench.io import atomic_write_json
 
 DEFAULT_BOOTSTRAP = 1000
 LEARNING_CURVES_FILE = "learning_curves.png"
@@ -48,7 +49,7 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
                                    "the baseline is the one with the best mean validation "
                                    f"{monitor} (the test set plays no part in choosing it)"})
     if comp:
-        R.atomic_write_json(folder / R.COMPARISON_FILE, comp)
+        atomic_write_json(folder / R.COMPARISON_FILE, comp)
     else:
         (folder / R.COMPARISON_FILE).unlink(missing_ok=True)
     files: list[Path] = []

@@ -26,6 +26,7 @@ from tabulate import tabulate
 
 from mingle_bench import paper_numbers as P
 from mingle_bench import results as R
+from mingle_bench.io import atomic_write_text
 
 #: the paper's rows, in its order: the baselines, MINGLE, and its two ablations
 PAPER_MODELS: tuple[str, ...] = ("retain", "gram", "hypergat", "hypehr", "mingle", "mingle-no-concept", "mingle-no-notes")
@@ -261,9 +262,9 @@ def write_paper(folder: str | os.PathLike) -> list[Path]:
     payload = R.read_json(folder / PAPER_FILE)
     files = []
     for name, fn in (("main", render_main), ("ablation", render_ablation), ("relative_improvement", render_relative)):
-        files.append(R.atomic_write_text(folder / f"{name}.md", fn(payload, "md")))
-        files.append(R.atomic_write_text(folder / f"{name}.tex", fn(payload, "latex")))
-    files.append(R.atomic_write_text(folder / "paper.csv", render_csv(payload)))
+        files.append(atomic_write_text(folder / f"{name}.md", fn(payload, "md")))
+        files.append(atomic_write_text(folder / f"{name}.tex", fn(payload, "latex")))
+    files.append(atomic_write_text(folder / "paper.csv", render_csv(payload)))
     values = {t: {m: v["value"] for m, v in per.items() if v} for t, per in payload["relative_improvement"].items()}
     if any(values.values()):
         files.append(plot_relative_improvement(

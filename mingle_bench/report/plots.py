@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from mingle_bench.metrics import HIGHER_IS_BETTER
-from mingle_bench.results import atomic_write_bytes
+from mingle_bench.io import atomic_write_bytes
 
 
 def _pyplot():

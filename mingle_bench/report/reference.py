@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mingle_bench import results as R
+from mingle_bench.io import atomic_write_json
 
 REFERENCE_FILE = "reference_check.json"
 
@@ -89,7 +90,7 @@ def check_reference(folder: str | os.PathLike, input_hashes: Sequence[str],
         "differs": sum(c["status"] == "differs" for c in cells),
         "no_reference": sum(c["status"] == "no reference" for c in cells),
     }
-    R.atomic_write_json(folder / REFERENCE_FILE, report)
+    atomic_write_json(folder / REFERENCE_FILE, report)
     return report
 
 

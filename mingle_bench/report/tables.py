@@ -21,7 +21,8 @@ import numpy as np
 from tabulate import tabulate
 
 from mingle_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRIC_NAMES
-from mingle_bench.results import COMPARISON_FILE, CONFIG_FILE, atomic_write_text, load_runs, read_json
+from mingle_bench.io import atomic_write_text
+from mingle_bench.results import COMPARISON_FILE, CONFIG_FILE, load_runs, read_json
 
 FORMATS = ("md", "latex", "csv")
 #: appended to a model's name when some of its seeds stopped at the step budget, not on a validation plateau

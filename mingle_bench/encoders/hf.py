@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import torch
 
+from mingle_bench.devices import resolve_device
 from mingle_bench.encoders.base import Encoder, l2_normalize
 
 log = logging.getLogger(__name__)
@@ -164,15 +165,6 @@ def _quiet_transformers():
             tlog.enable_progress_bar()
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"encoder device {device!r} requested but CUDA is not available")
-    return dev
-
-
 class HFEncoder(Encoder):
     """A local transformers encoder with mean or CLS pooling.
 
@@ -208,7 +200,7 @@ class HFEncoder(Encoder):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.path = folder
         self.pooling = pooling
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, what="encoder device")
         self.dtype = self._resolve_dtype(dtype)
         try:
             with _quiet_transformers():

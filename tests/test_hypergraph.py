@@ -109,6 +109,7 @@ def test_deepwalk_is_seeded_cached_and_shaped(tmp_path):
     assert not list((tmp_path / "deepwalk").glob(".*"))
 
 
+@pytest.mark.slow
 def test_deepwalk_same_across_processes(tmp_path):
     """Word2Vec must not depend on PYTHONHASHSEED: two fresh interpreters agree."""
     import subprocess

@@ -423,6 +423,7 @@ def test_cuda_half_precision_against_f32_reference():
                                    atol=3e-2, rtol=3e-2)
 
 
+@pytest.mark.slow
 def test_package_works_without_extension():
     """With mingle_bench._C unavailable the ops run on the reference path (one warning)."""
     code = (

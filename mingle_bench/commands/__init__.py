@@ -1,0 +1,5 @@
+"""The CLI's subcommands, one module per group (``run_cmd``: run, tune, reproduce, table;
+``data_cmd``, ``task_cmd``, ``model_cmd``, ``encoder_cmd``, ``kernel_cmd``), registered by
+:mod:`mingle_bench.cli`. The top of the layering: a command may import anything, and nothing
+imports a command. Heavy modules are imported inside the handlers, so ``--help`` stays quick.
+"""

@@ -6,4 +6,7 @@
 - :mod:`~mingle_bench.data.synthetic`: the MIMIC-III-shaped synthetic generator and its data card.
 - :mod:`~mingle_bench.data.build`, :mod:`~mingle_bench.data.csvio`, :mod:`~mingle_bench.data.report`:
   shared cleaning SQL, CSV reading with counted rejects, and the load report.
+
+The first stage: modules here import only each other and the bottom modules (``io``,
+``progress``); every later stage may import them, and nothing here imports a later stage.
 """

@@ -20,6 +20,9 @@ Public API::
     embed_visit_notes(encoder, visit_note_ids, read_texts, ...) -> (Tensor [V, dim], Tensor bool [V], dict)
     EmbeddingCache(root=None)
 
+Part of the features stage: imported by ``mingle_bench.features`` (and the encoder commands and
+profilers); imports only the bottom modules (``devices``, ``io``, ``progress``).
+
 Attributes are imported lazily so that ``import mingle_bench.encoders`` (and the CLI's
 ``--help``) does not pay for ``torch``/``transformers``.
 """

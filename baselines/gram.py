@@ -87,7 +87,9 @@ class Gram(EHRModel):
     def _pair_logits(self) -> Tensor:
         """u_a^T tanh(W_a [e_i ; e_j] + b_a) per (code i, member j) pair: [nnz, 1]."""
         leaf = self.w_leaf(self.emb[: self.n_codes])
-        pre = leaf[self.pair_leaf] + self.w_member(self.emb)[self.pair_member]
+        # index_select, not x[idx]: its backward (index_add) sums repeated rows in a fixed order;
+        # the backward of x[idx] accumulates with atomics on CPU, run to run different in the last bits
+        pre = leaf.index_select(0, self.pair_leaf) + self.w_member(self.emb).index_select(0, self.pair_member)
         return self.u(torch.tanh(pre))
 
     @property
@@ -96,7 +98,7 @@ class Gram(EHRModel):
 
     def code_embeddings(self) -> Tensor:
         """``G`` [n_codes, d]: attention-weighted sums over each code and its ancestors."""
-        values = self.emb[self.pair_member].unsqueeze(1)                 # [nnz, 1, d]
+        values = self.emb.index_select(0, self.pair_member).unsqueeze(1)  # [nnz, 1, d]
         g = ops.softmax_aggregate(self._csr(), self._pair_logits(), values, None, 1.0, self.hparams["impl"])
         self.record_impl()
         return g.squeeze(1)

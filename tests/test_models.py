@@ -100,6 +100,41 @@ def test_deterministic_under_seed(name, toy_binary):
     assert torch.equal(outs[0], outs[1])
 
 
+@pytest.fixture(scope="module")
+def toy_repeated_codes():
+    """Many samples over few codes: a gather's backward adds into the same rows from both threads."""
+    return make_random_task_data(n_samples=300, n_labels=1, n_nodes=400, seed=1)
+
+
+@pytest.mark.parametrize("name", [m for m in ALL if m != "logreg"])
+def test_gradients_are_bit_identical_on_two_threads(name, toy_repeated_codes):
+    """The same batch's gradients, pass after pass, with two intra-op threads: no backward may
+    accumulate in a thread-dependent order (``x[idx]``'s CPU backward does; ``index_select``'s
+    does not). Committed results are reproduced bit for bit only if this holds."""
+    data = toy_repeated_codes
+    # GRAM gathers one row per (code, ancestor) pair: wide rows make both threads meet in its backward
+    extra = {"emb_dim": 64, "rnn_hidden": 64, "attn_dim": 64} if name == "gram" else {}
+    if "dropout" in get_model(name).default_hparams:
+        extra["dropout"] = 0.0
+    model = build(name, data, **extra)
+    model.train()
+    idx = data.split_idx["train"][:100]
+    batch = {"idx": idx, "labels": data.labels[idx]}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(20):
+            model.zero_grad()
+            torch.manual_seed(0)
+            model(batch)["loss"].backward()
+            grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    finally:
+        torch.set_num_threads(before)
+    for g in grads[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(grads[0], g))
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_gradients_reach_every_parameter(name, toy_multi):
     model = build(name, toy_multi)

@@ -62,7 +62,7 @@ packages += ["mingle_bench.baselines", "mingle_bench.tasks"]
 
 setup(
     name="mingle-bench",
-    version="0.2.0",
+    version="0.2.1",
     description="Benchmarking and ablation toolkit for multimodal EHR prediction around MINGLE",
     python_requires=">=3.11",
     packages=packages,

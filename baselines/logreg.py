@@ -23,7 +23,7 @@ from mingle_bench.models.base import EHRModel, batch_indices, log_uniform
 from mingle_bench.models.registry import register_model
 
 
-@register_model("logreg", family="reference")
+@register_model("logreg", family="reference", display="Logistic regression (bag of codes)")
 class LogReg(EHRModel):
     sklearn = True
     # fitted by its solver: the trainer keys are unused (0) and not searched

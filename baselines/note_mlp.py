@@ -21,7 +21,7 @@ from mingle_bench.models.layers import MLP
 from mingle_bench.models.registry import register_model
 
 
-@register_model("note-mlp", family="reference")
+@register_model("note-mlp", family="reference", display="Note MLP")
 class NoteMLP(EHRModel):
     requires = ("visit_note_emb",)
     default_hparams: dict[str, Any] = {"hidden": 128, "layers": 2, "dropout": 0.3, "weight_decay": 1e-4, "batch_size": 64}

@@ -29,7 +29,7 @@ from mingle_bench.models.base import EHRModel, batch_indices, choice, integer, u
 from mingle_bench.models.registry import register_model
 
 
-@register_model("transformer", family="reference")
+@register_model("transformer", family="reference", display="Set Transformer")
 class SetTransformerBaseline(EHRModel):
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "heads": 4, "layers": 2, "ff_dim": 256, "dropout": 0.3,

@@ -10,4 +10,4 @@ by anything. docs/architecture.md draws the layers; tests/test_architecture.py c
 Importing this package imports nothing else, so the CLI starts quickly.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"

@@ -89,8 +89,8 @@ class SemanticFusion(nn.Module):
         return a + m * h
 
 
-@register_model("mingle-sum", fusion="sum")
-@register_model("mingle-gated", fusion="gated")
+@register_model("mingle-sum", fusion="sum", display="MINGLE (sum fusion)")
+@register_model("mingle-gated", fusion="gated", display="MINGLE (gated fusion)")
 @register_model("mingle-no-structural", use_structural=False, display="MINGLE w/o structural (DeepWalk)")
 @register_model("mingle-no-notes", use_notes=False, display="MINGLE w/o note semantics")
 @register_model("mingle-no-concept", use_concept=False, display="MINGLE w/o concept semantics")

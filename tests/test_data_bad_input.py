@@ -130,7 +130,7 @@ def test_duplicate_rows_are_counted(src, tmp_path):
     sk = c.report["skipped"]
     assert len(c.admissions) == len(adm)
     assert sk["ADMISSIONS: exact duplicate row (all columns but ROW_ID equal)"] == 1
-    assert sk["ADMISSIONS: second row for the same hadm_id (first kept)"] == 1
+    assert sk["ADMISSIONS: second row for the same hadm_id (earliest admittime kept)"] == 1
     assert sk["DIAGNOSES_ICD: exact duplicate row (all columns but ROW_ID equal)"] == 1
     assert (c.codes.code_type == "diagnosis").sum() == len(dx)
 
@@ -145,11 +145,11 @@ def test_unparseable_dates(src, tmp_path):
     write(src, "PATIENTS", pat)
     c = load(src, tmp_path)
     sk = c.report["skipped"]
-    assert sk["ADMISSIONS: admittime missing or unparseable"] == 1
+    assert sk["ADMISSIONS: admittime missing, unparseable or out of range"] == 1
     assert bad_hadm not in set(c.admissions.hadm_id)
     n_dx = int((read(src, "DIAGNOSES_ICD").HADM_ID == str(bad_hadm)).sum())
     assert sk["DIAGNOSES_ICD: hadm_id not among kept admissions"] == n_dx
-    assert sk["PATIENTS: unparseable dod (set to missing)"] == 1
+    assert sk["PATIENTS: unparseable or out-of-range dod (set to missing)"] == 1
     assert len(c.patients) == len(pat)
 
 
@@ -221,3 +221,175 @@ def test_cli_errors_have_no_traceback(src, tmp_path, capsys):
     assert rc == 1 and "ADMISSIONS.csv or ADMISSIONS.csv.gz" in err and "Traceback" not in err
     rc = main(["data", "info", "--data", "synthetic:huge"])
     assert rc == 1 and "unknown synthetic size" in capsys.readouterr().err
+
+
+# --- no silent data changes ----------------------------------------------------------------------
+
+
+def _gz_with_bad_crc(data: bytes) -> bytes:
+    """A complete gzip stream whose CRC-32 trailer does not match its content."""
+    gz = bytearray(gzip.compress(data))
+    gz[-8] ^= 0xFF  # first byte of the CRC-32 trailer
+    return bytes(gz)
+
+
+def test_gz_with_wrong_crc_is_an_error_naming_the_file(src, tmp_path):
+    data = (src / "ADMISSIONS.csv").read_bytes()
+    (src / "ADMISSIONS.csv").unlink()
+    (src / "ADMISSIONS.csv.gz").write_bytes(_gz_with_bad_crc(data))
+    with pytest.raises(ValueError, match=r"ADMISSIONS\.csv\.gz: truncated or corrupt gzip file \(.*CRC") as e:
+        load(src, tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_gz_with_wrong_length_is_an_error(src, tmp_path):
+    gz = bytearray(gzip.compress((src / "SERVICES.csv").read_bytes()))
+    gz[-4] ^= 0x01  # ISIZE trailer
+    (src / "SERVICES.csv").unlink()
+    (src / "SERVICES.csv.gz").write_bytes(bytes(gz))
+    with pytest.raises(ValueError, match=r"SERVICES\.csv\.gz: truncated or corrupt gzip file"):
+        load(src, tmp_path)
+
+
+def test_ambiguous_csv_and_gz_are_refused_naming_both(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    (src / "ADMISSIONS.csv.gz").write_bytes(gzip.compress(adm.iloc[:-1].to_csv(index=False).encode()))
+    with pytest.raises(ValueError, match=r"ambiguous source for table ADMISSIONS: .*ADMISSIONS\.csv and "
+                                         r".*ADMISSIONS\.csv\.gz") as e:
+        load(src, tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_ambiguous_case_variants_are_refused(src, tmp_path):
+    if (src / "admissions.csv").exists():  # case-insensitive file system: cannot hold both
+        pytest.skip("case-insensitive file system")
+    adm = read(src, "ADMISSIONS")
+    adm.iloc[:-1].to_csv(src / "admissions.csv", index=False)
+    with pytest.raises(ValueError, match=r"ambiguous source for table ADMISSIONS: .*ADMISSIONS\.csv and .*admissions\.csv"):
+        load(src, tmp_path)
+    rc = main(["data", "info", "--data", f"mimic3:{src}", "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 1
+
+
+def test_identical_csv_and_gz_copies_are_accepted(src, base, tmp_path):
+    (src / "ADMISSIONS.csv.gz").write_bytes(gzip.compress((src / "ADMISSIONS.csv").read_bytes()))
+    a = load(src, tmp_path)
+    b = load_mimic3(base, tmp_path / "plain")
+    pd.testing.assert_frame_equal(a.admissions, b.admissions)
+
+
+def test_lenient_ids_and_flags_are_rejected_and_counted(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    n = len(adm)
+    adm.loc[0, "HADM_ID"] = adm.loc[0, "HADM_ID"] + ".4"  # would round
+    adm.loc[1, "HADM_ID"] = hex(int(adm.loc[1, "HADM_ID"]))  # hex
+    adm.loc[2, "SUBJECT_ID"] = adm.loc[2, "SUBJECT_ID"][:1] + "_" + adm.loc[2, "SUBJECT_ID"][1:]  # underscore
+    alive = adm.index[(adm.HOSPITAL_EXPIRE_FLAG == "0") & (adm.index > 2)][0]
+    adm.loc[alive, "HOSPITAL_EXPIRE_FLAG"] = "0.6"  # must not become a death
+    write(src, "ADMISSIONS", adm)
+    dx = read(src, "DIAGNOSES_ICD")
+    dx.loc[len(dx) - 1, "SEQ_NUM"] = "1.5"
+    write(src, "DIAGNOSES_ICD", dx)
+    c = load(src, tmp_path)
+    sk, rep = c.report["skipped"], c.report["repaired"]
+    assert sk["ADMISSIONS: hadm_id or subject_id missing or not an integer"] == 3
+    assert len(c.admissions) == n - 3
+    assert rep["ADMISSIONS: hospital_expire_flag missing or not exactly 0/1, derived from deathtime"] == 1
+    row = c.admissions.set_index("hadm_id").loc[int(adm.loc[alive, "HADM_ID"])]
+    assert row.hospital_expire_flag == 0  # no deathtime: not a death
+    assert sk["DIAGNOSES_ICD: seq_num not an integer (set to missing)"] == 1
+
+
+def test_flag_and_deathtime_inconsistencies_are_reported(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    alive = adm.index[adm.HOSPITAL_EXPIRE_FLAG == "0"][0]
+    adm.loc[alive, "DEATHTIME"] = adm.loc[alive, "DISCHTIME"]
+    dead = adm.index[adm.HOSPITAL_EXPIRE_FLAG == "1"]
+    if len(dead) == 0:
+        dead = adm.index[adm.HOSPITAL_EXPIRE_FLAG == "0"][1:2]
+        adm.loc[dead, "HOSPITAL_EXPIRE_FLAG"] = "1"
+    adm.loc[dead[0], "DEATHTIME"] = ""
+    write(src, "ADMISSIONS", adm)
+    c = load(src, tmp_path)
+    rep = c.report["repaired"]
+    assert rep["ADMISSIONS: hospital_expire_flag 0 with a deathtime (deathtime dropped, the flag decides)"] == 1
+    assert rep["ADMISSIONS: hospital_expire_flag 1 without a deathtime (kept as a death, deathtime missing)"] == 1
+    a = c.admissions.set_index("hadm_id")
+    r0 = a.loc[int(adm.loc[alive, "HADM_ID"])]
+    assert r0.hospital_expire_flag == 0 and pd.isna(r0.deathtime)
+    r1 = a.loc[int(adm.loc[dead[0], "HADM_ID"])]
+    assert r1.hospital_expire_flag == 1 and pd.isna(r1.deathtime)
+
+
+def test_out_of_range_dates_are_counted_not_fatal(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    adm.loc[0, "ADMITTIME"] = "3012-01-01 00:00:00"
+    write(src, "ADMISSIONS", adm)
+    pat = read(src, "PATIENTS")
+    pat.loc[0, "DOD"] = "3012-05-05 00:00:00"
+    write(src, "PATIENTS", pat)
+    rx = read(src, "PRESCRIPTIONS")
+    rx.loc[0, "STARTDATE"] = "3012-05-05 00:00:00"
+    write(src, "PRESCRIPTIONS", rx)
+    c = load(src, tmp_path)
+    sk = c.report["skipped"]
+    assert sk["ADMISSIONS: admittime missing, unparseable or out of range"] == 1
+    assert sk["PATIENTS: unparseable or out-of-range dod (set to missing)"] == 1
+    assert sk["PRESCRIPTIONS: unparseable or out-of-range starttime (set to missing)"] == 1
+    assert len(c.admissions) == len(adm) - 1 and len(c.patients) == len(pat)
+
+
+def test_cr_only_line_endings_are_named(src, tmp_path, capsys):
+    text = (src / "SERVICES.csv").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r")
+    (src / "SERVICES.csv").write_bytes(text)
+    with pytest.raises(ValueError, match=r"SERVICES\.csv: CR-only line endings"):
+        load(src, tmp_path)
+    rc = main(["data", "info", "--data", f"mimic3:{src}", "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "CR-only line endings" in err and "Traceback" not in err and "_csv" not in err
+
+
+def test_gzip_bytes_in_a_csv_file_are_named(src, tmp_path, capsys):
+    (src / "PATIENTS.csv").write_bytes(gzip.compress((src / "PATIENTS.csv").read_bytes()))
+    with pytest.raises(ValueError, match=r"PATIENTS\.csv: gzip-compressed data in a file named \.csv"):
+        load(src, tmp_path)
+    rc = main(["data", "info", "--data", f"mimic3:{src}", "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "gzip-compressed" in err and "Traceback" not in err
+
+
+def test_duplicate_hadm_keeps_the_earliest_admission(src, tmp_path):
+    adm = read(src, "ADMISSIONS")
+    later = adm.iloc[[0]].assign(ROW_ID="99995", ADMISSION_TYPE="LATER COPY")
+    earlier = adm.iloc[[0]].assign(ROW_ID="99996", ADMISSION_TYPE="EARLIER COPY",
+                                   ADMITTIME=(pd.Timestamp(adm.loc[0, "ADMITTIME"]) - pd.Timedelta(hours=1))
+                                   .strftime("%Y-%m-%d %H:%M:%S"))
+    write(src, "ADMISSIONS", pd.concat([adm, later, earlier]))  # the earliest row comes last in the file
+    c = load(src, tmp_path)
+    assert c.report["skipped"]["ADMISSIONS: second row for the same hadm_id (earliest admittime kept)"] == 2
+    assert c.admissions.set_index("hadm_id").loc[int(adm.loc[0, "HADM_ID"]), "admission_type"] == "EARLIER COPY"
+
+
+def test_non_utf8_repair_counts_rows_once(src, tmp_path):
+    raw = (src / "NOTEEVENTS.csv").read_bytes()
+    n = len(read(src, "NOTEEVENTS"))
+    first = read(src, "NOTEEVENTS").iloc[0]
+    bad = (f'999999,{first.SUBJECT_ID},{first.HADM_ID},{first.CHARTDATE},{first.CHARTTIME},,"Nursing",'
+           f'"Nursing Progress Note",,,"Pt ').encode() + b"caf\xe9 ok" + b'"\n'
+    (src / "NOTEEVENTS.csv").write_bytes(raw + bad)
+    c = load(src, tmp_path)
+    assert c.report["read"]["NOTEEVENTS"] == n + 1
+    assert not any(k.startswith("NOTEEVENTS: unparseable CSV line") for k in c.report["skipped"])
+    assert c.report["repaired"] == {"NOTEEVENTS: invalid UTF-8 byte sequences replaced with U+FFFD": 1}
+
+
+def test_info_json_has_ages_unknown(src, tmp_path, capsys):
+    import json
+
+    pat = read(src, "PATIENTS")
+    pat.loc[0, "DOB"] = ""
+    write(src, "PATIENTS", pat)
+    rc = main(["data", "info", "--json", "--data", f"mimic3:{src}", "--cache-dir", str(tmp_path / "cache")])
+    info = json.loads(capsys.readouterr().out)
+    n = int((read(src, "ADMISSIONS").SUBJECT_ID == pat.loc[0, "SUBJECT_ID"]).sum())
+    assert rc == 0 and info["ages_unknown"] == n and n > 0

@@ -74,6 +74,7 @@ def summary(cohort) -> dict:
         "notes_without_admission": int(cohort.notes["hadm_id"].isna().sum()),
         "distinct_codes": {t: int(n) for t, n in by_type.nunique().sort_index().items()},
         "ages_capped": int(cohort.admissions["age_capped"].sum()),
+        "ages_unknown": int(cohort.admissions["age"].isna().sum()),
         "read": rep.get("read", {}),
         "skipped": rep.get("skipped", {}),
         "repaired": rep.get("repaired", {}),
@@ -99,7 +100,7 @@ def _info(args: argparse.Namespace) -> int:
 
     print(LoadReport.from_dict(cohort.report).render())
     rows = [(k, info[k]) for k in ("patients", "admissions", "in_hospital_deaths", "diagnoses", "procedures",
-                                   "prescriptions", "services", "notes", "notes_without_admission", "ages_capped")]
+                                   "prescriptions", "services", "notes", "notes_without_admission", "ages_capped", "ages_unknown")]
     rows += [(f"distinct {t} codes", n) for t, n in info["distinct_codes"].items()]
     print()
     print(tabulate(rows, headers=[f"cohort {info['source']}", "count"], intfmt=","))

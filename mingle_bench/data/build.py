@@ -19,9 +19,25 @@ Standard relations (all VARCHAR):
   chartdate, charttime, category, description, iserror, text
 
 Cleaning rules (each counted in the report): rows whose ids are not integers; exact duplicate
-rows (removed by :class:`~mingle_bench.data.csvio.CsvReader` on the raw table); a second row for the same patient/admission id (first kept); admissions whose
-admit/discharge time is missing or unparseable, or whose stay is negative or zero-length;
-code and note rows whose admission or patient was not kept; codes without a code value.
+rows (removed by :class:`~mingle_bench.data.csvio.CsvReader` on the raw table); a second row
+for the same id, where the kept row is chosen by a stated order: per ``subject_id`` the
+earliest ``dob`` (then ``dod``, then sex), per ``hadm_id`` the earliest ``admittime`` (then
+``dischtime``, then ``subject_id``), per note ``row_id`` the earliest ``chartdate``; admissions
+whose admit/discharge time is missing, unparseable or out of range, or whose stay is negative
+or zero-length; code and note rows whose admission or patient was not kept; codes without a
+code value.
+
+Strict parsing: ids, ``seq_num``, ``icd_version`` and MIMIC-IV ``anchor_age``/``anchor_year``
+must be decimal integers (optionally written ``123.0``); ``131854.4``, ``0x1F``, ``1_000`` and
+``+5`` are rejected, never rounded. ``hospital_expire_flag`` must be exactly ``0`` or ``1``
+(``0.0``/``1.0`` accepted); anything else (``0.6``, ``yes``, empty) is derived from
+``deathtime`` and counted. Dates must parse and lie in 1677-09-22 .. 2262-04-10 (the range of
+the cohort's nanosecond timestamps); a date outside it (year 3012) is treated like an
+unparseable one and counted.
+
+Flag/time consistency: the flag decides (it is the label the tasks use). A ``deathtime`` on an
+admission whose flag is 0 is dropped; an admission whose flag is 1 keeps it missing when it has
+none. Both are counted under ``repaired``.
 Ages at admission of 90 or more are capped at 90 and flagged (MIMIC shifts the birth date of
 patients over 89 so that they appear about 300 years old). Codes missing from the dictionaries
 are kept with the code itself as their text.
@@ -50,18 +66,32 @@ SERVICE_NAMES = {  # MIMIC SERVICES.curr_service abbreviations, per the MIMIC do
 AGE_CAP = 90.0
 
 
+TS_MIN, TS_MAX = "1677-09-22", "2262-04-11"  # datetime64[ns] range (exclusive upper bound)
+
+
 def _ts(col: str) -> str:
-    """SQL: parse a MIMIC date or timestamp text; NULL when empty or unparseable."""
-    return f"TRY_CAST(NULLIF(trim({col}), '') AS TIMESTAMP)"
+    """SQL: parse a MIMIC date or timestamp text; NULL when empty, unparseable or out of range."""
+    raw = f"TRY_CAST(NULLIF(trim({col}), '') AS TIMESTAMP)"
+    return f"(CASE WHEN {raw} >= TIMESTAMP '{TS_MIN}' AND {raw} < TIMESTAMP '{TS_MAX}' THEN {raw} END)"
 
 
 def _bad_ts(col: str) -> str:
     return f"(NULLIF(trim({col}), '') IS NOT NULL AND {_ts(col)} IS NULL)"
 
 
-def _int(col: str) -> str:
-    """SQL: an integer id; accepts '123' and a float-style '123.0' (spreadsheet exports), else NULL."""
-    return f"TRY_CAST(regexp_replace(NULLIF(trim({col}), ''), '\\.0+$', '') AS BIGINT)"
+_INT_RE = "-?[0-9]+(\\.0+)?"
+
+
+def _int(col: str, typ: str = "BIGINT") -> str:
+    """SQL: a strict integer; accepts '123' and a float-style '123.0' (spreadsheet exports), else NULL
+    (never rounds '123.4', never reads hex '0x1F' or '1_000')."""
+    return (f"(CASE WHEN regexp_full_match(trim({col}), '{_INT_RE}') "
+            f"THEN TRY_CAST(regexp_replace(trim({col}), '\\.0+$', '') AS {typ}) END)")
+
+
+def _flag(col: str) -> str:
+    """SQL: a 0/1 flag, exactly ('0', '1', '0.0', '1.0'); anything else NULL."""
+    return f"(CASE WHEN regexp_full_match(trim({col}), '[01](\\.0+)?') THEN {_int(col, 'INTEGER')} END)"
 
 
 class _Sql:
@@ -84,7 +114,7 @@ class _Sql:
 
 def _fix_dates(sql: _Sql, rel: str, label: str, cols: tuple[str, ...]) -> None:
     for c in cols:
-        sql.report.skip(f"{label}: unparseable {c} (set to missing)", sql.one(f"SELECT count(*) FROM {rel} WHERE {_bad_ts(c)}"))
+        sql.report.skip(f"{label}: unparseable or out-of-range {c} (set to missing)", sql.one(f"SELECT count(*) FROM {rel} WHERE {_bad_ts(c)}"))
 
 
 def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, *, source: str,
@@ -108,7 +138,7 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
         FROM u_patients WHERE {_int('subject_id')} IS NOT NULL
         QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY dob NULLS LAST, dod NULLS LAST, sex) = 1
     """)
-    report.skip("PATIENTS: second row for the same subject_id (first kept)",
+    report.skip("PATIENTS: second row for the same subject_id (earliest dob kept)",
                 sql.count("u_patients") - sql.one(f"SELECT count(*) FROM u_patients WHERE {_int('subject_id')} IS NULL")
                 - sql.count("c_patients"))
 
@@ -121,7 +151,7 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
         SELECT {_int('hadm_id')} AS hadm_id, {_int('subject_id')} AS patient_id,
                {_ts('admittime')} AS admittime, {_ts('dischtime')} AS dischtime, {_ts('deathtime')} AS deathtime,
                coalesce(trim(admission_type), '') AS admission_type,
-               TRY_CAST(NULLIF(trim(hospital_expire_flag), '') AS INTEGER) AS flag,
+               {_flag('hospital_expire_flag')} AS flag,
                {_bad_ts('admittime')} OR NULLIF(trim(admittime), '') IS NULL AS bad_admit,
                {_bad_ts('dischtime')} OR NULLIF(trim(dischtime), '') IS NULL AS bad_disch
         FROM u_adm
@@ -129,8 +159,8 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
     steps = [
         ("hadm_id or subject_id missing or not an integer", "hadm_id IS NULL OR patient_id IS NULL"),
         ("subject_id not in PATIENTS", "patient_id NOT IN (SELECT patient_id FROM c_patients)"),
-        ("admittime missing or unparseable", "bad_admit"),
-        ("dischtime missing or unparseable", "bad_disch"),
+        ("admittime missing, unparseable or out of range", "bad_admit"),
+        ("dischtime missing, unparseable or out of range", "bad_disch"),
         ("negative stay (dischtime before admittime)", "dischtime < admittime"),
         ("zero-length stay (dischtime equals admittime)", "dischtime = admittime"),
     ]
@@ -141,9 +171,13 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
     n_before = sql.count("t_adm")
     con.execute("CREATE OR REPLACE TABLE t_adm2 AS SELECT * FROM t_adm "
                 "QUALIFY row_number() OVER (PARTITION BY hadm_id ORDER BY admittime, dischtime, patient_id) = 1")
-    report.skip("ADMISSIONS: second row for the same hadm_id (first kept)", n_before - sql.count("t_adm2"))
+    report.skip("ADMISSIONS: second row for the same hadm_id (earliest admittime kept)", n_before - sql.count("t_adm2"))
     bad_flag = sql.one("SELECT count(*) FROM t_adm2 WHERE flag IS NULL OR flag NOT IN (0, 1)")
-    report.repair("ADMISSIONS: hospital_expire_flag missing or not 0/1, derived from deathtime", bad_flag)
+    report.repair("ADMISSIONS: hospital_expire_flag missing or not exactly 0/1, derived from deathtime", bad_flag)
+    report.repair("ADMISSIONS: hospital_expire_flag 0 with a deathtime (deathtime dropped, the flag decides)",
+                  sql.one("SELECT count(*) FROM t_adm2 WHERE flag = 0 AND deathtime IS NOT NULL"))
+    report.repair("ADMISSIONS: hospital_expire_flag 1 without a deathtime (kept as a death, deathtime missing)",
+                  sql.one("SELECT count(*) FROM t_adm2 WHERE flag = 1 AND deathtime IS NULL"))
     age = "(epoch(a.admittime) - epoch(p.dob)) / (365.2425 * 86400.0)"
     con.execute(f"""
         CREATE OR REPLACE TABLE c_adm AS
@@ -270,10 +304,13 @@ def _codes(sql: _Sql, rel: str, label: str, ctype: str, prefix: str) -> None:
         CREATE OR REPLACE TABLE t_{prefix} AS
         SELECT {_int('subject_id')} AS patient_id, {_int('hadm_id')} AS hadm_id,
                upper(replace(trim(coalesce(icd_code, '')), '.', '')) AS code,
-               TRY_CAST(NULLIF(trim(icd_version), '') AS TINYINT) AS icd_version,
-               TRY_CAST(NULLIF(trim(seq_num), '') AS INTEGER) AS seq_num, {_ts('time')} AS time
+               {_int('icd_version', 'TINYINT')} AS icd_version,
+               {_int('seq_num', 'INTEGER')} AS seq_num, {_ts('time')} AS time
         FROM u_{prefix}
     """)
+    sql.report.skip(f"{label}: seq_num not an integer (set to missing)",
+                    sql.one(f"SELECT count(*) FROM u_{prefix} WHERE NULLIF(trim(seq_num), '') IS NOT NULL "
+                            f"AND {_int('seq_num', 'INTEGER')} IS NULL"))
     n = sql.one(f"SELECT count(*) FROM t_{prefix} WHERE icd_version IS NULL OR icd_version NOT IN (9, 10)")
     sql.report.skip(f"{label}: icd_version missing or not 9/10", n)
     con.execute(f"DELETE FROM t_{prefix} WHERE icd_version IS NULL OR icd_version NOT IN (9, 10)")
@@ -295,6 +332,7 @@ def _link_codes(sql: _Sql, rel: str, label: str, code_col: str) -> None:
     for reason, cond in [
         (f"{code_col} missing", "code = ''"),
         ("hadm_id missing or not an integer", "hadm_id IS NULL"),
+        ("subject_id missing or not an integer", "patient_id IS NULL"),
         ("hadm_id not among kept admissions", "hadm_id NOT IN (SELECT hadm_id FROM c_adm)"),
         ("subject_id differs from the admission's",
          "patient_id IS DISTINCT FROM (SELECT a.patient_id FROM c_adm a WHERE a.hadm_id = " + rel + ".hadm_id)"),
@@ -308,7 +346,7 @@ def _link_codes(sql: _Sql, rel: str, label: str, code_col: str) -> None:
 def _dict(sql: _Sql, rel: str, out: str) -> None:
     sql.con.execute(f"""
         CREATE OR REPLACE TABLE {out} AS
-        SELECT upper(replace(trim(icd_code), '.', '')) AS code, TRY_CAST(trim(icd_version) AS TINYINT) AS ver,
+        SELECT upper(replace(trim(icd_code), '.', '')) AS code, {_int('icd_version', 'TINYINT')} AS ver,
                trim(title) AS title
         FROM {rel} WHERE NULLIF(trim(icd_code), '') IS NOT NULL AND NULLIF(trim(title), '') IS NOT NULL
         QUALIFY row_number() OVER (PARTITION BY code, ver ORDER BY title) = 1
@@ -349,7 +387,7 @@ def _notes(sql: _Sql, text_path: Path) -> pd.DataFrame:
     for reason, part, order in [
         ("exact duplicate note (same patient, admission, time, category, text)",
          "patient_id, hadm_id, chartdate, charttime, category, description, text_md5", "note_id"),
-        ("second note with the same row_id (first kept)", "note_id", "chartdate, text_md5"),
+        ("second note with the same row_id (earliest chartdate kept)", "note_id", "chartdate, text_md5"),
     ]:
         n0 = sql.count("c_notes")
         con.execute(f"CREATE OR REPLACE TABLE c_notes AS SELECT * FROM c_notes "

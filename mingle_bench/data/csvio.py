@@ -9,7 +9,14 @@ Rows the CSV reader cannot parse (missing columns, broken quoting) are not fatal
 (old note exports contain Latin-1 bytes) are repaired rather than dropped: the file is
 streamed once through an incremental UTF-8 decoder that replaces each bad sequence with
 U+FFFD, and the replacements are counted. A truncated or corrupt ``.gz`` is an error
-naming the file (DuckDB detects it while streaming; no extra decompression pass).
+naming the file: every ``.gz`` is decompressed once by Python's :mod:`gzip`, which checks
+each member's CRC-32 and length trailer (DuckDB does not), before DuckDB reads it.
+
+Before any table is read, its header bytes are sniffed: a gzip stream in a file named
+``.csv`` and a CR-only (old Mac) line ending are one-line errors naming the file. When a
+folder holds two files for one table (``X.csv`` and ``X.csv.gz``, or ``X.csv`` and ``x.csv``)
+whose contents differ, the source is ambiguous and refused naming both files; identical
+copies are accepted (the plain ``.csv`` is read).
 """
 from __future__ import annotations
 
@@ -40,16 +47,45 @@ def expected_names(table: str) -> str:
     return " or ".join(f"{table}{s}" for s in reversed(_SUFFIXES)) + " (file names in any case)"
 
 
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _same_content(a: Path, b: Path, chunk: int = 1 << 22) -> bool:
+    """Whether two table files hold the same (decompressed) bytes; a broken gzip counts as different."""
+    try:
+        with _open_bytes(a) as fa, _open_bytes(b) as fb:
+            while True:
+                x, y = fa.read(chunk), fb.read(chunk)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
 def find_table(directory: Path, table: str) -> Path | None:
-    """The file holding ``table`` in ``directory`` (``TABLE.csv`` or ``TABLE.csv.gz``, any case)."""
+    """The file holding ``table`` in ``directory`` (``TABLE.csv`` or ``TABLE.csv.gz``, any case).
+
+    Several candidates (``X.csv`` beside ``X.csv.gz``, or ``X.csv`` beside ``x.csv``) are
+    accepted only when their contents are identical (the plain ``.csv`` is then read);
+    otherwise a :class:`ValueError` names both files.
+    """
     if not directory.is_dir():
         return None
     wanted = {f"{table}{s}".lower(): s for s in _SUFFIXES}
     hits = sorted(p for p in directory.iterdir() if p.is_file() and p.name.lower() in wanted)
     if not hits:
         return None
-    # Prefer the plain csv when both exist (it is what a user unpacked most recently).
+    # Identical copies: read the plain csv.
     hits.sort(key=lambda p: p.name.lower().endswith(".gz"))
+    for other in hits[1:]:
+        if other.samefile(hits[0]):
+            continue
+        if not _same_content(hits[0], other):
+            raise ValueError(f"ambiguous source for table {table}: {hits[0]} and {other} both exist and differ; "
+                             "remove one of them")
     return hits[0]
 
 
@@ -77,6 +113,17 @@ def locate_tables(directory: str | os.PathLike, tables: Sequence[str], what: str
 
 def _sql_str(s: str | os.PathLike) -> str:
     return "'" + str(s).replace("'", "''") + "'"
+
+
+def verify_gzip(path: Path, chunk: int = 1 << 22) -> None:
+    """Decompress ``path`` once, checking every member's CRC-32 and length; raise naming the file."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(chunk):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: truncated or corrupt gzip file ({_first_line(exc)}); "
+                         "re-download or re-compress it") from None
 
 
 def repair_utf8(src: Path, dst: Path, chunk: int = 1 << 22) -> int:
@@ -134,16 +181,30 @@ class CsvReader:
         """The header row, parsed with the csv module (headers never contain newlines)."""
         import csv
 
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        is_gz = path.name.lower().endswith(".gz")
         try:
-            with opener(path, "rb") as fh:
+            with open(path, "rb") as fh:
+                magic = fh.read(2)
+            if magic == b"\x1f\x8b" and not is_gz:
+                raise ValueError(f"{path}: gzip-compressed data in a file named .csv; rename it to "
+                                 f"{path.name}.gz")
+            with _open_bytes(path) as fh:
                 line = fh.readline(1 << 20)
         except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: cannot read the CSV header ({exc})") from None
-        text = line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+            raise ValueError(f"{path}: cannot read the CSV header ({_first_line(exc)})") from None
+        head = line.rstrip(b"\r\n")
+        if b"\r" in head:
+            raise ValueError(f"{path}: CR-only line endings (old Mac format) found in the header line; "
+                             "convert the file to LF or CRLF line endings")
+        if b"\x00" in head:
+            raise ValueError(f"{path}: NUL bytes found in the header line; not a text CSV file")
+        text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
         if not text.strip():
             raise ValueError(f"{path}: empty file, expected a CSV header row")
-        cols = next(csv.reader([text]))
+        try:
+            cols = next(csv.reader([text]))
+        except csv.Error as exc:
+            raise ValueError(f"{path}: cannot parse the CSV header ({exc})") from None
         if len(set(c.strip().lower() for c in cols)) != len(cols):
             raise ValueError(f"{path}: duplicate column names in the header {cols}")
         return cols
@@ -164,9 +225,12 @@ class CsvReader:
             raise ValueError(f"{path}: missing column(s) {missing}; found {cols}")
         key = "".join(ch if ch.isalnum() else "_" for ch in table.lower())
         select = ", ".join(f'"{c}" AS "{lc}"' for c, lc in zip(cols, lower) if '"' not in c)
+        if path.name.lower().endswith(".gz"):
+            verify_gzip(path)
         src = path
         for attempt in (0, 1):
-            scan = f"SELECT {select} FROM {self._scan_sql(src, key, cols)}"
+            # a fresh rejects table per attempt: the repaired re-read must not count the first pass's lines
+            scan = f"SELECT {select} FROM {self._scan_sql(src, f'{key}_{attempt}', cols)}"
             try:
                 if parquet is None:
                     self.con.execute(f"CREATE OR REPLACE TABLE {into} AS {scan}")
@@ -182,7 +246,7 @@ class CsvReader:
             # one count per rejected line (a line missing 5 columns yields 5 error rows)
             rej = dict(self.con.execute(
                 f"SELECT error_type, count(*) FROM (SELECT file_id, line, min(error_type) AS error_type "
-                f"FROM rej_{key} GROUP BY file_id, line) GROUP BY 1").fetchall())
+                f"FROM rej_{key}_{attempt} GROUP BY file_id, line) GROUP BY 1").fetchall())
             if attempt == 0 and (rej.get("INVALID ENCODING") or rej.get("INVALID UNICODE")):
                 fixed = self.scratch / f"{key}.utf8.csv"
                 n = repair_utf8(path, fixed)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mingle_bench.data.build import assemble
+from mingle_bench.data.build import _int, assemble
 from mingle_bench.data.cohort import Cohort
 from mingle_bench.data.csvio import CsvReader, connect, expected_names, find_table, locate_tables
 from mingle_bench.data.report import LoadReport
@@ -82,9 +82,12 @@ def load_mimic4(src_dir: str | Path, out_dir: str | Path, *, source: str = "", s
                         parquet=scratch / f"note_{t}.parquet")
         if not note_tables:
             report.info["notes"] = f"no note/ module found in {src}: the cohort has no notes"
-        con.execute("""CREATE VIEW std_patients AS SELECT subject_id, gender,
-                       CASE WHEN TRY_CAST(anchor_year AS INTEGER) IS NOT NULL AND TRY_CAST(anchor_age AS INTEGER) IS NOT NULL
-                            THEN printf('%04d-01-01', TRY_CAST(anchor_year AS INTEGER) - TRY_CAST(anchor_age AS INTEGER))
+        year, age = _int("anchor_year", "INTEGER"), _int("anchor_age", "INTEGER")
+        report.skip("patients: anchor_age or anchor_year not an integer (dob and age missing)", int(con.execute(
+            f"SELECT count(*) FROM raw_patients WHERE {year} IS NULL OR {age} IS NULL").fetchone()[0]))
+        con.execute(f"""CREATE VIEW std_patients AS SELECT subject_id, gender,
+                       CASE WHEN {year} IS NOT NULL AND {age} IS NOT NULL
+                            THEN printf('%04d-01-01', {year} - {age})
                        END AS dob, dod FROM raw_patients""")
         con.execute("""CREATE VIEW std_admissions AS SELECT subject_id, hadm_id, admittime, dischtime, deathtime,
                        admission_type, hospital_expire_flag FROM raw_admissions""")

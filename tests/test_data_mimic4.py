@@ -154,3 +154,26 @@ def test_mimic4_through_load_source(tmp_path):
     c = load_source(f"mimic4:{root}", progress=False)
     assert len(c.admissions) == 4
     assert data_id(f"mimic4:{root}").startswith("mimic4-") and len(data_id(f"mimic4:{root}")) == len("mimic4-") + 8
+
+
+def test_mimic4_strict_integers_and_versions(tmp_path):
+    """Non-integer anchors, icd_version 9.4 and a note file beside a differing copy: counted or refused."""
+    import copy
+
+    hosp = copy.deepcopy(HOSP)
+    hosp["patients"][1][2][2] = "91.5"  # anchor_age not an integer: no dob, age unknown, counted
+    hosp["diagnoses_icd"][1][0][4] = "9.4"  # would round to 9
+    root = tmp_path / "m"
+    for t, (h, rows) in hosp.items():
+        _write(root / "hosp" / f"{t}.csv.gz", h, rows)
+    c = load_mimic4(root, tmp_path / "out")
+    sk = c.report["skipped"]
+    assert sk["patients: anchor_age or anchor_year not an integer (dob and age missing)"] == 1
+    assert sk["DIAGNOSES_ICD: icd_version missing or not 9/10"] == 1
+    assert c.admissions.set_index("hadm_id")["age"].isna().sum() == 1
+    assert "ages_unknown" in c.report["info"]
+    h, rows = HOSP["services"]
+    _write(root / "hosp" / "services.csv.tmp", h, rows[:1])
+    (root / "hosp" / "services.csv.tmp").rename(root / "hosp" / "services.csv")  # gzip bytes, other content
+    with pytest.raises(ValueError, match=r"ambiguous source for table services"):
+        load_mimic4(root, tmp_path / "out2")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import sys
 
 COMMAND_MODULES = (
@@ -20,7 +22,7 @@ COMMAND_MODULES = (
 )
 
 
-class CLIError(Exception):
+class CLIError(ValueError):
     """An error the user caused; printed without a traceback."""
 
 
@@ -35,6 +37,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _json_file(exc: json.JSONDecodeError) -> str | None:
+    """The JSON file a ``JSONDecodeError`` came from, found in the failing frames' locals: a path
+    ending in ``.json``, or a folder plus the ``"name.json"`` its source line reads."""
+    import linecache
+    import re
+
+    tb, frames = exc.__traceback__, []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    for tb in reversed(frames):
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("json"):
+            continue
+        paths = [v for v in tb.tb_frame.f_locals.values() if isinstance(v, (str, os.PathLike))]
+        for v in paths:
+            if str(v).endswith(".json") and os.path.isfile(v):
+                return str(v)
+        line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        for name in re.findall(r"[\"']([\w.-]+\.json)[\"']", line):
+            for v in paths:
+                if os.path.isfile(os.path.join(v, name)):
+                    return os.path.join(v, name)
+    return None
+
+
+def error_message(exc: BaseException) -> str | None:
+    """The one-line message of a user-facing error, or ``None`` for a bug (shown with a traceback).
+
+    The one place that maps exceptions to messages: ``CLIError``/``ValueError`` (bad arguments,
+    malformed data, a busy results folder: they carry their own message naming the file, row or
+    flag), JSON errors (naming the file), ``OSError`` subclasses (naming the path: a read-only
+    folder, ``--out`` pointing at a file, a full disk) and safetensors errors.
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        where = _json_file(exc)
+        return f"{where or 'a JSON file'}: not valid JSON ({exc})"
+    if isinstance(exc, (CLIError, ValueError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        if exc.filename is None:  # raised with a message of its own (e.g. "...: no such results folder")
+            return str(exc) or type(exc).__name__
+        what = exc.strerror or type(exc).__name__
+        paths = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
+        hint = {PermissionError: " (check the folder's permissions, or pick another --out / $MINGLE_CACHE)",
+                NotADirectoryError: " (a path component is a file, not a folder)"}.get(type(exc), "")
+        return f"{paths}: {what}{hint}"
+    if type(exc).__name__ == "SafetensorError":
+        return f"a safetensors file is unreadable ({exc})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -43,15 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc = args.func(args)
-    except (CLIError, FileNotFoundError, ValueError) as exc:
-        # User-facing errors (bad paths, bad arguments, malformed data) carry their own
-        # message naming the file/row/argument; a traceback would only hide it.
-        if getattr(args, "debug", False):
+    except Exception as exc:
+        # User-facing errors carry (or are given) one line naming the file/row/argument; a
+        # traceback would only hide it. --debug (or MINGLE_DEBUG=1) shows the traceback.
+        message = error_message(exc)
+        if message is None or getattr(args, "debug", False) or os.environ.get("MINGLE_DEBUG"):
             raise
-        print(f"mingle-bench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mingle-bench {args.command}: error: {message}", file=sys.stderr)
         return 1
     return int(rc or 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mingle_bench.cli import main as _main  # one CLIError class under ``python -m`` too
+
+    sys.exit(_main())

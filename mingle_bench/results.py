@@ -12,7 +12,14 @@ A run writes ``results/<task>/<data-id>/``::
 
 Every file is written through a temporary file in the same folder and ``os.replace``, so a
 killed run leaves either the old or the new file, never a torn one. ``runs.jsonl`` is small
-(one line per cell) and is rewritten whole on every append for the same reason.
+(one line per cell) and is rewritten whole on every append for the same reason; the
+read-modify-write of :func:`add_run` holds an exclusive ``flock`` on the folder's lock file
+``.lock``, so two processes appending to one folder never lose each other's records.
+
+Concurrency: a run holds :func:`folder_lock` on its folder for its whole duration (the same
+``.lock`` file, taken without waiting); a second run on the same folder fails at once with
+:class:`FolderInUse` ("... is in use by another run (pid N)"). :func:`add_run` inside a process
+that holds the folder lock reuses it; elsewhere it waits for the lock.
 
 Resume: a cell is *finished* when ``runs.jsonl`` holds a record with the same ``input_hash``
 (a sha256 over everything that shapes its training: cohort content, task samples and labels,
@@ -23,9 +30,13 @@ compared cell by cell (:mod:`mingle_bench.report.reference`). Nothing uses pickl
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -38,6 +49,65 @@ CONFIG_FILE = "config.json"
 SPLITS_FILE = "splits.json"
 COMPARISON_FILE = "comparison.json"
 PREDS_DIR = "preds"
+LOCK_FILE = ".lock"
+
+
+class FolderInUse(ValueError):
+    """Another process holds the results folder's lock (a concurrent run)."""
+
+
+#: realpath of a folder -> lock file descriptor, for the folder locks this process holds
+_HELD: dict[str, int] = {}
+_HELD_GUARD = threading.RLock()
+
+
+def _lock_path(folder: str | os.PathLike) -> Path:
+    return Path(folder) / LOCK_FILE
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, *, wait: bool = False, what: str = "run"):
+    """Hold an exclusive advisory lock (``flock``) on ``folder/.lock`` for the ``with`` block.
+
+    ``wait=False`` (a run): if another process holds it, raise :class:`FolderInUse` at once,
+    naming the folder and the holder's pid. ``wait=True`` (one append): wait for it. Re-entrant
+    within a process. The lock file stays (an empty file holding the last holder's pid); removing
+    it would race with a process that has just opened it. Locks die with their process, so a
+    killed run never leaves the folder locked.
+    """
+    folder = Path(folder)
+    key = os.path.realpath(folder)
+    with _HELD_GUARD:
+        held = key in _HELD
+    if held:  # this process already holds it (an append inside a run)
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _lock_path(folder)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise FolderInUse(f"{folder} is in use by another {what}" + (f" (pid {holder})" if holder.isdigit() else "")
+                              + "; wait for it to finish or pick another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        with _HELD_GUARD:
+            _HELD[key] = fd
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(key, None)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -46,6 +116,14 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """:func:`read_json` of a file that must hold one JSON object (config.json, splits.json)."""
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
@@ -90,10 +168,15 @@ def write_runs(folder: str | os.PathLike, records: Iterable[dict]) -> Path:
 
 
 def add_run(folder: str | os.PathLike, record: dict) -> Path:
-    """Append ``record``, replacing any earlier record of the same model x seed (atomic rewrite)."""
-    records = [r for r in load_runs(folder) if (r["model"], r["seed"]) != (record["model"], record["seed"])]
-    records.append(record)
-    return write_runs(folder, records)
+    """Append ``record``, replacing any earlier record of the same model x seed (atomic rewrite).
+
+    The read-modify-write holds the folder lock (:func:`folder_lock`, waiting for it), so
+    concurrent appenders never drop each other's records.
+    """
+    with folder_lock(folder, wait=True):
+        records = [r for r in load_runs(folder) if (r["model"], r["seed"]) != (record["model"], record["seed"])]
+        records.append(record)
+        return write_runs(folder, records)
 
 
 def preds_path(folder: str | os.PathLike, model: str, seed: int) -> Path:
@@ -113,9 +196,15 @@ def save_array(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def load_array(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The named arrays of a safetensors file; a torn or foreign file raises ``ValueError`` naming it."""
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc}); delete it (rerun the command to "
+                         "recompute its cell) or rerun with --fresh") from None
 
 
 def finished_cells(folder: str | os.PathLike) -> dict[str, dict]:

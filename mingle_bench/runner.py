@@ -229,82 +229,84 @@ def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunS
         "protocol": cfg.protocol, "tuning_trials": cfg.tuning_trials,
     }
     fingerprint = R.stable_hash(run_cfg)
-    _check_folder(folder, run_cfg, fingerprint, fresh=cfg.fresh)
+    # one run per folder at a time: a second one fails at once (results.folder_lock)
+    with R.folder_lock(folder):
+        _check_folder(folder, run_cfg, fingerprint, fresh=cfg.fresh)
 
-    hparams = {}
-    for m in models:
-        hp = P.model_defaults(m)
-        if m in tuned:
-            hp.update(tuned[m]["best_params"])
-        hp.update(cfg.hparam_overrides.get(m, {}))
-        hparams[m] = hp
-    # seed-major order: an interrupted run already holds every model for its first seeds
-    cells = [(m, s) for s in seeds for m in models]
+        hparams = {}
+        for m in models:
+            hp = P.model_defaults(m)
+            if m in tuned:
+                hp.update(tuned[m]["best_params"])
+            hp.update(cfg.hparam_overrides.get(m, {}))
+            hparams[m] = hp
+        # seed-major order: an interrupted run already holds every model for its first seeds
+        cells = [(m, s) for s in seeds for m in models]
 
-    prog = CellProgress(cfg.progress, len(cells), cfg.monitor)
-    trained, failed = [], []
-    with prog:
-        prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=lambda sid: _check_source(folder, sid))
-        data, source_id = prep.data, prep.source_id
-        digest = dict(getattr(data, "digest", None) or {})
-        keys = {(m, s): input_hash(m, s, hparams[m], run_cfg, source_id, digest) for m, s in cells}
-        done = R.finished_cells(folder) if folder.exists() else {}
-        todo = [CellJob(m, s, hparams[m], keys[(m, s)]) for m, s in cells if keys[(m, s)] not in done]
-        skipped = [c for c in cells if keys[c] in done]
-        if skipped:
-            prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished "
-                     "with the same inputs, skipping them")
-            prog.skip(len(skipped))
-        _write_split(folder, data.manifest.to_json())
-        test_idx, y_test = P.test_arrays(data)
-        patients = data.samples["patient_id"].to_numpy()[test_idx] if "patient_id" in data.samples else test_idx
-        groups = np.unique(patients.astype(str), return_inverse=True)[1].astype(np.int64)
-        R.save_array(R.labels_path(folder), {"y_true": y_test, "test_idx": test_idx, "patient_group": groups})
-        config = {
-            **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
-            "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
-            "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
-            "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
-            "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
-            "updated_at": P.utc_timestamp(),
-        }
-        atomic_write_json(folder / R.CONFIG_FILE, config)
-
-        for job, out in executor.run(todo, data, device=device, budget=budget, monitor=cfg.monitor, progress=prog):
-            if isinstance(out, CellFailure):
-                failed.append({"model": job.model, "seed": job.seed, "error": out.error, "traceback": out.traceback})
-                prog.log(f"[red]FAILED[/red] {job.model} seed {job.seed}: {out.error}")
-                prog.end_cell(f"{job.model}/{job.seed} failed")
-                continue
-            record = {
-                "model": job.model, "seed": int(job.seed), "metrics": out.metrics, "val_metrics": out.val_metrics,
-                "impl": out.impl, "train_s": out.train_s, "device": device, "steps_run": out.steps_run,
-                "best_step": out.best_step, "max_steps": int(budget.max_steps), "stopped": out.stopped,
-                "curve": out.curve, "n_params": out.n_params,
-                "config": {**run_cfg, "hparams": job.hparams,
-                           "tuned_from": tuned[job.model]["_path"] if job.model in tuned else None},
-                "input_hash": job.input_hash, "preds_sha256": R.array_sha256(out.probs),
-                "finished_at": P.utc_timestamp(),
+        prog = CellProgress(cfg.progress, len(cells), cfg.monitor)
+        trained, failed = [], []
+        with prog:
+            prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=lambda sid: _check_source(folder, sid))
+            data, source_id = prep.data, prep.source_id
+            digest = dict(getattr(data, "digest", None) or {})
+            keys = {(m, s): input_hash(m, s, hparams[m], run_cfg, source_id, digest) for m, s in cells}
+            done = R.finished_cells(folder) if folder.exists() else {}
+            todo = [CellJob(m, s, hparams[m], keys[(m, s)]) for m, s in cells if keys[(m, s)] not in done]
+            skipped = [c for c in cells if keys[c] in done]
+            if skipped:
+                prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished "
+                         "with the same inputs, skipping them")
+                prog.skip(len(skipped))
+            _write_split(folder, data.manifest.to_json())
+            test_idx, y_test = P.test_arrays(data)
+            patients = data.samples["patient_id"].to_numpy()[test_idx] if "patient_id" in data.samples else test_idx
+            groups = np.unique(patients.astype(str), return_inverse=True)[1].astype(np.int64)
+            R.save_array(R.labels_path(folder), {"y_true": y_test, "test_idx": test_idx, "patient_group": groups})
+            config = {
+                **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
+                "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
+                "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
+                "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
+                "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
+                "updated_at": P.utc_timestamp(),
             }
-            # predictions first, record second: a record always has its predictions
-            R.save_array(R.preds_path(folder, job.model, job.seed), {"probs": out.probs})
-            R.add_run(folder, record)
-            trained.append((job.model, job.seed))
-            prog.end_cell(f"{job.model}/{job.seed} test {cfg.monitor} {out.metrics[cfg.monitor]:.4f}, "
-                          f"best step {out.best_step}/{out.steps_run} ({out.stopped})")
+            atomic_write_json(folder / R.CONFIG_FILE, config)
 
-    if failed:
-        atomic_write_json(folder / "failures.json", failed)
-    elif (folder / "failures.json").exists():
-        (folder / "failures.json").unlink()
-    rows, comp, files = finalize(folder, cfg.monitor, cfg.n_boot)
-    ref = None
-    (folder / "reference_check.json").unlink(missing_ok=True)
-    if cfg.reference is not None:
-        from mingle_bench.report.reference import check_reference
+            for job, out in executor.run(todo, data, device=device, budget=budget, monitor=cfg.monitor, progress=prog):
+                if isinstance(out, CellFailure):
+                    failed.append({"model": job.model, "seed": job.seed, "error": out.error, "traceback": out.traceback})
+                    prog.log(f"[red]FAILED[/red] {job.model} seed {job.seed}: {out.error}")
+                    prog.end_cell(f"{job.model}/{job.seed} failed")
+                    continue
+                record = {
+                    "model": job.model, "seed": int(job.seed), "metrics": out.metrics, "val_metrics": out.val_metrics,
+                    "impl": out.impl, "train_s": out.train_s, "device": device, "steps_run": out.steps_run,
+                    "best_step": out.best_step, "max_steps": int(budget.max_steps), "stopped": out.stopped,
+                    "curve": out.curve, "n_params": out.n_params,
+                    "config": {**run_cfg, "hparams": job.hparams,
+                               "tuned_from": tuned[job.model]["_path"] if job.model in tuned else None},
+                    "input_hash": job.input_hash, "preds_sha256": R.array_sha256(out.probs),
+                    "finished_at": P.utc_timestamp(),
+                }
+                # predictions first, record second: a record always has its predictions
+                R.save_array(R.preds_path(folder, job.model, job.seed), {"probs": out.probs})
+                R.add_run(folder, record)
+                trained.append((job.model, job.seed))
+                prog.end_cell(f"{job.model}/{job.seed} test {cfg.monitor} {out.metrics[cfg.monitor]:.4f}, "
+                              f"best step {out.best_step}/{out.steps_run} ({out.stopped})")
 
-        ref = check_reference(folder, [keys[c] for c in cells], cfg.reference)
-    return RunSummary(folder, trained, skipped, failed, rows, comp, files, ref)
+        if failed:
+            atomic_write_json(folder / "failures.json", failed)
+        elif (folder / "failures.json").exists():
+            (folder / "failures.json").unlink()
+        rows, comp, files = finalize(folder, cfg.monitor, cfg.n_boot)
+        ref = None
+        (folder / "reference_check.json").unlink(missing_ok=True)
+        if cfg.reference is not None:
+            from mingle_bench.report.reference import check_reference
+
+            ref = check_reference(folder, [keys[c] for c in cells], cfg.reference)
+        return RunSummary(folder, trained, skipped, failed, rows, comp, files, ref)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) ->
                 f.unlink()
         return
     if cfg_path.exists():
-        old = R.read_json(cfg_path)
+        old = R.read_json_object(cfg_path)
         if old.get("pipeline") != run_cfg["pipeline"]:
             raise RunError(f"{folder} holds results of pipeline version {old.get('pipeline') or '0.1 (epoch budgets)'}; "
                            f"this is {run_cfg['pipeline']}, whose cells are not comparable with them. Rerun with "
@@ -340,7 +342,7 @@ def _check_source(folder: Path, source_id: str) -> None:
     cfg_path = folder / R.CONFIG_FILE
     if not source_id or not cfg_path.exists() or not R.load_runs(folder):
         return
-    old = R.read_json(cfg_path).get("source_id")
+    old = R.read_json_object(cfg_path).get("source_id")
     if old and old != source_id:
         raise RunError(f"{folder}: the data changed since the finished cells were trained (source content "
                        f"{old[:12]} -> {source_id[:12]}); rerun with --fresh or pick another --out")
@@ -351,7 +353,7 @@ def _write_split(folder: Path, manifest_json) -> None:
     text = manifest_json if isinstance(manifest_json, str) else json.dumps(manifest_json, indent=2)
     path = folder / R.SPLITS_FILE
     if path.exists() and R.load_runs(folder):
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = R.read_json_object(path)
         new = json.loads(text)
         if old.get("sha256") and new.get("sha256") and old["sha256"] != new["sha256"]:
             raise RunError(f"{path}: the split changed since the finished cells were trained "

@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import time
+from pathlib import Path
+
+#: data cache folders under the cache root that ``cache clear --cohorts`` empties
+DATA_CACHE_FOLDERS = ("cohorts", "synthetic")
+#: a staging folder nothing has written to for this long was left by a killed load
+STALE_MINUTES = 30.0
 
 
 def register(sub) -> None:
@@ -15,8 +24,24 @@ def register(sub) -> None:
     info.add_argument("--root", help="embedding cache folder (default: $MINGLE_CACHE/embeddings)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cache_info)
-    clear = cache_sub.add_parser("clear", help="delete every cached embedding")
+    clear = cache_sub.add_parser(
+        "clear", help="delete cached embeddings (default), cohorts (--cohorts) or both (--all)",
+        description="Delete cached embeddings (--embeddings, the default), parsed cohorts and generated synthetic "
+                    "data (--cohorts), or both (--all). Every clear also removes staging folders left by killed "
+                    "loads (names starting with '.' under cohorts/ and synthetic/) that nothing has written to for "
+                    "--stale-minutes; younger ones may belong to a load running now and are kept.")
+    what = clear.add_mutually_exclusive_group()
+    what.add_argument("--embeddings", dest="what", action="store_const", const="embeddings",
+                      help="the embedding cache (default)")
+    what.add_argument("--cohorts", dest="what", action="store_const", const="cohorts",
+                      help="parsed cohorts ($MINGLE_CACHE/cohorts) and generated synthetic data ($MINGLE_CACHE/synthetic)")
+    what.add_argument("--all", dest="what", action="store_const", const="all", help="embeddings and cohorts")
+    clear.set_defaults(what="embeddings")
     clear.add_argument("--root", help="embedding cache folder (default: $MINGLE_CACHE/embeddings)")
+    clear.add_argument("--cache-dir", default=None,
+                       help="cache root holding cohorts/ and synthetic/ (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
+    clear.add_argument("--stale-minutes", type=float, default=STALE_MINUTES,
+                       help=f"remove leftover staging folders untouched for this long (default {STALE_MINUTES:g})")
     clear.set_defaults(func=_cache_clear)
     cache.set_defaults(func=lambda args: (cache.print_help(), 2)[1])
 
@@ -78,10 +103,76 @@ def _cache_info(args) -> int:
     return 0
 
 
+def _tree_bytes_and_mtime(path: Path) -> tuple[int, float]:
+    """Total size of a folder's files and the newest modification time in it (itself included)."""
+    size, newest = 0, path.lstat().st_mtime
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            newest = max(newest, st.st_mtime)
+            if name in filenames:
+                size += st.st_size
+    return size, newest
+
+
+def _remove(path: Path) -> None:
+    """Rename ``path`` to a hidden name (so it vanishes at once), then delete it."""
+    doomed = path.with_name(f".{path.name}.deleting-{os.getpid()}")
+    os.replace(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def clear_data_caches(root: Path, *, everything: bool, stale_minutes: float) -> tuple[int, int, int]:
+    """Under ``root/cohorts`` and ``root/synthetic``: remove leftover staging folders (hidden names)
+    untouched for ``stale_minutes``, and with ``everything`` every finished entry too.
+
+    Returns (entries removed, stale staging folders removed, bytes freed). A staging folder that
+    changed more recently may belong to a load running now and is kept.
+    """
+    removed = stale = freed = 0
+    cutoff = time.time() - stale_minutes * 60
+    for name in DATA_CACHE_FOLDERS:
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith("."):
+                if not entry.is_dir() or entry.is_symlink():
+                    continue
+                size, newest = _tree_bytes_and_mtime(entry)
+                if newest > cutoff:
+                    continue
+                shutil.rmtree(entry)
+                stale += 1
+                freed += size
+            elif everything and entry.is_dir() and not entry.is_symlink():
+                size, _ = _tree_bytes_and_mtime(entry)
+                _remove(entry)
+                removed += 1
+                freed += size
+    return removed, stale, freed
+
+
 def _cache_clear(args) -> int:
-    cache = _root(args)
-    freed = cache.clear()
-    print(f"cleared {cache.root} ({_fmt_bytes(freed)} freed)")
+    from mingle_bench.cli import CLIError
+    from mingle_bench.io import cache_root
+
+    if not args.stale_minutes >= 0:
+        raise CLIError(f"--stale-minutes must be >= 0, got {args.stale_minutes}")
+    root = cache_root(args.cache_dir)
+    if args.what in ("embeddings", "all"):
+        cache = _root(args)
+        freed = cache.clear()
+        print(f"cleared {cache.root} ({_fmt_bytes(freed)} freed)")
+    removed, stale, freed = clear_data_caches(root, everything=args.what in ("cohorts", "all"),
+                                              stale_minutes=args.stale_minutes)
+    if args.what in ("cohorts", "all"):
+        print(f"cleared {root / 'cohorts'} and {root / 'synthetic'} ({removed} entries, {_fmt_bytes(freed)} freed)")
+    if stale:
+        print(f"removed {stale} leftover staging folder(s) of killed loads under {root}")
     return 0
 
 

@@ -48,6 +48,9 @@ def _profile_kernel(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.repeats < 1:
         raise CLIError(f"--repeats must be >= 1, got {args.repeats}")
+    from pathlib import Path
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # a bad --out fails before the timing, not after
     rows, header = profile(_split(args.sizes, "--sizes"), device=args.device, arms=_split(args.arms, "--arms"),
                            passes=_split(args.passes, "--passes"), repeats=args.repeats,
                            progress=lambda m: print(m, flush=True))

@@ -74,10 +74,23 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
 
 
+#: integer flags -> the smallest value each accepts (None: the flag may be left out)
+_MINIMUMS = {"split_seed": 0, "bootstrap": 0, "max_notes_per_visit": 1, "max_tokens": 1, "trials": 1, "seed": 0,
+             "worker_id": 0}
+
+
 def _check_budget_args(args) -> None:
+    """The argument checks argparse cannot do; a bad value is one line naming the flag."""
     if getattr(args, "epochs", None) is not None:
         raise ValueError("--epochs was replaced by --max-steps: budgets are counted in optimiser steps, the same "
                          "for every model (see `mingle-bench run --help`)")
+    for name, low in _MINIMUMS.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"--timeout must be > 0 seconds, got {timeout}")
 
 
 def register(sub) -> None:
@@ -254,7 +267,7 @@ def _table(args) -> int:
         from mingle_bench.pipeline import DEFAULT_MONITOR
         from mingle_bench.report.finalize import finalize
 
-        cfg = results.read_json(folder / results.CONFIG_FILE)
+        cfg = results.read_json_object(folder / results.CONFIG_FILE)
         finalize(folder, cfg.get("monitor", DEFAULT_MONITOR))
         text = tables.render_run(folder, args.format)
     elif args.write:

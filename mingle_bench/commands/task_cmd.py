@@ -60,6 +60,8 @@ def _show(args: argparse.Namespace) -> int:
         raise CLIError(f"--task {args.task!r}: unknown task; choose one of {', '.join(list_tasks())}")
     if args.limit is not None and args.limit < 0:
         raise CLIError(f"--limit must be >= 0, got {args.limit}")
+    if args.split_seed < 0:
+        raise CLIError(f"--split-seed must be >= 0, got {args.split_seed}")
     code_types = None
     if args.code_types:
         code_types = [t.strip() for t in args.code_types.split(",") if t.strip()]

@@ -29,7 +29,7 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
     from mingle_bench.report.tables import aggregate, data_label, display_name, write_run_tables
 
     folder = Path(folder)
-    config = R.read_json(folder / R.CONFIG_FILE)
+    config = R.read_json_object(folder / R.CONFIG_FILE)
     records = [r for r in R.load_runs(folder) if R.preds_path(folder, r["model"], r["seed"]).exists()]
     order = list(config.get("models", []))
     rows = aggregate(records, order=order)

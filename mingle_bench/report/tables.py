@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from mingle_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRIC_NAMES
 from mingle_bench.io import atomic_write_text
-from mingle_bench.results import COMPARISON_FILE, CONFIG_FILE, load_runs, read_json
+from mingle_bench.results import COMPARISON_FILE, CONFIG_FILE, load_runs, read_json, read_json_object
 
 FORMATS = ("md", "latex", "csv")
 #: appended to a model's name when some of its seeds stopped at the step budget, not on a validation plateau
@@ -194,7 +194,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
     cfg_path = folder / CONFIG_FILE
     if not cfg_path.exists():
         raise FileNotFoundError(f"{cfg_path} not found: is {folder} a results folder written by `mingle-bench run`?")
-    config = read_json(cfg_path)
+    config = read_json_object(cfg_path)
     records = load_runs(folder)
     if not records:
         raise ValueError(f"{folder / 'runs.jsonl'} holds no finished runs yet")

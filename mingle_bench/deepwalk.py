@@ -13,6 +13,14 @@ the same seed and a hash function independent of ``PYTHONHASHSEED``, so the same
 bit-identical embeddings. Results are cached as safetensors, keyed by a SHA-256 of the graph and
 every parameter.
 
+Checked cache: each file records the sha256 of its embedding bytes in its metadata
+(``sha256``, ``format`` 2). A cached file is used only if the checksum, the shape, the dtype
+and the finiteness of every value check out. A file that fails (NaNs, shuffled rows, flipped
+bytes, truncation) or that has no checksum (written before checksums existed, so it cannot be
+verified) is renamed to ``<name>.corrupt``, reported with a warning naming it, counted in the
+report (``cache_rejected``) and recomputed; the recomputed file replaces it. DeepWalk is
+deterministic, so the recomputed vectors are the ones the file should have held.
+
 Output: float32 [num_nodes, dim].
 """
 from __future__ import annotations
@@ -32,7 +40,36 @@ from torch import Tensor
 
 from mingle_bench.io import atomic_path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 1  # part of the cache key: changing it changes every key
+#: file format: 2 adds the ``sha256`` of the embedding bytes to the metadata (the key is unchanged)
+FILE_FORMAT = 2
+
+log = logging.getLogger(__name__)
+
+
+def _embedding_sha256(emb: Tensor) -> str:
+    return hashlib.sha256(emb.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _load_checked(path: Path, shape: tuple[int, int]) -> tuple[Tensor | None, str | None]:
+    """The cached embeddings if they pass every check, else ``(None, why)``."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            emb = f.get_tensor("embeddings")
+    except Exception as exc:  # noqa: BLE001 - truncated or garbled file
+        return None, f"unreadable: {exc}"
+    if emb.dtype != torch.float32 or tuple(emb.shape) != shape:
+        return None, f"embeddings of shape {tuple(emb.shape)} and dtype {emb.dtype}, expected {shape} float32"
+    if "sha256" not in meta:
+        return None, "no checksum (written before checksums existed), so it cannot be verified"
+    if _embedding_sha256(emb) != meta["sha256"]:
+        return None, "sha256 of the embeddings does not match its checksum"
+    if not torch.isfinite(emb).all():
+        return None, "embeddings contain NaN or inf"
+    return emb, None
 
 
 @dataclass(frozen=True)
@@ -125,12 +162,16 @@ def deepwalk_embeddings(indptr, indices, num_nodes: int, params: DeepWalkParams 
               "cache_key": key, "cache_hit": False, **asdict(params)}
     path = Path(cache_dir) / "deepwalk" / f"{key}.safetensors" if cache_dir is not None else None
     if path is not None and path.exists():
-        from safetensors.torch import load_file
-
-        emb = load_file(str(path))["embeddings"]
-        if tuple(emb.shape) == (num_nodes, params.dim):
+        emb, why = _load_checked(path, (num_nodes, params.dim))
+        if emb is not None:
             report["cache_hit"] = True
             return emb, report
+        report["cache_rejected"] = 1
+        log.warning("DeepWalk cache: %s is not used (%s); renamed to *.corrupt, recomputing", path, why)
+        try:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+        except OSError:  # moved by another process meanwhile, or a read-only cache
+            pass
     if num_nodes == 0:
         return torch.zeros(0, params.dim), report
     walks = random_walks(adj, params.walks_per_node, params.walk_length, params.seed)
@@ -148,5 +189,7 @@ def deepwalk_embeddings(indptr, indices, num_nodes: int, params: DeepWalkParams 
         from safetensors.torch import save_file
 
         with atomic_path(path) as tmp:
-            save_file({"embeddings": emb.contiguous()}, str(tmp), metadata={"params": json.dumps(asdict(params))})
+            save_file({"embeddings": emb.contiguous()}, str(tmp),
+                      metadata={"params": json.dumps(asdict(params)), "format": str(FILE_FORMAT),
+                                "sha256": _embedding_sha256(emb)})
     return emb, report

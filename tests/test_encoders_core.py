@@ -294,9 +294,124 @@ def test_corrupt_shard_is_skipped_and_counted(tmp_path, caplog):
     fresh = EmbeddingCache(tmp_path)
     found, emb, _ = fresh.get("e", {}, keys + [text_key("b")])
     assert found.tolist() == [True, False] and fresh.corrupt_shards == 1
-    assert "unreadable shard" in caplog.text
+    assert "shard-0-0-bad.safetensors failed its integrity check (unreadable" in caplog.text
     info = fresh.info()
-    assert info["namespaces"][0]["unreadable_shards"] == 1 and info["namespaces"][0]["entries"] == 1
+    assert info["namespaces"][0]["quarantined_shards"] == 1 and info["namespaces"][0]["entries"] == 1
+    assert (good.parent / "shard-0-0-bad.safetensors.corrupt").exists()
+
+
+def _tensor_span(path: Path, name: str) -> tuple[int, int]:
+    """Byte range of tensor ``name`` in a safetensors file."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    a, b = json.loads(raw[8:8 + n])[name]["data_offsets"]
+    return 8 + n + a, 8 + n + b
+
+
+def _nan_shard(path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+    t = load_file(str(path))
+    t["emb"][1] = np.nan
+    # a writer that computed NaNs records the checksum of the NaNs: only the finiteness check catches it
+    from mingle_bench.encoders.cache import tensor_sha256
+    meta["sha256:emb"] = tensor_sha256(t["emb"])
+    save_file(t, str(path), metadata=meta)
+
+
+def _shuffle_rows(path: Path) -> None:
+    a, b = _tensor_span(path, "emb")
+    raw = bytearray(path.read_bytes())
+    emb = np.frombuffer(bytes(raw[a:b]), dtype=np.float32).reshape(-1, 6)
+    raw[a:b] = emb[::-1].copy().tobytes()  # rows reversed, keys untouched
+    path.write_bytes(bytes(raw))
+
+
+def _flip_byte(path: Path) -> None:
+    a, b = _tensor_span(path, "emb")
+    raw = bytearray(path.read_bytes())
+    raw[(a + b) // 2] ^= 0x40
+    path.write_bytes(bytes(raw))
+
+
+def _flip_key_byte(path: Path) -> None:
+    a, b = _tensor_span(path, "keys")
+    raw = bytearray(path.read_bytes())
+    raw[a + 3] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+@pytest.mark.parametrize("damage", [_nan_shard, _shuffle_rows, _flip_byte, _flip_key_byte, _truncate])
+def test_damaged_shard_is_dropped_recomputed_and_named(tmp_path, caplog, damage):
+    texts = ["3 4", "1", "2 2 2", "5 1", "0"]
+    clean = embed_texts(CountingEncoder(), texts, cache=EmbeddingCache(tmp_path / "clean"), progress=False)
+    cache = EmbeddingCache(tmp_path / "c")
+    first = embed_texts(CountingEncoder(), texts, cache=cache, progress=False)
+    assert torch.equal(first, clean)
+    (shard,) = (tmp_path / "c").rglob("shard-*.safetensors")
+    damage(shard)
+    enc = CountingEncoder()
+    fresh = EmbeddingCache(tmp_path / "c")
+    with caplog.at_level("WARNING"):
+        again = embed_texts(enc, texts, cache=fresh, progress=False)
+    assert torch.equal(again, clean), "results equal a clean run"
+    assert enc.n_embedded == len(texts), "every entry of the dropped shard is recomputed"
+    assert fresh.corrupt_shards == 1 and fresh.stats()["corrupt_shards"] == 1
+    assert shard.name in caplog.text and "recomputed" in caplog.text
+    assert not shard.exists() and shard.with_name(shard.name + ".corrupt").exists()
+    # the recomputed shard is checked and trusted: a third run embeds nothing
+    enc3 = CountingEncoder()
+    third = embed_texts(enc3, texts, cache=EmbeddingCache(tmp_path / "c"), progress=False)
+    assert enc3.n_embedded == 0 and torch.equal(third, clean)
+
+
+def test_shard_without_checksum_is_recomputed_once(tmp_path, caplog):
+    """Format-1 shards (no checksum) cannot be verified: they are dropped and recomputed once."""
+    from safetensors.numpy import save_file
+
+    enc0 = CountingEncoder()
+    texts = ["3 4", "1", "2 2 2"]
+    clean = embed_texts(enc0, texts, cache=None, progress=False)
+    cache = EmbeddingCache(tmp_path)
+    from mingle_bench.encoders.embed import text_cache_params
+
+    ns_dir = tmp_path / namespace_id(enc0.identity, text_cache_params(enc0))
+    ns_dir.mkdir(parents=True)
+    keys = np.stack([np.frombuffer(text_key(t), dtype=np.uint8) for t in texts])
+    old = ns_dir / "shard-1-1-old.safetensors"
+    save_file({"keys": keys, "emb": clean.numpy()[::-1].copy()}, str(old), metadata={"count": "3", "format": "1"})
+    enc = CountingEncoder()
+    with caplog.at_level("WARNING"):
+        out = embed_texts(enc, texts, cache=cache, progress=False)
+    assert torch.equal(out, clean) and enc.n_embedded == 3
+    assert cache.unverified_shards == 1 and cache.corrupt_shards == 0
+    assert "shard-1-1-old.safetensors is not trusted (no checksum" in caplog.text
+    enc2 = CountingEncoder()
+    assert torch.equal(embed_texts(enc2, texts, cache=EmbeddingCache(tmp_path), progress=False), clean)
+    assert enc2.n_embedded == 0, "recomputed once, then trusted"
+
+
+def test_shard_checksums_in_metadata(tmp_path):
+    from safetensors import safe_open
+
+    from mingle_bench.encoders.cache import FORMAT_VERSION, tensor_sha256
+
+    cache = EmbeddingCache(tmp_path)
+    emb = np.arange(6, dtype=np.float32).reshape(2, 3)
+    path = cache.put("e", {}, [text_key("a"), text_key("b")], emb, aux=np.ones((2, 2), dtype=np.int64))
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+    assert meta["format"] == str(FORMAT_VERSION) == "2"
+    assert meta["sha256:emb"] == tensor_sha256(emb) and set(meta) >= {"sha256:keys", "sha256:aux"}
+    # the namespace (hashed into feature digests through the encoder identity) does not depend on the format
+    assert path.parent.name == namespace_id("e", {})
 
 
 _WRITER = textwrap.dedent("""

@@ -210,3 +210,60 @@ def test_wrong_dimension_from_server_is_a_clear_error(server):
     enc = load_encoder("openai:text-embedding-ada-002?backoff_s=0")  # ada-002 is known to be 1536-d
     with pytest.raises(OpenAIError, match="does not match dim 1536"):
         enc.encode(["x"])
+
+
+def _closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connections are refused
+    return port
+
+
+def test_unreachable_endpoint_fails_fast_naming_the_url(monkeypatch):
+    import time
+
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    enc = load_encoder("openai:m")  # default policy: 6 retries, 1 s backoff (73 s before this fix)
+    enc._dim = DIM
+    t0 = time.monotonic()
+    with pytest.raises(OpenAIError, match="connection was refused") as err:
+        enc.encode(["x"])
+    assert time.monotonic() - t0 < 5
+    assert f"{url}/embeddings" in str(err.value) and enc.requests_sent == 2 and enc.retries == 1
+
+
+def test_dns_failure_fails_at_once(monkeypatch):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    def no_dns(*a, **k):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_dns)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://no-such-host.invalid/v1")
+    enc = load_encoder("openai:m")
+    enc._dim = DIM
+    with pytest.raises(OpenAIError, match=r"http://no-such-host.invalid/v1/embeddings: its host name does not resolve"):
+        enc.encode(["x"])
+    assert enc.requests_sent == 1 and enc.retries == 0
+
+
+def test_timeouts_keep_their_retries(monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def slow(*a, **k):
+        raise urllib.error.URLError(TimeoutError("timed out"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", slow)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    enc = load_encoder("openai:m?backoff_s=0&max_retries=3")
+    enc._dim = DIM
+    with pytest.raises(OpenAIError, match="failed after 4 attempts: connection error"):
+        enc.encode(["x"])
+    assert enc.retries == 3

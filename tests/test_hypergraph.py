@@ -1,6 +1,9 @@
 """The EHR hypergraph (CSR both ways, self-loops, dense oracle) and DeepWalk features."""
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +129,63 @@ def test_deepwalk_same_across_processes(tmp_path):
 def test_deepwalk_params_are_validated():
     with pytest.raises(ValueError, match="deepwalk dim"):
         DeepWalkParams(dim=0)
+
+
+def _dw_nan(path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    t = load_file(str(path))
+    t["embeddings"][2] = float("nan")
+    meta["sha256"] = hashlib.sha256(t["embeddings"].numpy().tobytes()).hexdigest()  # a writer that computed NaNs
+    save_file(t, str(path), metadata=meta)
+
+
+def _dw_span(path):
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    a, b = json.loads(raw[8:8 + n])["embeddings"]["data_offsets"]
+    return bytearray(raw), 8 + n + a, 8 + n + b
+
+
+def _dw_shuffle(path):
+    raw, a, b = _dw_span(path)
+    rows = np.frombuffer(bytes(raw[a:b]), dtype=np.float32).reshape(26, -1)
+    raw[a:b] = rows[np.r_[1, 0, 2:26]].tobytes()
+    path.write_bytes(bytes(raw))
+
+
+def _dw_flip(path):
+    raw, a, b = _dw_span(path)
+    raw[(a + b) // 2] ^= 0x08
+    path.write_bytes(bytes(raw))
+
+
+def _dw_truncate(path):
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _dw_no_checksum(path):
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(path)), str(path), metadata={"params": "{}"})  # a format-1 file
+
+
+@pytest.mark.parametrize("damage", [_dw_nan, _dw_shuffle, _dw_flip, _dw_truncate, _dw_no_checksum])
+def test_deepwalk_damaged_cache_is_dropped_and_recomputed(tmp_path, caplog, damage):
+    _, indptr, codes = _visits(4, 60, 25)
+    p = DeepWalkParams(dim=8, walks_per_node=3, walk_length=8, seed=1)
+    clean, _ = deepwalk_embeddings(indptr, codes, 26, p, cache_dir=None)
+    a, _ = deepwalk_embeddings(indptr, codes, 26, p, cache_dir=tmp_path)
+    (path,) = (tmp_path / "deepwalk").glob("*.safetensors")
+    damage(path)
+    with caplog.at_level("WARNING"):
+        b, rep = deepwalk_embeddings(indptr, codes, 26, p, cache_dir=tmp_path)
+    assert torch.equal(b, clean) and torch.equal(a, clean)
+    assert rep["cache_hit"] is False and rep["cache_rejected"] == 1
+    assert path.name in caplog.text and "recomputing" in caplog.text
+    assert path.with_name(path.name + ".corrupt").exists()
+    c, rep_c = deepwalk_embeddings(indptr, codes, 26, p, cache_dir=tmp_path)  # the rewritten file is trusted
+    assert rep_c["cache_hit"] is True and "cache_rejected" not in rep_c and torch.equal(c, clean)

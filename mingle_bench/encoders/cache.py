@@ -17,9 +17,19 @@ Changing any of them starts a new namespace; nothing is ever overwritten.
 Concurrency: every write creates a new, uniquely named shard through a temp file in the
 same folder and ``os.replace``, so readers only ever see complete shards and concurrent
 writers (threads or processes) never touch each other's files; no lock is needed.
-Duplicate keys across shards are harmless (same content, same value). A shard that cannot
-be read (truncated by a crash of the file system, say) is skipped, counted in
-``corrupt_shards`` and reported with a warning, never silently trusted.
+Duplicate keys across shards are harmless (same content, same value).
+
+Checked values (shard format 2): every shard's safetensors metadata holds the sha256 of the
+bytes of each of its tensors (``sha256:keys``, ``sha256:emb``, ``sha256:aux``). The first time
+a process reads entries from a shard, the whole shard is read and checked: the checksums, the
+shapes and dtypes, and that every embedding is finite. A shard that fails (NaNs, shuffled or
+flipped bytes, a truncated or unreadable file) or that has no checksum (format 1, written
+before checksums existed: it cannot be verified, so it is not trusted and its entries are
+recomputed once) is dropped: renamed to ``<name>.corrupt`` (kept for inspection, never read
+again; ``cache clear`` deletes it), counted in ``corrupt_shards`` / ``unverified_shards`` and
+reported with a warning naming the file. Its entries count as misses, so the caller embeds
+them again and writes a fresh, checked shard. The namespace (and so the encoder identity
+that feature digests hash) does not depend on the shard format.
 """
 from __future__ import annotations
 
@@ -40,8 +50,49 @@ from mingle_bench.io import atomic_write_bytes, cache_root
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: shard format: 2 adds the per-tensor sha256 checksums (format 1 shards are not trusted)
+FORMAT_VERSION = 2
 KEY_BYTES = 32
+#: suffix of dropped shards (the ``shard-*.safetensors`` glob no longer matches them)
+QUARANTINE_SUFFIX = ".corrupt"
+
+
+class ShardCheckError(ValueError):
+    """A shard failed its integrity check; ``unverified`` when it simply has no checksum."""
+
+    def __init__(self, msg: str, unverified: bool = False):
+        super().__init__(msg)
+        self.unverified = unverified
+
+
+def tensor_sha256(a: np.ndarray) -> str:
+    """sha256 (hex) of an array's C-order bytes."""
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def check_shard(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None) -> None:
+    """Raise :class:`ShardCheckError` unless ``tensors`` match their recorded checksums and are sane."""
+    meta = metadata or {}
+    if "keys" not in tensors or "emb" not in tensors:
+        raise ShardCheckError(f"missing tensors (has {sorted(tensors)})")
+    keys, emb = tensors["keys"], tensors["emb"]
+    if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or keys.dtype != np.uint8:
+        raise ShardCheckError(f"keys tensor has shape {keys.shape} and dtype {keys.dtype}")
+    if emb.ndim != 2 or emb.shape[0] != keys.shape[0] or emb.dtype != np.float32:
+        raise ShardCheckError(f"emb tensor has shape {emb.shape} and dtype {emb.dtype} for {keys.shape[0]} keys")
+    aux = tensors.get("aux")
+    if aux is not None and (aux.ndim != 2 or aux.shape[0] != keys.shape[0] or aux.dtype != np.int64):
+        raise ShardCheckError(f"aux tensor has shape {aux.shape} and dtype {aux.dtype} for {keys.shape[0]} keys")
+    if "count" in meta and meta["count"] != str(keys.shape[0]):
+        raise ShardCheckError(f"metadata says {meta['count']} entries, tensors hold {keys.shape[0]}")
+    if not all(f"sha256:{n}" in meta for n in tensors):
+        raise ShardCheckError(f"no checksum (shard format {meta.get('format', '?')}, written before checksums)",
+                              unverified=True)
+    for n, a in tensors.items():
+        if tensor_sha256(a) != meta[f"sha256:{n}"]:
+            raise ShardCheckError(f"sha256 of tensor {n!r} does not match its checksum")
+    if not np.isfinite(emb).all():
+        raise ShardCheckError(f"{int((~np.isfinite(emb)).any(axis=1).sum())} embeddings contain NaN or inf")
 
 
 def default_cache_root() -> Path:
@@ -82,6 +133,8 @@ class _Namespace:
     shard: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     row: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     pending: dict[int, tuple[int, int]] = field(default_factory=dict)
+    verified: set[int] = field(default_factory=set)  # shard ids whose checksums passed in this process
+    dropped: set[int] = field(default_factory=set)   # shard ids that failed (their entries are removed)
 
     def add(self, name: str, keys: np.ndarray, bulk: list | None = None) -> None:
         sid = len(self.shards)
@@ -114,6 +167,13 @@ class _Namespace:
         prefix = np.concatenate(parts_p)
         order = np.argsort(prefix, kind="stable")  # earlier shards first among equal keys
         self.prefix, self.shard, self.row = prefix[order], np.concatenate(parts_s)[order], np.concatenate(parts_r)[order]
+
+    def drop(self, sid: int) -> None:
+        """Forget every entry of shard ``sid`` (duplicates held by other shards become visible)."""
+        self.dropped.add(sid)
+        keep = self.shard != sid
+        self.prefix, self.shard, self.row = self.prefix[keep], self.shard[keep], self.row[keep]
+        self.pending = {k: v for k, v in self.pending.items() if v[0] != sid}
 
     def find(self, pre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Shard id (-1 if absent) and row of each prefix."""
@@ -149,6 +209,7 @@ class EmbeddingCache:
         self.misses = 0
         self.written = 0
         self.corrupt_shards = 0
+        self.unverified_shards = 0
         self._spaces: dict[str, _Namespace] = {}
 
     def __repr__(self) -> str:
@@ -159,7 +220,7 @@ class EmbeddingCache:
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "written": self.written,
-                "corrupt_shards": self.corrupt_shards}
+                "corrupt_shards": self.corrupt_shards, "unverified_shards": self.unverified_shards}
 
     # -- namespaces ----------------------------------------------------------------------------
     def _space(self, identity: str, params: dict[str, Any]) -> _Namespace:
@@ -182,14 +243,53 @@ class EmbeddingCache:
                 keys = self._read(path, ("keys",))["keys"]
                 if keys.ndim != 2 or keys.shape[1] != KEY_BYTES or keys.dtype != np.uint8:
                     raise ValueError(f"keys tensor has shape {keys.shape} and dtype {keys.dtype}")
-            except Exception as exc:  # noqa: BLE001 - any unreadable shard is skipped and reported
+            except FileNotFoundError:  # removed meanwhile (`cache clear`, another process's quarantine)
+                continue
+            except Exception as exc:  # noqa: BLE001 - any unreadable shard is dropped and reported
                 space.seen.add(path.name)
-                self.corrupt_shards += 1
-                log.warning("embedding cache: skipping unreadable shard %s (%s)", path, exc)
+                if not path.exists():
+                    continue
+                self._reject(path, ShardCheckError(f"unreadable: {exc}"))
                 continue
             space.add(path.name, keys, bulk)
         if bulk:
             space.merge(bulk)
+
+    def _reject(self, path: Path, exc: ShardCheckError) -> None:
+        """Count, report and quarantine a shard that failed its check (its entries get recomputed)."""
+        if exc.unverified:
+            self.unverified_shards += 1
+            what = "is not trusted"
+        else:
+            self.corrupt_shards += 1
+            what = "failed its integrity check"
+        log.warning("embedding cache: shard %s %s (%s); dropping it (renamed to *%s), its entries will be recomputed",
+                    path, what, exc, QUARANTINE_SUFFIX)
+        try:
+            os.replace(path, path.with_name(path.name + QUARANTINE_SUFFIX))
+        except OSError:  # already moved by another process, or a read-only cache: still never used here
+            pass
+
+    def _verified_shard(self, space: _Namespace, sid: int) -> dict[str, np.ndarray] | None:
+        """Read and check the whole shard ``sid`` once per process; its tensors, or None if dropped."""
+        from safetensors import safe_open
+
+        path = space.dir / space.shards[sid]
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata()
+                tensors = {n: f.get_tensor(n) for n in f.keys()}
+            check_shard(tensors, meta)
+        except FileNotFoundError as exc:  # e.g. removed by `cache clear` meanwhile
+            log.warning("embedding cache: could not read shard %s (%s); recomputing its entries", path, exc)
+            space.drop(sid)
+            return None
+        except Exception as exc:  # noqa: BLE001 - checksum mismatch, NaNs, truncated file ...
+            self._reject(path, exc if isinstance(exc, ShardCheckError) else ShardCheckError(f"unreadable: {exc}"))
+            space.drop(sid)
+            return None
+        space.verified.add(sid)
+        return tensors
 
     @staticmethod
     def _read(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
@@ -239,11 +339,24 @@ class EmbeddingCache:
                 dst = np.flatnonzero(sid == s_id)
                 src = row[dst]
                 shard = space.shards[s_id]
-                try:
-                    data = self._read_rows(space.dir / shard, src)
-                except Exception as exc:  # noqa: BLE001 - e.g. removed by `cache clear` meanwhile
-                    log.warning("embedding cache: could not read shard %s (%s); recomputing its entries", shard, exc)
-                    continue
+                if s_id not in space.verified:  # first use in this process: check the whole shard
+                    full = self._verified_shard(space, s_id)
+                    if full is None:
+                        continue
+                    data = {n: a[src] for n, a in full.items()}
+                else:
+                    try:
+                        data = self._read_rows(space.dir / shard, src)
+                        if not np.isfinite(data["emb"]).all():
+                            raise ShardCheckError("embeddings contain NaN or inf (changed since it was checked)")
+                    except ShardCheckError as exc:
+                        self._reject(space.dir / shard, exc)
+                        space.drop(s_id)
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - e.g. removed by `cache clear` meanwhile
+                        log.warning("embedding cache: could not read shard %s (%s); recomputing its entries",
+                                    shard, exc)
+                        continue
                 same = (data["keys"] == key_arr[dst]).all(axis=1)  # confirm the full key
                 if emb is None:
                     emb = np.zeros((n, data["emb"].shape[1]), dtype=np.float32)
@@ -286,8 +399,11 @@ class EmbeddingCache:
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             atomic_write_bytes(manifest, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
         name = f"shard-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors"
-        atomic_write_bytes(space.dir / name, save(tensors, metadata={"count": str(n), "format": str(FORMAT_VERSION)}))
+        meta = {"count": str(n), "format": str(FORMAT_VERSION),
+                **{f"sha256:{k}": tensor_sha256(a) for k, a in tensors.items()}}
+        atomic_write_bytes(space.dir / name, save(tensors, metadata=meta))
         space.add(name, key_arr)
+        space.verified.add(len(space.shards) - 1)  # written from memory by this process
         self.written += n
         return space.dir / name
 
@@ -316,6 +432,7 @@ class EmbeddingCache:
                 spaces.append({"namespace": d.name, "identity": meta.get("identity", "?"),
                                "params": meta.get("params", {}), "dim": meta.get("dim"),
                                "entries": len(entries), "shards": len(shards), "unreadable_shards": n_bad,
+                               "quarantined_shards": len(list(d.glob("shard-*" + QUARANTINE_SUFFIX))),
                                "bytes": size})
         others = {}
         parent = self.root.parent

@@ -9,7 +9,10 @@ cache or report, and never part of an error message.
 Requests are batched (``batch_size`` inputs, default 256, and at most ~``max_request_tokens``
 approximate tokens each). HTTP 429, 5xx and connection errors are retried with exponential
 backoff (``backoff_s * 2**attempt``, plus jitter, honouring ``Retry-After``) up to
-``max_retries`` times; 401/403 raise at once with a message about the key.
+``max_retries`` times; 401/403 raise at once with a message about the key. An endpoint that
+cannot be reached at all fails fast, naming the URL: a DNS failure raises at once, a refused
+connection is retried once after at most 0.5 s (a local server restarting) and then raises.
+Timeouts and resets keep the full retry policy.
 
 **Token approximation.** Chunking needs a tokenizer, but the remote model's tokenizer is
 not available offline. This backend therefore counts *approximate tokens*: each
@@ -27,6 +30,7 @@ import logging
 import os
 import random
 import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -181,7 +185,17 @@ class OpenAIEncoder(Encoder):
                     raise OpenAIError(f"embeddings endpoint {self.url} rejected the request "
                                       f"(HTTP {status}: {detail})") from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                reason, retry_after = f"connection error ({getattr(exc, 'reason', exc)})", None
+                cause = getattr(exc, "reason", exc)
+                unreachable = _unreachable(cause)
+                if unreachable == "dns" or (unreachable == "refused" and attempt >= 1):
+                    what = "its host name does not resolve" if unreachable == "dns" else "the connection was refused"
+                    raise OpenAIError(
+                        f"cannot reach the embeddings endpoint {self.url}: {what} ({cause}); "
+                        "is the server running, and is OPENAI_BASE_URL right?") from None
+                if unreachable == "refused":  # one short retry: a local server may be restarting
+                    reason, retry_after = f"connection refused ({cause})", min(self.backoff_s, 0.5)
+                else:
+                    reason, retry_after = f"connection error ({cause})", None
             except (ValueError, KeyError, TypeError) as exc:
                 raise OpenAIError(f"embeddings endpoint {self.url} returned an invalid response: {exc}") from None
             if attempt >= self.max_retries:
@@ -205,6 +219,15 @@ class OpenAIEncoder(Encoder):
         if not torch.isfinite(emb).all():
             raise ValueError("embeddings contain NaN or inf")
         return l2_normalize(emb)
+
+
+def _unreachable(cause: object) -> str | None:
+    """``"dns"`` or ``"refused"`` when a connection error means the endpoint cannot be reached at all."""
+    if isinstance(cause, socket.gaierror):
+        return "dns"
+    if isinstance(cause, ConnectionRefusedError):
+        return "refused"
+    return None
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

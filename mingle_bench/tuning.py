@@ -23,7 +23,12 @@
   same parameters (up to ``max_retry`` times). The callback's name changed across Optuna
   versions (``failed_trial_callback=RetryFailedTrialCallback`` up to 4.8,
   ``heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback`` from 4.9);
-  :func:`stale_trial_retry_kwargs` picks whichever the installed version has.
+  :func:`stale_trial_retry_kwargs` picks whichever the installed version has. Optuna does this
+  silently, so at start :func:`clean_stale_trials` reports every RUNNING trial of the study
+  (number, seconds since its last heartbeat), fails those silent for longer than
+  ``grace_period`` (which re-queues them) and says what it cleaned; trials still beating
+  (another live worker) are listed and left alone. The cleanup is in
+  :attr:`TuneResult.stale`.
 * **Output**: ``<out>/tuning/<study>.json`` with the best parameters and the merged
   hyperparameters (``mingle-bench run --tuned <study>`` reads it), and
   ``<out>/tuning/<study>_trials.csv`` (``study.trials_dataframe()``).
@@ -34,15 +39,19 @@ import contextlib
 import fcntl
 import inspect
 import json
+import logging
 import math
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
 from mingle_bench.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 #: study attributes that must match when a worker joins an existing study
 STUDY_ATTRS = ("pipeline", "task", "model", "data", "data_id", "split_seed", "max_steps", "eval_every", "patience",
@@ -63,6 +72,7 @@ class TuneResult:
     counts: dict
     path: Path | None
     monitor: str
+    stale: dict | None = None  # what clean_stale_trials found at start (None: not run)
 
 
 def stale_trial_retry_kwargs(max_retry: int = 3, storage_cls=None) -> dict:
@@ -137,6 +147,102 @@ def _sqlite_schema_lock(url: str):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _running_trial_ages(study) -> dict[int, tuple[float | None, float | None]]:
+    """``{trial number: (seconds since its last heartbeat or None, seconds since it started or None)}``
+    for the study's RUNNING trials. Heartbeats are compared with the database's clock (where Optuna
+    writes them); without access to them (another storage), only the start age is given."""
+    import datetime as dt
+
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    now = dt.datetime.now()
+    out: dict[int, tuple[float | None, float | None]] = {
+        t.number: (None, (now - t.datetime_start).total_seconds() if t.datetime_start else None) for t in running}
+    if not running:
+        return out
+    try:  # Optuna's RDB internals (stable since 2.x); a failure only loses the heartbeat ages
+        import sqlalchemy
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache wrapper
+        ids = {t._trial_id: t.number for t in running}
+        with _create_scoped_session(storage.scoped_session) as session:
+            db_now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+            for tid, number in ids.items():
+                hb = models.TrialHeartbeatModel.where_trial_id(tid, session)
+                if hb is not None:
+                    out[number] = ((db_now - hb.heartbeat).total_seconds(), out[number][1])
+    except Exception as exc:  # noqa: BLE001 - reporting only
+        log.debug("could not read trial heartbeats: %s", exc)
+    return out
+
+
+def clean_stale_trials(study, grace_period: int, console=None) -> dict:
+    """Report the study's RUNNING trials and fail those whose worker is gone.
+
+    A trial is stale when its last heartbeat is older than ``grace_period`` s (its worker was
+    killed, or lost its machine). Stale trials are failed with Optuna's ``fail_stale_trials``,
+    which also runs the storage's retry callback (re-queueing the same parameters up to
+    ``max_retry`` times). RUNNING trials without any heartbeat (a worker without heartbeats, or
+    killed before its first one) are reported but not failed: nothing proves they are dead.
+
+    Returns ``{"running": [{"number", "heartbeat_age_s", "age_s"}...], "failed": [numbers],
+    "requeued": [numbers of the new trials], "live": [numbers], "no_heartbeat": [numbers]}``; each
+    finding is printed on ``console`` if given, else logged as a warning.
+    """
+    from optuna.trial import TrialState
+
+    def say(msg: str) -> None:  # one sink: the rich console when tune shows progress, else a log warning
+        if console is not None:
+            console(f"[{study.study_name}] {msg}")
+        else:
+            log.warning(msg)
+    ages = _running_trial_ages(study)
+    info: dict = {"running": [{"number": n, "heartbeat_age_s": hb, "age_s": age} for n, (hb, age) in sorted(ages.items())],
+                  "failed": [], "requeued": [], "live": [], "no_heartbeat": []}
+    if not ages:
+        return info
+
+    def fmt(n: int) -> str:
+        hb, age = ages[n]
+        if hb is not None:
+            return f"#{n} (last heartbeat {hb:.0f}s ago)"
+        return f"#{n} (no heartbeat, started {age:.0f}s ago)" if age is not None else f"#{n} (no heartbeat)"
+
+    msg = (f"study {study.study_name!r}: {len(ages)} trial(s) left RUNNING in the storage: "
+           + ", ".join(fmt(n) for n in sorted(ages)))
+    say(msg)
+    before = {t.number for t in study.get_trials(deepcopy=False)}
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    after = study.get_trials(deepcopy=False)
+    state = {t.number: t.state for t in after}
+    info["failed"] = sorted(n for n in ages if state.get(n) == TrialState.FAIL)
+    info["requeued"] = sorted(t.number for t in after if t.number not in before
+                              and t.system_attrs.get("failed_trial") in info["failed"])
+    info["live"] = sorted(n for n in ages if state.get(n) == TrialState.RUNNING and ages[n][0] is not None)
+    info["no_heartbeat"] = sorted(n for n in ages if state.get(n) == TrialState.RUNNING and ages[n][0] is None)
+    parts = []
+    if info["failed"]:
+        parts.append(f"failed {len(info['failed'])} stale trial(s) (no heartbeat for over {grace_period}s): "
+                     + ", ".join(f"#{n}" for n in info["failed"])
+                     + (f"; re-queued as {', '.join(f'#{n}' for n in info['requeued'])}" if info["requeued"] else ""))
+    if info["live"]:
+        parts.append(f"left {len(info['live'])} alone (heartbeat within {grace_period}s: another live worker): "
+                     + ", ".join(f"#{n}" for n in info["live"]))
+    if info["no_heartbeat"]:
+        parts.append(f"left {len(info['no_heartbeat'])} without any heartbeat alone (not provably dead; "
+                     "fail them by hand if no worker runs them): " + ", ".join(f"#{n}" for n in info["no_heartbeat"]))
+    msg = f"study {study.study_name!r} on resume: " + "; ".join(parts)
+    say(msg)
+    return info
 
 
 def redact(url: str) -> str:
@@ -216,6 +322,7 @@ def tune(
 
     defaults = P.model_defaults(model)
     console = _console(progress)
+    stale = clean_stale_trials(study, grace_period, console if progress else None)
 
     def objective(trial: optuna.Trial) -> float:
         hp = {**defaults, **P.search_space(model, trial)}
@@ -254,7 +361,9 @@ def tune(
                        catch=(FloatingPointError,), gc_after_trial=True)
     else:
         console(f"[{study_name}] already has {len(finished)} finished trials (cap {trials}); nothing to run")
-    return save_best(study, out, storage_url, defaults, monitor, time.time() - t0, command)
+    res = save_best(study, out, storage_url, defaults, monitor, time.time() - t0, command)
+    res.stale = stale
+    return res
 
 
 def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor: str, elapsed_s: float,
@@ -307,4 +416,5 @@ def summary_line(res: TuneResult) -> str:
             f"with {res.best_params}; saved to {res.path} (use `mingle-bench run --tuned {res.study_name}`)")
 
 
-__all__ = ["tune", "TuneResult", "TuneError", "stale_trial_retry_kwargs", "make_storage", "save_best"]
+__all__ = ["tune", "TuneResult", "TuneError", "stale_trial_retry_kwargs", "make_storage", "save_best",
+           "clean_stale_trials"]

@@ -141,3 +141,53 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     scales = [t.params["scale"] for t in study.trials]
     assert len(set(scales)) == len(scales), "workers proposed duplicate points"
     assert "saved to" in outs[0] + outs[1]
+
+
+def test_tune_reports_and_fails_stale_running_trials(fakes, tmp_path, caplog):
+    """A worker killed mid-trial leaves it RUNNING: the next `tune` reports it, fails it past the grace
+    period (re-queueing it) and says so; a trial still beating is left alone."""
+    import logging
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    store = tuning.make_storage(url, heartbeat_interval=60, grace_period=120)
+    study = optuna.create_study(study_name="mortality-retain-synthetic-small", storage=store, direction="maximize")
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna: heartbeats are meant for optimize()
+        dead, live, silent = study.ask(), study.ask(), study.ask()
+    store.record_heartbeat(dead._trial_id)
+    store.record_heartbeat(live._trial_id)
+    del store, study
+    con = sqlite3.connect(tmp_path / "optuna.db")  # the dead worker's last beat: an hour ago
+    con.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-3600 seconds') WHERE trial_id = ?",
+                (dead._trial_id,))
+    con.commit()
+    con.close()
+
+    with caplog.at_level(logging.WARNING, logger="mingle_bench.tuning"):
+        res = _tune(tmp_path, trials=3)
+    st = res.stale
+    assert [r["number"] for r in st["running"]] == [0, 1, 2]
+    assert st["running"][0]["heartbeat_age_s"] == pytest.approx(3600, abs=120)
+    assert st["running"][1]["heartbeat_age_s"] < 120 and st["running"][2]["heartbeat_age_s"] is None
+    assert st["failed"] == [0] and st["live"] == [1] and st["no_heartbeat"] == [2] and len(st["requeued"]) == 1
+    assert "3 trial(s) left RUNNING" in caplog.text and "#0 (last heartbeat" in caplog.text
+    assert "failed 1 stale trial(s)" in caplog.text and "#0" in caplog.text and "re-queued as" in caplog.text
+    study = optuna.load_study(study_name=res.study_name, storage=url)
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[0] == "FAIL" and states[1] == "RUNNING" and states[2] == "RUNNING"
+    assert res.counts["fail"] == 1
+    # the re-queued copy ran as a normal trial
+    assert states[st["requeued"][0]] in ("COMPLETE", "PRUNED")
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mingle_bench.tuning"):
+        res2 = _tune(tmp_path, trials=3)  # nothing new to clean: the two survivors are reported again
+    assert res2.stale["failed"] == [] and [r["number"] for r in res2.stale["running"]] == [1, 2]
+
+
+def test_tune_without_stale_trials_reports_nothing(fakes, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="mingle_bench.tuning"):
+        res = _tune(tmp_path, trials=2)
+    assert res.stale["running"] == [] and "RUNNING" not in caplog.text

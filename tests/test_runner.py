@@ -461,3 +461,78 @@ def test_cli_budget_errors_name_the_flag(fakes, tmp_path, capsys, flags, needle)
         err = capsys.readouterr().err.strip()
         assert rc == 1 and needle in err and "\n" not in err, (cmd, err)
     assert not (tmp_path / "mortality").exists()
+
+
+def _append_many(folder: str, worker: int, n: int) -> None:
+    for i in range(n):
+        R.add_run(folder, {"model": f"m{worker}", "seed": i, "metrics": {"aupr": 0.5}, "input_hash": f"{worker}-{i}"})
+
+
+def test_concurrent_appends_lose_no_record(tmp_path):
+    """Four processes append 20 records each to one runs.jsonl: all 80 are kept (the read-modify-write
+    of add_run holds the folder lock)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), w, 20)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    recs = R.load_runs(tmp_path)
+    assert sorted((r["model"], r["seed"]) for r in recs) == sorted((f"m{w}", i) for w in range(4) for i in range(20))
+
+
+def test_a_locked_folder_refuses_a_second_run_at_once(fakes, tmp_path):
+    """While another process holds a results folder's lock, a run on it fails at once, naming the folder."""
+    import multiprocessing as mp
+
+    folder = tmp_path / "mortality" / "synthetic-small"
+    ctx = mp.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+
+    def hold():
+        with R.folder_lock(folder):
+            held.set()
+            release.wait(30)
+
+    p = ctx.Process(target=hold)
+    p.start()
+    try:
+        assert held.wait(30)
+        t0 = time.time()
+        with pytest.raises(R.FolderInUse, match=f"in use by another run \\(pid {p.pid}\\)"):
+            runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))
+        assert time.time() - t0 < 5
+        assert not (folder / R.RUNS_FILE).exists()
+    finally:
+        release.set()
+        p.join(30)
+    s = runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))  # free again
+    assert s.trained == [("retain", 0)]
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_folder_keep_every_cell(tmp_path):
+    """Two `mingle-bench run`s on the same --out: the second fails at once with one line naming the
+    folder, the first finishes every cell; a rerun then resumes all of them."""
+    env = {**os.environ, "FAKE_FIT_SLEEP": "0.05"}
+    argv = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle,retain,hypehr", "--seeds",
+            "3", "--max-steps", "4", "--eval-every", "1", "--out", str(tmp_path), "--quiet", "--bootstrap", "20",
+            "--reference", "none"]
+    folder = tmp_path / "mortality" / "synthetic-small"
+    first = _fake_cli(argv, env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (folder / R.CONFIG_FILE).exists():
+        time.sleep(0.02)
+    second = _fake_cli(argv, env)
+    out2 = second.communicate(timeout=120)[0]
+    out1 = first.communicate(timeout=120)[0]
+    assert first.returncode == 0, out1
+    assert second.returncode == 1, out2
+    assert "Traceback" not in out2
+    assert f"error: {folder} is in use by another run (pid {first.pid})" in out2, out2
+    assert len(R.load_runs(folder)) == 9
+    out3 = _fake_cli(argv, {**env, "FAKE_FIT_SLEEP": "0"}).communicate(timeout=120)[0]
+    assert "0 trained, 9 resumed" in out3, out3

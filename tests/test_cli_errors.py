@@ -1,0 +1,271 @@
+"""Every user-facing failure of the CLI is one line naming the file, flag or row, never a traceback.
+
+A corpus of malformed arguments and inputs, run in-process through ``mingle_bench.cli.main``
+across the subcommands. Where training would start, the fake pipeline stands in
+(tests/pipeline_fakes.py); a finished results folder is built once and copied per case.
+Each case asserts: exit status != 0, no "Traceback", exactly one ``error:`` line on stderr, and
+that line names the culprit.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mingle_bench import io as mio
+from mingle_bench import results as R
+from mingle_bench import runner
+from mingle_bench.cli import main
+from pipeline_fakes import install_fakes
+
+FOLDER = Path("mortality") / "synthetic-small"
+RUN = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle,retain", "--seeds", "2",
+       "--max-steps", "3", "--eval-every", "1", "--patience", "2", "--quiet", "--bootstrap", "20", "--reference", "none"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A results root holding one finished fake run (2 models x 2 seeds)."""
+    out = tmp_path_factory.mktemp("finished")
+    with pytest.MonkeyPatch.context() as mp:
+        install_fakes(mp.setattr)
+        runner.run_benchmark(runner.RunConfig(
+            task="mortality", data="synthetic:small", models=["mingle", "retain"], seeds=[0, 1], out=str(out),
+            max_steps=3, eval_every=1, patience=2, n_boot=20, progress=False, reference=None))
+    return out
+
+
+@pytest.fixture
+def results_root(finished, tmp_path) -> Path:
+    """A private copy of the finished results root."""
+    dst = tmp_path / "out"
+    shutil.copytree(finished, dst)
+    return dst
+
+
+def check(capsys, argv: list[str], culprit: str, *, rc: int | None = None) -> str:
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code != 0, (argv, err)
+    if rc is not None:
+        assert code == rc
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    assert culprit in lines[0], (culprit, lines[0])
+    print(lines[0])
+    return lines[0]
+
+
+# -- arguments: one line naming the flag ----------------------------------------------------------
+ARGUMENT_CASES = [
+    (["run", "--bootstrap", "-5"], "--bootstrap"),
+    (["run", "--split-seed", "-4"], "--split-seed"),
+    (["run", "--models", "nosuch"], "nosuch"),
+    (["run", "--seeds", "0,0"], "--seeds"),
+    (["run", "--seeds", "abc"], "--seeds"),
+    (["run", "--seeds", "0"], "--seeds"),
+    (["run", "--device", "tpu"], "--device"),
+    (["run", "--monitor", "foo"], "--monitor"),
+    (["run", "--max-steps", "0"], "--max-steps"),
+    (["run", "--max-tokens", "0"], "--max-tokens"),
+    (["run", "--max-notes-per-visit", "-1"], "--max-notes-per-visit"),
+    (["run", "--code-types", "foo"], "--code-types"),
+    (["run", "--epochs", "3"], "--epochs"),
+    (["run", "--models", "retain", "--tuned", "nosuch-study"], "--tuned nosuch-study"),
+    (["tune", "--model", "nosuch"], "nosuch"),
+    (["tune", "--model", "retain", "--trials", "0"], "--trials"),
+    (["tune", "--model", "retain", "--split-seed", "-1"], "--split-seed"),
+    (["tune", "--model", "retain", "--timeout", "-1"], "--timeout"),
+    (["tune", "--model", "retain", "--worker-id", "-2"], "--worker-id"),
+    (["reproduce", "--bootstrap", "-1"], "--bootstrap"),
+    (["reproduce", "--seeds", "x"], "--seeds"),
+    (["reproduce", "--split-seed", "-3"], "--split-seed"),
+    (["task", "show", "--task", "nosuch"], "--task"),
+    (["task", "show", "--task", "mortality", "--split-seed", "-1"], "--split-seed"),
+    (["task", "show", "--task", "mortality", "--limit", "-1"], "--limit"),
+    (["task", "show", "--task", "mortality", "--code-types", "foo"], "--code-types"),
+    (["data", "info", "--data", "nosuch"], "nosuch"),
+    (["data", "synth", "--out", "x", "--patients", "0"], "--patients"),
+    (["data", "signal", "--data", "mimic3:/nonexistent"], "--data"),
+    (["profile-model", "--epochs", "0"], "--epochs"),
+    (["profile-model", "--model", "retain"], "--model retain"),
+    (["profile-encoder", "--names", "0"], "--names"),
+    (["profile-kernel", "--sizes", "huge"], "huge"),
+    (["profile-kernel", "--sizes", ","], "--sizes"),
+    (["profile-kernel", "--arms", "foo", "--sizes", "tiny"], "foo"),
+    (["profile-kernel", "--passes", "x", "--sizes", "tiny"], "--passes"),
+    (["profile-kernel", "--repeats", "0"], "--repeats"),
+    (["profile-kernel", "--threads", "0"], "--threads"),
+    (["cache", "clear", "--stale-minutes", "-1"], "--stale-minutes"),
+]
+
+
+@pytest.mark.parametrize("argv,culprit", ARGUMENT_CASES, ids=[" ".join(a) for a, _ in ARGUMENT_CASES])
+def test_bad_argument_is_one_line(fakes, tmp_path, capsys, argv, culprit):
+    extra = ["--out", tmp_path / "runs"] if argv[0] in ("run", "tune", "reproduce") else []
+    check(capsys, argv + extra, culprit)
+
+
+# -- paths -----------------------------------------------------------------------------------------
+def test_out_is_a_file(fakes, tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    check(capsys, RUN + ["--out", f], str(f))
+
+
+def test_table_of_a_missing_folder(tmp_path, capsys):
+    check(capsys, ["table", tmp_path / "nope"], str(tmp_path / "nope"))
+
+
+def test_table_of_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    check(capsys, ["table", f], str(f))
+
+
+def test_data_info_missing_mimic_folder(tmp_path, capsys):
+    check(capsys, ["data", "info", "--data", f"mimic3:{tmp_path / 'nope'}"], str(tmp_path / "nope"))
+
+
+def test_data_cache_dir_is_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    check(capsys, ["data", "info", "--data", "synthetic:small", "--cache-dir", f], str(f))
+
+
+def test_data_synth_out_is_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    check(capsys, ["data", "synth", "--out", f, "--patients", "5"], str(f))
+
+
+def test_profile_kernel_out_under_a_file(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    check(capsys, ["profile-kernel", "--sizes", "tiny", "--out", f / "k"], str(f))
+
+
+def _deny_writes(monkeypatch, folder: Path):
+    """A read-only folder: real permissions for a normal user; root ignores them, so simulate."""
+    if os.geteuid() != 0:
+        os.chmod(folder, 0o555)
+        return lambda: os.chmod(folder, 0o755)
+    real = mio.tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):
+        if dir is not None and Path(dir).resolve().is_relative_to(folder.resolve()):
+            raise PermissionError(13, "Permission denied", str(Path(dir) / "tmpfile"))
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(mio.tempfile, "mkstemp", mkstemp)
+    return lambda: None
+
+
+def test_read_only_results_folder_with_every_cell_finished(fakes, results_root, capsys, monkeypatch):
+    undo = _deny_writes(monkeypatch, results_root / FOLDER)
+    try:
+        line = check(capsys, RUN + ["--out", results_root], str(results_root / FOLDER))
+    finally:
+        undo()
+    assert "Permission denied" in line
+
+
+def test_read_only_cache_folder(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    undo = _deny_writes(monkeypatch, cache)
+    try:
+        check(capsys, ["data", "info", "--data", "synthetic:small", "--cache-dir", cache], str(cache))
+    finally:
+        undo()
+
+
+# -- malformed files in a results folder: one line naming the file ----------------------------------
+def test_garbage_config_json(fakes, results_root, capsys):
+    (results_root / FOLDER / "config.json").write_text("{garbage")
+    check(capsys, RUN + ["--out", results_root], str(results_root / FOLDER / "config.json"))
+
+
+def test_config_json_not_an_object(fakes, results_root, capsys):
+    (results_root / FOLDER / "config.json").write_text("[1, 2]\n")
+    check(capsys, RUN + ["--out", results_root], str(results_root / FOLDER / "config.json"))
+
+
+def test_garbage_runs_jsonl_line(fakes, results_root, capsys):
+    with open(results_root / FOLDER / R.RUNS_FILE, "a") as fh:
+        fh.write("{not json\n")
+    check(capsys, RUN + ["--out", results_root], f"{results_root / FOLDER / R.RUNS_FILE}, line 5")
+
+
+def test_garbage_splits_json(fakes, results_root, capsys):
+    (results_root / FOLDER / "splits.json").write_text("")
+    check(capsys, RUN + ["--out", results_root], str(results_root / FOLDER / "splits.json"))
+
+
+def test_truncated_predictions_with_every_cell_finished(fakes, results_root, capsys):
+    p = R.preds_path(results_root / FOLDER, "retain", 1)
+    p.write_bytes(p.read_bytes()[:40])
+    check(capsys, RUN + ["--out", results_root], str(p))
+
+
+def test_truncated_labels_file(fakes, results_root, capsys):
+    p = R.labels_path(results_root / FOLDER)
+    p.write_bytes(b"\x00" * 3)
+    check(capsys, ["table", results_root / FOLDER, "--write"], str(p))
+
+
+def test_table_with_garbage_config(results_root, capsys):
+    (results_root / FOLDER / "config.json").write_text("nope")
+    check(capsys, ["table", results_root / FOLDER], str(results_root / FOLDER / "config.json"))
+
+
+def test_table_with_garbage_comparison(results_root, capsys):
+    (results_root / FOLDER / "comparison.json").write_text("{")
+    check(capsys, ["table", results_root / FOLDER], str(results_root / FOLDER / "comparison.json"))
+
+
+def test_tuned_file_not_json(fakes, tmp_path, capsys):
+    f = tmp_path / "study.json"
+    f.write_text("garbage")
+    check(capsys, RUN + ["--out", tmp_path / "runs", "--tuned", f], str(f))
+
+
+def test_folder_in_use_by_another_run(fakes, results_root, capsys):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+
+    def hold():
+        with R.folder_lock(results_root / FOLDER):
+            held.set()
+            release.wait(30)
+
+    p = ctx.Process(target=hold)
+    p.start()
+    try:
+        assert held.wait(30)
+        line = check(capsys, RUN + ["--out", results_root], f"{results_root / FOLDER} is in use by another run")
+    finally:
+        release.set()
+        p.join(30)
+    assert f"pid {p.pid}" in line
+
+
+def test_garbage_cohort_meta_json(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    assert main(["data", "info", "--data", "synthetic:small", "--cache-dir", str(cache), "--json"]) == 0
+    capsys.readouterr()
+    (meta,) = (cache / "cohorts").glob("*/meta.json")
+    meta.write_text("garbage")
+    check(capsys, ["data", "info", "--data", "synthetic:small", "--cache-dir", cache], str(meta))
+    check(capsys, ["task", "show", "--task", "mortality", "--data", "synthetic:small", "--cache-dir", cache], str(meta))
+
+
+# -- --debug shows the traceback --------------------------------------------------------------------
+def test_debug_raises(fakes, tmp_path):
+    with pytest.raises(ValueError, match="--bootstrap"):
+        main(["run", "--bootstrap", "-5", "--debug", "--out", str(tmp_path)])

@@ -269,3 +269,35 @@ def test_garbage_cohort_meta_json(tmp_path, capsys):
 def test_debug_raises(fakes, tmp_path):
     with pytest.raises(ValueError, match="--bootstrap"):
         main(["run", "--bootstrap", "-5", "--debug", "--out", str(tmp_path)])
+
+
+# -- cache clear ------------------------------------------------------------------------------------
+def test_cache_clear_cohorts_and_stale_staging(tmp_path, capsys, monkeypatch):
+    import time
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("MINGLE_CACHE", str(root))
+    (root / "cohorts" / "synthetic-abc").mkdir(parents=True)
+    (root / "cohorts" / "synthetic-abc" / "meta.json").write_text("{}")
+    (root / "synthetic" / "small-seed0").mkdir(parents=True)
+    stale = root / "cohorts" / ".synthetic-def.x1"           # left by a killed load an hour ago
+    stale.mkdir()
+    (stale / "a.parquet").write_bytes(b"x")
+    old = time.time() - 3600
+    os.utime(stale / "a.parquet", (old, old))
+    os.utime(stale, (old, old))
+    live = root / "synthetic" / ".small-seed1.x2"             # a load running now
+    live.mkdir()
+    (root / "embeddings" / "ns").mkdir(parents=True)
+
+    assert main(["cache", "clear"]) == 0                       # embeddings (the default) + stale staging
+    out = capsys.readouterr().out
+    assert "removed 1 leftover staging folder" in out
+    assert not (root / "embeddings").exists() and not stale.exists()
+    assert live.exists() and (root / "cohorts" / "synthetic-abc").exists()
+
+    assert main(["cache", "clear", "--cohorts"]) == 0
+    assert sorted(p.name for p in (root / "cohorts").iterdir()) == []
+    assert sorted(p.name for p in (root / "synthetic").iterdir()) == [live.name]
+    assert main(["cache", "clear", "--all", "--stale-minutes", "0"]) == 0
+    assert not live.exists()

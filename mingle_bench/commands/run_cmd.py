@@ -268,7 +268,8 @@ def _table(args) -> int:
         from mingle_bench.report.finalize import finalize
 
         cfg = results.read_json_object(folder / results.CONFIG_FILE)
-        finalize(folder, cfg.get("monitor", DEFAULT_MONITOR))
+        with results.folder_lock(folder):  # not while a run writes the folder
+            finalize(folder, cfg.get("monitor", DEFAULT_MONITOR))
         text = tables.render_run(folder, args.format)
     elif args.write:
         from mingle_bench.report.paper import write_paper

@@ -517,7 +517,8 @@ def test_a_locked_folder_refuses_a_second_run_at_once(fakes, tmp_path):
 def test_two_runs_on_one_folder_keep_every_cell(tmp_path):
     """Two `mingle-bench run`s on the same --out: the second fails at once with one line naming the
     folder, the first finishes every cell; a rerun then resumes all of them."""
-    env = {**os.environ, "FAKE_FIT_SLEEP": "0.05"}
+    # the first run must outlive the second's start-up (a few seconds on a loaded machine)
+    env = {**os.environ, "FAKE_FIT_SLEEP": "0.3"}
     argv = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle,retain,hypehr", "--seeds",
             "3", "--max-steps", "4", "--eval-every", "1", "--out", str(tmp_path), "--quiet", "--bootstrap", "20",
             "--reference", "none"]

@@ -16,6 +16,8 @@ or cache folder stays readable to colleagues.
   ``with`` block ends without an error;
 - :func:`staged_dir`: the same for a whole folder (a generated data set, a parsed cohort); a
   folder that another process put in place first is kept (both built the same content).
+  :func:`sweep_stale_staging` removes the staging folders a killed process left behind.
+- :func:`file_sha256`: the checksum the caches record and verify on read.
 
 The cache root, :func:`cache_root`: ``$MINGLE_CACHE``, else ``~/.cache/mingle-bench``; data,
 cohorts, DeepWalk features and embeddings live under it.
@@ -147,6 +149,62 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
             pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+#: a staging folder nothing has written to for this long was left by a killed process
+STALE_STAGING_MINUTES = 30.0
+
+
+def tree_bytes_and_mtime(path: str | os.PathLike) -> tuple[int, float]:
+    """Total size of a folder's files and the newest modification time in it (itself included)."""
+    size, newest = 0, os.lstat(path).st_mtime
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            newest = max(newest, st.st_mtime)
+            if name in filenames:
+                size += st.st_size
+    return size, newest
+
+
+def sweep_stale_staging(folder: str | os.PathLike, stale_minutes: float = STALE_STAGING_MINUTES) -> tuple[int, int]:
+    """Remove the staging folders (hidden names, from :func:`staged_dir`) in ``folder`` that nothing
+    has written to for ``stale_minutes``: a killed load leaves them behind. Younger ones may belong
+    to a process working now and are kept. Returns (folders removed, bytes freed)."""
+    import time
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0, 0
+    cutoff = time.time() - stale_minutes * 60
+    removed = freed = 0
+    for entry in sorted(folder.iterdir()):
+        if not entry.name.startswith(".") or not entry.is_dir() or entry.is_symlink():
+            continue
+        try:
+            size, newest = tree_bytes_and_mtime(entry)
+        except FileNotFoundError:  # finished or removed meanwhile
+            continue
+        if newest > cutoff:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+        freed += size
+    return removed, freed
 
 
 # -- the cache root ------------------------------------------------------------------------

@@ -255,14 +255,22 @@ def test_folder_in_use_by_another_run(fakes, results_root, capsys):
     assert f"pid {p.pid}" in line
 
 
-def test_garbage_cohort_meta_json(tmp_path, capsys):
+def test_damaged_cohort_cache_is_rebuilt_with_a_warning(tmp_path, capsys):
+    """A cached cohort whose meta.json is garbage, or whose parquet differs from its recorded
+    sha256, is moved aside with a warning naming the file and rebuilt from the source files."""
     cache = tmp_path / "cache"
     assert main(["data", "info", "--data", "synthetic:small", "--cache-dir", str(cache), "--json"]) == 0
-    capsys.readouterr()
+    first = capsys.readouterr().out
     (meta,) = (cache / "cohorts").glob("*/meta.json")
     meta.write_text("garbage")
-    check(capsys, ["data", "info", "--data", "synthetic:small", "--cache-dir", cache], str(meta))
-    check(capsys, ["task", "show", "--task", "mortality", "--data", "synthetic:small", "--cache-dir", cache], str(meta))
+    with pytest.warns(UserWarning, match=f"{meta}: not valid JSON"):
+        assert main(["data", "info", "--data", "synthetic:small", "--cache-dir", str(cache), "--json"]) == 0
+    assert capsys.readouterr().out == first
+    (table,) = (cache / "cohorts").glob("[!.]*/admissions.parquet")
+    table.write_bytes(table.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.warns(UserWarning, match=f"{table}: sha256 differs"):
+        assert main(["data", "info", "--data", "synthetic:small", "--cache-dir", str(cache), "--json"]) == 0
+    assert capsys.readouterr().out == first
 
 
 # -- --debug shows the traceback --------------------------------------------------------------------

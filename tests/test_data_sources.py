@@ -56,3 +56,25 @@ def test_progress_prints_the_report(tmp_path, capsys):
     assert "Load report" in err and "cohort table" in err
     load_source(f"mimic3:{src}", cache_dir=tmp_path / "cache", progress=True)
     assert "loaded from cache" in capsys.readouterr().err
+
+
+def test_a_load_sweeps_staging_folders_of_killed_loads(tmp_path):
+    """A killed load leaves a hidden staging folder under cohorts/; the next load removes it once
+    nothing has written to it for 30 minutes, and keeps a young one (a load running now)."""
+    import os
+    import time
+
+    src = tmp_path / "src"
+    generate(src, patients=30, seed=1)
+    cache = tmp_path / "cache"
+    old = cache / "cohorts" / ".mimic3-dead.abc123"
+    young = cache / "cohorts" / ".mimic3-live.def456"
+    for d in (old, young):
+        (d / "part").mkdir(parents=True)
+        (d / "part" / "admissions.parquet").write_bytes(b"x" * 1000)
+    stale = time.time() - 31 * 60
+    for p in (old / "part" / "admissions.parquet", old / "part", old):
+        os.utime(p, (stale, stale))
+    with pytest.warns(UserWarning, match="removed 1 staging folder"):
+        load_source(f"mimic3:{src}", cache_dir=cache, progress=False)
+    assert not old.exists() and young.exists()

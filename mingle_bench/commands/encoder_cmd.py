@@ -6,13 +6,12 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
+
+from mingle_bench.io import STALE_STAGING_MINUTES
 
 #: data cache folders under the cache root that ``cache clear --cohorts`` empties
 DATA_CACHE_FOLDERS = ("cohorts", "synthetic")
-#: a staging folder nothing has written to for this long was left by a killed load
-STALE_MINUTES = 30.0
 
 
 def register(sub) -> None:
@@ -40,8 +39,8 @@ def register(sub) -> None:
     clear.add_argument("--root", help="embedding cache folder (default: $MINGLE_CACHE/embeddings)")
     clear.add_argument("--cache-dir", default=None,
                        help="cache root holding cohorts/ and synthetic/ (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
-    clear.add_argument("--stale-minutes", type=float, default=STALE_MINUTES,
-                       help=f"remove leftover staging folders untouched for this long (default {STALE_MINUTES:g})")
+    clear.add_argument("--stale-minutes", type=float, default=STALE_STAGING_MINUTES,
+                       help=f"remove leftover staging folders untouched for this long (default {STALE_STAGING_MINUTES:g})")
     clear.set_defaults(func=_cache_clear)
     cache.set_defaults(func=lambda args: (cache.print_help(), 2)[1])
 
@@ -103,21 +102,6 @@ def _cache_info(args) -> int:
     return 0
 
 
-def _tree_bytes_and_mtime(path: Path) -> tuple[int, float]:
-    """Total size of a folder's files and the newest modification time in it (itself included)."""
-    size, newest = 0, path.lstat().st_mtime
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            newest = max(newest, st.st_mtime)
-            if name in filenames:
-                size += st.st_size
-    return size, newest
-
-
 def _remove(path: Path) -> None:
     """Rename ``path`` to a hidden name (so it vanishes at once), then delete it."""
     doomed = path.with_name(f".{path.name}.deleting-{os.getpid()}")
@@ -132,24 +116,21 @@ def clear_data_caches(root: Path, *, everything: bool, stale_minutes: float) -> 
     Returns (entries removed, stale staging folders removed, bytes freed). A staging folder that
     changed more recently may belong to a load running now and is kept.
     """
+    from mingle_bench.io import sweep_stale_staging, tree_bytes_and_mtime
+
     removed = stale = freed = 0
-    cutoff = time.time() - stale_minutes * 60
     for name in DATA_CACHE_FOLDERS:
         folder = root / name
         if not folder.is_dir():
             continue
+        n, size = sweep_stale_staging(folder, stale_minutes)
+        stale += n
+        freed += size
+        if not everything:
+            continue
         for entry in sorted(folder.iterdir()):
-            if entry.name.startswith("."):
-                if not entry.is_dir() or entry.is_symlink():
-                    continue
-                size, newest = _tree_bytes_and_mtime(entry)
-                if newest > cutoff:
-                    continue
-                shutil.rmtree(entry)
-                stale += 1
-                freed += size
-            elif everything and entry.is_dir() and not entry.is_symlink():
-                size, _ = _tree_bytes_and_mtime(entry)
+            if not entry.name.startswith(".") and entry.is_dir() and not entry.is_symlink():
+                size, _ = tree_bytes_and_mtime(entry)
                 _remove(entry)
                 removed += 1
                 freed += size

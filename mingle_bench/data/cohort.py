@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from mingle_bench.io import atomic_path, atomic_write_text
+from mingle_bench.io import atomic_path, atomic_write_text, file_sha256
 
 CODE_TYPES = ("diagnosis", "procedure", "medication", "service")
 _PREFIX = {"diagnosis": "dx", "procedure": "px", "medication": "rx", "service": "svc"}
@@ -62,6 +62,14 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
 }
 TABLES = tuple(SCHEMA)
+
+
+class CorruptCache(ValueError):
+    """A cached file that fails its check (checksum, missing file, unreadable metadata)."""
+
+    def __init__(self, path: str | os.PathLike, why: str):
+        self.path = Path(path)
+        super().__init__(f"{path}: {why}")
 
 
 def make_code_id(code_type: str, code: str, icd_version: int | None = None) -> str:
@@ -146,21 +154,37 @@ class Cohort:
         for name in TABLES:
             with atomic_path(out / f"{name}.parquet") as tmp:
                 getattr(self, name).to_parquet(tmp, index=False)
+        files = sorted(p.name for p in out.glob("*.parquet"))
         meta = {
             "source": self.source,
             "source_id": self.source_id,
             "report": self.report,
             "notes_text_path": os.path.relpath(self.notes_text_path, out) if self.notes_text_path else None,
+            "sha256": {name: file_sha256(out / name) for name in files},
         }
         atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))
         return out
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Cohort":
+        """Read a saved cohort; every parquet file is checked against the sha256 recorded in
+        ``meta.json`` first (:class:`CorruptCache` names the file that differs)."""
         d = Path(directory)
         if not (d / "meta.json").exists():
             raise FileNotFoundError(f"{d}: not a saved cohort (meta.json missing)")
-        meta = json.loads((d / "meta.json").read_text())
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptCache(d / "meta.json", f"not valid JSON ({exc})") from None
+        sums = meta.get("sha256") if isinstance(meta, dict) else None
+        if not isinstance(sums, dict) or not sums:
+            raise CorruptCache(d / "meta.json", "no checksums (written before they were recorded)")
+        for name, want in sorted(sums.items()):
+            path = d / name
+            if not path.is_file():
+                raise CorruptCache(path, "missing")
+            if file_sha256(path) != want:
+                raise CorruptCache(path, "sha256 differs from the one recorded at write time")
         tables = {name: pd.read_parquet(d / f"{name}.parquet") for name in TABLES}
         text_path = str(d / meta["notes_text_path"]) if meta.get("notes_text_path") else None
         return cls(**tables, source=meta["source"], source_id=meta["source_id"],

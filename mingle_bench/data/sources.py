@@ -26,11 +26,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
+import warnings
 from pathlib import Path
 
-from mingle_bench.data.cohort import Cohort
-from mingle_bench.io import atomic_write_text, cache_root, staged_dir
+from mingle_bench.data.cohort import Cohort, CorruptCache
+from mingle_bench.io import atomic_write_text, cache_root, staged_dir, sweep_stale_staging
 
 SIZES = {"small": 200, "default": 2000, "mimic": 46000}
 DEFAULT_SEED = 0
@@ -138,12 +140,31 @@ def synthetic_dir(size: str, seed: int, cache_dir: str | os.PathLike | None = No
     final = root / f"{size}-seed{seed}-g{generator_fingerprint()}"
     if (final / "ADMISSIONS.csv").exists():
         return final
+    _sweep_staging(root)
     with staged_dir(final) as tmp:
         if progress:
             print(f"[synthetic:{size}] generating {SIZES[size]:,} patients (seed {seed}) into {final}",
                   file=sys.stderr, flush=True)
         generate(tmp, patients=SIZES[size], seed=seed)
     return final
+
+
+def _sweep_staging(folder: Path) -> None:
+    """Remove what killed loads left in ``folder`` (staging folders untouched for 30 minutes)."""
+    n, size = sweep_stale_staging(folder)
+    if n:
+        warnings.warn(f"removed {n} staging folder(s) left by killed loads in {folder} ({size / 2**20:.1f} MiB)",
+                      stacklevel=3)
+
+
+def _quarantine(final: Path, exc: Exception) -> None:
+    """Move a cached cohort that fails its checks out of the way (a hidden name, swept later)."""
+    warnings.warn(f"cached cohort {final} failed its check ({exc}); rebuilding it from the source files",
+                  stacklevel=3)
+    try:
+        os.replace(final, final.with_name(f".{final.name}.corrupt-{os.getpid()}"))
+    except OSError:
+        shutil.rmtree(final, ignore_errors=True)
 
 
 def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Cohort:
@@ -160,13 +181,18 @@ def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = N
         reader_kind = kind
     files = source_files(reader_kind, directory)
     digest = content_hash(files, root)
+    _sweep_staging(root / "cohorts")
     final = root / "cohorts" / f"{kind}-{digest[:16]}-l{loader_fingerprint()}"
     if (final / "meta.json").exists():
-        cohort = Cohort.load(final)
-        cohort.source = label
-        if progress:
-            print(f"[{label}] cohort loaded from cache {final}", file=sys.stderr, flush=True)
-        return cohort
+        try:
+            cohort = Cohort.load(final)
+        except CorruptCache as exc:
+            _quarantine(final, exc)
+        else:
+            cohort.source = label
+            if progress:
+                print(f"[{label}] cohort loaded from cache {final}", file=sys.stderr, flush=True)
+            return cohort
     with staged_dir(final) as tmp:  # another process may build the same cohort first; theirs is identical
         if reader_kind == "mimic4":
             from mingle_bench.data.mimic4 import load_mimic4 as loader

@@ -7,10 +7,12 @@ install them; worker subprocesses import this module with ``tests/`` on ``PYTHON
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -158,3 +160,34 @@ def install_toy_pipeline(setattr_fn=setattr) -> None:
     setattr_fn(pipeline, "source_data_id", lambda spec: spec.replace(":", "-"))
     setattr_fn(pipeline, "get_task", lambda name, code_types=None, notes="default": name)
     setattr_fn(pipeline, "build_features", toy_build)
+
+
+@contextlib.contextmanager
+def folder_locked_elsewhere(folder) -> Iterator[int]:
+    """Another process holds ``folder``'s results lock for the duration; yields its pid."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+
+    def hold():
+        with R.folder_lock(folder):
+            held.set()
+            release.wait(30)
+
+    p = ctx.Process(target=hold)
+    p.start()
+    try:
+        assert held.wait(30), "the lock-holding process did not start"
+        yield p.pid
+    finally:
+        release.set()
+        p.join(30)
+
+
+def wait_for(path, timeout: float = 60.0) -> bool:
+    """Poll until ``path`` exists (a subprocess reached a point); False on timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not path.exists():
+        time.sleep(0.02)
+    return path.exists()

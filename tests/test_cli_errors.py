@@ -18,7 +18,7 @@ from mingle_bench import io as mio
 from mingle_bench import results as R
 from mingle_bench import runner
 from mingle_bench.cli import main
-from pipeline_fakes import install_fakes
+from pipeline_fakes import folder_locked_elsewhere, install_fakes
 
 FOLDER = Path("mortality") / "synthetic-small"
 RUN = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle,retain", "--seeds", "2",
@@ -40,9 +40,7 @@ def finished(tmp_path_factory) -> Path:
 @pytest.fixture
 def results_root(finished, tmp_path) -> Path:
     """A private copy of the finished results root."""
-    dst = tmp_path / "out"
-    shutil.copytree(finished, dst)
-    return dst
+    return Path(shutil.copytree(finished, tmp_path / "out"))
 
 
 def check(capsys, argv: list[str], culprit: str, *, rc: int | None = None) -> str:
@@ -234,25 +232,9 @@ def test_tuned_file_not_json(fakes, tmp_path, capsys):
 
 
 def test_folder_in_use_by_another_run(fakes, results_root, capsys):
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    held, release = ctx.Event(), ctx.Event()
-
-    def hold():
-        with R.folder_lock(results_root / FOLDER):
-            held.set()
-            release.wait(30)
-
-    p = ctx.Process(target=hold)
-    p.start()
-    try:
-        assert held.wait(30)
+    with folder_locked_elsewhere(results_root / FOLDER) as pid:
         line = check(capsys, RUN + ["--out", results_root], f"{results_root / FOLDER} is in use by another run")
-    finally:
-        release.set()
-        p.join(30)
-    assert f"pid {p.pid}" in line
+    assert f"pid {pid}" in line
 
 
 def test_damaged_cohort_cache_is_rebuilt_with_a_warning(tmp_path, capsys):

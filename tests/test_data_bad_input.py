@@ -22,9 +22,7 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def src(base, tmp_path) -> Path:
-    d = tmp_path / "src"
-    shutil.copytree(base, d)
-    return d
+    return Path(shutil.copytree(base, tmp_path / "src"))
 
 
 def read(d: Path, table: str) -> pd.DataFrame:
@@ -33,6 +31,16 @@ def read(d: Path, table: str) -> pd.DataFrame:
 
 def write(d: Path, table: str, df: pd.DataFrame) -> None:
     df.to_csv(d / f"{table}.csv", index=False)
+
+
+def set_cells(d: Path, table: str, cells: dict[tuple[int, str], str]) -> pd.DataFrame:
+    """Overwrite ``{(row, column): value}`` in ``table`` of folder ``d``; returns the original table."""
+    df = read(d, table)
+    edited = df.copy()
+    for (row, col), value in cells.items():
+        edited.loc[row, col] = value
+    write(d, table, edited)
+    return df
 
 
 def load(d: Path, tmp_path: Path):
@@ -136,13 +144,8 @@ def test_duplicate_rows_are_counted(src, tmp_path):
 
 
 def test_unparseable_dates(src, tmp_path):
-    adm = read(src, "ADMISSIONS")
-    bad_hadm = int(adm.loc[0, "HADM_ID"])
-    adm.loc[0, "ADMITTIME"] = "not a date"
-    write(src, "ADMISSIONS", adm)
-    pat = read(src, "PATIENTS")
-    pat.loc[1, "DOD"] = "2101-13-45 00:00:00"
-    write(src, "PATIENTS", pat)
+    bad_hadm = int(set_cells(src, "ADMISSIONS", {(0, "ADMITTIME"): "not a date"}).loc[0, "HADM_ID"])
+    pat = set_cells(src, "PATIENTS", {(1, "DOD"): "2101-13-45 00:00:00"})
     c = load(src, tmp_path)
     sk = c.report["skipped"]
     assert sk["ADMISSIONS: admittime missing, unparseable or out of range"] == 1
@@ -322,15 +325,9 @@ def test_flag_and_deathtime_inconsistencies_are_reported(src, tmp_path):
 
 
 def test_out_of_range_dates_are_counted_not_fatal(src, tmp_path):
-    adm = read(src, "ADMISSIONS")
-    adm.loc[0, "ADMITTIME"] = "3012-01-01 00:00:00"
-    write(src, "ADMISSIONS", adm)
-    pat = read(src, "PATIENTS")
-    pat.loc[0, "DOD"] = "3012-05-05 00:00:00"
-    write(src, "PATIENTS", pat)
-    rx = read(src, "PRESCRIPTIONS")
-    rx.loc[0, "STARTDATE"] = "3012-05-05 00:00:00"
-    write(src, "PRESCRIPTIONS", rx)
+    adm = set_cells(src, "ADMISSIONS", {(0, "ADMITTIME"): "3012-01-01 00:00:00"})
+    pat = set_cells(src, "PATIENTS", {(0, "DOD"): "3012-05-05 00:00:00"})
+    set_cells(src, "PRESCRIPTIONS", {(0, "STARTDATE"): "3012-05-05 00:00:00"})
     c = load(src, tmp_path)
     sk = c.report["skipped"]
     assert sk["ADMISSIONS: admittime missing, unparseable or out of range"] == 1

@@ -22,7 +22,8 @@ from mingle_bench import pipeline, runner
 from mingle_bench import results as R
 from mingle_bench.cli import main as cli_main
 from mingle_bench.report.finalize import select_baseline
-from pipeline_fakes import FakeManifest, MINGLE_TINY, RETAIN_TINY, fake_build, fake_fit
+from pipeline_fakes import (FakeManifest, MINGLE_TINY, RETAIN_TINY, fake_build, fake_fit, folder_locked_elsewhere,
+                            wait_for)
 
 TESTS_DIR = Path(__file__).resolve().parent
 def _cfg(tmp_path, **kw):
@@ -175,9 +176,7 @@ def test_sigkill_midway_then_resume(tmp_path):
             "--reference", "none"]
     folder = tmp_path / "mortality" / "synthetic-small"
     proc = _fake_cli(argv, env)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (folder / R.RUNS_FILE).exists():
-        time.sleep(0.02)
+    wait_for(folder / R.RUNS_FILE)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first = R.load_runs(folder)
@@ -486,29 +485,13 @@ def test_concurrent_appends_lose_no_record(tmp_path):
 
 def test_a_locked_folder_refuses_a_second_run_at_once(fakes, tmp_path):
     """While another process holds a results folder's lock, a run on it fails at once, naming the folder."""
-    import multiprocessing as mp
-
     folder = tmp_path / "mortality" / "synthetic-small"
-    ctx = mp.get_context("fork")
-    held, release = ctx.Event(), ctx.Event()
-
-    def hold():
-        with R.folder_lock(folder):
-            held.set()
-            release.wait(30)
-
-    p = ctx.Process(target=hold)
-    p.start()
-    try:
-        assert held.wait(30)
+    with folder_locked_elsewhere(folder) as pid:
         t0 = time.time()
-        with pytest.raises(R.FolderInUse, match=f"in use by another run \\(pid {p.pid}\\)"):
+        with pytest.raises(R.FolderInUse, match=f"in use by another run \\(pid {pid}\\)"):
             runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))
         assert time.time() - t0 < 5
         assert not (folder / R.RUNS_FILE).exists()
-    finally:
-        release.set()
-        p.join(30)
     s = runner.run_benchmark(_cfg(tmp_path, models=["retain"], seeds=[0]))  # free again
     assert s.trained == [("retain", 0)]
 
@@ -524,9 +507,7 @@ def test_two_runs_on_one_folder_keep_every_cell(tmp_path):
             "--reference", "none"]
     folder = tmp_path / "mortality" / "synthetic-small"
     first = _fake_cli(argv, env)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (folder / R.CONFIG_FILE).exists():
-        time.sleep(0.02)
+    wait_for(folder / R.CONFIG_FILE)
     second = _fake_cli(argv, env)
     out2 = second.communicate(timeout=120)[0]
     out1 = first.communicate(timeout=120)[0]

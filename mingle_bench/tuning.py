@@ -308,6 +308,13 @@ def tune(
     study = optuna.create_study(study_name=study_name, storage=store, sampler=sampler, pruner=pruner,
                                 direction=direction, load_if_exists=True)
     existing = study.user_attrs
+    # a worker that created the study a moment ago may still be recording its attributes one by
+    # one: wait for the full set (up to 10 s) before comparing, instead of refusing a half-written one
+    for _ in range(100):
+        if not existing or all(k in existing for k in STUDY_ATTRS):
+            break
+        time.sleep(0.1)
+        existing = study.user_attrs
     if existing:
         diff = {k: (existing.get(k), attrs[k]) for k in STUDY_ATTRS if existing.get(k) != attrs[k]}
         if diff:

@@ -63,3 +63,22 @@ def toy_pipeline(monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> str:
+    """A real PostgreSQL 16 server for the session, started from the ``pgserver`` wheel (no system
+    install), as a SQLAlchemy URL for psycopg2 (``postgresql+psycopg2://...``). Skips with the
+    reason when the wheel or the driver is missing or the server cannot start."""
+    try:
+        import pgserver
+        import psycopg2  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"PostgreSQL test server unavailable: {exc} (pip install -e '.[distributed]')")
+    try:
+        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    except Exception as exc:  # noqa: BLE001 - any start failure means: no server here
+        pytest.skip(f"PostgreSQL test server (pgserver) could not start: {type(exc).__name__}: {exc}")
+    yield server.get_uri().replace("postgresql://", "postgresql+psycopg2://", 1)
+    server.cleanup()
+

@@ -117,9 +117,19 @@ def test_retry_helper_handles_both_callback_names():
         tuning.make_storage("nosuchdialect://x")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_storage(request, tmp_path) -> str:
+    """An Optuna RDB URL that several processes share: a SQLite file, or a real PostgreSQL 16
+    server started from the ``pgserver`` wheel (``postgres_url`` in tests/conftest.py)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'optuna.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.mark.slow
-def test_two_worker_processes_share_one_sqlite_study(tmp_path):
-    """Two processes on one SQLite study: both contribute, the total is capped, no duplicate startup points."""
+def test_two_worker_processes_share_one_study(tmp_path, shared_storage):
+    """Two `tune` processes on one study (SQLite, and PostgreSQL through psycopg2): both contribute,
+    the total is capped at --trials plus at most one trial a worker had started, no duplicate points."""
     code = ("import sys, pipeline_fakes; pipeline_fakes.install_fakes();"
             "from mingle_bench.cli import main; sys.exit(main(%r))")
     env = {**os.environ, "FAKE_FIT_SLEEP": "0.05",
@@ -128,12 +138,12 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     for w in (0, 1):
         argv = ["tune", "--task", "mortality", "--model", "retain", "--data", "synthetic:small", "--trials", "6",
                 "--max-steps", "3", "--eval-every", "1", "--patience", "2", "--out", str(tmp_path), "--study-name", "shared",
-                "--worker-id", str(w), "--quiet"]
+                "--worker-id", str(w), "--quiet", "--storage", shared_storage]
         procs.append(subprocess.Popen([sys.executable, "-c", code % argv], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name="shared", storage=shared_storage)
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert 6 <= len(done) <= 7  # capped at 6; a worker mid-trial at the cap may finish one more
     workers = {t.user_attrs.get("worker_id") for t in done}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 
@@ -37,42 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _json_file(exc: json.JSONDecodeError) -> str | None:
-    """The JSON file a ``JSONDecodeError`` came from, found in the failing frames' locals: a path
-    ending in ``.json``, or a folder plus the ``"name.json"`` its source line reads."""
-    import linecache
-    import re
-
-    tb, frames = exc.__traceback__, []
-    while tb is not None:
-        frames.append(tb)
-        tb = tb.tb_next
-    for tb in reversed(frames):
-        if tb.tb_frame.f_globals.get("__name__", "").startswith("json"):
-            continue
-        paths = [v for v in tb.tb_frame.f_locals.values() if isinstance(v, (str, os.PathLike))]
-        for v in paths:
-            if str(v).endswith(".json") and os.path.isfile(v):
-                return str(v)
-        line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
-        for name in re.findall(r"[\"']([\w.-]+\.json)[\"']", line):
-            for v in paths:
-                if os.path.isfile(os.path.join(v, name)):
-                    return os.path.join(v, name)
-    return None
-
-
 def error_message(exc: BaseException) -> str | None:
     """The one-line message of a user-facing error, or ``None`` for a bug (shown with a traceback).
 
     The one place that maps exceptions to messages: ``CLIError``/``ValueError`` (bad arguments,
     malformed data, a busy results folder: they carry their own message naming the file, row or
-    flag), JSON errors (naming the file), ``OSError`` subclasses (naming the path: a read-only
-    folder, ``--out`` pointing at a file, a full disk) and safetensors errors.
+    flag; every JSON file is read through a function that names it, e.g. ``results.read_json``),
+    ``OSError`` subclasses (naming the path: a read-only folder, ``--out`` pointing at a file, a
+    full disk) and safetensors errors.
     """
-    if isinstance(exc, json.JSONDecodeError):
-        where = _json_file(exc)
-        return f"{where or 'a JSON file'}: not valid JSON ({exc})"
     if isinstance(exc, (CLIError, ValueError)):
         return str(exc)
     if isinstance(exc, OSError):

@@ -131,7 +131,6 @@ def repair_utf8(src: Path, dst: Path, chunk: int = 1 << 22) -> int:
 
     Returns the number of replaced byte sequences. Memory stays at one chunk.
     """
-    opener = gzip.open if src.name.lower().endswith(".gz") else open
     counter = {"n": 0}
 
     def _count(err: UnicodeDecodeError):
@@ -140,7 +139,7 @@ def repair_utf8(src: Path, dst: Path, chunk: int = 1 << 22) -> int:
 
     codecs.register_error("mingle_count_replace", _count)
     dec = codecs.getincrementaldecoder("utf-8")(errors="mingle_count_replace")
-    with atomic_path(dst) as tmp, opener(src, "rb") as fin, open(tmp, "w", encoding="utf-8", newline="") as fout:
+    with atomic_path(dst) as tmp, _open_bytes(src) as fin, open(tmp, "w", encoding="utf-8", newline="") as fout:
         while True:
             block = fin.read(chunk)
             if not block:

@@ -38,17 +38,13 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from mingle_bench.io import atomic_path
+from mingle_bench.io import array_bytes_sha256, atomic_path
 
 CACHE_VERSION = 1  # part of the cache key: changing it changes every key
 #: file format: 2 adds the ``sha256`` of the embedding bytes to the metadata (the key is unchanged)
 FILE_FORMAT = 2
 
 log = logging.getLogger(__name__)
-
-
-def _embedding_sha256(emb: Tensor) -> str:
-    return hashlib.sha256(emb.contiguous().numpy().tobytes()).hexdigest()
 
 
 def _load_checked(path: Path, shape: tuple[int, int]) -> tuple[Tensor | None, str | None]:
@@ -65,7 +61,7 @@ def _load_checked(path: Path, shape: tuple[int, int]) -> tuple[Tensor | None, st
         return None, f"embeddings of shape {tuple(emb.shape)} and dtype {emb.dtype}, expected {shape} float32"
     if "sha256" not in meta:
         return None, "no checksum (written before checksums existed), so it cannot be verified"
-    if _embedding_sha256(emb) != meta["sha256"]:
+    if array_bytes_sha256(emb) != meta["sha256"]:
         return None, "sha256 of the embeddings does not match its checksum"
     if not torch.isfinite(emb).all():
         return None, "embeddings contain NaN or inf"
@@ -191,5 +187,5 @@ def deepwalk_embeddings(indptr, indices, num_nodes: int, params: DeepWalkParams 
         with atomic_path(path) as tmp:
             save_file({"embeddings": emb.contiguous()}, str(tmp),
                       metadata={"params": json.dumps(asdict(params)), "format": str(FILE_FORMAT),
-                                "sha256": _embedding_sha256(emb)})
+                                "sha256": array_bytes_sha256(emb)})
     return emb, report

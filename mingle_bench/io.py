@@ -28,6 +28,7 @@ recorded with every result; :func:`cpu_model` is its CPU part.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -153,13 +154,18 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes, read in 1 MiB chunks."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def array_bytes_sha256(a) -> str:
+    """sha256 of an array's (or CPU tensor's) C-order bytes: the checksum the caches record."""
+    if hasattr(a, "numpy"):
+        a = a.contiguous().numpy()
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 #: a staging folder nothing has written to for this long was left by a killed process

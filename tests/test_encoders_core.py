@@ -317,8 +317,8 @@ def _nan_shard(path: Path) -> None:
     t = load_file(str(path))
     t["emb"][1] = np.nan
     # a writer that computed NaNs records the checksum of the NaNs: only the finiteness check catches it
-    from mingle_bench.encoders.cache import tensor_sha256
-    meta["sha256:emb"] = tensor_sha256(t["emb"])
+    from mingle_bench.io import array_bytes_sha256
+    meta["sha256:emb"] = array_bytes_sha256(t["emb"])
     save_file(t, str(path), metadata=meta)
 
 
@@ -401,7 +401,8 @@ def test_shard_without_checksum_is_recomputed_once(tmp_path, caplog):
 def test_shard_checksums_in_metadata(tmp_path):
     from safetensors import safe_open
 
-    from mingle_bench.encoders.cache import FORMAT_VERSION, tensor_sha256
+    from mingle_bench.encoders.cache import FORMAT_VERSION
+    from mingle_bench.io import array_bytes_sha256
 
     cache = EmbeddingCache(tmp_path)
     emb = np.arange(6, dtype=np.float32).reshape(2, 3)
@@ -409,7 +410,7 @@ def test_shard_checksums_in_metadata(tmp_path):
     with safe_open(str(path), framework="numpy") as f:
         meta = f.metadata()
     assert meta["format"] == str(FORMAT_VERSION) == "2"
-    assert meta["sha256:emb"] == tensor_sha256(emb) and set(meta) >= {"sha256:keys", "sha256:aux"}
+    assert meta["sha256:emb"] == array_bytes_sha256(emb) and set(meta) >= {"sha256:keys", "sha256:aux"}
     # the namespace (hashed into feature digests through the encoder identity) does not depend on the format
     assert path.parent.name == namespace_id("e", {})
 

@@ -46,7 +46,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from mingle_bench.io import atomic_write_bytes, cache_root
+from mingle_bench.io import array_bytes_sha256, atomic_write_bytes, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,6 @@ class ShardCheckError(ValueError):
     def __init__(self, msg: str, unverified: bool = False):
         super().__init__(msg)
         self.unverified = unverified
-
-
-def tensor_sha256(a: np.ndarray) -> str:
-    """sha256 (hex) of an array's C-order bytes."""
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def check_shard(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None) -> None:
@@ -89,7 +84,7 @@ def check_shard(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None)
         raise ShardCheckError(f"no checksum (shard format {meta.get('format', '?')}, written before checksums)",
                               unverified=True)
     for n, a in tensors.items():
-        if tensor_sha256(a) != meta[f"sha256:{n}"]:
+        if array_bytes_sha256(a) != meta[f"sha256:{n}"]:
             raise ShardCheckError(f"sha256 of tensor {n!r} does not match its checksum")
     if not np.isfinite(emb).all():
         raise ShardCheckError(f"{int((~np.isfinite(emb)).any(axis=1).sum())} embeddings contain NaN or inf")
@@ -400,7 +395,7 @@ class EmbeddingCache:
             atomic_write_bytes(manifest, json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
         name = f"shard-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors"
         meta = {"count": str(n), "format": str(FORMAT_VERSION),
-                **{f"sha256:{k}": tensor_sha256(a) for k, a in tensors.items()}}
+                **{f"sha256:{k}": array_bytes_sha256(a) for k, a in tensors.items()}}
         atomic_write_bytes(space.dir / name, save(tensors, metadata=meta))
         space.add(name, key_arr)
         space.verified.add(len(space.shards) - 1)  # written from memory by this process

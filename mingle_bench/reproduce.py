@@ -58,7 +58,8 @@ def reproduce(
     n_boot: int = DEFAULT_BOOTSTRAP, fresh: bool = False, progress: bool = True,
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, command: str = "",
     tables_only: bool = False, protocol: str = "default", trials: int = DEFAULT_TRIALS, storage: str | None = None,
-    reference: str | None = "auto",
+    reference: str | None = "auto", precision: str = P.DEFAULT_PRECISION, executor: str = P.DEFAULT_EXECUTOR,
+    ray_address: str | None = None,
 ) -> ReproduceResult:
     """Run the paper's rows on ``tasks`` and write the paper tables (see the module docstring).
 
@@ -100,13 +101,15 @@ def reproduce(
             tuned = _tune_all(task, models, data=data, device=device, encoder=encoder, split_seed=split_seed,
                               max_steps=max_steps, eval_every=eval_every, patience=patience, notes=notes, out=out,
                               trials=trials, storage=storage, progress=progress, command=command,
-                              max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)
+                              max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
+                              executor=executor, ray_address=ray_address)
         cfg = runner.RunConfig(task=task, data=data, models=models, seeds=list(seeds), split_seed=split_seed,
                                device=device, encoder=encoder, out=str(out), max_steps=max_steps,
                                eval_every=eval_every, patience=patience, notes=notes,
                                max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, n_boot=n_boot,
                                fresh=fresh, progress=progress, command=command, tuned=tuned, protocol=protocol,
-                               tuning_trials=trials if protocol == "tuned" else None, reference=reference)
+                               tuning_trials=trials if protocol == "tuned" else None, reference=reference,
+                               precision=precision, executor=executor, ray_address=ray_address)
         s = runner.run_benchmark(cfg)
         if s.reference:
             from mingle_bench.report.reference import reference_lines

@@ -48,7 +48,7 @@ DEFAULT_SEEDS = 5
 #: config keys that define a run; a results folder holds runs of one such configuration
 FINGERPRINT_KEYS = ("pipeline", "task", "data", "data_id", "split_seed", "encoder", "max_steps", "eval_every",
                     "patience", "monitor", "notes", "max_notes_per_visit", "max_tokens", "graph_scope", "code_types",
-                    "protocol", "tuning_trials")
+                    "protocol", "tuning_trials", "precision")
 
 
 @dataclass
@@ -79,12 +79,15 @@ class RunConfig:
     protocol: str = "default"               # "default" (papers' hyperparameters) or "tuned" (see reproduce)
     tuning_trials: int | None = None        # Optuna trials per model under the tuned protocol
     hparam_overrides: dict = field(default_factory=dict)  # model -> {name: value} (tests, reproduce)
+    precision: str = P.DEFAULT_PRECISION    # encoder arithmetic (pipeline.PRECISIONS)
+    executor: str = P.DEFAULT_EXECUTOR      # "local" (this process) or "ray" (cells and embedding on Ray)
+    ray_address: str | None = None          # Ray cluster to join; None: RAY_ADDRESS, else a local Ray
 
     def inputs(self) -> P.Inputs:
         return P.Inputs(task=self.task, data=self.data, split_seed=self.split_seed, encoder=self.encoder,
                         notes=self.notes, code_types=None if self.code_types is None else tuple(self.code_types),
                         max_notes_per_visit=self.max_notes_per_visit, max_tokens=self.max_tokens,
-                        graph_scope=self.graph_scope)
+                        graph_scope=self.graph_scope, precision=self.precision)
 
 
 @dataclass
@@ -109,7 +112,7 @@ def input_hash(model: str, seed: int, hparams: dict, run_cfg: dict, source_id: s
 
     payload = {"pipeline": P.PIPELINE_VERSION, "torch": torch.__version__, "source_id": source_id,
                "inputs": digest, "model": model, "seed": int(seed), "hparams": hparams,
-               "run": {k: run_cfg.get(k) for k in FINGERPRINT_KEYS if k not in ("data", "data_id")}}
+               "run": {k: run_cfg.get(k) for k in FINGERPRINT_KEYS if k in run_cfg and k not in ("data", "data_id")}}
     return R.stable_hash(payload, n=64)
 
 
@@ -198,11 +201,22 @@ class LocalExecutor:
             yield job, out
 
 
-def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunSummary:
+def make_executor(name: str, ray_address: str | None = None):
+    """The cell executor called ``name`` (``local`` or ``ray``)."""
+    P.check_executor(name)
+    if name == "ray":
+        from mingle_bench.distributed import RayExecutor
+
+        return RayExecutor(address=ray_address)
+    return LocalExecutor()
+
+
+def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
     """Run (or resume) every model x seed cell of ``cfg`` and write the results folder."""
     from mingle_bench.progress import CellProgress
 
-    executor = executor or LocalExecutor()
+    P.check_precision(cfg.precision)
+    executor = executor or make_executor(cfg.executor, cfg.ray_address)
     P.tame_library_logging()
     budget = P.make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)
     P.check_monitor(cfg.monitor)
@@ -228,6 +242,8 @@ def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunS
         "graph_scope": cfg.graph_scope, "code_types": None if cfg.code_types is None else list(cfg.code_types),
         "protocol": cfg.protocol, "tuning_trials": cfg.tuning_trials,
     }
+    if cfg.precision != P.DEFAULT_PRECISION:  # fp32 runs keep the keys (and input hashes) they always had
+        run_cfg["precision"] = cfg.precision
     fingerprint = R.stable_hash(run_cfg)
     # one run per folder at a time: a second one fails at once (results.folder_lock)
     with R.folder_lock(folder):
@@ -246,7 +262,8 @@ def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunS
         prog = CellProgress(cfg.progress, len(cells), cfg.monitor)
         trained, failed = [], []
         with prog:
-            prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=lambda sid: _check_source(folder, sid))
+            prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=lambda sid: _check_source(folder, sid),
+                             executor=executor.name, ray_address=cfg.ray_address)
             data, source_id = prep.data, prep.source_id
             digest = dict(getattr(data, "digest", None) or {})
             keys = {(m, s): input_hash(m, s, hparams[m], run_cfg, source_id, digest) for m, s in cells}
@@ -280,7 +297,8 @@ def run_benchmark(cfg: RunConfig, executor: LocalExecutor | None = None) -> RunS
                     continue
                 record = {
                     "model": job.model, "seed": int(job.seed), "metrics": out.metrics, "val_metrics": out.val_metrics,
-                    "impl": out.impl, "train_s": out.train_s, "device": device, "steps_run": out.steps_run,
+                    "impl": out.impl, "train_s": out.train_s, "device": device, "executor": executor.name,
+                    "steps_run": out.steps_run,
                     "best_step": out.best_step, "max_steps": int(budget.max_steps), "stopped": out.stopped,
                     "curve": out.curve, "n_params": out.n_params,
                     "config": {**run_cfg, "hparams": job.hparams,
@@ -370,5 +388,6 @@ def summary_line(s: RunSummary) -> str:
     return f"Results in {s.folder}/ (table.md, table.tex, table.csv, runs.jsonl, splits.json, config.json, curves.png, learning_curves.png): " + parts[0]
 
 
-__all__ = ["RunConfig", "RunSummary", "RunError", "CellJob", "LocalExecutor", "run_benchmark", "summary_line",
+__all__ = ["RunConfig", "RunSummary", "RunError", "CellJob", "CellFailure", "LocalExecutor", "make_executor",
+           "run_benchmark", "summary_line",
            "DEFAULT_MODELS"]

@@ -263,6 +263,8 @@ def tune(
     monitor: str = P.DEFAULT_MONITOR, seed: int = 0, worker_id: int = 0, out: str | Path = P.DEFAULT_OUT,
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, progress: bool = True,
     heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3, command: str = "",
+    precision: str = P.DEFAULT_PRECISION, executor: str = P.DEFAULT_EXECUTOR, ray_address: str | None = None,
+    workers: int = 1,
 ) -> TuneResult:
     """Run (or join) an Optuna study for ``model`` on ``task``; see the module docstring.
 
@@ -290,9 +292,11 @@ def tune(
         raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
     storage_url = storage or default_storage(out)
 
+    P.check_precision(precision)
+    P.check_executor(executor)
     inputs = P.Inputs(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes,
-                      max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)
-    tdata = P.prepare(inputs, progress=progress).data
+                      max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision)
+    tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address).data
     manifest = tdata.manifest.to_json()
     split_sha = (json.loads(manifest) if isinstance(manifest, str) else manifest).get("sha256", "")
     attrs = {"pipeline": P.PIPELINE_VERSION, "task": task, "model": model, "data": data, "data_id": data_id,

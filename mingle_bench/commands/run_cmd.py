@@ -57,6 +57,14 @@ def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
     p.add_argument("--notes", default="default", choices=("default", "in-stay"),
                    help="note policy: default = the task's (discharge-time tasks read the index admission's own "
                         "discharge summary, as the paper); in-stay = never a discharge summary (see docs/tasks.md)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                   help="encoder arithmetic: fp32 (default, bit-reproducible across machines), bf16 (autocast on "
+                        "CPUs with AMX/AVX512-BF16 and on GPUs) or auto (bf16 where supported, else fp32); part of "
+                        "the embedding cache key")
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="where cells, trials and embedding shards run: local (this process; default) or ray")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join with --executor ray (default: $RAY_ADDRESS, else start a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
@@ -76,7 +84,7 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
 
 #: integer flags -> the smallest value each accepts (None: the flag may be left out)
 _MINIMUMS = {"split_seed": 0, "bootstrap": 0, "max_notes_per_visit": 1, "max_tokens": 1, "trials": 1, "seed": 0,
-             "worker_id": 0}
+             "worker_id": 0, "workers": 1}
 
 
 def _check_budget_args(args) -> None:
@@ -141,6 +149,8 @@ def register(sub) -> None:
     t.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
     t.add_argument("--worker-id", type=int, default=0,
                    help="index of this worker when several share a study (offsets the sampler seed)")
+    t.add_argument("--workers", type=int, default=1,
+                   help="with --executor ray: Optuna workers started as Ray tasks on the study's storage (default 1)")
     t.set_defaults(func=_tune)
     _remember_defaults(t, "tune")
 
@@ -202,6 +212,7 @@ def _run(args) -> int:
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, n_boot=args.bootstrap,
         fresh=args.fresh, progress=not args.quiet, command=command_of(args),
         graph_scope=args.graph_scope, code_types=_code_types(args.code_types),
+        precision=args.precision, executor=args.executor, ray_address=args.ray_address,
     )
     s = R.run_benchmark(cfg)
     print((s.folder / "table.md").read_text(encoding="utf-8") if (s.folder / "table.md").exists() else "")
@@ -224,6 +235,7 @@ def _tune(args) -> int:
         max_steps=args.max_steps, eval_every=args.eval_every, patience=args.patience, notes=args.notes, monitor=args.monitor, seed=args.seed, worker_id=args.worker_id,
         out=args.out, max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
         progress=not args.quiet, command=command_of(args),
+        precision=args.precision, executor=args.executor, ray_address=args.ray_address, workers=args.workers,
     )
     print(tuning.summary_line(res))
     return 0
@@ -242,6 +254,7 @@ def _reproduce(args) -> int:
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, command=command_of(args),
         tables_only=args.tables_only, protocol=args.protocol, trials=args.trials, storage=args.storage,
         reference=None if args.reference == "none" else args.reference,
+        precision=args.precision, executor=args.executor, ray_address=args.ray_address,
     )
     print(res.main_md)
     print(reproduce.summary_line(res))

@@ -4,8 +4,8 @@ The full MIMIC-III NOTEEVENTS is about 4 GB. This benchmark writes a MIMIC-III f
 NOTEEVENTS.csv has a chosen size (MIMIC-style rows: quoted multi-line texts with commas and
 quotes, a few ISERROR=1 rows, some rows without HADM_ID), then loads it in a fresh process and
 reports that process's peak RSS. Loading streams the notes through DuckDB into parquet, so the
-peak should stay roughly flat as the file grows (DuckDB's ``memory_limit``, 512MB by default via
-``$MINGLE_DUCKDB_MEMORY``, bounds the engine; pandas only ever sees note metadata).
+peak should stay roughly flat as the file grows (DuckDB's ``memory_limit``, ``$MINGLE_DUCKDB_MEMORY`` or a
+quarter of the machine's memory capped at 8GB, bounds the engine; pandas only ever sees note metadata).
 
 Not part of the default test run. Run it as a script::
 

@@ -57,6 +57,10 @@ def error_message(exc: BaseException) -> str | None:
         return f"{paths}: {what}{hint}"
     if type(exc).__name__ == "SafetensorError":
         return f"a safetensors file is unreadable ({exc})"
+    if type(exc).__name__ == "OutOfMemoryException" and type(exc).__module__.startswith(("duckdb", "_duckdb")):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        return (f"loading the data ran out of DuckDB's memory limit ({first}); raise it with "
+                "MINGLE_DUCKDB_MEMORY=4GB (the default is a quarter of this machine's memory, at most 8GB)")
     return None
 
 

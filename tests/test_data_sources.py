@@ -78,3 +78,29 @@ def test_a_load_sweeps_staging_folders_of_killed_loads(tmp_path):
     with pytest.warns(UserWarning, match="removed 1 staging folder"):
         load_source(f"mimic3:{src}", cache_dir=cache, progress=False)
     assert not old.exists() and young.exists()
+
+
+def test_duckdb_memory_limit_default_is_bounded(monkeypatch):
+    from mingle_bench.data import csvio
+
+    monkeypatch.setattr(csvio, "_physical_memory", lambda: 64 * 2**30)
+    assert csvio.default_memory_limit() == "8192MB"
+    monkeypatch.setattr(csvio, "_physical_memory", lambda: 1 * 2**30)
+    assert csvio.default_memory_limit() == "512MB"
+    monkeypatch.setattr(csvio, "_physical_memory", lambda: 16 * 2**30)
+    assert csvio.default_memory_limit() == "4096MB"
+    monkeypatch.setattr(csvio, "_physical_memory", lambda: None)
+    assert csvio.default_memory_limit() == "512MB"
+
+
+def test_duckdb_out_of_memory_is_one_line_naming_the_variable(tmp_path):
+    import duckdb
+
+    from mingle_bench import cli
+    from mingle_bench.data import csvio
+
+    con = csvio.connect(tmp_path, memory_limit="2MB")
+    with pytest.raises(duckdb.OutOfMemoryException) as info:
+        con.execute("SELECT list(range) FROM range(2000000)").fetchall()
+    msg = cli.error_message(info.value)
+    assert msg is not None and "MINGLE_DUCKDB_MEMORY" in msg and "\n" not in msg

@@ -270,15 +270,38 @@ def _first_line(exc: BaseException) -> str:
     return msg[0] if msg else type(exc).__name__
 
 
+def _physical_memory() -> int | None:
+    """Bytes of memory this process may use: the cgroup limit when one is set, else the RAM."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            return int(limit)
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_memory_limit() -> str:
+    """DuckDB's memory limit for a load: a quarter of the memory available to this process,
+    at least 512 MB and at most 8 GB. Sorting the 4.4 M code rows of ``synthetic:mimic`` needs
+    more than 512 MB; beyond the limit DuckDB spills to the scratch folder."""
+    total = _physical_memory()
+    mb = 512 if total is None else int(min(max(total // 4 // 2**20, 512), 8192))
+    return f"{mb}MB"
+
+
 def connect(scratch: Path, memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection that spills to ``scratch`` and keeps memory bounded.
 
-    ``memory_limit`` defaults to ``$MINGLE_DUCKDB_MEMORY`` or 512MB; ``threads`` to
-    ``$MINGLE_DUCKDB_THREADS`` or 2.
+    ``memory_limit`` defaults to ``$MINGLE_DUCKDB_MEMORY`` or :func:`default_memory_limit`;
+    ``threads`` to ``$MINGLE_DUCKDB_THREADS`` or 2.
     """
     scratch.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
-    mem = memory_limit or os.environ.get("MINGLE_DUCKDB_MEMORY", "512MB")
+    mem = memory_limit or os.environ.get("MINGLE_DUCKDB_MEMORY") or default_memory_limit()
     thr = int(threads or os.environ.get("MINGLE_DUCKDB_THREADS", "2"))
     con.execute(f"SET memory_limit = {_sql_str(mem)}")
     con.execute(f"SET threads = {thr}")

@@ -183,8 +183,10 @@ def test_profile_encoder_json(tiny_bert, tmp_path, capsys):
     assert main(["profile-encoder", "--encoder", f"hf:{tiny_bert}", "--names", "8", "--notes", "3",
                  "--note-words", "30", "--repeats", "1", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert res["names"]["texts_per_s"] > 0 and res["notes_chunked"]["notes_per_s"] > 0
-    assert res["encoder"]["identity"].startswith("hf:tiny-bert")
+    assert list(res["precisions"]) == ["fp32"] and {"machine", "repeats", "workload"} <= set(res)
+    block = res["precisions"]["fp32"]
+    assert block["names"]["texts_per_s"] > 0 and block["notes_chunked"]["notes_per_s"] > 0
+    assert block["encoder"]["identity"].startswith("hf:tiny-bert") and block["precision"] == "fp32"
     assert "names/s" in capsys.readouterr().out
 
 

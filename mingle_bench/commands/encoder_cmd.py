@@ -56,6 +56,9 @@ def register(sub) -> None:
     prof.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     prof.add_argument("--device", help="auto | cpu | cuda (local encoders)")
     prof.add_argument("--batch-tokens", type=int, help="padded tokens per forward batch")
+    prof.add_argument("--precision", default="fp32", metavar="P[,P...]",
+                      help="compute precisions to profile, comma-separated from fp32, bf16, auto (default fp32); "
+                           "with fp32 in the list, the others report their speedup and min cosine vs fp32")
     prof.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' = stdout only)")
     prof.set_defaults(func=_profile)
 
@@ -158,22 +161,41 @@ def _cache_clear(args) -> int:
     return 0
 
 
+PROFILE_PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def parse_precisions(text: str) -> list[str]:
+    """``"fp32,bf16"`` -> ``["fp32", "bf16"]``; unknown or repeated names raise ``CLIError``."""
+    from mingle_bench.cli import CLIError
+
+    out = [p.strip() for p in str(text).split(",") if p.strip()]
+    bad = [p for p in out if p not in PROFILE_PRECISIONS]
+    if not out or bad:
+        raise CLIError(f"--precision must be a comma-separated list of {', '.join(PROFILE_PRECISIONS)}, "
+                       f"got {text!r}")
+    if len(set(out)) != len(out):
+        raise CLIError(f"--precision lists a precision twice: {text!r}")
+    return out
+
+
 def _profile(args) -> int:
     from mingle_bench.cli import CLIError
 
     for name in ("names", "notes", "note_words", "repeats"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
+    precisions = parse_precisions(args.precision)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     from mingle_bench.encoders import load_encoder
-    from mingle_bench.profiling.encoders import run_profile
+    from mingle_bench.profiling.encoders import profile_precisions
 
-    encoder = load_encoder(args.encoder, **({"device": args.device} if args.device else {}))
-    result = run_profile(encoder, n_names=args.names, n_notes=args.notes, note_words=args.note_words,
-                         repeats=args.repeats, batch_tokens=args.batch_tokens)
+    device = {"device": args.device} if args.device else {}
+    encoders = {p: load_encoder(args.encoder, precision=p, **device) for p in precisions}
+    result = profile_precisions(encoders, n_names=args.names, n_notes=args.notes, note_words=args.note_words,
+                                repeats=args.repeats, batch_tokens=args.batch_tokens)
     if args.json == "-":
         print(json.dumps(result, indent=2))
         return 0
@@ -185,16 +207,26 @@ def _profile(args) -> int:
     from rich.table import Table
 
     m = result["machine"]
-    table = Table("workload", "items", "tokens/item", "rate (median)", "CPU ms/item", "runs",
-                  title=f"{result['encoder']['identity'].split('/tok:')[0]}\non {m['device']}, {m['threads']} "
+    first = next(iter(result["precisions"].values()))
+    table = Table("precision", "workload", "items", "tokens/item", "rate (median)", "CPU ms/item", "runs",
+                  title=f"{first['encoder']['identity'].split('/tok:')[0]}\non {m['device']}, {m['threads']} "
                         f"threads, load average {result['load_average_1m']}")
-    n, w, c = result["names"], result["notes_window"], result["notes_chunked"]
-    table.add_row("concept names", str(n["n"]), str(n["mean_tokens"]), f"{n['texts_per_s']} names/s",
-                  str(n["cpu_ms_per_text"]), ", ".join(map(str, n["runs"])))
-    table.add_row(f"notes, one {w['window_tokens']}-token window", str(w["n"]), f"{w['window_tokens']}",
-                  f"{w['texts_per_s']} notes/s", str(w["cpu_ms_per_text"]), ", ".join(map(str, w["runs"])))
-    table.add_row(f"notes, chunked ({c['chunks']} chunks)", str(c["n"]), str(c["mean_tokens"]),
-                  f"{c['notes_per_s']} notes/s ({c['tokens_per_s']:.0f} tok/s)", str(c["cpu_ms_per_note"]),
-                  ", ".join(map(str, c["runs"])))
-    Console(file=sys.stdout).print(table)
+    for label, block in result["precisions"].items():
+        tag = label if label == block["precision"] else f"{label} ({block['precision']})"
+        n, w, c = block["names"], block["notes_window"], block["notes_chunked"]
+        table.add_row(tag, "concept names", str(n["n"]), str(n["mean_tokens"]), f"{n['texts_per_s']} names/s",
+                      str(n["cpu_ms_per_text"]), ", ".join(map(str, n["runs"])))
+        table.add_row("", f"notes, one {w['window_tokens']}-token window", str(w["n"]), f"{w['window_tokens']}",
+                      f"{w['texts_per_s']} notes/s", str(w["cpu_ms_per_text"]), ", ".join(map(str, w["runs"])))
+        table.add_row("", f"notes, chunked ({c['chunks']} chunks)", str(c["n"]), str(c["mean_tokens"]),
+                      f"{c['notes_per_s']} notes/s ({c['tokens_per_s']:.0f} tok/s)", str(c["cpu_ms_per_note"]),
+                      ", ".join(map(str, c["runs"])), end_section=True)
+    console = Console(file=sys.stdout)
+    console.print(table)
+    for label, block in result["precisions"].items():
+        if "min_cosine_vs_fp32" in block:
+            sp = block["speedup_vs_fp32"]
+            console.print(f"{label}: notes_window {sp['notes_window_texts_per_s']}x fp32 notes/s "
+                          f"({sp['notes_window_cpu_time']}x by CPU time); min cosine vs fp32 "
+                          f"{block['min_cosine_vs_fp32']} over {block['cosine_over']}")
     return 0

@@ -13,9 +13,32 @@ Mean pooling runs over every unmasked position, special tokens included, which i
 sentence-transformers does; with ``max_length=256`` the default reproduces
 ``SentenceTransformer("all-MiniLM-L6-v2").encode(normalize_embeddings=True)``.
 
-Models load with ``local_files_only=True``; nothing is downloaded. On CUDA the model runs in
-bf16 (or fp16 where bf16 is unsupported); on the CPU in fp32. The precision is part of
-:attr:`HFEncoder.params`, so caches computed at different precisions never mix.
+Models load with ``local_files_only=True``; nothing is downloaded. With the default
+``dtype="auto"`` the weights are stored in bf16 (or fp16 where bf16 is unsupported) on CUDA and
+in fp32 on the CPU. The weight dtype is part of :attr:`HFEncoder.params`, so caches computed at
+different precisions never mix.
+
+**Compute precision** (``precision=``, ``--precision`` on the CLI):
+
+``fp32`` (default)
+    exactly the behaviour above; an fp32 encoder's identity, params and cache namespace are
+    what they were before precisions existed, so reference results stay bit-reproducible.
+``bf16``
+    fp32 weights, forward pass under ``torch.autocast(device_type, dtype=torch.bfloat16)``:
+    matrix multiplications and attention run in bf16 (oneDNN's AVX512-BF16/AMX kernels on the
+    CPU), layer norms, softmax statistics and the residual stream stay fp32; the hidden states
+    are cast to fp32 before pooling and normalising. The ``nn.Linear`` weights are cast to bf16
+    once at load time, which is bit-for-bit what autocast would do on every call (it only saves
+    the repeated casts). :attr:`HFEncoder.params` gains ``"autocast": "bfloat16"``, so bf16
+    vectors get their own cache namespace and input digest.
+``auto``
+    bf16 on a CUDA device that supports bf16 and on a CPU with native bf16 instructions
+    (AMX-BF16 or AVX512-BF16, :func:`cpu_supports_bf16`), else fp32. The *resolved* precision
+    is what :attr:`HFEncoder.precision` and the params record.
+
+Requesting ``bf16`` explicitly on a CPU without native bf16 runs anyway (oneDNN/ATen emulate
+bf16 with fp32 arithmetic and conversions; the vectors are as close to fp32 as on a native CPU)
+but logs a warning that it will probably be slower than fp32.
 """
 from __future__ import annotations
 
@@ -45,6 +68,11 @@ DEFAULT_MODEL_SHA256 = {
 }
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 POOLINGS = ("mean", "cls")
+#: compute precisions an encoder accepts (``auto`` resolves to one of the other two)
+PRECISIONS = ("fp32", "bf16", "auto")
+DEFAULT_PRECISION = "fp32"
+#: /proc/cpuinfo flags of CPUs with native bf16 arithmetic
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -141,6 +169,66 @@ def _folder_max_seq_length(p: Path) -> int | None:
     return None
 
 
+def _cpuinfo_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags Linux reports (empty where there is no /proc/cpuinfo)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AMX-BF16 or AVX512-BF16).
+
+    Asks torch first (``torch.cpu._is_amx_tile_supported`` / ``_is_avx512_bf16_supported``,
+    which read cpuinfo on any OS), then falls back to the Linux ``/proc/cpuinfo`` flags
+    ``amx_bf16`` / ``avx512_bf16``. Plain AVX512 (``torch.backends.cpu.get_cpu_capability()``
+    says ``AVX512`` without these) only emulates bf16, so it does not count.
+    """
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except Exception:  # noqa: BLE001 - a probe that fails simply does not vouch for bf16
+            pass
+    return bool(_cpuinfo_flags() & set(_BF16_CPU_FLAGS))
+
+
+def device_supports_bf16(device: torch.device) -> bool:
+    """Native bf16 on ``device``: a CUDA device with bf16 support, or a CPU with AMX/AVX512-BF16."""
+    if device.type == "cuda":
+        try:
+            return bool(torch.cuda.is_bf16_supported())
+        except Exception:  # noqa: BLE001
+            return False
+    if device.type == "cpu":
+        return cpu_supports_bf16()
+    return False
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for a requested precision on ``device`` (``None`` means ``fp32``).
+
+    ``auto`` picks bf16 where the device has native bf16 (:func:`device_supports_bf16`).
+    An explicit ``bf16`` on a device without it is honoured, with a warning (slow emulation).
+    """
+    precision = DEFAULT_PRECISION if precision is None else precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if device_supports_bf16(device) else "fp32"
+    if precision == "bf16" and not device_supports_bf16(device):
+        log.warning("precision bf16 requested on %s without native bf16 (no AMX-BF16/AVX512-BF16 or "
+                    "CUDA bf16); running emulated bf16, which is probably slower than fp32", device)
+    return precision
+
+
 @contextlib.contextmanager
 def _quiet_transformers():
     """Silence transformers' weight-loading progress bar and info logs during a load."""
@@ -174,11 +262,16 @@ class HFEncoder(Encoder):
         expected_sha256: ``{file name: sha256}`` to verify before loading (the default
             model pins its weights, tokenizer and config this way).
         batch_tokens: padded tokens per forward batch (default 4096 on CPU, 65536 on CUDA).
+        precision: compute precision, ``"fp32"`` (default), ``"bf16"`` (fp32 weights, bf16
+            autocast; needs ``dtype`` ``auto`` or ``float32``) or ``"auto"`` (bf16 where the
+            device has native bf16); see the module docstring. :attr:`precision` holds the
+            resolved value.
     """
 
     def __init__(self, path: str | os.PathLike, pooling: str | None = None, max_length: int | None = None,
                  device: str | torch.device | None = "auto", dtype: str = "auto", name: str | None = None,
-                 expected_sha256: dict[str, str] | None = None, batch_tokens: int | None = None):
+                 expected_sha256: dict[str, str] | None = None, batch_tokens: int | None = None,
+                 precision: str | None = DEFAULT_PRECISION):
         from transformers import AutoModel, AutoTokenizer
 
         folder = check_model_folder(path)
@@ -194,6 +287,12 @@ class HFEncoder(Encoder):
         self.path = folder
         self.pooling = pooling
         self.device = resolve_device(device, what="encoder device")
+        self.precision = resolve_precision(precision, self.device)
+        if self.precision == "bf16":
+            if dtype not in ("auto", "float32", "fp32"):
+                raise ValueError(f"precision bf16 keeps fp32 weights and runs the forward pass under bf16 "
+                                 f"autocast; it cannot be combined with dtype={dtype!r} (use dtype=auto)")
+            dtype = "float32"
         self.dtype = self._resolve_dtype(dtype)
         try:
             with _quiet_transformers():
@@ -202,6 +301,12 @@ class HFEncoder(Encoder):
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(f"hf encoder folder {folder}: could not load model/tokenizer: {exc}") from exc
         self.model.eval().to(device=self.device, dtype=self.dtype)
+        if self.precision == "bf16":
+            # autocast casts every linear layer's fp32 weight and bias to bf16 on each call; doing
+            # it once here gives bit-identical results without the repeated casts
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(torch.bfloat16)
         cfg = self.model.config
         if max_length is None:
             max_length = _folder_max_seq_length(folder)
@@ -248,8 +353,16 @@ class HFEncoder(Encoder):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"pooling": self.pooling, "max_length": self.max_length,
-                "precision": str(self.dtype).replace("torch.", "")}
+        params = {"pooling": self.pooling, "max_length": self.max_length,
+                  "precision": str(self.dtype).replace("torch.", "")}
+        if self.precision == "bf16":  # fp32 params stay exactly what they always were
+            params["autocast"] = "bfloat16"
+        return params
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _resolve_dtype(self, dtype: str) -> torch.dtype:
         table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
@@ -313,7 +426,9 @@ class HFEncoder(Encoder):
             mask[i, : len(s)] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         with torch.inference_mode():
-            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            with self._autocast():
+                hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            # pooling and normalising run in fp32 whatever the forward pass computed in
             if self.pooling == "cls":
                 pooled = hidden[:, 0].float()
             else:

@@ -3,10 +3,15 @@
 Spec grammar::
 
     default                                   bundled all-MiniLM-L6-v2 (alias: minilm)
-    hf:PATH[?pooling=mean|cls&max_length=N&device=D&dtype=T&batch_tokens=N]
+    hf:PATH[?pooling=mean|cls&max_length=N&device=D&dtype=T&batch_tokens=N&precision=P]
     openai:MODEL[?dimensions=N&batch_size=N&max_length=N&max_retries=N&backoff_s=F]
 
 Options may also be given as keyword arguments (they override the query string).
+
+``precision`` (``fp32`` | ``bf16`` | ``auto``, default ``fp32``) is the compute precision of a
+local model (see :mod:`mingle_bench.encoders.hf`). An OpenAI-compatible endpoint computes its
+vectors remotely, so it is fp32 only: ``auto`` and ``fp32`` are accepted (``auto`` resolves to
+fp32) and ``bf16`` raises ``ValueError``.
 """
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ from typing import Any
 
 from mingle_bench.encoders.base import Encoder
 
-_HF_OPTIONS = {"pooling": str, "max_length": int, "device": str, "dtype": str, "batch_tokens": int}
+_HF_OPTIONS = {"pooling": str, "max_length": int, "device": str, "dtype": str, "batch_tokens": int,
+               "precision": str}
+PRECISIONS = ("fp32", "bf16", "auto")
 _OPENAI_OPTIONS = {"dimensions": int, "batch_size": int, "max_length": int, "max_retries": int,
                    "backoff_s": float, "timeout_s": float, "max_request_tokens": int}
 SPEC_HELP = "default | hf:PATH[?pooling=mean|cls] | openai:MODEL"
@@ -53,14 +60,24 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     return backend, target, options
 
 
-def load_encoder(spec: str = "default", **overrides: Any) -> Encoder:
+def load_encoder(spec: str = "default", precision: str | None = None, **overrides: Any) -> Encoder:
     """Build the encoder a spec names (see the module docstring for the grammar).
 
-    ``overrides`` (e.g. ``pooling="cls"``, ``device="cpu"``) win over query-string options;
-    ``None`` values are ignored.
+    ``precision``: ``"fp32"`` (default), ``"bf16"`` or ``"auto"``; local models only (an
+    endpoint takes ``fp32``/``auto`` and refuses ``bf16``). ``overrides`` (e.g.
+    ``pooling="cls"``, ``device="cpu"``) win over query-string options; ``None`` values are ignored.
     """
     backend, target, options = parse_spec(spec)
     options.update({k: v for k, v in overrides.items() if v is not None})
+    if precision is not None:
+        options["precision"] = precision
+    if "precision" in options and options["precision"] not in PRECISIONS:
+        raise ValueError(f"encoder {spec!r}: precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {options['precision']!r}")
+    if backend == "openai" and "precision" in options:
+        if options.pop("precision") == "bf16":
+            raise ValueError(f"encoder {spec!r}: precision bf16 applies to local models only; an "
+                             "OpenAI-compatible endpoint computes its vectors remotely (use fp32 or auto)")
     if backend == "default":
         from mingle_bench.encoders.hf import load_default_encoder
 

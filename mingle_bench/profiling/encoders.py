@@ -5,6 +5,13 @@ inputs: ICD-style concept descriptions of ~8-16 WordPiece tokens, and clinical n
 ``note_words`` words (HPI, exam, labs, assessment/plan vocabulary). Timings are wall-clock
 medians over ``repeats`` runs without a cache; the first (warm-up) run is not counted.
 Used by ``mingle-bench profile-encoder`` and ``benchmarks/bench_encoders.py``.
+
+:func:`profile_precisions` measures one encoder at several compute precisions (``fp32``,
+``bf16``, ``auto``). The precisions' timed runs are interleaved (repeat 1 of every precision,
+then repeat 2, ...), so that a change in the machine's load hits them alike; each non-fp32 block
+adds ``speedup_vs_fp32`` (notes_window texts/s, wall-clock and CPU time) and
+``min_cosine_vs_fp32``: the smallest cosine between its vector and the fp32 vector of the same
+text, over every notes_window note and every concept name.
 """
 from __future__ import annotations
 
@@ -117,49 +124,139 @@ def workloads(encoder: Encoder, names: Sequence[str], notes: Sequence[str],
 
 def run_profile(encoder: Encoder, n_names: int = 512, n_notes: int = 64, note_words: int = 200,
                 repeats: int = 3, batch_tokens: int | None = None) -> dict[str, Any]:
-    """Measure the three workloads; returns a JSON-able dict (rates in items/s)."""
-    names = concept_names(n_names)
-    notes = clinical_notes(n_notes, note_words)
-    note_tokens = encoder.tokenize(notes)
-    name_tokens = encoder.tokenize(names)
-    chunk_report: dict[str, Any] = {}
-    overlap = chunk_overlap(encoder)
-    work = workloads(encoder, names, notes, batch_tokens)
-    run_names, run_notes_window = work["names"], work["notes_window"]
+    """Measure the three workloads of one encoder; returns a JSON-able dict (rates in items/s):
+    ``encoder``, ``load_average_1m``, ``machine``, ``repeats`` and the ``names``, ``notes_window``
+    and ``notes_chunked`` sections (one block of :func:`profile_precisions`)."""
+    res = profile_precisions({getattr(encoder, "precision", "fp32"): encoder}, n_names, n_notes, note_words,
+                             repeats, batch_tokens)
+    (block,) = res["precisions"].values()
+    return {"encoder": block["encoder"], "load_average_1m": res["load_average_1m"], "machine": res["machine"],
+            "repeats": repeats, **{k: block[k] for k in ("names", "notes_window", "notes_chunked")}}
 
-    def run_notes_chunked():
-        chunk_report.update(work["notes_chunked"]()[2])
 
+def _machine(encoder: Encoder) -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_capability": _cpu_capability(), "cpu_bf16": _cpu_bf16(),
+            "device": str(getattr(encoder, "device", "remote")),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _cpu_capability() -> str | None:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _cpu_bf16() -> bool:
+    from mingle_bench.encoders.hf import cpu_supports_bf16
+
+    return cpu_supports_bf16()
+
+
+def _timed(fn) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def profile_precisions(encoders: dict[str, Encoder], n_names: int = 512, n_notes: int = 64,
+                       note_words: int = 200, repeats: int = 3, batch_tokens: int | None = None) -> dict[str, Any]:
+    """Profile one model at several precisions: ``encoders`` maps a requested precision label
+    (``fp32``, ``bf16``, ``auto``) to the encoder loaded at it.
+
+    Returns ``{"load_average_1m", "machine", "repeats", "workload", "precisions": {label: block}}``;
+    each block has ``precision`` (the resolved one), ``encoder`` (``describe()``) and the
+    ``names``, ``notes_window`` and ``notes_chunked`` sections of :func:`run_profile`. Blocks other
+    than ``fp32`` add ``min_cosine_vs_fp32`` (with ``cosine_over`` saying over which texts) and,
+    when ``fp32`` is profiled too, ``speedup_vs_fp32``. The fp32 reference vectors come from the
+    ``fp32`` encoder when it is among ``encoders``; otherwise the caller must include it.
+    """
     import logging
 
-    # the window workload truncates on purpose; keep its warning out of the profile output
+    if not encoders:
+        raise ValueError("profile_precisions needs at least one encoder")
+    names = concept_names(n_names)
+    notes = clinical_notes(n_notes, note_words)
+    labels = list(encoders)
+    works = {p: workloads(enc, names, notes, batch_tokens) for p, enc in encoders.items()}
+    reports: dict[str, dict] = {p: {} for p in labels}
+    outputs: dict[str, dict[str, torch.Tensor]] = {p: {} for p in labels}
+
+    def job(p: str, what: str):
+        def run():
+            res = works[p][what]()
+            if what == "notes_chunked":
+                reports[p].update(res[2])
+            else:
+                outputs[p][what] = res
+        return run
+
     emb_log = logging.getLogger("mingle_bench.encoders.embed")
     level = emb_log.level
-    names_rate, names_runs, names_cpu = _median_rate(run_names, n_names, repeats)
-    emb_log.setLevel(logging.ERROR)
-    try:
-        win_rate, win_runs, win_cpu = _median_rate(run_notes_window, n_notes, repeats)
-    finally:
-        emb_log.setLevel(level)
-    chunk_rate, chunk_runs, chunk_cpu = _median_rate(run_notes_chunked, n_notes, repeats)
-    tokens_per_note = sum(len(t) for t in note_tokens) / max(n_notes, 1)
-    return {
-        "encoder": encoder.describe(),
-        "load_average_1m": _loadavg(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "device": str(getattr(encoder, "device", "remote")),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "repeats": repeats,
-        "names": {"n": n_names, "mean_tokens": round(sum(len(t) for t in name_tokens) / max(n_names, 1), 1),
-                  "texts_per_s": round(names_rate, 1), "cpu_ms_per_text": round(names_cpu * 1e3, 2), "runs": [round(r, 1) for r in names_runs]},
-        "notes_window": {"n": n_notes, "window_tokens": encoder.max_length,
-                         "texts_per_s": round(win_rate, 1), "cpu_ms_per_text": round(win_cpu * 1e3, 1), "runs": [round(r, 1) for r in win_runs]},
-        "notes_chunked": {"n": n_notes, "words": note_words, "mean_tokens": round(tokens_per_note, 1),
-                          "chunks": chunk_report.get("chunks_embedded"), "overlap": overlap,
-                          "notes_per_s": round(chunk_rate, 1), "cpu_ms_per_note": round(chunk_cpu * 1e3, 1), "runs": [round(r, 1) for r in chunk_runs],
-                          "tokens_per_s": round(chunk_rate * tokens_per_note, 0)},
-    }
+    timings: dict[str, dict[str, tuple[list[float], list[float]]]] = {p: {} for p in labels}
+    n_items = {"names": n_names, "notes_window": n_notes, "notes_chunked": n_notes}
+    for what in ("names", "notes_window", "notes_chunked"):
+        if what == "notes_window":  # the window workload truncates on purpose; keep its warning out
+            emb_log.setLevel(logging.ERROR)
+        try:
+            for p in labels:  # warm-up (allocator, thread pool, oneDNN kernels, tokenizer caches)
+                job(p, what)()
+            for p in labels:
+                timings[p][what] = ([], [])
+            for _ in range(repeats):
+                for p in labels:
+                    wall, cpu = _timed(job(p, what))
+                    timings[p][what][0].append(n_items[what] / wall)
+                    timings[p][what][1].append(cpu / n_items[what])
+        finally:
+            emb_log.setLevel(level)
+
+    blocks: dict[str, dict[str, Any]] = {}
+    for p in labels:
+        enc = encoders[p]
+        note_tokens, name_tokens = enc.tokenize(notes), enc.tokenize(names)
+        tokens_per_note = sum(len(t) for t in note_tokens) / max(n_notes, 1)
+        (nr, nc), (wr, wc), (cr, cc) = (timings[p][w] for w in ("names", "notes_window", "notes_chunked"))
+        names_rate, win_rate, chunk_rate = (statistics.median(r) for r in (nr, wr, cr))
+        names_cpu, win_cpu, chunk_cpu = (statistics.median(c) for c in (nc, wc, cc))
+        blocks[p] = {
+            "precision": getattr(enc, "precision", "fp32"),
+            "encoder": enc.describe(),
+            "names": {"n": n_names, "mean_tokens": round(sum(len(t) for t in name_tokens) / max(n_names, 1), 1),
+                      "texts_per_s": round(names_rate, 1), "cpu_ms_per_text": round(names_cpu * 1e3, 2),
+                      "runs": [round(r, 1) for r in nr]},
+            "notes_window": {"n": n_notes, "window_tokens": enc.max_length, "texts_per_s": round(win_rate, 1),
+                             "cpu_ms_per_text": round(win_cpu * 1e3, 1), "runs": [round(r, 1) for r in wr]},
+            "notes_chunked": {"n": n_notes, "words": note_words, "mean_tokens": round(tokens_per_note, 1),
+                              "chunks": reports[p].get("chunks_embedded"), "overlap": chunk_overlap(enc),
+                              "notes_per_s": round(chunk_rate, 1), "cpu_ms_per_note": round(chunk_cpu * 1e3, 1),
+                              "runs": [round(r, 1) for r in cr], "tokens_per_s": round(chunk_rate * tokens_per_note, 0)},
+        }
+    if "fp32" in labels:
+        ref = outputs["fp32"]
+        w32 = blocks["fp32"]["notes_window"]
+        for p in labels:
+            if p == "fp32":
+                continue
+            cos = torch.cat([(outputs[p][w].float() * ref[w].float()).sum(1) for w in ("notes_window", "names")])
+            w = blocks[p]["notes_window"]
+            blocks[p]["min_cosine_vs_fp32"] = round(float(cos.min()), 6)
+            blocks[p]["mean_cosine_vs_fp32"] = round(float(cos.mean()), 6)
+            blocks[p]["cosine_over"] = f"{n_notes} notes_window notes and {n_names} names"
+            blocks[p]["speedup_vs_fp32"] = {
+                "notes_window_texts_per_s": round(w["texts_per_s"] / max(w32["texts_per_s"], 1e-9), 2),
+                "notes_window_cpu_time": round(w32["cpu_ms_per_text"] / max(w["cpu_ms_per_text"], 1e-9), 2),
+                "names_texts_per_s": round(blocks[p]["names"]["texts_per_s"]
+                                           / max(blocks["fp32"]["names"]["texts_per_s"], 1e-9), 2),
+                "notes_chunked_notes_per_s": round(blocks[p]["notes_chunked"]["notes_per_s"]
+                                                   / max(blocks["fp32"]["notes_chunked"]["notes_per_s"], 1e-9), 2)}
+    first = encoders[labels[0]]
+    return {"load_average_1m": _loadavg(), "machine": _machine(first), "repeats": repeats,
+            "workload": {"names": n_names, "notes": n_notes, "note_words": note_words, "batch_tokens": batch_tokens,
+                         "timing": "interleaved: each repeat runs every precision in turn"},
+            "precisions": blocks}
 
 
 def _loadavg() -> float | None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -252,7 +253,9 @@ def build_task_data(
 
         enc = load_encoder(encoder) if isinstance(encoder, str) else encoder
         cache = EmbeddingCache(root / "embeddings")
+        t0 = time.perf_counter()
         concept_emb = embed_texts(enc, vt.vocab.texts, cache=cache, progress=progress).to(torch.float32)
+        concept_seconds = round(time.perf_counter() - t0, 3)
         if any(visit_note_ids):
             visit_note_emb, visit_has_notes, note_report = embed_visit_notes(
                 enc, visit_note_ids, cohort.read_note_texts, max_notes_per_visit=max_notes_per_visit,
@@ -260,7 +263,7 @@ def build_task_data(
         else:
             visit_note_emb = torch.zeros(n_visits, enc.dim, dtype=torch.float32)
             visit_has_notes = torch.zeros(n_visits, dtype=torch.bool)
-        note_report = {"encoder": enc.describe(), **note_report}
+        note_report = {"encoder": enc.describe(), **note_report, "concept_seconds": concept_seconds}
 
     labels = torch.as_tensor(ts.labels, dtype=torch.float32)
     encoder_settings = None

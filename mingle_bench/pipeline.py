@@ -31,7 +31,8 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -273,6 +274,9 @@ class Prepared:
     cohort: Any
     source_id: str
     data: Any
+    #: wall seconds of the stages: ``load``, ``features`` (embedding included) and, with an
+    #: encoder, ``embed_concepts`` and ``embed_notes`` (inside ``features``)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def open_encoder(spec: str | None, precision: str = DEFAULT_PRECISION, executor: str = DEFAULT_EXECUTOR,
@@ -307,15 +311,23 @@ def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], No
     ``executor="ray"`` the texts missing from the embedding cache are embedded by Ray workers
     (:func:`open_encoder`)."""
     task = get_task(inputs.task, inputs.code_types, inputs.notes)
+    t0 = time.perf_counter()
     cohort = load_cohort(inputs.data, progress=progress)
+    seconds = {"load": round(time.perf_counter() - t0, 3)}
     source_id = str(getattr(cohort, "source_id", "") or "")
     if on_source is not None:
         on_source(source_id)
+    t0 = time.perf_counter()
     encoder = open_encoder(inputs.encoder, inputs.precision, executor, ray_address)
     data = build_features(cohort, task, split_seed=inputs.split_seed, encoder=encoder, progress=progress,
                           max_notes_per_visit=inputs.max_notes_per_visit, max_tokens=inputs.max_tokens,
                           graph_scope=inputs.graph_scope)
-    return Prepared(task, cohort, source_id, data)
+    seconds["features"] = round(time.perf_counter() - t0, 3)
+    notes = (getattr(data, "report", None) or {}).get("notes") or {}
+    for key, name in (("concept_seconds", "embed_concepts"), ("seconds", "embed_notes")):
+        if isinstance(notes.get(key), (int, float)):
+            seconds[name] = round(float(notes[key]), 3)
+    return Prepared(task, cohort, source_id, data, seconds)
 
 
 @dataclass

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
@@ -119,52 +120,145 @@ inline void gather_logits(T* __restrict z, const T* __restrict src, const int64_
   }
 }
 
-// o[h*D + d] = sum_i w[i*H + h] * val[idx[i]*HD + h*D + d] for one segment (len entries).
-// Rows of the next segment (next_idx, next_len) are prefetched during the first pass.
-// Accumulators stay in registers: per head, blocks of 4 vectors over D, entries innermost;
-// each output element is written once. The segment's value rows stay in L1 across heads.
+// we[i*HD + h*D + d] = w[i*H + h] for i in [0, len): per-(entry, head) weights broadcast over
+// the head's D elements, so that a whole row is weighted with full-width vector operations
+// whatever D is. Writes up to Vectorized<T>::size() - 1 elements past len*HD (callers reserve them).
 template <typename T>
-inline void weighted_row_sum(T* __restrict o, const T* __restrict val, const int64_t* __restrict idx,
-                             const T* __restrict w, int64_t len, int64_t H, int64_t D,
-                             const int64_t* next_idx, int64_t next_len) {
+inline void expand_heads(T* __restrict we, const T* __restrict w, int64_t len, int64_t H, int64_t D) {
   using V = Vectorized<T>;
-  constexpr int64_t L = V::size();
-  constexpr int64_t B = 4 * L;
   const int64_t HD = H * D;
-  for (int64_t h = 0; h < H; ++h) {
-    const T* base = val + h * D;
-    int64_t d = 0;
-    for (; d + B <= D; d += B) {
-      V a0(T(0)), a1(T(0)), a2(T(0)), a3(T(0));
-      for (int64_t i = 0; i < len; ++i) {
-        if (h == 0 && d == 0 && i < next_len) prefetch_row(val + next_idx[i] * HD, HD * sizeof(T));
-        const T* r = base + idx[i] * HD + d;
-        const V wi(w[i * H + h]);
-        a0 = at::vec::fmadd(wi, V::loadu(r), a0);
-        a1 = at::vec::fmadd(wi, V::loadu(r + L), a1);
-        a2 = at::vec::fmadd(wi, V::loadu(r + 2 * L), a2);
-        a3 = at::vec::fmadd(wi, V::loadu(r + 3 * L), a3);
-      }
-      T* od = o + h * D + d;
-      a0.store(od);
-      a1.store(od + L);
-      a2.store(od + 2 * L);
-      a3.store(od + 3 * L);
-    }
-    for (; d + L <= D; d += L) {
-      V a0(T(0));
-      for (int64_t i = 0; i < len; ++i) {
-        if (h == 0 && d == 0 && i < next_len) prefetch_row(val + next_idx[i] * HD, HD * sizeof(T));
-        a0 = at::vec::fmadd(V(w[i * H + h]), V::loadu(base + idx[i] * HD + d), a0);
-      }
-      a0.store(o + h * D + d);
-    }
-    for (; d < D; ++d) {
-      T a = 0;
-      for (int64_t i = 0; i < len; ++i) a += w[i * H + h] * base[idx[i] * HD + d];
-      o[h * D + d] = a;
+  if (D < V::size()) {
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t d = 0; d < D; ++d) we[i * HD + h * D + d] = w[i * H + h];
+    return;
+  }
+  // heads in order; a store that spills into the next head's (or row's) range is overwritten next
+  for (int64_t i = 0; i < len; ++i) {
+    T* r = we + i * HD;
+    for (int64_t h = 0; h < H; ++h) {
+      const V b(w[i * H + h]);
+      for (int64_t d = 0; d < D; d += V::size()) b.store(r + h * D + d);
     }
   }
+}
+
+// NV vectors of the row sum below, starting at element k0: accumulators stay in registers over
+// all entries; each output element is written once.
+template <typename T, int NV>
+inline void row_sum_block(T* __restrict o, const T* __restrict rows, const int64_t* __restrict idx,
+                          const T* __restrict we, int64_t len, int64_t HD, int64_t k0,
+                          const int64_t* pf_idx, int64_t pf_len) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  V acc[NV];
+  for (int u = 0; u < NV; ++u) acc[u] = V(T(0));
+  for (int64_t i = 0; i < len; ++i) {
+    if (k0 == 0 && i < pf_len) prefetch_row(rows + pf_idx[i] * HD, HD * sizeof(T));
+    const T* r = rows + idx[i] * HD + k0;
+    const T* wr = we + i * HD + k0;
+    for (int u = 0; u < NV; ++u) acc[u] = at::vec::fmadd(V::loadu(wr + u * L), V::loadu(r + u * L), acc[u]);
+  }
+  for (int u = 0; u < NV; ++u) acc[u].store(o + k0 + u * L);
+}
+
+// o[k] = sum_i we[i*HD + k] * rows[idx[i]*HD + k] for k in [0, HD), we from expand_heads.
+// Every element accumulates its entries in order, one multiply-add per entry starting from
+// zero: the arithmetic of a per-head loop over D with the head's weight broadcast, only with
+// the heads and D-blocks side by side (independent chains instead of one chain per pass).
+// Rows pf_idx[0..pf_len) are prefetched during the first block.
+template <typename T>
+inline void expanded_row_sum(T* __restrict o, const T* __restrict rows, const int64_t* __restrict idx,
+                             const T* __restrict we, int64_t len, int64_t HD, const int64_t* pf_idx,
+                             int64_t pf_len) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  int64_t k0 = 0;
+  while (k0 + L <= HD) {
+    const int64_t nv = std::min<int64_t>(8, (HD - k0) / L);
+    switch (nv) {
+      case 8: row_sum_block<T, 8>(o, rows, idx, we, len, HD, k0, pf_idx, pf_len); break;
+      case 7: row_sum_block<T, 7>(o, rows, idx, we, len, HD, k0, pf_idx, pf_len); break;
+      case 6: row_sum_block<T, 6>(o, rows, idx, we, len, HD, k0, pf_idx, pf_len); break;
+      case 5: row_sum_block<T, 5>(o, rows, idx, we, len, HD, k0, pf_idx, pf_len); break;
+      case 4: row_sum_block<T, 4>(o, rows, idx, we, len, HD, k0, pf_idx, pf_len); break;
+      case 3: row_sum_block<T, 3>(o, rows, idx, we, len, HD, k0, pf_idx, pf_len); break;
+      case 2: row_sum_block<T, 2>(o, rows, idx, we, len, HD, k0, pf_idx, pf_len); break;
+      default: row_sum_block<T, 1>(o, rows, idx, we, len, HD, k0, pf_idx, pf_len); break;
+    }
+    k0 += nv * L;
+  }
+  for (; k0 < HD; ++k0) {
+    T a = 0;
+    for (int64_t i = 0; i < len; ++i) a += we[i * HD + k0] * rows[idx[i] * HD + k0];
+    o[k0] = a;
+  }
+}
+
+#if defined(CPU_CAPABILITY_AVX2)
+// AVX2, float, H <= 8: row_sum_block with each weight vector built in registers from the
+// entry's H weights (one permute per vector) instead of read from an expanded copy; the same
+// fused multiply-add per element and entry. Reads 8 floats at w + i*H (callers leave slack).
+template <int NV>
+inline void row_sum_block_avx2(float* __restrict o, const float* __restrict rows, const int64_t* __restrict idx,
+                               const float* __restrict w, int64_t len, int64_t H, int64_t D, int64_t k0,
+                               const int64_t* pf_idx, int64_t pf_len) {
+  const int64_t HD = H * D;
+  __m256i map[NV];
+  for (int u = 0; u < NV; ++u) {
+    alignas(32) int32_t m[8];
+    for (int l = 0; l < 8; ++l) m[l] = static_cast<int32_t>((k0 + u * 8 + l) / D);
+    map[u] = _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
+  }
+  __m256 acc[NV];
+  for (int u = 0; u < NV; ++u) acc[u] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < len; ++i) {
+    if (k0 == 0 && i < pf_len) prefetch_row(rows + pf_idx[i] * HD, HD * sizeof(float));
+    const __m256 wr = _mm256_loadu_ps(w + i * H);
+    const float* r = rows + idx[i] * HD + k0;
+    for (int u = 0; u < NV; ++u)
+      acc[u] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(wr, map[u]), _mm256_loadu_ps(r + u * 8), acc[u]);
+  }
+  for (int u = 0; u < NV; ++u) _mm256_storeu_ps(o + k0 + u * 8, acc[u]);
+}
+#endif
+
+// o[h*D + d] = sum_i w[i*H + h] * rows[idx[i]*HD + h*D + d] (expanded_row_sum's arithmetic).
+// scratch: len*H*D + Vectorized<T>::size() elements for the expanded weights; w must be
+// readable up to 8 elements past len*H.
+template <typename T>
+inline void weighted_row_sum(T* __restrict o, const T* __restrict rows, const int64_t* __restrict idx,
+                             const T* __restrict w, int64_t len, int64_t H, int64_t D, T* __restrict scratch,
+                             const int64_t* pf_idx, int64_t pf_len) {
+  const int64_t HD = H * D;
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same<T, float>::value) {
+    if (H <= 8) {
+      int64_t k0 = 0;
+      while (k0 + 8 <= HD) {
+        const int64_t nv = std::min<int64_t>(6, (HD - k0) / 8);
+        switch (nv) {
+          case 6: row_sum_block_avx2<6>(o, rows, idx, w, len, H, D, k0, pf_idx, pf_len); break;
+          case 5: row_sum_block_avx2<5>(o, rows, idx, w, len, H, D, k0, pf_idx, pf_len); break;
+          case 4: row_sum_block_avx2<4>(o, rows, idx, w, len, H, D, k0, pf_idx, pf_len); break;
+          case 3: row_sum_block_avx2<3>(o, rows, idx, w, len, H, D, k0, pf_idx, pf_len); break;
+          case 2: row_sum_block_avx2<2>(o, rows, idx, w, len, H, D, k0, pf_idx, pf_len); break;
+          default: row_sum_block_avx2<1>(o, rows, idx, w, len, H, D, k0, pf_idx, pf_len); break;
+        }
+        k0 += nv * 8;
+      }
+      for (; k0 < HD; ++k0) {
+        const int64_t h = k0 / D;
+        T a = 0;
+        for (int64_t i = 0; i < len; ++i) a += w[i * H + h] * rows[idx[i] * HD + k0];
+        o[k0] = a;
+      }
+      return;
+    }
+  }
+#endif
+  expand_heads(scratch, w, len, H, D);
+  expanded_row_sum(o, rows, idx, scratch, len, HD, pf_idx, pf_len);
 }
 
 // Per-head reductions and updates over a [len, H] buffer. When H divides the vector width
@@ -260,7 +354,8 @@ void ssa_forward_range(const T* src, const T* val, const int64_t* indptr, const 
       for (int64_t h = 0; h < H; ++h) lse[s * H + h] = -std::numeric_limits<T>::infinity();
       continue;
     }
-    if (static_cast<int64_t>(buf.size()) < len * H) buf.resize(len * H);
+    const int64_t need = len * H + len * HD + Vectorized<T>::size();
+    if (static_cast<int64_t>(buf.size()) < need) buf.resize(need);
     T* z = buf.data();
     gather_logits(z, src, indices + lo, dst ? dst + s * H : nullptr, len, H);
     if (slope != T(1)) vec_leaky(z, static_cast<T*>(nullptr), slope, len * H);
@@ -275,7 +370,7 @@ void ssa_forward_range(const T* src, const T* val, const int64_t* indptr, const 
     head_scale(z, len, H, inv);
     // the next segment's value rows are prefetched while this one is summed
     const int64_t next_len = s + 1 < end ? indptr[s + 2] - indptr[s + 1] : 0;
-    weighted_row_sum(o, val, indices + lo, z, len, H, D, indices + lo + len, next_len);
+    weighted_row_sum(o, val, indices + lo, z, len, H, D, z + len * H, indices + lo + len, next_len);
   }
 }
 
@@ -327,69 +422,90 @@ inline T vec_hsum(const Vectorized<T>& v) {
   return s;
 }
 
-// For one source row n with `len` transposed entries (segments segs[j], weights p[j*H+h] and
-// pa[j*H+h] = p * act'): gv[h*D+d] = sum_j p g[s_j,h,d] and
-// gsn[h] = sum_j pa (<g[s_j,h], v_n,h> - delta[s_j,h]). Both accumulate in registers (blocks of
-// 4 vectors over D); the dot products are accumulated element-wise and reduced once per head.
-template <typename T>
-inline void source_grad_row(T* __restrict gv, T* __restrict gsn, const T* __restrict g,
-                            const int64_t* __restrict segs, const T* __restrict p, const T* __restrict pa,
-                            const T* __restrict delta, const T* __restrict vn, int64_t len, int64_t H,
-                            int64_t D) {
+// The scalar gradient of one source row n with `len` transposed entries (segments segs[j],
+// weights pa[j*H+h] = p * act'): gsn[h] = sum_j pa (<g[s_j,h], v_n,h> - delta[s_j,h]), with a
+// fixed rounding: per head, common = sum_j pa delta[s_j,h] (in entry order), the dot products
+// accumulated element-wise over D in blocks of 4 vectors, then single vectors (entries inner),
+// then element by element for the last D % vector-width elements (one running sum over d, then
+// j), and gsn = hsum(dsum) + dtail - common. The heads run side by side in the innermost loops
+// (independent accumulators) and keep exactly that per-head order. HC: H when known at compile
+// time (registers), else 0.
+template <typename T, int HC>
+inline void source_grad_scalar(T* __restrict gsn, const T* __restrict g, const int64_t* __restrict segs,
+                               const T* __restrict pa, const T* __restrict delta, const T* __restrict vn,
+                               int64_t len, int64_t Hr, int64_t D) {
   using V = Vectorized<T>;
   constexpr int64_t L = V::size();
   constexpr int64_t B = 4 * L;
+  constexpr int64_t kArr = HC > 0 ? HC : kMaxHeads;
+  const int64_t H = HC > 0 ? HC : Hr;
   const int64_t HD = H * D;
+  T common[kArr], dtail[kArr];
+  V dsum[kArr];
   for (int64_t h = 0; h < H; ++h) {
-    T common = 0;
-    for (int64_t j = 0; j < len; ++j) common += pa[j * H + h] * delta[segs[j] * H + h];
-    const T* gbase = g + h * D;
-    const T* vh = vn + h * D;
-    T* out = gv + h * D;
-    V dsum(T(0));
-    T dtail = 0;
-    int64_t d = 0;
-    for (; d + B <= D; d += B) {
-      const V v0 = V::loadu(vh + d), v1 = V::loadu(vh + d + L), v2 = V::loadu(vh + d + 2 * L),
-              v3 = V::loadu(vh + d + 3 * L);
-      V a0(T(0)), a1(T(0)), a2(T(0)), a3(T(0));
-      for (int64_t j = 0; j < len; ++j) {
-        if (h == 0 && d == 0 && j + 8 < len) prefetch_row(g + segs[j + 8] * HD, HD * sizeof(T));
-        const T* gr = gbase + segs[j] * HD + d;
-        const V pj(p[j * H + h]), paj(pa[j * H + h]);
-        const V g0 = V::loadu(gr), g1 = V::loadu(gr + L), g2 = V::loadu(gr + 2 * L), g3 = V::loadu(gr + 3 * L);
-        a0 = at::vec::fmadd(pj, g0, a0);
-        a1 = at::vec::fmadd(pj, g1, a1);
-        a2 = at::vec::fmadd(pj, g2, a2);
-        a3 = at::vec::fmadd(pj, g3, a3);
-        dsum = at::vec::fmadd(paj, g0 * v0 + g1 * v1 + g2 * v2 + g3 * v3, dsum);
+    common[h] = 0;
+    dtail[h] = 0;
+    dsum[h] = V(T(0));
+  }
+  for (int64_t j = 0; j < len; ++j) {
+    const T* dl = delta + segs[j] * H;
+    for (int64_t h = 0; h < H; ++h) common[h] += pa[j * H + h] * dl[h];
+  }
+  int64_t d = 0;
+  for (; d + B <= D; d += B) {
+    for (int64_t j = 0; j < len; ++j) {
+      const T* gr = g + segs[j] * HD + d;
+      for (int64_t h = 0; h < H; ++h) {
+        const T* vh = vn + h * D + d;
+        const T* gh = gr + h * D;
+        const V v0 = V::loadu(vh), v1 = V::loadu(vh + L), v2 = V::loadu(vh + 2 * L), v3 = V::loadu(vh + 3 * L);
+        const V g0 = V::loadu(gh), g1 = V::loadu(gh + L), g2 = V::loadu(gh + 2 * L), g3 = V::loadu(gh + 3 * L);
+        const V paj(pa[j * H + h]);
+        dsum[h] = at::vec::fmadd(paj, g0 * v0 + g1 * v1 + g2 * v2 + g3 * v3, dsum[h]);
       }
-      a0.store(out + d);
-      a1.store(out + d + L);
-      a2.store(out + d + 2 * L);
-      a3.store(out + d + 3 * L);
     }
-    for (; d + L <= D; d += L) {
-      const V v0 = V::loadu(vh + d);
-      V a0(T(0));
-      for (int64_t j = 0; j < len; ++j) {
-        if (h == 0 && d == 0 && j + 8 < len) prefetch_row(g + segs[j + 8] * HD, HD * sizeof(T));
-        const V g0 = V::loadu(gbase + segs[j] * HD + d);
-        a0 = at::vec::fmadd(V(p[j * H + h]), g0, a0);
-        dsum = at::vec::fmadd(V(pa[j * H + h]), g0 * v0, dsum);
+  }
+  for (; d + L <= D; d += L) {
+    for (int64_t j = 0; j < len; ++j) {
+      const T* gr = g + segs[j] * HD + d;
+      for (int64_t h = 0; h < H; ++h) {
+        const V v0 = V::loadu(vn + h * D + d);
+        const V g0 = V::loadu(gr + h * D);
+        dsum[h] = at::vec::fmadd(V(pa[j * H + h]), g0 * v0, dsum[h]);
       }
-      a0.store(out + d);
     }
-    for (; d < D; ++d) {
-      T a = 0;
-      for (int64_t j = 0; j < len; ++j) {
-        const T gj = gbase[segs[j] * HD + d];
-        a += p[j * H + h] * gj;
-        dtail += pa[j * H + h] * gj * vh[d];
+  }
+  for (; d < D; ++d) {
+    for (int64_t j = 0; j < len; ++j) {
+      const T* gr = g + segs[j] * HD + d;
+      for (int64_t h = 0; h < H; ++h) {
+        const T gj = gr[h * D];
+        dtail[h] += pa[j * H + h] * gj * vn[h * D + d];
       }
-      out[d] = a;
     }
-    gsn[h] = vec_hsum(dsum) + dtail - common;
+  }
+  for (int64_t h = 0; h < H; ++h) gsn[h] = vec_hsum(dsum[h]) + dtail[h] - common[h];
+}
+
+// For one source row n with `len` transposed entries (segments segs[j], weights p[j*H+h] and
+// pa[j*H+h] = p * act'): gv[h*D+d] = sum_j p g[s_j,h,d] (weighted_row_sum over the rows of g,
+// pe its scratch) and gsn (source_grad_scalar).
+template <typename T>
+inline void source_grad_row(T* __restrict gv, T* __restrict gsn, const T* __restrict g,
+                            const int64_t* __restrict segs, const T* __restrict p, const T* __restrict pa,
+                            T* __restrict pe, const T* __restrict delta, const T* __restrict vn, int64_t len,
+                            int64_t H, int64_t D) {
+  const int64_t HD = H * D;
+  constexpr int64_t kAhead = 8;  // g rows are prefetched this many entries ahead
+  weighted_row_sum(gv, g, segs, p, len, H, D, pe, segs + kAhead, len - kAhead);
+  // double keeps the runtime-H loop: with the head count fixed GCC contracts its multiply-adds
+  // differently there, which would change the rounding of the committed float64 results
+  switch (std::is_same<T, float>::value ? H : 0) {
+    case 1: source_grad_scalar<T, 1>(gsn, g, segs, pa, delta, vn, len, H, D); break;
+    case 2: source_grad_scalar<T, 2>(gsn, g, segs, pa, delta, vn, len, H, D); break;
+    case 4: source_grad_scalar<T, 4>(gsn, g, segs, pa, delta, vn, len, H, D); break;
+    case 8: source_grad_scalar<T, 8>(gsn, g, segs, pa, delta, vn, len, H, D); break;
+    default: source_grad_scalar<T, 0>(gsn, g, segs, pa, delta, vn, len, H, D); break;
   }
 }
 
@@ -412,9 +528,11 @@ void ssa_backward_sources(const T* g, const T* lse, const T* delta, const T* src
       for (int64_t h = 0; h < H; ++h) gsn[h] = 0;
       continue;
     }
-    if (static_cast<int64_t>(buf.size()) < 2 * len * H) buf.resize(2 * len * H);
+    const int64_t need = 2 * len * H + len * HD + Vectorized<T>::size();
+    if (static_cast<int64_t>(buf.size()) < need) buf.resize(need);
     T* p = buf.data();
     T* pa = p + len * H;  // first the activation derivative, then p * act'
+    T* pe = pa + len * H;
     const T* sr = src + n * H;
     const int64_t* segs = t_indices + lo;
     for (int64_t j = 0; j < len; ++j) {
@@ -437,7 +555,7 @@ void ssa_backward_sources(const T* g, const T* lse, const T* delta, const T* src
     } else {
       std::memcpy(pa, p, sizeof(T) * len * H);
     }
-    source_grad_row(gv, gsn, g, segs, p, pa, delta, val + n * HD, len, H, D);
+    source_grad_row(gv, gsn, g, segs, p, pa, pe, delta, val + n * HD, len, H, D);
   }
 }
 

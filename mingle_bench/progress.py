@@ -73,6 +73,10 @@ class CellProgress:
     ``on_eval(step, val_metrics)`` callback for the trainer, :meth:`end_cell` advances the
     overall bar with a summary, :meth:`skip` counts cells finished earlier, :meth:`log` prints
     a line above the bars (plain ``print`` when disabled).
+
+    An executor that trains several cells at once (``mingle_bench.distributed.cells``) passes
+    ``concurrent=True`` to :meth:`start_cell`, so each running cell keeps its own line, removes
+    it with :meth:`finish_cell`, and shows how many run with :meth:`running`.
     """
 
     def __init__(self, enabled: bool, total: int, monitor: str):
@@ -83,6 +87,7 @@ class CellProgress:
             self._p = _progress("{task.description}", TextColumn("{task.fields[info]}"))
             self._overall = self._p.add_task("model x seed", total=total, info="")
             self._cell = None
+            self._cells: dict = {}  # (model, seed) -> line, for cells running at once
 
     def __enter__(self):
         if self._p:
@@ -99,18 +104,35 @@ class CellProgress:
         else:
             print(msg, flush=True)
 
-    def start_cell(self, model: str, seed: int, max_steps: int) -> Callable[[int, dict], None]:
+    def start_cell(self, model: str, seed: int, max_steps: int, concurrent: bool = False
+                   ) -> Callable[[int, dict], None]:
+        """A line for the cell; ``concurrent``: keep the other cells' lines (until :meth:`finish_cell`)."""
         if not self._p:
             return lambda step, vm: None
-        if self._cell is not None:
+        if not concurrent and self._cell is not None:
             self._p.remove_task(self._cell)
-        self._cell = self._p.add_task(f"  {model} seed {seed}", total=max_steps, info="")
+        line = self._p.add_task(f"  {model} seed {seed}", total=max_steps, info="")
+        if concurrent:
+            self._cells[(model, seed)] = line
+        else:
+            self._cell = line
 
         def on_eval(step: int, val_metrics: dict) -> None:
             v = val_metrics.get(self.monitor, math.nan)
-            self._p.update(self._cell, completed=min(step, max_steps),
+            self._p.update(line, completed=min(step, max_steps),
                            info=f"step {step} val {self.monitor} {v:.4f}" if v == v else f"step {step}")
         return on_eval
+
+    def finish_cell(self, model: str, seed: int) -> None:
+        """Drop the line of a cell started with ``concurrent=True``."""
+        line = self._cells.pop((model, seed), None) if self._p else None
+        if line is not None:
+            self._p.remove_task(line)
+
+    def running(self, n: int) -> None:
+        """Show how many cells run at once (a parallel executor); 0 hides the count."""
+        if self._p:
+            self._p.update(self._overall, description=f"model x seed ({n} running)" if n else "model x seed")
 
     def end_cell(self, info: str) -> None:
         if self._p:

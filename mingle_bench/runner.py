@@ -38,6 +38,7 @@ import numpy as np
 
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
+from mingle_bench.distributed import cells as _cells
 from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description
 from mingle_bench.pipeline import RunError
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, LEARNING_CURVES_FILE, finalize
@@ -158,20 +159,8 @@ def load_tuned(spec: str, out: str | os.PathLike) -> dict:
 # scheduling
 
 
-@dataclass(frozen=True)
-class CellJob:
-    """One model x seed cell to train, with its hyperparameters and identity."""
-
-    model: str
-    seed: int
-    hparams: dict
-    input_hash: str
-
-
-@dataclass(frozen=True)
-class CellFailure:
-    error: str
-    traceback: str
+# the executor protocol's types live beside the Ray executor (which cannot import this module)
+CellJob, CellFailure = _cells.CellJob, _cells.CellFailure
 
 
 class LocalExecutor:
@@ -205,9 +194,7 @@ def make_executor(name: str, ray_address: str | None = None):
     """The cell executor called ``name`` (``local`` or ``ray``)."""
     P.check_executor(name)
     if name == "ray":
-        from mingle_bench.distributed import RayExecutor
-
-        return RayExecutor(address=ray_address)
+        return _cells.RayExecutor(address=ray_address)
     return LocalExecutor()
 
 

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 #: study attributes that must match when a worker joins an existing study
 STUDY_ATTRS = ("pipeline", "task", "model", "data", "data_id", "split_seed", "max_steps", "eval_every", "patience",
                "monitor", "notes", "encoder", "split_sha256")
+#: attributes recorded only when they differ from the default (absent = fp32), compared the same way
+OPTIONAL_STUDY_ATTRS = ("precision",)
 
 
 class TuneError(P.RunError):
@@ -73,6 +75,7 @@ class TuneResult:
     path: Path | None
     monitor: str
     stale: dict | None = None  # what clean_stale_trials found at start (None: not run)
+    workers: list | None = None  # --executor ray: one dict per Ray worker (worker_id, trials or error)
 
 
 def stale_trial_retry_kwargs(max_retry: int = 3, storage_cls=None) -> dict:
@@ -271,8 +274,6 @@ def tune(
     Every trial trains under the same step budget (``max_steps``, ``eval_every``, ``patience``)
     as ``mingle-bench run``, so a tuned model and a default one are trained alike."""
     import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
 
     from mingle_bench.metrics import HIGHER_IS_BETTER
 
@@ -294,6 +295,19 @@ def tune(
 
     P.check_precision(precision)
     P.check_executor(executor)
+    if workers < 1:
+        raise TuneError(f"--workers must be >= 1, got {workers}")
+    if workers > 1 and executor != "ray":
+        raise TuneError(f"--workers {workers} needs --executor ray; without Ray, start more `mingle-bench tune` "
+                        "processes on the same --study-name and --storage (each with its own --worker-id)")
+    if executor == "ray":
+        from mingle_bench.distributed.cluster import ClusterError, import_ray
+
+        try:
+            import_ray()  # before any data loads
+        except ClusterError as exc:
+            raise TuneError(str(exc)) from None
+        storage_url = _shared_storage_url(storage_url)
     inputs = P.Inputs(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes,
                       max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision)
     tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address).data
@@ -302,10 +316,40 @@ def tune(
     attrs = {"pipeline": P.PIPELINE_VERSION, "task": task, "model": model, "data": data, "data_id": data_id,
              "split_seed": int(split_seed), **budget.as_dict(), "monitor": monitor, "notes": notes,
              "encoder": encoder, "split_sha256": split_sha}
+    if precision != P.DEFAULT_PRECISION:  # fp32 studies keep the attributes they always had
+        attrs["precision"] = precision
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store = make_storage(storage_url, heartbeat_interval, grace_period, max_retry)
     direction = "maximize" if HIGHER_IS_BETTER[monitor] else "minimize"
+    study_kw = dict(study_name=study_name, storage_url=storage_url, attrs=attrs, direction=direction, seed=seed,
+                    budget=budget, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                    max_retry=max_retry)
+    study = _open_study(worker_id=worker_id, **study_kw)
+
+    defaults = P.model_defaults(model)
+    console = _console(progress)
+    stale = clean_stale_trials(study, grace_period, console if progress else None)
+    loop_kw = dict(model=model, trials=trials, timeout=timeout, device=str(dev), budget=budget, monitor=monitor,
+                   seed=seed)
+    t0 = time.time()
+    workers_info = None
+    if executor == "ray":
+        workers_info = _optimize_on_ray(tdata, study, study_kw, loop_kw, workers=workers, base_worker_id=worker_id,
+                                        address=ray_address, console=console)
+    else:
+        _optimize(study, tdata, worker_id=worker_id, console=console, **loop_kw)
+    res = save_best(study, out, storage_url, defaults, monitor, time.time() - t0, command)
+    res.stale = stale
+    res.workers = workers_info
+    return res
+
+
+def _open_study(*, study_name: str, storage_url: str, attrs: dict, direction: str, seed: int, worker_id: int, budget,
+                heartbeat_interval: int, grace_period: int, max_retry: int):
+    """Create or join the study; refuse one created for another setup (its attributes differ)."""
+    import optuna
+
+    store = make_storage(storage_url, heartbeat_interval, grace_period, max_retry)
     sampler = optuna.samplers.TPESampler(seed=seed + worker_id, multivariate=True, constant_liar=True)
     # no pruning in a trial's first `patience` evaluations: the full-graph models sit on an initial plateau
     pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=budget.patience * budget.eval_every)
@@ -320,7 +364,9 @@ def tune(
         time.sleep(0.1)
         existing = study.user_attrs
     if existing:
-        diff = {k: (existing.get(k), attrs[k]) for k in STUDY_ATTRS if existing.get(k) != attrs[k]}
+        # "precision" is recorded only for non-fp32 studies: absent on both sides means fp32
+        diff = {k: (existing.get(k), attrs.get(k)) for k in (*STUDY_ATTRS, *OPTIONAL_STUDY_ATTRS)
+                if existing.get(k) != attrs.get(k)}
         if diff:
             desc = ", ".join(f"{k}: study has {a!r}, this worker {b!r}" for k, (a, b) in diff.items())
             raise TuneError(f"study {study_name!r} in {redact(storage_url)} was created for another setup ({desc}); "
@@ -330,10 +376,18 @@ def tune(
             study.set_user_attr(k, v)
     if study.direction != getattr(optuna.study.StudyDirection, direction.upper()):
         raise TuneError(f"study {study_name!r} optimises in the other direction; use another --study-name")
+    return study
+
+
+def _optimize(study, tdata, *, model: str, trials: int, timeout: float | None, device: str, budget, monitor: str,
+              seed: int, worker_id: int, console) -> None:
+    """This worker's trials: until the study holds ``trials`` finished ones (or ``timeout``)."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
 
     defaults = P.model_defaults(model)
-    console = _console(progress)
-    stale = clean_stale_trials(study, grace_period, console if progress else None)
+    study_name = study.study_name
 
     def objective(trial: optuna.Trial) -> float:
         hp = {**defaults, **P.search_space(model, trial)}
@@ -346,7 +400,7 @@ def tune(
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at step {step} ({monitor} {float(v):.4f})")
 
-        res = P.fit(model, tdata, hp, seed, dev, budget, monitor, on_eval)
+        res = P.fit(model, tdata, hp, seed, device, budget, monitor, on_eval)
         value = float(res.val_metrics.get(monitor, math.nan))
         trial.set_user_attr("best_step", int(res.best_step))
         trial.set_user_attr("stopped", str(res.stopped))
@@ -366,15 +420,112 @@ def tune(
     cap = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     remaining = trials - len(finished)
-    t0 = time.time()
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[cap, report],
                        catch=(FloatingPointError,), gc_after_trial=True)
     else:
         console(f"[{study_name}] already has {len(finished)} finished trials (cap {trials}); nothing to run")
-    res = save_best(study, out, storage_url, defaults, monitor, time.time() - t0, command)
-    res.stale = stale
-    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# tune --executor ray --workers N
+
+
+def _shared_storage_url(url: str) -> str:
+    """A storage URL every Ray worker reaches: a SQLite path made absolute (workers run in Ray's
+    own working directory); an in-memory SQLite refused."""
+    prefix = "sqlite:///"
+    if url.startswith("sqlite") and (not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:")):
+        raise TuneError(f"--storage {redact(url)}: Ray workers cannot share an in-memory SQLite study; "
+                        "give a file (sqlite:///path/optuna.db) or a server (postgresql+psycopg2://...)")
+    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
+        return prefix + str(Path(url[len(prefix):]).resolve())
+    return url
+
+
+def _ray_worker(tdata, study_kw: dict, loop_kw: dict, worker_id: int, threads: int) -> dict:
+    """One Optuna worker on a Ray worker: join the study, run trials until the cap, return counts."""
+    import optuna
+    import torch
+
+    torch.set_num_threads(int(threads))  # the local executor's thread count (distributed.cluster.cell_threads)
+    P.tame_library_logging()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _open_study(worker_id=worker_id, **study_kw)
+    _optimize(study, tdata, worker_id=worker_id, console=lambda msg: None, **loop_kw)
+    return {"worker_id": worker_id, "trials": sum(1 for t in study.get_trials(deepcopy=False)
+                                                  if t.user_attrs.get("worker_id") == worker_id)}
+
+
+def _optimize_on_ray(tdata, study, study_kw: dict, loop_kw: dict, *, workers: int, base_worker_id: int,
+                     address: str | None, console) -> list[dict]:
+    """Run ``workers`` Optuna workers as Ray tasks on the study's storage and wait for them.
+
+    Each worker is :func:`_optimize` with ``worker_id = base_worker_id + i`` (its own TPE seed),
+    one thread count and resources per worker like a cell's; the data goes to the object store
+    once. SQLite storage is refused on a cluster of several nodes (its file is on one machine;
+    use PostgreSQL). While waiting, each newly finished trial is reported; Ctrl-C cancels the
+    workers (their running trials are failed and re-queued by the next ``tune`` through the
+    heartbeat). Returns one dict per worker (``worker_id``, ``trials`` run, or ``error``)."""
+    from optuna.trial import TrialState
+
+    from mingle_bench.distributed.cluster import ClusterError, cell_threads, connect, resources
+
+    try:
+        ray = connect(address)
+        threads, warning = cell_threads(ray)
+    except ClusterError as exc:
+        raise TuneError(str(exc)) from None
+    if warning:
+        console(warning)
+    url = study_kw["storage_url"]
+    nodes = resources(ray)["nodes"]
+    if url.startswith("sqlite") and nodes > 1:
+        raise TuneError(f"--storage {redact(url)}: this Ray cluster has {nodes} nodes and a SQLite file lives on "
+                        "one of them; give a server database every node reaches, e.g. "
+                        "--storage postgresql+psycopg2://user:pw@host/db (docs/distributed.md)")
+    gpu = loop_kw["device"].startswith("cuda")
+    task = ray.remote(_ray_worker).options(num_cpus=threads, num_gpus=1 if gpu else 0, max_retries=0,
+                                           retry_exceptions=False)
+    data_ref = ray.put(tdata)
+    refs = {task.remote(data_ref, study_kw, loop_kw, base_worker_id + i, threads): base_worker_id + i
+            for i in range(workers)}
+    console(f"[{study.study_name}] {workers} Optuna worker(s) on Ray ({threads} thread(s) each)")
+    done_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state in done_states}
+    info: list[dict] = []
+    try:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=2.0)
+            for t in study.get_trials(deepcopy=False):
+                if t.state in done_states and t.number not in seen:
+                    seen.add(t.number)
+                    val = "" if t.value is None else f" val {loop_kw['monitor']} {t.value:.4f}"
+                    console(f"[{study.study_name}] trial {t.number} {t.state.name}{val} "
+                            f"(worker {t.user_attrs.get('worker_id', '?')})")
+            for ref in ready:
+                wid = refs.pop(ref)
+                try:
+                    info.append(ray.get(ref))
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one worker's failure; the study goes on
+                    cause = getattr(exc, "cause", None)
+                    shown = cause if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError) else exc
+                    msg = str(shown).strip().splitlines()[0] if str(shown).strip() else type(shown).__name__
+                    if isinstance(shown, TuneError):  # e.g. the study belongs to another setup: every worker says so
+                        raise TuneError(msg) from None
+                    info.append({"worker_id": wid, "error": f"{type(shown).__name__}: {msg}"})
+                    console(f"[{study.study_name}] worker {wid} FAILED: {type(shown).__name__}: {msg}")
+    finally:
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+    if info and all("error" in w for w in info):
+        raise TuneError(f"every Ray tuning worker failed; first: {info[0]['error']}")
+    return sorted(info, key=lambda w: w["worker_id"])
 
 
 def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor: str, elapsed_s: float,

@@ -70,6 +70,19 @@ def test_import_without_ray_works(no_ray):
         runner.make_executor("ray")
 
 
+def test_an_unreachable_address_is_one_line_naming_it(fakes, tmp_path, capsys):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[distributed]')")
+    if ray.is_initialized():
+        pytest.skip("a Ray is already initialised in this process (it would be reused)")
+    code = main(["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle", "--seeds", "1",
+                 "--executor", "ray", "--ray-address", "127.0.0.1:1", "--encoder", "none", "--max-steps", "3",
+                 "--eval-every", "1", "--patience", "2", "--out", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert code == 1 and "Traceback" not in err and len(lines) == 1, err
+    assert "--ray-address 127.0.0.1:1" in lines[0] and "ray start --head" in lines[0]
+
+
 # -- on a local Ray (starting it takes ~8 s on 2 cores, each worker ~4 s: most tests here are slow) --
 
 

@@ -2,8 +2,10 @@
 
 Run: ``python -m pytest benchmarks/bench_encoders.py --benchmark-only -q``.
 ``MINGLE_BENCH_ENCODER`` picks the encoder spec (default ``default``, the bundled MiniLM) and
-``MINGLE_BENCH_THREADS`` the torch threads (default 2). Each benchmark's ``extra_info`` holds
-its items/s. ``mingle-bench profile-encoder --json -`` prints the same numbers as one JSON object;
+``MINGLE_BENCH_THREADS`` the torch threads (default 2) and ``MINGLE_BENCH_PRECISION`` the compute
+precision (``fp32``, the default, ``bf16`` or ``auto``). Each benchmark's ``extra_info`` holds
+its items/s. ``mingle-bench profile-encoder [--precision fp32,bf16] --json -`` prints the same numbers
+as one JSON object;
 both time the workloads of :func:`mingle_bench.profiling.encoders.workloads`.
 
 Targets on a 2-core CPU with MiniLM: >= ~250 concept names/s and >= ~20 notes/s with each note
@@ -21,13 +23,14 @@ from mingle_bench.profiling.encoders import clinical_notes, concept_names, workl
 
 SPEC = os.environ.get("MINGLE_BENCH_ENCODER", "default")
 THREADS = int(os.environ.get("MINGLE_BENCH_THREADS", "2"))
+PRECISION = os.environ.get("MINGLE_BENCH_PRECISION", "fp32")
 N_NAMES, N_NOTES = 512, 48
 
 
 @pytest.fixture(scope="module")
 def encoder():
     torch.set_num_threads(THREADS)
-    return load_encoder(SPEC)
+    return load_encoder(SPEC, precision=PRECISION)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,13 @@ by a spec string (``--encoder`` on the CLI):
     an OpenAI-compatible ``/embeddings`` endpoint (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``);
     ``openai:text-embedding-ada-002`` is what the MINGLE paper used.
 
+Local models take a compute precision, ``fp32`` (default; unchanged identity and cache keys),
+``bf16`` (fp32 weights under bf16 autocast, its own cache namespace) or ``auto`` (bf16 where the
+device has native bf16); see :mod:`mingle_bench.encoders.hf`.
+
 Public API::
 
-    load_encoder(spec="default", **overrides) -> Encoder
+    load_encoder(spec="default", precision=None, **overrides) -> Encoder
     embed_texts(encoder, texts, cache=None, progress=True) -> Tensor [n, dim]
     embed_visit_notes(encoder, visit_note_ids, read_texts, ...) -> (Tensor [V, dim], Tensor bool [V], dict)
     EmbeddingCache(root=None)

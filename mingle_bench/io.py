@@ -236,6 +236,17 @@ def cpu_model() -> str:
     return cpu
 
 
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process and of its waited-for children, in MiB (None where
+    the platform does not report it)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(kib / 1024, 1)  # Linux reports KiB
+
+
 def machine_description(device: str | None = None) -> str:
     """OS, CPU model, core count, torch version and the accelerator used."""
     parts = [f"{platform.system()} {platform.machine()}", cpu_model(), f"{os.cpu_count()} CPU cores"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +40,12 @@ import numpy as np
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
 from mingle_bench.distributed import cells as _cells
-from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description
+from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description, peak_rss_mb
 from mingle_bench.pipeline import RunError
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, LEARNING_CURVES_FILE, finalize
 
+#: wall times per stage and cell, and the peak RSS, of the last invocation on a results folder
+TIMINGS_FILE = "timings.json"
 DEFAULT_MODELS: tuple[str, ...] = ("mingle", "hypehr", "retain", "gram", "hypergat", "logreg")
 DEFAULT_SEEDS = 5
 
@@ -202,6 +205,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
     """Run (or resume) every model x seed cell of ``cfg`` and write the results folder."""
     from mingle_bench.progress import CellProgress
 
+    started = time.perf_counter()
     P.check_precision(cfg.precision)
     executor = executor or make_executor(cfg.executor, cfg.ray_address)
     P.tame_library_logging()
@@ -247,7 +251,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
         cells = [(m, s) for s in seeds for m in models]
 
         prog = CellProgress(cfg.progress, len(cells), cfg.monitor)
-        trained, failed = [], []
+        trained, failed, cell_times = [], [], []
         with prog:
             prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=lambda sid: _check_source(folder, sid),
                              executor=executor.name, ray_address=cfg.ray_address)
@@ -297,6 +301,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 R.save_array(R.preds_path(folder, job.model, job.seed), {"probs": out.probs})
                 R.add_run(folder, record)
                 trained.append((job.model, job.seed))
+                cell_times.append({"model": job.model, "seed": int(job.seed), "train_s": out.train_s,
+                                   "steps_run": out.steps_run, "best_step": out.best_step, "stopped": out.stopped})
                 prog.end_cell(f"{job.model}/{job.seed} test {cfg.monitor} {out.metrics[cfg.monitor]:.4f}, "
                               f"best step {out.best_step}/{out.steps_run} ({out.stopped})")
 
@@ -311,6 +317,13 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             from mingle_bench.report.reference import check_reference
 
             ref = check_reference(folder, [keys[c] for c in cells], cfg.reference)
+        # this invocation's wall times and memory (they vary run to run, so they stay out of
+        # config.json and the records); `scripts/scale_report.py` reads them
+        atomic_write_json(folder / TIMINGS_FILE, {
+            "command": config["command"], "machine": config["machine"], "executor": executor.name,
+            "stage_seconds": prep.seconds, "cells": cell_times, "cells_resumed": len(skipped),
+            "cells_failed": len(failed), "wall_s": round(time.perf_counter() - started, 1),
+            "peak_rss_mb": peak_rss_mb(), "finished_at": P.utc_timestamp()})
         return RunSummary(folder, trained, skipped, failed, rows, comp, files, ref)
 
 
@@ -321,7 +334,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
 def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) -> None:
     cfg_path = folder / R.CONFIG_FILE
     if fresh and folder.exists():
-        for name in (R.RUNS_FILE, R.CONFIG_FILE, R.SPLITS_FILE, R.COMPARISON_FILE, "failures.json", "curves.png",
+        for name in (R.RUNS_FILE, R.CONFIG_FILE, R.SPLITS_FILE, R.COMPARISON_FILE, "failures.json", "curves.png", TIMINGS_FILE,
                      LEARNING_CURVES_FILE, "reference_check.json", "table.md", "table.tex", "table.csv"):
             (folder / name).unlink(missing_ok=True)
         preds = folder / R.PREDS_DIR

@@ -73,6 +73,11 @@ def test_run_writes_all_files_with_contents(fakes, tmp_path):
     assert split["seed"] == 0 and "sha256" in split
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["models"] == ["mingle", "hypehr", "retain"] and cfg["seeds"] == [0, 1, 2]
+    assert all(r["executor"] == "local" for r in recs)
+    timings = json.loads((folder / "timings.json").read_text())
+    assert set(timings["stage_seconds"]) >= {"load", "features"} and timings["wall_s"] >= 0
+    assert [(c["model"], c["seed"]) for c in timings["cells"]] == [(r["model"], r["seed"]) for r in recs]
+    assert timings["peak_rss_mb"] > 0 and timings["cells_resumed"] == 0 and timings["executor"] == "local"
 
 
 def test_rerun_skips_finished_cells_and_adds_new_ones(fakes, tmp_path, monkeypatch):

@@ -98,6 +98,8 @@ SHAPES = [
     ([], 5, 2, 3),          # S = 0
     ([0, 0, 0], 4, 2, 3),   # nnz = 0
     ([0, 0], 0, 3, 5),      # N = 0
+    ([94, 5, 0, 120, 1], 40, 4, 12),  # MINGLE's d=48, h=4: head boundaries inside vectors
+    ([6, 0, 3, 11], 10, 12, 5),       # H > 8: expanded per-element weights
 ]
 
 

@@ -124,6 +124,21 @@ def check_precision(precision: str) -> None:
         raise RunError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
+def effective_precision(precision: str, encoder: str | None) -> str:
+    """The precision an encoder spec runs at here: ``auto`` resolved for this machine (bf16 on a
+    CUDA device or a CPU with native bf16, else fp32; :func:`mingle_bench.encoders.hf.resolve_precision`),
+    fp32 for remote APIs and for no encoder at all. Runs and studies record this value, so an
+    ``auto`` run on two different machines is never mistaken for the same configuration."""
+    check_precision(precision)
+    if encoder in (None, "none") or str(encoder).startswith("openai:"):
+        return DEFAULT_PRECISION
+    if precision != "auto":
+        return precision
+    from mingle_bench.encoders.hf import resolve_precision
+
+    return resolve_precision("auto", resolve_device("auto"))
+
+
 def check_executor(executor: str) -> None:
     if executor not in EXECUTORS:
         raise RunError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")

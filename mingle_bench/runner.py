@@ -27,6 +27,7 @@ cells whose hash matches.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -206,7 +207,9 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
     from mingle_bench.progress import CellProgress
 
     started = time.perf_counter()
-    P.check_precision(cfg.precision)
+    precision = P.effective_precision(cfg.precision, cfg.encoder)
+    if precision != cfg.precision:
+        cfg = dataclasses.replace(cfg, precision=precision)
     executor = executor or make_executor(cfg.executor, cfg.ray_address)
     P.tame_library_logging()
     budget = P.make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)

@@ -523,3 +523,24 @@ def test_two_runs_on_one_folder_keep_every_cell(tmp_path):
     assert len(R.load_runs(folder)) == 9
     out3 = _fake_cli(argv, {**env, "FAKE_FIT_SLEEP": "0"}).communicate(timeout=120)[0]
     assert "0 trained, 9 resumed" in out3, out3
+
+
+def test_precision_is_recorded_resolved(monkeypatch):
+    from mingle_bench import pipeline as P
+    from mingle_bench.encoders import hf
+
+    monkeypatch.setattr(hf, "device_supports_bf16", lambda device: True)
+    assert P.effective_precision("auto", "default") == "bf16"
+    monkeypatch.setattr(hf, "device_supports_bf16", lambda device: False)
+    assert P.effective_precision("auto", "default") == "fp32"
+    assert P.effective_precision("bf16", None) == "fp32"          # nothing embeds: precision is moot
+    assert P.effective_precision("auto", "openai:text-embedding-3-small") == "fp32"
+    assert P.effective_precision("bf16", "default") == "bf16"
+    with pytest.raises(P.RunError, match="--precision"):
+        P.effective_precision("fp16", "default")
+
+
+def test_fp32_and_bf16_runs_do_not_share_a_folder_or_hashes(fakes, tmp_path):
+    runner.run_benchmark(_cfg(tmp_path))
+    with pytest.raises(pipeline.RunError, match="precision: None -> 'bf16'"):
+        runner.run_benchmark(_cfg(tmp_path, precision="bf16"))

@@ -99,8 +99,9 @@ def ray_local():
 
 def _toy_run(out, executor, models=("mingle", "logreg"), seeds=(0, 1), max_steps=10, eval_every=5, **kw):
     kw.setdefault("hparam_overrides", {"retain": RETAIN_TINY, "mingle": MINGLE_TINY})
+    kw.setdefault("progress", False)
     cfg = runner.RunConfig(task="mortality", data="toy", models=list(models), seeds=list(seeds), out=str(out),
-                           max_steps=max_steps, eval_every=eval_every, patience=2, n_boot=20, progress=False, reference=None,
+                           max_steps=max_steps, eval_every=eval_every, patience=2, n_boot=20, reference=None,
                            **kw)
     return runner.run_benchmark(cfg, executor=executor)
 
@@ -113,7 +114,8 @@ def test_ray_cells_are_bit_identical_to_local(ray_local, toy_pipeline, tmp_path,
     from mingle_bench.distributed.cells import RayExecutor
 
     local = _toy_run(tmp_path / "local", runner.LocalExecutor(), models=models, max_steps=max_steps)
-    ray_ = _toy_run(tmp_path / "ray", RayExecutor(), models=models, max_steps=max_steps)
+    # with the progress display on for the larger case: the workers' evaluations reach the driver's lines
+    ray_ = _toy_run(tmp_path / "ray", RayExecutor(), models=models, max_steps=max_steps, progress=len(models) > 2)
     assert not local.failed and not ray_.failed
     a = {(r["model"], r["seed"]): r for r in R.load_runs(local.folder)}
     b = {(r["model"], r["seed"]): r for r in R.load_runs(ray_.folder)}
@@ -125,6 +127,47 @@ def test_ray_cells_are_bit_identical_to_local(ray_local, toy_pipeline, tmp_path,
         assert a[k]["curve"] == b[k]["curve"], k
         assert a[k]["input_hash"] == b[k]["input_hash"], k
         assert (a[k]["executor"], b[k]["executor"]) == ("local", "ray")
+
+
+class RecordingProgress:
+    """The CellProgress calls an executor makes, recorded."""
+
+    enabled = True
+
+    def __init__(self):
+        self.calls: list = []
+
+    def start_cell(self, model, seed, max_steps, concurrent=False):
+        self.calls.append(("start", model, seed, concurrent))
+        return lambda step, vm: self.calls.append(("eval", model, seed, step))
+
+    def finish_cell(self, model, seed):
+        self.calls.append(("finish", model, seed))
+
+    def running(self, n):
+        self.calls.append(("running", n))
+
+    def log(self, msg):
+        self.calls.append(("log", msg))
+
+
+@pytest.mark.slow
+def test_workers_report_progress_to_the_driver(ray_local, toy_pipeline):
+    from mingle_bench import pipeline as P
+    from mingle_bench.distributed.cells import RayExecutor
+
+    data = P.prepare(P.Inputs(task="mortality", data="toy", encoder=None), progress=False).data
+    jobs = [runner.CellJob("retain", s, {**P.model_defaults("retain"), **RETAIN_TINY}, f"h{s}") for s in (0, 1)]
+    prog = RecordingProgress()
+    budget = P.make_budget(6, 2, 5)
+    out = list(RayExecutor().run(jobs, data, device="cpu", budget=budget, monitor="aupr", progress=prog))
+    assert sorted(j.seed for j, _ in out) == [0, 1] and all(isinstance(o, P.CellOutcome) for _, o in out)
+    for job, o in out:
+        s = job.seed
+        assert ("start", "retain", s, True) in prog.calls and ("finish", "retain", s) in prog.calls
+        steps = [c[3] for c in prog.calls if c[:3] == ("eval", "retain", s)]
+        assert steps == [step for step, _ in o.curve] and steps[-1] == o.steps_run, (steps, o.curve)
+    assert prog.calls[-1] == ("running", 0)
 
 
 def crash_on_retain_seed1(model, seed, data, hparams, device, budget, monitor, threads, events, key):

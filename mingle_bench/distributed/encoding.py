@@ -37,7 +37,6 @@ of notes.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Sequence
 
 import torch

@@ -5,12 +5,16 @@
 - :class:`CellProgress`: an overall ``model x seed`` bar plus one line for the current cell
   (step and validation metric), on the console (the benchmark runner).
 
-Both show nothing (and cost nothing) when disabled.
+Both show nothing (and cost nothing) when disabled. When the console is not a terminal (a
+Slurm or Ray job log, ``> run.log``), rich draws no live bars, so both print plain lines instead:
+a bar every :data:`LOG_EVERY_S` seconds and when it ends, a cell when it starts, at most every
+:data:`LOG_EVERY_S` seconds while it trains, and when it ends.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Callable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
@@ -34,6 +38,39 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.1f} {unit}/s", style="progress.data.speed")
 
 
+#: seconds between plain progress lines when the console is not a terminal
+LOG_EVERY_S = 60.0
+
+
+def _duration(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class _LogBar:
+    """A bar for a non-terminal console: one plain line every ``every`` seconds and at the end."""
+
+    def __init__(self, console, description: str, total: int, unit: str, every: float):  # noqa: ANN001
+        self._c, self._d, self._total, self._unit, self._every = console, description, total, unit, every
+        self._n, self._t0 = 0, time.monotonic()
+        self._last = self._t0
+
+    def advance(self, n: int = 1) -> None:
+        self._n += n
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            self.line()
+
+    def line(self, end: bool = False) -> None:
+        el = time.monotonic() - self._t0
+        rate = self._n / el if el > 0 else 0.0
+        eta = f", about {_duration((self._total - self._n) / rate)} left" if rate > 0 and not end else ""
+        self._c.print(f"{self._d}: {self._n:,}/{self._total:,} {self._unit} ({100 * self._n / self._total:.1f}%), "
+                      f"{rate:,.1f} {self._unit}/s, {_duration(el)} elapsed{eta}", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
 class _NullBar:
     def advance(self, n: int = 1) -> None:
         pass
@@ -55,7 +92,15 @@ def progress_bar(description: str, total: int, unit: str = "texts", enabled: boo
         return
     from rich.console import Console
 
-    progress = _progress("[bold]{task.description}", RateColumn(), Console(stderr=True))
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        bar = _LogBar(console, description, total, unit, LOG_EVERY_S)
+        try:
+            yield bar
+        finally:
+            bar.line(end=True)
+        return
+    progress = _progress("[bold]{task.description}", RateColumn(), console)
     with progress:
         task_id = progress.add_task(description, total=total, unit=unit)
         yield _Bar(progress, task_id)
@@ -85,6 +130,8 @@ class CellProgress:
         self._p = None
         if enabled:
             self._p = _progress("{task.description}", TextColumn("{task.fields[info]}"))
+            self._plain = not self._p.console.is_terminal  # a log file: plain lines (module docstring)
+            self._total, self._done = total, 0
             self._overall = self._p.add_task("model x seed", total=total, info="")
             self._cell = None
             self._cells: dict = {}  # (model, seed) -> line, for cells running at once
@@ -100,7 +147,7 @@ class CellProgress:
 
     def log(self, msg: str) -> None:
         if self._p:
-            self._p.console.print(msg, highlight=False)
+            self._p.console.print(msg, highlight=False, soft_wrap=self._plain)
         else:
             print(msg, flush=True)
 
@@ -116,11 +163,17 @@ class CellProgress:
             self._cells[(model, seed)] = line
         else:
             self._cell = line
+        if self._plain:
+            self.log(f"cell {model} seed {seed}: started")
+        last = [time.monotonic()]
 
         def on_eval(step: int, val_metrics: dict) -> None:
             v = val_metrics.get(self.monitor, math.nan)
-            self._p.update(line, completed=min(step, max_steps),
-                           info=f"step {step} val {self.monitor} {v:.4f}" if v == v else f"step {step}")
+            info = f"step {step} val {self.monitor} {v:.4f}" if v == v else f"step {step}"
+            self._p.update(line, completed=min(step, max_steps), info=info)
+            if self._plain and time.monotonic() - last[0] >= LOG_EVERY_S:
+                last[0] = time.monotonic()
+                self.log(f"cell {model} seed {seed}: {info} (budget {max_steps})")
         return on_eval
 
     def finish_cell(self, model: str, seed: int) -> None:
@@ -137,7 +190,11 @@ class CellProgress:
     def end_cell(self, info: str) -> None:
         if self._p:
             self._p.update(self._overall, advance=1, info=info)
+            self._done += 1
+            if self._plain:
+                self.log(f"cell {self._done}/{self._total} done: {info}")
 
     def skip(self, n: int) -> None:
         if self._p and n:
             self._p.update(self._overall, advance=n)
+            self._done += n

@@ -293,7 +293,7 @@ def tune(
         raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
     storage_url = storage or default_storage(out)
 
-    P.check_precision(precision)
+    precision = P.effective_precision(precision, encoder)  # auto resolved for this machine
     P.check_executor(executor)
     if workers < 1:
         raise TuneError(f"--workers must be >= 1, got {workers}")

@@ -498,8 +498,8 @@ inline void source_grad_row(T* __restrict gv, T* __restrict gsn, const T* __rest
   const int64_t HD = H * D;
   constexpr int64_t kAhead = 8;  // g rows are prefetched this many entries ahead
   weighted_row_sum(gv, g, segs, p, len, H, D, pe, segs + kAhead, len - kAhead);
-  // double keeps the runtime-H loop: with the head count fixed GCC contracts its multiply-adds
-  // differently there, which would change the rounding of the committed float64 results
+  // double keeps the runtime-H loop: with the head count fixed, GCC contracts its multiply-adds
+  // differently there, which would change float64 gradients in the last bit
   switch (std::is_same<T, float>::value ? H : 0) {
     case 1: source_grad_scalar<T, 1>(gsn, g, segs, pa, delta, vn, len, H, D); break;
     case 2: source_grad_scalar<T, 2>(gsn, g, segs, pa, delta, vn, len, H, D); break;

@@ -66,7 +66,7 @@ class _LogBar:
         el = time.monotonic() - self._t0
         rate = self._n / el if el > 0 else 0.0
         eta = f", about {_duration((self._total - self._n) / rate)} left" if rate > 0 and not end else ""
-        self._c.print(f"{self._d}: {self._n:,}/{self._total:,} {self._unit} ({100 * self._n / self._total:.1f}%), "
+        self._c.print(f"{self._d}: {self._n:,.0f}/{self._total:,} {self._unit} ({100 * self._n / self._total:.1f}%), "
                       f"{rate:,.1f} {self._unit}/s, {_duration(el)} elapsed{eta}", highlight=False, markup=False,
                       soft_wrap=True)
 

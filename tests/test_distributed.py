@@ -352,11 +352,16 @@ def test_tune_workers_need_ray_and_sqlite_in_memory_is_refused(fakes, tmp_path):
                     storage="sqlite:///:memory:", progress=False)
 
 
-def test_a_study_of_another_precision_is_refused(fakes, tmp_path):
-    from mingle_bench import tuning
+def test_a_study_of_another_precision_is_refused(fakes, tmp_path, monkeypatch):
+    from mingle_bench import pipeline, tuning
 
-    kw = dict(task="mortality", model="mingle", trials=1, out=tmp_path, encoder=None, progress=False,
+    monkeypatch.setattr(pipeline, "open_encoder", lambda *a, **k: None)  # the fake features ignore it
+    kw = dict(task="mortality", model="mingle", trials=1, out=tmp_path, encoder="default", progress=False,
               max_steps=4, eval_every=2, patience=2, study_name="s")
     tuning.tune(**kw)
     with pytest.raises(tuning.TuneError, match="precision"):
         tuning.tune(**{**kw, "precision": "bf16"})
+    # without an encoder nothing embeds, so the precision is moot and the study is the same
+    kw.update(encoder=None, study_name="t")
+    tuning.tune(**kw)
+    tuning.tune(**{**kw, "precision": "bf16"})

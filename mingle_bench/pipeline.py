@@ -40,6 +40,7 @@ import numpy as np
 
 from mingle_bench import __version__
 from mingle_bench.devices import resolve_device
+from mingle_bench.encoders.precision import DEFAULT_PRECISION, PRECISIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from mingle_bench.training import Budget, FitResult
@@ -57,10 +58,6 @@ DEFAULT_EVAL_EVERY = 10
 DEFAULT_PATIENCE = 10
 DEFAULT_MONITOR = "aupr"
 DEFAULT_NOTES = "default"   # the note policy; the policies and their rules live in tasks/base.py
-#: encoder arithmetic: fp32 (default; bit-reproducible across machines), bf16 (autocast), or auto
-#: (bf16 where the CPU has AMX/AVX512-BF16 or on a GPU, else fp32); see mingle_bench.encoders
-PRECISIONS = ("fp32", "bf16", "auto")
-DEFAULT_PRECISION = "fp32"
 #: where cells, tuning trials and embedding shards execute: this process, or a Ray cluster
 EXECUTORS = ("local", "ray")
 DEFAULT_EXECUTOR = "local"

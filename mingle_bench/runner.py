@@ -84,7 +84,7 @@ class RunConfig:
     protocol: str = "default"               # "default" (papers' hyperparameters) or "tuned" (see reproduce)
     tuning_trials: int | None = None        # Optuna trials per model under the tuned protocol
     hparam_overrides: dict = field(default_factory=dict)  # model -> {name: value} (tests, reproduce)
-    precision: str = P.DEFAULT_PRECISION    # encoder arithmetic (pipeline.PRECISIONS)
+    precision: str = P.DEFAULT_PRECISION    # encoder arithmetic (encoders.precision.PRECISIONS)
     executor: str = P.DEFAULT_EXECUTOR      # "local" (this process) or "ray" (cells and embedding on Ray)
     ray_address: str | None = None          # Ray cluster to join; None: RAY_ADDRESS, else a local Ray
 

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from mingle_bench.encoders.precision import PRECISIONS
 from mingle_bench.io import STALE_STAGING_MINUTES
 
 #: data cache folders under the cache root that ``cache clear --cohorts`` empties
@@ -161,7 +162,6 @@ def _cache_clear(args) -> int:
     return 0
 
 
-PROFILE_PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def parse_precisions(text: str) -> list[str]:
@@ -169,9 +169,9 @@ def parse_precisions(text: str) -> list[str]:
     from mingle_bench.cli import CLIError
 
     out = [p.strip() for p in str(text).split(",") if p.strip()]
-    bad = [p for p in out if p not in PROFILE_PRECISIONS]
+    bad = [p for p in out if p not in PRECISIONS]
     if not out or bad:
-        raise CLIError(f"--precision must be a comma-separated list of {', '.join(PROFILE_PRECISIONS)}, "
+        raise CLIError(f"--precision must be a comma-separated list of {', '.join(PRECISIONS)}, "
                        f"got {text!r}")
     if len(set(out)) != len(out):
         raise CLIError(f"--precision lists a precision twice: {text!r}")

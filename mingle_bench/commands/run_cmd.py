@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from mingle_bench.encoders.precision import DEFAULT_PRECISION, PRECISIONS
+
 DEFAULT_DATA = "synthetic"
 _NOT_IN_COMMAND = {"func", "command", "debug", "quiet", "_defaults", "_name"}
 
@@ -57,7 +59,7 @@ def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
     p.add_argument("--notes", default="default", choices=("default", "in-stay"),
                    help="note policy: default = the task's (discharge-time tasks read the index admission's own "
                         "discharge summary, as the paper); in-stay = never a discharge summary (see docs/tasks.md)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
                    help="encoder arithmetic: fp32 (default, bit-reproducible across machines), bf16 (autocast on "
                         "CPUs with AMX/AVX512-BF16 and on GPUs) or auto (bf16 where supported, else fp32); part of "
                         "the embedding cache key")

@@ -56,6 +56,7 @@ import torch
 from mingle_bench.devices import resolve_device
 from mingle_bench.io import file_sha256 as io_file_sha256
 from mingle_bench.encoders.base import Encoder, l2_normalize
+from mingle_bench.encoders.precision import DEFAULT_PRECISION, PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,6 @@ DEFAULT_MODEL_SHA256 = {
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 POOLINGS = ("mean", "cls")
 #: compute precisions an encoder accepts (``auto`` resolves to one of the other two)
-PRECISIONS = ("fp32", "bf16", "auto")
-DEFAULT_PRECISION = "fp32"
 #: /proc/cpuinfo flags of CPUs with native bf16 arithmetic
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 

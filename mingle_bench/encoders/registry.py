@@ -19,10 +19,10 @@ import urllib.parse
 from typing import Any
 
 from mingle_bench.encoders.base import Encoder
+from mingle_bench.encoders.precision import PRECISIONS
 
 _HF_OPTIONS = {"pooling": str, "max_length": int, "device": str, "dtype": str, "batch_tokens": int,
                "precision": str}
-PRECISIONS = ("fp32", "bf16", "auto")
 _OPENAI_OPTIONS = {"dimensions": int, "batch_size": int, "max_length": int, "max_retries": int,
                    "backoff_s": float, "timeout_s": float, "max_request_tokens": int}
 SPEC_HELP = "default | hf:PATH[?pooling=mean|cls] | openai:MODEL"

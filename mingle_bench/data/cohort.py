@@ -28,6 +28,10 @@ Tables and columns (dtypes are enforced by :meth:`Cohort.validate`):
     metadata only: ``note_id`` int64, ``patient_id`` int64, ``hadm_id`` Int64 (<NA> when the
     source links no admission), ``chartdate`` datetime64 (day), ``charttime`` datetime64 (NaT
     when only a date is known), ``category`` str, ``description`` str, ``n_chars`` int64.
+``subject_splits`` (optional, ``None`` unless the source defines splits: MEDS
+``metadata/subject_splits.parquet``)
+    ``subject_id`` int64, ``split`` str (the source's split names, e.g. train / tuning / held_out);
+    saved as ``subject_splits.parquet`` only when present (covered by the ``meta.json`` checksums).
 """
 from __future__ import annotations
 
@@ -62,6 +66,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
 }
 TABLES = tuple(SCHEMA)
+SPLITS_SCHEMA = {"subject_id": "int64", "split": "object"}
+SPLITS_FILE = "subject_splits.parquet"
 
 
 class CorruptCache(ValueError):
@@ -102,6 +108,7 @@ class Cohort:
     source_id: str = ""  # content hash of the source files; keys caches
     report: dict[str, Any] = field(default_factory=dict)  # load report: read counts, skipped reasons
     notes_text_path: str | None = None  # parquet file with columns note_id, text
+    subject_splits: pd.DataFrame | None = None  # the source's own subject splits (MEDS); None: none
 
     def validate(self) -> "Cohort":
         """Check every table has the declared columns and dtypes; raise naming the table and column."""
@@ -112,6 +119,11 @@ class Cohort:
                     raise ValueError(f"cohort table {name!r} lacks column {col!r}")
                 if str(df[col].dtype) != dtype and not (dtype == "object" and str(df[col].dtype) in ("str", "string")):
                     raise ValueError(f"cohort table {name!r} column {col!r} has dtype {df[col].dtype}, expected {dtype}")
+        if self.subject_splits is not None:
+            ss = self.subject_splits
+            if list(ss.columns) != list(SPLITS_SCHEMA) or str(ss["subject_id"].dtype) != "int64":
+                raise ValueError(f"cohort subject_splits must have columns subject_id int64, split str; got "
+                                 f"{dict(ss.dtypes.astype(str))}")
         return self
 
     def read_note_texts(self, note_ids: Sequence[int]) -> dict[int, str]:
@@ -154,6 +166,9 @@ class Cohort:
         for name in TABLES:
             with atomic_path(out / f"{name}.parquet") as tmp:
                 getattr(self, name).to_parquet(tmp, index=False)
+        if self.subject_splits is not None:
+            with atomic_path(out / SPLITS_FILE) as tmp:
+                self.subject_splits.to_parquet(tmp, index=False)
         files = sorted(p.name for p in out.glob("*.parquet"))
         meta = {
             "source": self.source,
@@ -187,5 +202,10 @@ class Cohort:
                 raise CorruptCache(path, "sha256 differs from the one recorded at write time")
         tables = {name: pd.read_parquet(d / f"{name}.parquet") for name in TABLES}
         text_path = str(d / meta["notes_text_path"]) if meta.get("notes_text_path") else None
+        splits = None
+        if SPLITS_FILE in sums:  # only cohorts whose source has splits (MEDS) carry the file
+            splits = pd.read_parquet(d / SPLITS_FILE)
+            splits = pd.DataFrame({"subject_id": splits["subject_id"].astype("int64"),
+                                   "split": splits["split"].astype(str).astype(object)})
         return cls(**tables, source=meta["source"], source_id=meta["source_id"],
-                   report=meta.get("report", {}), notes_text_path=text_path).validate()
+                   report=meta.get("report", {}), notes_text_path=text_path, subject_splits=splits).validate()

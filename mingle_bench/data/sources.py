@@ -7,7 +7,11 @@
   (:mod:`mingle_bench.data.synthetic`) and read through the MIMIC-III loader;
 - ``mimic3:DIR``: a MIMIC-III v1.4 folder (:mod:`mingle_bench.data.mimic3`);
 - ``mimic4:DIR``: a MIMIC-IV v2.x folder with ``hosp/`` and optionally ``note/``
-  (:mod:`mingle_bench.data.mimic4`).
+  (:mod:`mingle_bench.data.mimic4`);
+- ``meds:DIR`` or ``meds:DIR;config=FILE``: a MEDS folder (``data/**/*.parquet`` and
+  ``metadata/``) read with the default MIMIC-IV MEDS ETL conventions or those of a mapping file
+  (:mod:`mingle_bench.data.meds`, :mod:`mingle_bench.data.meds_mapping`); its cohort key also
+  covers the mapping's settings, so an edited mapping rebuilds the cohort.
 
 Caches live under ``$MINGLE_CACHE`` (default ``~/.cache/mingle-bench``)::
 
@@ -37,7 +41,8 @@ from mingle_bench.io import atomic_write_text, cache_root, staged_dir, sweep_sta
 SIZES = {"small": 200, "default": 2000, "mimic": 46000}
 DEFAULT_SEED = 0
 LOADER_VERSION = 2
-_LOADER_MODULES = ("cohort.py", "csvio.py", "build.py", "mimic3.py", "mimic4.py", "report.py")
+_LOADER_MODULES = ("cohort.py", "csvio.py", "build.py", "mimic3.py", "mimic4.py", "report.py", "meds.py",
+                   "meds_mapping.py")
 
 
 def loader_fingerprint() -> str:
@@ -48,13 +53,14 @@ def loader_fingerprint() -> str:
     for name in _LOADER_MODULES:
         h.update((here / name).read_bytes())
     return f"{LOADER_VERSION}-{h.hexdigest()}"
-KINDS = ("synthetic", "mimic3", "mimic4")
+KINDS = ("synthetic", "mimic3", "mimic4", "meds")
+EXPECTED = "synthetic[:SIZE], mimic3:DIR, mimic4:DIR, meds:DIR[;config=FILE]"
 
 
 def parse_spec(spec: str) -> tuple[str, str, int]:
     """Split a source spec into (kind, argument, seed). Raises ValueError naming the spec."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError("--data: empty source spec; expected one of synthetic[:SIZE], mimic3:DIR, mimic4:DIR")
+        raise ValueError(f"--data: empty source spec; expected one of {EXPECTED}")
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
     if kind == "synthetic":
@@ -71,12 +77,23 @@ def parse_spec(spec: str) -> tuple[str, str, int]:
         if not arg:
             raise ValueError(f"--data {spec!r}: {kind} needs a folder, e.g. {kind}:/path/to/{kind}")
         return kind, arg, 0
-    raise ValueError(f"--data {spec!r}: unknown source kind {kind!r}; expected one of synthetic[:SIZE], "
-                     "mimic3:DIR, mimic4:DIR")
+    if kind == "meds":
+        from mingle_bench.data.meds_mapping import split_meds_arg
+
+        directory, _config = split_meds_arg(arg)
+        if not directory:
+            raise ValueError(f"--data {spec!r}: meds needs a folder, e.g. meds:/path/to/meds "
+                             "(or meds:DIR;config=FILE with a mapping file)")
+        return kind, arg, 0
+    raise ValueError(f"--data {spec!r}: unknown source kind {kind!r}; expected one of {EXPECTED}")
 
 
 def source_files(kind: str, directory: Path) -> dict[str, Path]:
     """The table files a source reads (raises FileNotFoundError naming the expected files)."""
+    if kind == "meds":
+        from mingle_bench.data.meds import locate_meds
+
+        return locate_meds(directory)
     if kind == "mimic4":
         from mingle_bench.data.mimic4 import locate_mimic4
 
@@ -124,12 +141,30 @@ def content_hash(files: dict[str, Path], root: Path) -> str:
 
 def data_id(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
     """A short filesystem-safe id naming results folders: ``synthetic-default``,
-    ``synthetic-small-s7`` (non-default seed), ``mimic3-<hash8>``, ``mimic4-<hash8>``."""
+    ``synthetic-small-s7`` (non-default seed), ``mimic3-<hash8>``, ``mimic4-<hash8>``, ``meds-<hash8>``
+    (the MEDS hash covers the mapping too)."""
     kind, arg, seed = parse_spec(spec)
     if kind == "synthetic":
         return f"synthetic-{arg}" + ("" if seed == DEFAULT_SEED else f"-s{seed}")
     root = cache_root(cache_dir)
+    if kind == "meds":
+        return f"meds-{_meds_source(arg, root)[2][:8]}"
     return f"{kind}-{content_hash(source_files(kind, Path(arg).expanduser()), root)[:8]}"
+
+
+def _meds_source(arg: str, root: Path):
+    """(folder, mapping, content hash) of a ``meds:`` argument: the hash covers the shards, the
+    metadata files and the mapping's settings (:meth:`MedsMapping.fingerprint`)."""
+    from mingle_bench.data.meds_mapping import load_mapping, split_meds_arg
+
+    directory, config = split_meds_arg(arg)
+    folder = Path(directory).expanduser()
+    mapping = load_mapping(config)
+    files = source_files("meds", folder)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(content_hash(files, root).encode())
+    h.update(b"\0mapping\0" + mapping.fingerprint().encode())
+    return folder, mapping, h.hexdigest()
 
 
 def synthetic_dir(size: str, seed: int, cache_dir: str | os.PathLike | None = None, progress: bool = False) -> Path:
@@ -171,16 +206,21 @@ def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = N
     """Load a source into a Cohort, parsing its files once and then reading the parquet cache."""
     kind, arg, seed = parse_spec(spec)
     root = cache_root(cache_dir)
+    mapping = None
     if kind == "synthetic":
         directory = synthetic_dir(arg, seed, root, progress)
         label = f"synthetic:{arg}" + ("" if seed == DEFAULT_SEED else f":{seed}")
         reader_kind = "mimic3"
+    elif kind == "meds":
+        directory, mapping, digest = _meds_source(arg, root)
+        label = f"{kind}:{arg}"
+        reader_kind = kind
     else:
         directory = Path(arg).expanduser()
         label = f"{kind}:{arg}"
         reader_kind = kind
-    files = source_files(reader_kind, directory)
-    digest = content_hash(files, root)
+    if kind != "meds":
+        digest = content_hash(source_files(reader_kind, directory), root)
     _sweep_staging(root / "cohorts")
     final = root / "cohorts" / f"{kind}-{digest[:16]}-l{loader_fingerprint()}"
     if (final / "meta.json").exists():
@@ -194,7 +234,13 @@ def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = N
                 print(f"[{label}] cohort loaded from cache {final}", file=sys.stderr, flush=True)
             return cohort
     with staged_dir(final) as tmp:  # another process may build the same cohort first; theirs is identical
-        if reader_kind == "mimic4":
+        if reader_kind == "meds":
+            from functools import partial
+
+            from mingle_bench.data.meds import load_meds
+
+            loader = partial(load_meds, mapping=mapping)
+        elif reader_kind == "mimic4":
             from mingle_bench.data.mimic4 import load_mimic4 as loader
         else:
             from mingle_bench.data.mimic3 import load_mimic3 as loader

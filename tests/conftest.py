@@ -27,9 +27,18 @@ def ccs_dir() -> Path:
     return d
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache_session(tmp_path_factory):
+    """Keep caches out of the user's home from the start of the session, so module- and
+    session-scoped fixtures (set up before any function-scoped one) are isolated too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINGLE_CACHE", str(tmp_path_factory.getbasetemp() / "mingle-cache"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep every test's caches out of the user's home."""
+    """Keep every test's caches out of the user's home (restored after tests that change it)."""
     monkeypatch.setenv("MINGLE_CACHE", str(tmp_path_factory.getbasetemp() / "mingle-cache"))
 
 

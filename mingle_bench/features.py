@@ -5,7 +5,10 @@
 1. ``task.build(cohort)``: samples, labels and per-admission inputs (time-filtered codes and
    notes, never discharge summaries; see :mod:`mingle_bench.tasks.base`).
 2. :func:`~mingle_bench.splits.split_patients`: patient-level 7:1:2 split of the sample
-   patients, seeded; disjointness asserted.
+   patients, seeded; disjointness asserted. ``split="meds"`` uses the cohort's own MEDS subject
+   splits instead (train -> train, tuning -> val, held_out -> test): sample patients without a
+   MEDS split are dropped from the samples (counted in the task report's ``excluded`` and in
+   the features report's ``split``, and printed once).
 3. The *visit table*: the admissions the models see, in visit order (patient, time, ``hadm_id``).
    ``graph_scope="all"``: every admission of the cohort; ``"samples"``: the sample admissions
    and their history admissions (the sequence view needs them). Each visit carries the task's
@@ -48,6 +51,10 @@ from mingle_bench.taskdata import TaskData
 from mingle_bench.vocab import CodeVocab
 
 GRAPH_SCOPES = ("all", "samples")
+SPLIT_MODES = ("random", "meds")
+#: MEDS split name -> the benchmark's split name (meds.train_split, meds.tuning_split, meds.held_out_split)
+MEDS_SPLITS = {"train": "train", "tuning": "val", "held_out": "test"}
+NO_MEDS_SPLIT = "patient without a MEDS subject split (--split meds)"
 NO_SPLIT = "unlabelled"  # visits of patients without samples
 
 
@@ -93,16 +100,53 @@ def _csr(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(indptr), torch.from_numpy(flat)
 
 
+def meds_assignment(cohort: Cohort) -> dict[int, str]:
+    """Patient id -> train/val/test from the cohort's MEDS subject splits; a one-line error when the
+    cohort has none or uses split names other than train, tuning and held_out."""
+    ss = getattr(cohort, "subject_splits", None)
+    if ss is None:
+        raise ValueError(f"--split meds: the cohort of {cohort.source or 'this source'} has no MEDS subject splits "
+                         "(a MEDS folder with metadata/subject_splits.parquet); use --split random")
+    names = set(ss["split"].astype(str))
+    bad = sorted(names - set(MEDS_SPLITS))
+    if bad:
+        raise ValueError(f"--split meds: metadata/subject_splits.parquet of {cohort.source or 'this source'} uses split "
+                         f"name(s) {bad}; expected {', '.join(MEDS_SPLITS)} (-> train, val, test)")
+    return {int(p): MEDS_SPLITS[str(s)] for p, s in zip(ss["subject_id"].tolist(), ss["split"].tolist())}
+
+
+def _drop_unsplit(ts, keep: np.ndarray, n_patients: int):
+    """The TaskSamples restricted to the rows ``keep`` (the dropped ones counted in its report)."""
+    rows = np.flatnonzero(keep)
+    samples = ts.samples.iloc[rows].reset_index(drop=True)
+    labels = np.asarray(ts.labels)[rows]
+    report = dict(ts.report)
+    report["excluded"] = {**report.get("excluded", {}), NO_MEDS_SPLIT: int((~keep).sum())}
+    report["samples"] = int(len(samples))
+    report["patients"] = int(samples["patient_id"].nunique())
+    report["positives"] = {n: int(labels[:, i].sum()) for i, n in enumerate(ts.label_names)}
+    return dataclasses.replace(ts, samples=samples, labels=labels, history=[ts.history[i] for i in rows.tolist()],
+                               report=report)
+
+
 def prepare_visits(cohort: Cohort, task, *, split_seed: int = 0, code_types: Sequence[str] | None = None,
-                   graph_scope: str = "all", task_samples=None) -> VisitTable:
+                   graph_scope: str = "all", task_samples=None, split: str = "random") -> VisitTable:
     """Steps 1-4 of :func:`build_task_data`: samples, split, visit table and train-only vocabulary.
 
     ``task_samples`` may pass an already built ``TaskSamples`` of ``task`` to skip step 1.
+    ``split``: ``"random"`` (the seeded 7:1:2 patient split) or ``"meds"`` (the cohort's MEDS
+    subject splits; ``split_seed`` is then unused).
     """
+    import sys
+
+    from mingle_bench.splits import manifest_from_assignment
     from mingle_bench.tasks.base import ordered_admissions
 
     if graph_scope not in GRAPH_SCOPES:
         raise ValueError(f"graph_scope must be one of {GRAPH_SCOPES}, got {graph_scope!r}")
+    if split not in SPLIT_MODES:
+        raise ValueError(f"--split must be one of {', '.join(SPLIT_MODES)}, got {split!r}")
+    mode = split  # (the name ``split`` is reused by the loops below)
     task = _resolve_task(task, code_types)
     ts = task_samples if task_samples is not None else task.build(cohort)
     if ts.task_name != task.name:
@@ -111,7 +155,23 @@ def prepare_visits(cohort: Cohort, task, *, split_seed: int = 0, code_types: Seq
         raise ValueError(f"task {task.name!r} has no samples in this cohort ({cohort.source or 'cohort'}); "
                          f"exclusions: {ts.report.get('excluded')}")
 
-    manifest = split_patients(ts.samples["patient_id"].to_numpy(), seed=split_seed)
+    n_unsplit = 0
+    if mode == "meds":
+        meds_of = meds_assignment(cohort)
+        pids = ts.samples["patient_id"].to_numpy(dtype=np.int64)
+        keep = np.fromiter((int(p) in meds_of for p in pids.tolist()), dtype=bool, count=len(pids))
+        n_unsplit = int((~keep).sum())
+        if n_unsplit:
+            lost = len(set(pids[~keep].tolist()))
+            print(f"--split meds: {n_unsplit} sample(s) of {lost} patient(s) without a MEDS subject split "
+                  f"dropped (task {task.name})", file=sys.stderr, flush=True)
+            ts = _drop_unsplit(ts, keep, lost)
+            if len(ts.samples) == 0:
+                raise ValueError(f"--split meds: no sample patient of task {task.name!r} has a MEDS subject split")
+        manifest = manifest_from_assignment({int(p): meds_of[int(p)] for p in set(ts.samples["patient_id"].tolist())},
+                                            method="meds")
+    else:
+        manifest = split_patients(ts.samples["patient_id"].to_numpy(), seed=split_seed)
     manifest.assert_disjoint()
     assignment = manifest.assignment()
     samples = ts.samples.copy()
@@ -153,7 +213,9 @@ def prepare_visits(cohort: Cohort, task, *, split_seed: int = 0, code_types: Seq
     report = {
         "task": ts.report, "graph_scope": graph_scope, "split": {"seed": int(split_seed), "sha256": manifest.sha256,
                                                                   "patients": manifest.sizes(),
-                                                                  "samples": {k: int(v) for k, v in samples["split"].value_counts().items()}},
+                                                                  "samples": {k: int(v) for k, v in samples["split"].value_counts().items()},
+                                                                  **({} if mode == "random" else
+                                                                     {"method": mode, "samples_without_meds_split": n_unsplit})},
         "vocab": {"size": len(vocab), "by_type": {k: int(v) for k, v in pd.Series(vocab.code_types, dtype=object).value_counts().items()},
                   "without_description": vocab.missing_text_count()},
         "unseen_codes": unseen_report, "visits": int(len(visit_hadm)),
@@ -182,6 +244,7 @@ def build_task_data(
     max_notes_per_visit: int | None = None,
     max_tokens: int | None = None,
     task_samples=None,
+    split: str = "random",
 ) -> TaskData:
     """Build everything a model may read for ``task`` on ``cohort`` (see the module docstring).
 
@@ -199,11 +262,12 @@ def build_task_data(
         progress: progress bars while embedding.
         max_notes_per_visit, max_tokens: note budgets passed to the note encoder.
         task_samples: an already built ``TaskSamples`` for ``task`` (skips rebuilding it).
+        split: ``"random"`` (seeded 7:1:2) or ``"meds"`` (the cohort's MEDS subject splits).
     """
     from mingle_bench.io import cache_root
 
     vt = prepare_visits(cohort, task, split_seed=split_seed, code_types=code_types, graph_scope=graph_scope,
-                        task_samples=task_samples)
+                        task_samples=task_samples, split=split)
     ts, samples = vt.task_samples, vt.samples
     n_visits = len(vt.visit_hadm)
     visit_index = vt.visit_of()

@@ -207,6 +207,23 @@ def source_data_id(spec: str) -> str:
     return data_id(spec)
 
 
+#: how patients are split: the seeded 7:1:2 shuffle, or the MEDS subject splits of the cohort
+SPLIT_MODES = ("random", "meds")
+DEFAULT_SPLIT = "random"
+
+
+def check_split(split: str) -> None:
+    if split not in SPLIT_MODES:
+        raise RunError(f"--split must be one of {', '.join(SPLIT_MODES)}, got {split!r}")
+
+
+def results_data_id(spec: str, split: str = DEFAULT_SPLIT) -> str:
+    """The data part of a results folder (and study) name: :func:`source_data_id`, with a
+    ``-meds-split`` suffix under ``--split meds`` so the two split modes never share a folder."""
+    check_split(split)
+    return source_data_id(spec) + ("" if split == DEFAULT_SPLIT else f"-{split}-split")
+
+
 def get_task(name: str, code_types: Sequence[str] | None = None, notes: str = DEFAULT_NOTES):
     """Stage *task*: the task registered as ``name`` with its note policy and input code types."""
     from mingle_bench.tasks import get_task as _get
@@ -218,13 +235,14 @@ def get_task(name: str, code_types: Sequence[str] | None = None, notes: str = DE
 
 
 def build_features(cohort, task, *, split_seed: int, encoder, progress: bool, max_notes_per_visit: int | None = None,
-                   max_tokens: int | None = None, graph_scope: str = "all"):
+                   max_tokens: int | None = None, graph_scope: str = "all", split: str = DEFAULT_SPLIT):
     """Stage *features*: the :class:`~mingle_bench.taskdata.TaskData` of ``task`` on ``cohort``
     (:func:`mingle_bench.features.build_task_data`; split, vocabulary, graph, embeddings)."""
     from mingle_bench.features import build_task_data
 
     return build_task_data(cohort, task, split_seed=split_seed, encoder=encoder, progress=progress,
-                           max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, graph_scope=graph_scope)
+                           max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, graph_scope=graph_scope,
+                           split=split)
 
 
 def model_defaults(name: str) -> dict:
@@ -276,6 +294,7 @@ class Inputs:
     max_tokens: int | None = None
     graph_scope: str = "all"
     precision: str = DEFAULT_PRECISION
+    split: str = DEFAULT_SPLIT  # "random" (seeded 7:1:2 patient split) or "meds" (the cohort's MEDS splits)
 
 
 @dataclass
@@ -323,6 +342,7 @@ def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], No
     ``executor="ray"`` the texts missing from the embedding cache are embedded by Ray workers
     (:func:`open_encoder`)."""
     task = get_task(inputs.task, inputs.code_types, inputs.notes)
+    check_split(inputs.split)
     t0 = time.perf_counter()
     cohort = load_cohort(inputs.data, progress=progress)
     seconds = {"load": round(time.perf_counter() - t0, 3)}
@@ -333,7 +353,8 @@ def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], No
     encoder = open_encoder(inputs.encoder, inputs.precision, executor, ray_address)
     data = build_features(cohort, task, split_seed=inputs.split_seed, encoder=encoder, progress=progress,
                           max_notes_per_visit=inputs.max_notes_per_visit, max_tokens=inputs.max_tokens,
-                          graph_scope=inputs.graph_scope)
+                          graph_scope=inputs.graph_scope,
+                          **({} if inputs.split == DEFAULT_SPLIT else {"split": inputs.split}))
     seconds["features"] = round(time.perf_counter() - t0, 3)
     notes = (getattr(data, "report", None) or {}).get("notes") or {}
     for key, name in (("concept_seconds", "embed_concepts"), ("seconds", "embed_notes")):

@@ -59,7 +59,7 @@ def reproduce(
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, command: str = "",
     tables_only: bool = False, protocol: str = "default", trials: int = DEFAULT_TRIALS, storage: str | None = None,
     reference: str | None = "auto", precision: str = P.DEFAULT_PRECISION, executor: str = P.DEFAULT_EXECUTOR,
-    ray_address: str | None = None,
+    ray_address: str | None = None, split: str = P.DEFAULT_SPLIT,
 ) -> ReproduceResult:
     """Run the paper's rows on ``tasks`` and write the paper tables (see the module docstring).
 
@@ -72,6 +72,9 @@ def reproduce(
 
     ``tables_only``: train nothing; compose the tables from the cells already finished in each
     task's folder (e.g. runs interrupted, or run elsewhere and copied here).
+
+    ``split="meds"``: every task uses the MEDS subject splits of a ``meds:`` cohort; folders get
+    the ``-meds-split`` suffix (:func:`mingle_bench.pipeline.results_data_id`).
     """
     models = list(models or PAPER_MODELS)
     if not tasks:
@@ -83,7 +86,7 @@ def reproduce(
     command = command or P.command_line()
     task_rows: dict[str, list[dict]] = {}
     comps: dict[str, dict | None] = {}
-    folder_id = P.source_data_id(data) + ("" if protocol == "default" else f"-{protocol}")
+    folder_id = P.results_data_id(data, split) + ("" if protocol == "default" else f"-{protocol}")
     res = ReproduceResult(folder=Path(out) / "paper" / folder_id, main_md="")
     for task in tasks:
         if tables_only:
@@ -102,14 +105,15 @@ def reproduce(
                               max_steps=max_steps, eval_every=eval_every, patience=patience, notes=notes, out=out,
                               trials=trials, storage=storage, progress=progress, command=command,
                               max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
-                              executor=executor, ray_address=ray_address)
+                              executor=executor, ray_address=ray_address,
+                              **({} if split == P.DEFAULT_SPLIT else {"split": split}))
         cfg = runner.RunConfig(task=task, data=data, models=models, seeds=list(seeds), split_seed=split_seed,
                                device=device, encoder=encoder, out=str(out), max_steps=max_steps,
                                eval_every=eval_every, patience=patience, notes=notes,
                                max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, n_boot=n_boot,
                                fresh=fresh, progress=progress, command=command, tuned=tuned, protocol=protocol,
                                tuning_trials=trials if protocol == "tuned" else None, reference=reference,
-                               precision=precision, executor=executor, ray_address=ray_address)
+                               precision=precision, executor=executor, ray_address=ray_address, split=split)
         s = runner.run_benchmark(cfg)
         if s.reference:
             from mingle_bench.report.reference import reference_lines
@@ -131,6 +135,7 @@ def reproduce(
         "data": data, "data_id": config.get("data_id"), "command": command, "machine": config.get("machine"),
         "seeds": list(seeds), "max_steps": max_steps, "eval_every": eval_every, "patience": patience,
         "split_seed": split_seed, "notes": notes, "protocol": protocol,
+        **({} if split == P.DEFAULT_SPLIT else {"split": split}),
         "tuning_trials": trials if protocol == "tuned" else None,
         "stopped_at_budget": {t: {r["model"]: r.get("n_budget", 0) for r in task_rows[t]} for t in tasks},
         "tasks": {t: {"rows": task_rows[t], "comparison": comps[t], "folder": str(res.task_folders[t])} for t in tasks},
@@ -150,7 +155,7 @@ def _tune_all(task: str, models: Sequence[str], *, trials: int, storage: str | N
     paths of the saved best-parameter files for ``RunConfig.tuned``."""
     from mingle_bench import tuning
 
-    data_id = P.source_data_id(kw["data"])
+    data_id = P.results_data_id(kw["data"], kw.get("split", P.DEFAULT_SPLIT))
     paths = []
     for model in models:
         name = f"{task}-{model}-{data_id}-s{kw['max_steps']}e{kw['eval_every']}p{kw['patience']}-{kw['notes']}"

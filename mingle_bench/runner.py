@@ -6,6 +6,9 @@ Protocol (the same for every model, so the comparison is fair):
 1. Load the cohort (``--data``), build the task's samples and features once
    (:func:`mingle_bench.features.build_task_data`) with one patient-level 7:1:2 split whose
    seed is ``split_seed`` (stored in ``config.json``; the manifest goes to ``splits.json``).
+   ``split="meds"`` (``--split meds``) uses the MEDS subject splits of a ``meds:`` cohort
+   instead; such runs record ``"split": "meds"`` in ``config.json`` and every ``runs.jsonl``
+   record, and write to ``<out>/<task>/<data-id>-meds-split/``.
    Vocabularies, DeepWalk and projections are fitted on the train split only. The task's note
    policy (``notes``) decides which notes are inputs (tasks/base.py).
 2. For each model and each training seed: train under the same budget in optimiser steps
@@ -53,7 +56,7 @@ DEFAULT_SEEDS = 5
 #: config keys that define a run; a results folder holds runs of one such configuration
 FINGERPRINT_KEYS = ("pipeline", "task", "data", "data_id", "split_seed", "encoder", "max_steps", "eval_every",
                     "patience", "monitor", "notes", "max_notes_per_visit", "max_tokens", "graph_scope", "code_types",
-                    "protocol", "tuning_trials", "precision")
+                    "protocol", "tuning_trials", "precision", "split")
 
 
 @dataclass
@@ -87,12 +90,13 @@ class RunConfig:
     precision: str = P.DEFAULT_PRECISION    # encoder arithmetic (encoders.precision.PRECISIONS)
     executor: str = P.DEFAULT_EXECUTOR      # "local" (this process) or "ray" (cells and embedding on Ray)
     ray_address: str | None = None          # Ray cluster to join; None: RAY_ADDRESS, else a local Ray
+    split: str = P.DEFAULT_SPLIT            # "random" (seeded 7:1:2) or "meds" (the cohort's MEDS subject splits)
 
     def inputs(self) -> P.Inputs:
         return P.Inputs(task=self.task, data=self.data, split_seed=self.split_seed, encoder=self.encoder,
                         notes=self.notes, code_types=None if self.code_types is None else tuple(self.code_types),
                         max_notes_per_visit=self.max_notes_per_visit, max_tokens=self.max_tokens,
-                        graph_scope=self.graph_scope, precision=self.precision)
+                        graph_scope=self.graph_scope, precision=self.precision, split=self.split)
 
 
 @dataclass
@@ -227,7 +231,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             raise RunError(f"--tuned: two studies for model {t['model']!r}")
         tuned[t["model"]] = t
 
-    data_id = P.source_data_id(cfg.data)
+    data_id = P.results_data_id(cfg.data, cfg.split)  # "-meds-split" suffix under --split meds
     folder = Path(cfg.out) / cfg.task / (data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}")
     run_cfg = {
         "pipeline": P.PIPELINE_VERSION, "task": cfg.task, "data": cfg.data, "data_id": data_id,
@@ -238,6 +242,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
     }
     if cfg.precision != P.DEFAULT_PRECISION:  # fp32 runs keep the keys (and input hashes) they always had
         run_cfg["precision"] = cfg.precision
+    if cfg.split != P.DEFAULT_SPLIT:  # likewise random-split runs: the key is written only for --split meds
+        run_cfg["split"] = cfg.split
     fingerprint = R.stable_hash(run_cfg)
     # one run per folder at a time: a second one fails at once (results.folder_lock)
     with R.folder_lock(folder):
@@ -275,7 +281,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             R.save_array(R.labels_path(folder), {"y_true": y_test, "test_idx": test_idx, "patient_group": groups})
             config = {
                 **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
-                "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
+                "split": cfg.split, "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
                 "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
                 "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
                 "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},

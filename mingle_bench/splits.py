@@ -5,6 +5,12 @@ and cuts them 7:1:2 (by default). Every patient lands in exactly one split; that
 when the manifest is built (and again when one is loaded). The manifest records the seed, the
 ratios, the sorted patient ids of each split and a SHA-256 over that content, so a result can
 be tied to the exact patients it was trained and tested on.
+
+:func:`manifest_from_assignment` builds a manifest from splits a data source defines itself
+(``--split meds``: a MEDS ``metadata/subject_splits.parquet``); such a manifest has
+``method="meds"``, ``seed=-1`` (no seed) and the observed ratios. The method is part of the
+hash only when it is not ``"random"``, so the manifests (and input hashes) of seeded random
+splits are unchanged.
 """
 from __future__ import annotations
 
@@ -22,9 +28,13 @@ from mingle_bench.io import atomic_write_text
 SPLITS = ("train", "val", "test")
 
 
-def _content_hash(seed: int, ratios: Sequence[float], parts: dict[str, Sequence[int]]) -> str:
+RANDOM = "random"
+
+
+def _content_hash(seed: int, ratios: Sequence[float], parts: dict[str, Sequence[int]], method: str = RANDOM) -> str:
+    extra = {} if method == RANDOM else {"method": method}
     body = json.dumps({"seed": int(seed), "ratios": [float(r) for r in ratios],
-                       **{k: [int(x) for x in parts[k]] for k in SPLITS}}, sort_keys=True, separators=(",", ":"))
+                       **{k: [int(x) for x in parts[k]] for k in SPLITS}, **extra}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -38,10 +48,11 @@ class SplitManifest:
     val: tuple[int, ...]
     test: tuple[int, ...]
     sha256: str = ""
+    method: str = RANDOM  # "random" (seeded shuffle) or the source that defined the split ("meds")
 
     def __post_init__(self) -> None:
         self.assert_disjoint()
-        digest = _content_hash(self.seed, self.ratios, self.parts())
+        digest = _content_hash(self.seed, self.ratios, self.parts(), self.method)
         if self.sha256 and self.sha256 != digest:
             raise ValueError("split manifest hash does not match its content (edited or corrupted manifest)")
         object.__setattr__(self, "sha256", digest)
@@ -68,6 +79,7 @@ class SplitManifest:
     def to_json(self) -> dict:
         """A JSON-serialisable dict (ids as ints)."""
         return {"seed": self.seed, "ratios": list(self.ratios), "sha256": self.sha256,
+                **({} if self.method == RANDOM else {"method": self.method}),
                 "sizes": self.sizes(), **{k: list(v) for k, v in self.parts().items()}}
 
     @classmethod
@@ -75,7 +87,8 @@ class SplitManifest:
         try:
             return cls(seed=int(obj["seed"]), ratios=tuple(float(r) for r in obj["ratios"]),
                        train=tuple(int(x) for x in obj["train"]), val=tuple(int(x) for x in obj["val"]),
-                       test=tuple(int(x) for x in obj["test"]), sha256=str(obj.get("sha256", "")))
+                       test=tuple(int(x) for x in obj["test"]), sha256=str(obj.get("sha256", "")),
+                       method=str(obj.get("method", RANDOM)))
         except KeyError as exc:
             raise ValueError(f"split manifest lacks the field {exc}") from None
 
@@ -113,3 +126,15 @@ def split_patients(patient_ids: Iterable[int], seed: int, ratios: Sequence[float
     parts = (shuffled[:n_train], shuffled[n_train:n_train + n_val], shuffled[n_train + n_val:])
     train, val, test = (tuple(int(x) for x in np.sort(p)) for p in parts)
     return SplitManifest(seed=int(seed), ratios=ratios, train=train, val=val, test=test)  # asserts disjointness
+
+
+def manifest_from_assignment(assignment: dict[int, str], method: str) -> SplitManifest:
+    """A manifest of splits a source defines (patient id -> ``train``/``val``/``test``), e.g. the
+    MEDS subject splits; ``seed`` is -1 (none) and ``ratios`` are the observed fractions."""
+    bad = sorted({s for s in assignment.values() if s not in SPLITS})
+    if bad:
+        raise ValueError(f"split names must be {', '.join(SPLITS)}; got {bad}")
+    parts = {k: tuple(sorted(int(p) for p, s in assignment.items() if s == k)) for k in SPLITS}
+    n = max(len(assignment), 1)
+    ratios = tuple(round(len(parts[k]) / n, 6) for k in SPLITS)
+    return SplitManifest(seed=-1, ratios=ratios, method=method, **parts)  # asserts disjointness

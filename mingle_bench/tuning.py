@@ -267,12 +267,13 @@ def tune(
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, progress: bool = True,
     heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3, command: str = "",
     precision: str = P.DEFAULT_PRECISION, executor: str = P.DEFAULT_EXECUTOR, ray_address: str | None = None,
-    workers: int = 1,
+    workers: int = 1, split: str = P.DEFAULT_SPLIT,
 ) -> TuneResult:
     """Run (or join) an Optuna study for ``model`` on ``task``; see the module docstring.
 
     Every trial trains under the same step budget (``max_steps``, ``eval_every``, ``patience``)
-    as ``mingle-bench run``, so a tuned model and a default one are trained alike."""
+    as ``mingle-bench run``, so a tuned model and a default one are trained alike. ``split="meds"``
+    tunes on the MEDS subject splits (study name and attributes say so)."""
     import optuna
 
     from mingle_bench.metrics import HIGHER_IS_BETTER
@@ -287,7 +288,7 @@ def tune(
         raise TuneError(f"--worker-id must be >= 0, got {worker_id}")
     model = P.resolve_models([model])[0]
     dev = P.resolve_device(device)
-    data_id = P.source_data_id(data)
+    data_id = P.results_data_id(data, split)
     study_name = study_name or f"{task}-{model}-{data_id}"
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", study_name):
         raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
@@ -309,7 +310,8 @@ def tune(
             raise TuneError(str(exc)) from None
         storage_url = _shared_storage_url(storage_url)
     inputs = P.Inputs(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes,
-                      max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision)
+                      max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
+                      split=split)
     tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address).data
     manifest = tdata.manifest.to_json()
     split_sha = (json.loads(manifest) if isinstance(manifest, str) else manifest).get("sha256", "")
@@ -318,6 +320,8 @@ def tune(
              "encoder": encoder, "split_sha256": split_sha}
     if precision != P.DEFAULT_PRECISION:  # fp32 studies keep the attributes they always had
         attrs["precision"] = precision
+    if split != P.DEFAULT_SPLIT:  # random-split studies too
+        attrs["split"] = split
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "maximize" if HIGHER_IS_BETTER[monitor] else "minimize"

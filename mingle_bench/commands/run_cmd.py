@@ -46,12 +46,20 @@ def _add_common(p: argparse.ArgumentParser, *, task: bool = True) -> None:
         p.add_argument("--task", default="mortality", help="task name (mortality, phenotype, readmission, los, cvd)")
     p.add_argument("--data", default=DEFAULT_DATA,
                    help="data source: synthetic[:small|default|mimic] (default: synthetic, generated on first use), "
-                        "mimic3:DIR or mimic4:DIR")
+                        "mimic3:DIR, mimic4:DIR or meds:DIR (a MEDS folder; meds:DIR;config=FILE or --meds-config "
+                        "for a mapping file)")
+    p.add_argument("--meds-config", default=None, metavar="FILE",
+                   help="with --data meds:DIR: a JSON or YAML file overriding the MEDS code mapping "
+                        "(mingle_bench/data/meds_mapping.py lists the keys)")
     p.add_argument("--device", default="auto", help="auto (cuda when visible), cpu or cuda[:N]")
     p.add_argument("--encoder", default="default",
                    help="text encoder for concept/note embeddings: default (local MiniLM), hf:PATH, openai:MODEL, "
                         "or none")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level 7:1:2 split (default 0)")
+    p.add_argument("--split", default="random", choices=("random", "meds"),
+                   help="random (default): the seeded patient-level 7:1:2 split; meds: the MEDS subject splits of "
+                        "a meds:DIR cohort (train -> train, tuning -> validation, held_out -> test; results go to "
+                        "<data-id>-meds-split)")
     p.add_argument("--max-notes-per-visit", type=int, default=None, help="cap on notes embedded per visit")
     p.add_argument("--max-tokens", type=int, default=None, help="cap on tokens embedded per note")
     p.add_argument("--out", default="runs",
@@ -87,6 +95,14 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
 #: integer flags -> the smallest value each accepts (None: the flag may be left out)
 _MINIMUMS = {"split_seed": 0, "bootstrap": 0, "max_notes_per_visit": 1, "max_tokens": 1, "trials": 1, "seed": 0,
              "worker_id": 0, "workers": 1}
+
+
+def _apply_meds_config(args) -> None:
+    """Fold ``--meds-config FILE`` into ``--data`` (``meds:DIR;config=FILE``); an error unless the data is MEDS."""
+    from mingle_bench.data.meds_mapping import with_meds_config
+
+    if getattr(args, "meds_config", None):
+        args.data = with_meds_config(args.data, args.meds_config)
 
 
 def _check_budget_args(args) -> None:
@@ -206,6 +222,7 @@ def _run(args) -> int:
     from mingle_bench.report.finalize import comparison_sentence
 
     _check_budget_args(args)
+    _apply_meds_config(args)
     cfg = R.RunConfig(
         task=args.task, data=args.data, models=args.models, seeds=R.parse_seeds(args.seeds),
         split_seed=args.split_seed, device=args.device, encoder=args.encoder, tuned=args.tuned, out=args.out,
@@ -214,7 +231,7 @@ def _run(args) -> int:
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, n_boot=args.bootstrap,
         fresh=args.fresh, progress=not args.quiet, command=command_of(args),
         graph_scope=args.graph_scope, code_types=_code_types(args.code_types),
-        precision=args.precision, executor=args.executor, ray_address=args.ray_address,
+        precision=args.precision, executor=args.executor, ray_address=args.ray_address, split=args.split,
     )
     s = R.run_benchmark(cfg)
     print((s.folder / "table.md").read_text(encoding="utf-8") if (s.folder / "table.md").exists() else "")
@@ -231,6 +248,7 @@ def _tune(args) -> int:
     from mingle_bench import tuning
 
     _check_budget_args(args)
+    _apply_meds_config(args)
     res = tuning.tune(
         task=args.task, model=args.model, trials=args.trials, storage=args.storage, study_name=args.study_name,
         timeout=args.timeout, data=args.data, device=args.device, encoder=args.encoder, split_seed=args.split_seed,
@@ -238,6 +256,7 @@ def _tune(args) -> int:
         out=args.out, max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
         progress=not args.quiet, command=command_of(args),
         precision=args.precision, executor=args.executor, ray_address=args.ray_address, workers=args.workers,
+        **({} if args.split == "random" else {"split": args.split}),
     )
     print(tuning.summary_line(res))
     return 0
@@ -247,6 +266,7 @@ def _reproduce(args) -> int:
     from mingle_bench import reproduce, runner as R
 
     _check_budget_args(args)
+    _apply_meds_config(args)
     res = reproduce.reproduce(
         data=args.data, seeds=R.parse_seeds(args.seeds), tasks=[t for t in args.tasks.split(",") if t],
         models=args.models.split(",") if args.models else None, device=args.device, encoder=args.encoder,
@@ -257,6 +277,7 @@ def _reproduce(args) -> int:
         tables_only=args.tables_only, protocol=args.protocol, trials=args.trials, storage=args.storage,
         reference=None if args.reference == "none" else args.reference,
         precision=args.precision, executor=args.executor, ray_address=args.ray_address,
+        **({} if args.split == "random" else {"split": args.split}),
     )
     print(res.main_md)
     print(reproduce.summary_line(res))

@@ -23,7 +23,12 @@ def register(sub) -> None:
                     "sequence view).")
     show.add_argument("--task", required=True, help="task name (see `mingle-bench task list`)")
     show.add_argument("--data", default="synthetic:small",
-                      help="source spec: synthetic[:SIZE], mimic3:DIR, mimic4:DIR (default: synthetic:small)")
+                      help="source spec: synthetic[:SIZE], mimic3:DIR, mimic4:DIR, meds:DIR[;config=FILE] "
+                           "(default: synthetic:small)")
+    show.add_argument("--meds-config", default=None, metavar="FILE",
+                      help="with --data meds:DIR: a JSON or YAML file overriding the MEDS code mapping")
+    show.add_argument("--split", choices=("random", "meds"), default="random",
+                      help="random (default): the seeded 7:1:2 patient split; meds: the MEDS subject splits")
     show.add_argument("--limit", type=int, default=None,
                       help="print at most N samples (default: all with --jsonl, 5 otherwise)")
     show.add_argument("--jsonl", action="store_true",
@@ -69,13 +74,17 @@ def _show(args: argparse.Namespace) -> int:
         if bad or not code_types:
             raise CLIError(f"--code-types {args.code_types!r}: unknown type(s) {bad}; choose from {','.join(CODE_TYPES)}")
 
+    from mingle_bench.data.meds_mapping import with_meds_config
+
+    args.data = with_meds_config(args.data, args.meds_config)
+
     from mingle_bench.data.sources import load_source
     from mingle_bench.features import prepare_visits, sample_view
     from mingle_bench.tasks import get_task
 
     task = get_task(args.task, notes=args.notes, **({"code_types": tuple(code_types)} if code_types else {}))
     cohort = load_source(args.data, cache_dir=args.cache_dir, progress=not args.jsonl)
-    vt = prepare_visits(cohort, task, split_seed=args.split_seed, graph_scope=args.graph_scope)
+    vt = prepare_visits(cohort, task, split_seed=args.split_seed, graph_scope=args.graph_scope, split=args.split)
     limit = args.limit if args.limit is not None else (None if args.jsonl else 5)
     out = sys.stdout
     if not args.jsonl:

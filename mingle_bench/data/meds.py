@@ -40,6 +40,10 @@ shard and 0-based row of each reason in ``report.info["meds_first_offending"]``)
   ``medication_exclude`` are simply not used: counted per code prefix (the text before the
   first ``//``) in ``report.info["meds_codes_not_used"]``, not as skips.
 
+Pairing without ids: an admission is closed by the subject's first discharge strictly after its
+admit time (a discharge at the very admit instant closes an earlier stay, as at a transfer);
+two admissions closed by one discharge overlap (the rule above).
+
 Ids. With a ``hadm_id`` column, admissions keep their ids; admission events whose ``hadm_id``
 is null are paired by time (as without the column) and numbered after the largest ``hadm_id``
 of the data. Without the column, admissions are numbered 1, 2, ... in (subject, admit time)
@@ -411,7 +415,7 @@ def _admissions(r: _Reader, has_hadm: bool) -> None:
                             a.file_idx, a.row_nr, d.file_idx AS d_file, d.row_nr AS d_row
                      FROM (SELECT * FROM a_ev WHERE hadm_col IS NULL) a
                      ASOF LEFT JOIN (SELECT * FROM d_ev WHERE hadm_col IS NULL) d
-                       ON a.subject_id = d.subject_id AND d.time >= a.time""")
+                       ON a.subject_id = d.subject_id AND d.time > a.time""")
     con.execute("CREATE TABLE adm AS " + " UNION ALL ".join(parts))
     r.skip("MEDS: admission without a discharge", "adm", "dischtime IS NULL")
     # overlapping admissions: greedy in (admit, id) order, keeping the earlier one

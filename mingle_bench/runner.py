@@ -281,7 +281,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             R.save_array(R.labels_path(folder), {"y_true": y_test, "test_idx": test_idx, "patient_group": groups})
             config = {
                 **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
-                "split": cfg.split, "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
+                "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
                 "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
                 "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
                 "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},

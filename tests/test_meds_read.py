@@ -306,3 +306,43 @@ def test_data_info_json(tmp_path, monkeypatch, meds_dir, capsys):
     assert out["source"] == f"meds:{meds_dir}" and out["read"] == {"MEDS events": len(ROWS)}
     assert out["skipped"] == {"MEDS: event before the subject's MEDS_BIRTH": 1}
     assert (out["patients"], out["admissions"], out["in_hospital_deaths"], out["notes"]) == (3, 3, 2, 2)
+
+
+@pytest.mark.parametrize("hadm", [True, False])
+def test_note_with_null_hadm_inside_a_stay(tmp_path, hadm):
+    """With a hadm_id column a note's null hadm_id means no admission (MIMIC notes without HADM_ID);
+    without the column, notes are linked by time."""
+    rows = [E(1, D(2150, 1, 1), "HOSPITAL_ADMISSION//A", 4), E(1, D(2150, 1, 2), "NOTE//Radiology", None,
+                                                              text_value="x"),
+            E(1, D(2150, 1, 3, 12), "MEDS_DEATH"), E(1, D(2150, 1, 4), "HOSPITAL_DISCHARGE//UNK", 4)]
+    c = _load(tmp_path, rows, hadm=hadm)
+    assert (pd.isna(c.notes["hadm_id"].iloc[0])) is hadm
+    # the death has no hadm_id either way: linked by time, an in-hospital death; dod is its date
+    assert c.admissions["hospital_expire_flag"].tolist() == [1]
+    assert c.admissions["deathtime"].tolist() == [pd.Timestamp(2150, 1, 3, 12)]
+    assert c.patients["dod"].tolist() == [pd.Timestamp(2150, 1, 3)]
+
+
+def test_run_records_the_meds_split(fakes, tmp_path):
+    """run --split meds: its own results folder, and the split mode in config.json and every record."""
+    from mingle_bench import pipeline as P
+    from mingle_bench import runner
+
+    seen = []
+    build = P.build_features
+    P_set = pytest.MonkeyPatch()
+    P_set.setattr(P, "build_features", lambda *a, **k: seen.append(k.get("split")) or build(*a, **k))
+    try:
+        cfg = dict(task="mortality", data="meds:x", models=["mingle"], seeds=[0], out=str(tmp_path), max_steps=2,
+                   eval_every=1, patience=2, n_boot=0, progress=False, reference=None)
+        s = runner.run_benchmark(runner.RunConfig(**cfg, split="meds"))
+        r = runner.run_benchmark(runner.RunConfig(**cfg))
+    finally:
+        P_set.undo()
+    assert seen == ["meds", None]
+    assert s.folder.name == "meds-x-meds-split" and r.folder.name == "meds-x"
+    conf = json.loads((s.folder / "config.json").read_text())
+    assert conf["split"] == "meds" and conf["data_id"] == "meds-x-meds-split"
+    rec = json.loads((s.folder / "runs.jsonl").read_text().splitlines()[0])
+    assert rec["config"]["split"] == "meds"
+    assert "split" not in json.loads((r.folder / "config.json").read_text())

@@ -35,7 +35,11 @@ shard and 0-based row of each reason in ``report.info["meds_first_offending"]``)
 - a diagnosis, procedure, medication or service event that falls in no admission (no
   ``hadm_id`` and no kept admission whose ``[admit, discharge]`` holds its time; at a shared
   boundary instant the later admission wins). Notes outside every admission are kept without an
-  admission (``hadm_id`` <NA>), as MIMIC-III notes without ``HADM_ID`` are;
+  admission (``hadm_id`` <NA>), as MIMIC-III notes without ``HADM_ID`` are. Stated deviation
+  from the mapping's linking rule: in a dataset *with* a ``hadm_id`` column, a note whose
+  ``hadm_id`` is null is kept without an admission, not linked by time (the exporter writes a
+  null ``hadm_id`` for exactly those notes; MIMIC has radiology notes without ``HADM_ID``
+  charted during a stay, and linking them would change the cohort on a round trip);
 - codes that match no mapping pattern (labs, vitals, ...) and medication codes matching
   ``medication_exclude`` are simply not used: counted per code prefix (the text before the
   first ``//``) in ``report.info["meds_codes_not_used"]``, not as skips.
@@ -48,6 +52,9 @@ Ids. With a ``hadm_id`` column, admissions keep their ids; admission events whos
 is null are paired by time (as without the column) and numbered after the largest ``hadm_id``
 of the data. Without the column, admissions are numbered 1, 2, ... in (subject, admit time)
 order. Patients are the subjects with any used event.
+
+Patients: ``dob`` and ``dod`` are the calendar *dates* of the earliest ``MEDS_BIRTH`` and
+``MEDS_DEATH`` (dates, as in MIMIC); in-hospital ``deathtime`` keeps the full ``MEDS_DEATH`` time.
 
 Node texts: diagnosis and procedure descriptions come from ``metadata/codes.parquet``
 (``description``, joined on the full MEDS code); a code in use without one keeps the code as
@@ -444,8 +451,11 @@ def _admissions(r: _Reader, has_hadm: bool) -> None:
 def _link(r: _Reader, m: MedsMapping, has_hadm: bool) -> None:
     """``lk``: every non-admission event with its admission (``hadm_col``, else by time)."""
     con = r.con
-    con.execute("""CREATE TABLE lk AS
+    # with a hadm_id column a note's null hadm_id means "no admission" (MIMIC notes without HADM_ID)
+    note_by_time = "false" if has_hadm else "true"
+    con.execute(f"""CREATE TABLE lk AS
         SELECT e.*, CASE WHEN e.hadm_col IS NOT NULL THEN e.hadm_col
+                         WHEN e.kind = 'note' AND NOT {note_by_time} THEN NULL
                          WHEN e.time <= a.dischtime THEN a.hadm_id END AS hadm_id
         FROM (SELECT * FROM ev WHERE kind NOT IN ('admission', 'discharge')) e
         ASOF LEFT JOIN (SELECT hadm_id, subject_id, admittime, dischtime FROM adm) a
@@ -467,7 +477,8 @@ def _std_views(r: _Reader, m: MedsMapping, codes_meta: Path | None, scratch: Pat
              g AS (SELECT e.subject_id, arg_min(mc.value, (e.time IS NULL, e.time, e.file_idx, e.row_nr)) AS gender
                    FROM ev e JOIN mc USING (code) WHERE e.kind = 'gender' GROUP BY 1),
              d AS (SELECT subject_id, min(time) AS dod FROM ev WHERE kind = 'death' GROUP BY 1)
-        SELECT s.subject_id::VARCHAR AS subject_id, g.gender, {ts('b.dob')} AS dob, {ts('d.dod')} AS dod
+        SELECT s.subject_id::VARCHAR AS subject_id, g.gender, strftime(b.dob, '%Y-%m-%d') AS dob,
+               strftime(d.dod, '%Y-%m-%d') AS dod
         FROM subj s LEFT JOIN g USING (subject_id) LEFT JOIN births b USING (subject_id) LEFT JOIN d USING (subject_id)""")
     # in-hospital death: a MEDS_DEATH linked to the admission, or a discharge_died discharge code
     con.execute(f"""CREATE VIEW std_admissions AS

@@ -29,7 +29,8 @@ sex               ``GENDER//<F|M>``                                      none (s
 ================  =====================================================  ==========================
 
 Linking events to admissions: with a ``hadm_id`` column, events carry their admission's id
-(events whose ``hadm_id`` is null are linked by time, like the no-column case); without it,
+(events whose ``hadm_id`` is null are linked by time, like the no-column case, except notes: a
+note with a null ``hadm_id`` has no admission, as in MIMIC); without it,
 each ``HOSPITAL_ADMISSION`` opens an admission that the subject's next ``HOSPITAL_DISCHARGE``
 closes, admissions get ids by (subject, admit time), and an event belongs to the admission
 whose ``[admit, discharge]`` interval holds its time.

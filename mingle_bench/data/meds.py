@@ -346,9 +346,11 @@ def _read_events(r: _Reader, shards: list[Path], columns: set[str], m: MedsMappi
                              LEFT JOIN mc USING (code) WHERE c.code IS NOT NULL GROUP BY 1 ORDER BY 1""").fetchall()
     report.info["meds_events_by_kind"] = {str(k): int(n) for k, n in by_kind}
     # null subject_id / code: counted with the first shard and row
-    for reason, cond in (("MEDS: event with a null subject_id", "subject_id IS NULL"),
-                         ("MEDS: event with a null code", "code IS NULL AND subject_id IS NOT NULL")):
-        n = r.one(f"SELECT count(*) FROM {scan} WHERE {cond}")
+    for reason, cond, count in (
+            ("MEDS: event with a null subject_id", "subject_id IS NULL", "SELECT sum(n_nosubj) FROM code_counts"),
+            ("MEDS: event with a null code", "code IS NULL AND subject_id IS NOT NULL",
+             "SELECT sum(n - n_nosubj) FROM code_counts WHERE code IS NULL")):
+        n = r.one(count)  # the shards are scanned again only to name the first offending row
         if n:
             report.skip(reason, n)
             row = con.execute(f"SELECT f.file_idx, e.file_row_number FROM {scan} e JOIN shard_idx f USING (filename) "

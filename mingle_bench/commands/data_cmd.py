@@ -49,6 +49,11 @@ def register(sub) -> None:
     e.add_argument("--meds-config", default=None, metavar="FILE", help=MEDS_CONFIG_HELP)
     e.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
     e.set_defaults(func=_export)
+    m = dsub.add_parser("meds-mapping", help="print the MEDS mapping (the default, or FILE merged over it) as "
+                                             "a template for --meds-config")
+    m.add_argument("--meds-config", default=None, help="a mapping file to check and show merged over the default")
+    m.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    m.set_defaults(func=_meds_mapping)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -102,7 +107,22 @@ def summary(cohort) -> dict:
         "read": rep.get("read", {}),
         "skipped": rep.get("skipped", {}),
         "repaired": rep.get("repaired", {}),
+        "info": rep.get("info", {}),
     }
+
+
+def _meds_mapping(args: argparse.Namespace) -> int:
+    from mingle_bench.data.meds_mapping import load_mapping
+
+    mapping = load_mapping(args.meds_config).to_dict()
+    if args.json:
+        print(json.dumps(mapping, indent=2))
+    else:
+        import yaml
+
+        print(f"# MEDS mapping ({args.meds_config or 'default'}); keys and meaning: docs/meds.md")
+        print(yaml.safe_dump(mapping, sort_keys=False, width=120), end="")
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:

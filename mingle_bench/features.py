@@ -49,11 +49,10 @@ from mingle_bench.hypergraph import EHRHypergraph
 from mingle_bench.splits import SPLITS, SplitManifest, split_patients
 from mingle_bench.taskdata import TaskData
 from mingle_bench.vocab import CodeVocab
+from mingle_bench.data.meds_mapping import MEDS_TO_SPLIT as MEDS_SPLITS
 
 GRAPH_SCOPES = ("all", "samples")
 SPLIT_MODES = ("random", "meds")
-#: MEDS split name -> the benchmark's split name (meds.train_split, meds.tuning_split, meds.held_out_split)
-MEDS_SPLITS = {"train": "train", "tuning": "val", "held_out": "test"}
 NO_MEDS_SPLIT = "patient without a MEDS subject split (--split meds)"
 NO_SPLIT = "unlabelled"  # visits of patients without samples
 

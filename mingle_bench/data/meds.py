@@ -76,15 +76,13 @@ import pandas as pd
 from mingle_bench.data.build import assemble, fetch
 from mingle_bench.data.cohort import Cohort
 from mingle_bench.data.csvio import connect
-from mingle_bench.data.meds_mapping import DEFAULT_MAPPING, MedsMapping
+from mingle_bench.data.meds_mapping import DEFAULT_MAPPING, MEDS_TO_SPLIT as SPLIT_NAMES, MedsMapping
 from mingle_bench.data.report import LoadReport
 from mingle_bench.io import atomic_path
 
 DATASET_JSON = "metadata/dataset.json"
 CODES_PARQUET = "metadata/codes.parquet"
 SPLITS_PARQUET = "metadata/subject_splits.parquet"
-#: MEDS split name -> the benchmark's split name
-SPLIT_NAMES = {"train": "train", "tuning": "val", "held_out": "test"}
 CODE_KINDS = ("diagnosis", "procedure", "medication", "service")
 _EXAMPLES = 5
 

@@ -81,6 +81,7 @@ import pandas as pd
 
 from mingle_bench.data.cohort import Cohort
 from mingle_bench.data.meds_mapping import (
+    SPLIT_TO_MEDS,
     admission_code,
     discharge_code,
     gender_code,
@@ -101,7 +102,6 @@ EXTRA_COLUMNS = ("hadm_id", "seq_num", "note_id", "note_description", "time_know
 #: the code families counted in the export summary, by the kind of event
 FAMILIES = ("gender", "birth", "admission", "discharge", "death_in_hospital", "death_other", "diagnosis",
             "procedure", "medication", "service", "note")
-_SPLIT_NAMES = {"train": "train", "val": "tuning", "test": "held_out"}
 
 
 def data_schema():  # noqa: ANN201 - pyarrow is imported lazily
@@ -364,7 +364,7 @@ def subject_splits(cohort: Cohort, subjects: np.ndarray) -> pd.DataFrame:
 
         ids = np.unique(np.concatenate([cohort.patients["patient_id"].to_numpy(dtype=np.int64), subjects]))
         manifest = split_patients(ids, seed=0)
-        parts = [(getattr(manifest, k), v) for k, v in _SPLIT_NAMES.items()]
+        parts = [(getattr(manifest, k), v) for k, v in SPLIT_TO_MEDS.items()]
         df = pd.DataFrame({"subject_id": np.concatenate([np.asarray(p, dtype=np.int64) for p, _ in parts]),
                            "split": np.concatenate([[v] * len(p) for p, v in parts]).astype(object)})
     df = df[df["subject_id"].isin(subjects)]

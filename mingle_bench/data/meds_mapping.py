@@ -80,6 +80,9 @@ PATTERN_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 EXACT_KEYS = ("birth", "death")
 COLUMN_KEYS = ("hadm_id_column", "seq_num_column", "note_id_column", "note_description_column", "time_known_column")
 UNTIMED_TYPES = ("diagnosis", "procedure", "medication", "service")
+#: MEDS split name (``meds.train_split``, ``tuning_split``, ``held_out_split``) -> the benchmark's split
+MEDS_TO_SPLIT = {"train": "train", "tuning": "val", "held_out": "test"}
+SPLIT_TO_MEDS = {v: k for k, v in MEDS_TO_SPLIT.items()}
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ def gender_code(sex: str) -> str:
 
 
 __all__ = [
-    "DEFAULT_MAPPING", "MedsMapping", "admission_code", "discharge_code", "gender_code", "icd_code",
+    "DEFAULT_MAPPING", "MEDS_TO_SPLIT", "MedsMapping", "SPLIT_TO_MEDS", "admission_code", "discharge_code", "gender_code", "icd_code",
     "load_mapping", "medication_code", "meds_spec", "note_code", "service_code", "split_meds_arg",
     "with_meds_config",
 ]

@@ -3,7 +3,9 @@
     python scripts/scale_report.py results/phenotype/synthetic-mimic \
         results/encoder/profile-encoder-fp32-bf16-cpu-2threads-idle.json > results/scale/README.md
 
-Reads the run folder's ``config.json`` (the features report: note counts, embedding seconds),
+Reads the run folder's ``config.json`` (the features report: note counts, embedding seconds;
+from ``embedding_invocation.json`` instead when the last invocation embedded nothing because a
+resumed run found every note cached),
 ``runs.jsonl`` (each finished cell's training time and steps) and, when the run finished,
 ``timings.json`` (stage wall times, the whole command's wall time and peak RSS; written by
 ``mingle-bench run`` at its end), plus the JSON of ``mingle-bench profile-encoder --precision
@@ -47,6 +49,12 @@ def render(folder: Path, profile_path: Path, expected_cells: int | None = None) 
     profile = json.loads(profile_path.read_text())
     report = config.get("data_report") or {}
     notes = report.get("notes") or {}
+    earlier = folder / "embedding_invocation.json"
+    notes_from = None
+    if not notes.get("notes_embedded") and earlier.exists():
+        # a resumed invocation found every note cached; the embedding figures are the earlier one's
+        notes = json.loads(earlier.read_text())["notes"]
+        notes_from = earlier.name
     n_cells = expected_cells or len(config.get("models", [])) * len(config.get("seeds", []))
     n_samples = config.get("n_samples", {})
 
@@ -64,6 +72,11 @@ def render(folder: Path, profile_path: Path, expected_cells: int | None = None) 
     if timings is None:
         out.append("- **the run has not finished** (no `timings.json`): the table lists the cells trained so "
                    "far; the same command resumes, skipping them")
+    if notes_from:
+        out.append(f"- the notes were embedded by an earlier invocation of the same command (`{notes_from}` holds "
+                   "its features report); the last invocation read all of them from the embedding cache, so the "
+                   "stage times below mix invocations: load and features from the last one, note embedding from "
+                   "the earlier one, each cell from the invocation that trained it")
     out.append("")
 
     out += ["## Wall time per stage", "", "| stage | wall time | details |", "|---|---|---|"]

@@ -101,7 +101,9 @@ def render(folder: Path, profile_path: Path, expected_cells: int | None = None) 
                    f"({per:.2f} s per step, evaluations included), best step {r['best_step']}, "
                    f"stopped: {r['stopped']}; test AUPR {100 * r['metrics']['aupr']:.2f} |")
     if timings:
-        out.append(f"| **whole command** | **{_fmt_s(timings['wall_s'])}** | peak RSS "
+        resumed = timings.get("cells_resumed") or 0
+        which = f" (last invocation: {resumed} cells resumed, {len(timings.get('cells', []))} trained)" if resumed else ""
+        out.append(f"| **whole command**{which} | **{_fmt_s(timings['wall_s'])}** | peak RSS "
                    f"{(timings.get('peak_rss_mb') or 0) / 1024:.1f} GiB |")
     out.append("")
 

@@ -66,7 +66,7 @@ ROWS = [
     E(2, None, "GENDER//M"), E(2, D(2090, 5, 5), "MEDS_BIRTH"),
     E(2, D(2140, 2, 1), "HOSPITAL_ADMISSION//ELECTIVE", 20),
     E(2, D(2140, 2, 2), "DIAGNOSIS//ICD//10//I10", 20),
-    E(2, D(2140, 2, 3), "MEDS_DEATH"),
+    E(2, D(2140, 2, 3), "MEDS_DEATH", 20),
     E(2, D(2140, 2, 3), "HOSPITAL_DISCHARGE//UNK", 20),
     E(3, D(2080, 1, 1), "MEDS_BIRTH"),
     E(3, D(2079, 1, 1), "DIAGNOSIS//ICD//9//4019"),                           # before birth: skipped
@@ -113,7 +113,7 @@ def test_cohort_tables(cohort):
     assert a["admission_type"].tolist() == ["EMERGENCY", "ELECTIVE", "URGENT"]
     assert a.loc[10, "admittime"] == pd.Timestamp(2150, 1, 1, 8) and a.loc[10, "dischtime"] == pd.Timestamp(2150, 1, 3, 10)
     assert a["hospital_expire_flag"].tolist() == [0, 1, 1]
-    assert a.loc[20, "deathtime"] == pd.Timestamp(2140, 2, 3)          # the MEDS_DEATH (linked by time)
+    assert a.loc[20, "deathtime"] == pd.Timestamp(2140, 2, 3)          # the MEDS_DEATH (linked by hadm_id)
     assert a.loc[21, "deathtime"] == pd.Timestamp(2120, 3, 4)          # HOSPITAL_DISCHARGE//DIED: the discharge
     assert pd.isna(a.loc[10, "deathtime"])
 
@@ -309,18 +309,31 @@ def test_data_info_json(tmp_path, monkeypatch, meds_dir, capsys):
 
 
 @pytest.mark.parametrize("hadm", [True, False])
-def test_note_with_null_hadm_inside_a_stay(tmp_path, hadm):
-    """With a hadm_id column a note's null hadm_id means no admission (MIMIC notes without HADM_ID);
-    without the column, notes are linked by time."""
+def test_note_and_death_with_null_hadm_inside_a_stay(tmp_path, hadm):
+    """With a hadm_id column a null hadm_id on a note or a death means no admission (MIMIC notes
+    without HADM_ID; the patient-level date of death); without the column, both are linked by time."""
     rows = [E(1, D(2150, 1, 1), "HOSPITAL_ADMISSION//A", 4), E(1, D(2150, 1, 2), "NOTE//Radiology", None,
                                                               text_value="x"),
             E(1, D(2150, 1, 3, 12), "MEDS_DEATH"), E(1, D(2150, 1, 4), "HOSPITAL_DISCHARGE//UNK", 4)]
     c = _load(tmp_path, rows, hadm=hadm)
     assert (pd.isna(c.notes["hadm_id"].iloc[0])) is hadm
-    # the death has no hadm_id either way: linked by time, an in-hospital death; dod is its date
-    assert c.admissions["hospital_expire_flag"].tolist() == [1]
-    assert c.admissions["deathtime"].tolist() == [pd.Timestamp(2150, 1, 3, 12)]
+    assert c.admissions["hospital_expire_flag"].tolist() == [0 if hadm else 1]
+    assert c.admissions["deathtime"].isna().tolist() == [hadm]
     assert c.patients["dod"].tolist() == [pd.Timestamp(2150, 1, 3)]
+
+
+def test_date_only_death_after_a_live_discharge_is_not_in_hospital(tmp_path):
+    """MIMIC's dod is a date: a patient discharged alive at 14:00 who died that evening has a
+    midnight MEDS_DEATH inside the stay; with a hadm_id column that never makes the stay fatal."""
+    rows = [E(1, D(2150, 1, 1, 9), "HOSPITAL_ADMISSION//A", 4), E(1, D(2150, 1, 3), "MEDS_DEATH"),
+            E(1, D(2150, 1, 3, 14), "HOSPITAL_DISCHARGE//HOSPICE", 4),
+            E(2, D(2150, 2, 1, 9), "HOSPITAL_ADMISSION//A", 5), E(2, D(2150, 2, 2, 8), "MEDS_DEATH", 5),
+            E(2, D(2150, 2, 2, 8), "HOSPITAL_DISCHARGE//DIED", 5)]
+    c = _load(tmp_path, rows, hadm=True)
+    adm = c.admissions.set_index("hadm_id")
+    assert adm.loc[4, "hospital_expire_flag"] == 0 and pd.isna(adm.loc[4, "deathtime"])
+    assert adm.loc[5, "hospital_expire_flag"] == 1 and adm.loc[5, "deathtime"] == pd.Timestamp(2150, 2, 2, 8)
+    assert c.patients.set_index("patient_id")["dod"].tolist() == [pd.Timestamp(2150, 1, 3), pd.Timestamp(2150, 2, 2)]
 
 
 def test_run_records_the_meds_split(fakes, tmp_path):

@@ -29,15 +29,20 @@ sex               ``GENDER//<F|M>``                                      none (s
 ================  =====================================================  ==========================
 
 Linking events to admissions: with a ``hadm_id`` column, events carry their admission's id
-(events whose ``hadm_id`` is null are linked by time, like the no-column case, except notes: a
-note with a null ``hadm_id`` has no admission, as in MIMIC); without it,
+(code events whose ``hadm_id`` is null are linked by time, like the no-column case; a note or a
+``MEDS_DEATH`` with a null ``hadm_id`` belongs to no admission: MIMIC notes without ``HADM_ID``, and
+the patient-level date of death); without it,
 each ``HOSPITAL_ADMISSION`` opens an admission that the subject's next ``HOSPITAL_DISCHARGE``
 closes, admissions get ids by (subject, admit time), and an event belongs to the admission
 whose ``[admit, discharge]`` interval holds its time.
 
-In-hospital death: a ``MEDS_DEATH`` linked to the admission (by ``hadm_id``, or by time inside
-the stay when the event has none), or a discharge code matching ``discharge_died``
+In-hospital death: a ``MEDS_DEATH`` linked to the admission (by ``hadm_id``; in data without a
+``hadm_id`` column, by its time inside the stay), or a discharge code matching ``discharge_died``
 (``HOSPITAL_DISCHARGE//DIED``); the death time is the ``MEDS_DEATH`` time, else the discharge.
+With a ``hadm_id`` column, a ``MEDS_DEATH`` without one is the patient's date of death and never
+makes a stay fatal: MIMIC's ``dod`` is a date, and a patient discharged alive (to hospice, say)
+who died later that day has a midnight ``dod`` inside the stay. Without the column this cannot
+be told apart, so a date-only death inside a stay counts; prefer ``HOSPITAL_DISCHARGE//DIED``.
 
 Optional extra columns the exporter writes and the reader uses when present (absent columns
 are not an error): ``seq_num`` (diagnosis/procedure order), ``note_id`` (int64; otherwise

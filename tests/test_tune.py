@@ -201,3 +201,16 @@ def test_tune_without_stale_trials_reports_nothing(fakes, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mingle_bench.tuning"):
         res = _tune(tmp_path, trials=2)
     assert res.stale["running"] == [] and "RUNNING" not in caplog.text
+
+
+def test_tune_with_the_meds_split(fakes, tmp_path, monkeypatch):
+    """tune --split meds: the features are built on the MEDS split, and the study's name and
+    attributes say so (a random-split study of the same data is another study)."""
+    seen = []
+    build = pipeline.build_features
+    monkeypatch.setattr(pipeline, "build_features", lambda *a, **k: seen.append(k.get("split")) or build(*a, **k))
+    res = _tune(tmp_path, trials=1, data="meds:x", split="meds")
+    assert "meds" in seen and res.study_name == "mortality-retain-meds-x-meds-split"
+    study = optuna.load_study(study_name=res.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert study.user_attrs["split"] == "meds" and study.user_attrs["data_id"] == "meds-x-meds-split"
+    assert _tune(tmp_path, trials=1, data="meds:x").study_name == "mortality-retain-meds-x"

@@ -133,3 +133,17 @@ def test_protocol_and_trials_are_checked(fakes, tmp_path):
     with pytest.raises(runner.RunError, match="--trials must be an integer >= 1"):
         RP.reproduce(data="synthetic:small", out=str(tmp_path), protocol="tuned", trials=0, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_reproduce_with_the_meds_split(fakes, tmp_path):
+    """reproduce --split meds: every task folder and the paper folder carry the -meds-split suffix
+    and every cell records the split mode."""
+    import json
+
+    res = RP.reproduce(data="meds:x", tasks=["phenotype"], seeds=[0], out=str(tmp_path), max_steps=2, eval_every=1,
+                       patience=2, n_boot=0, progress=False, reference=None, split="meds")
+    assert res.folder == tmp_path / "paper" / "meds-x-meds-split"
+    task_folder = tmp_path / "phenotype" / "meds-x-meds-split"
+    assert json.loads((task_folder / "config.json").read_text())["split"] == "meds"
+    records = [json.loads(x) for x in (task_folder / "runs.jsonl").read_text().splitlines() if x.strip()]
+    assert records and all(r["config"]["split"] == "meds" for r in records)

@@ -63,7 +63,16 @@ def _train_cell_task(model, seed, data, hparams, device, budget, monitor, thread
         def on_eval(step, val_metrics):
             events.put.remote(("eval", key, int(step), {k: float(v) for k, v in val_metrics.items()
                                                          if isinstance(v, (int, float))}))
-    return P.train_cell(model, seed, data, hparams, device, budget, monitor, on_eval)
+    try:
+        return P.train_cell(model, seed, data, hparams, device, budget, monitor, on_eval)
+    finally:
+        if events is not None:
+            # the puts above are fire-and-forget; one waited-for put after them (an actor runs one
+            # caller's calls in order) makes sure they have all landed before the result is ready,
+            # so the driver's drain after the cell finishes sees its last evaluation
+            import ray
+
+            ray.get(events.put.remote(("end", key, None, None)))
 
 
 class _Events:

@@ -24,6 +24,16 @@ def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return df.sort_values(keys, kind="mergesort").reset_index(drop=True)
 
 
+def _assert_same_stays(a, b) -> None:
+    """Admissions, codes, code texts and note metadata equal (row order aside)."""
+    pd.testing.assert_frame_equal(_sorted(a.admissions, ["hadm_id"]), _sorted(b.admissions, ["hadm_id"]))
+    keys = ["hadm_id", "code_id", "time", "seq_num"]
+    pd.testing.assert_frame_equal(_sorted(a.codes, keys), _sorted(b.codes, keys))
+    pd.testing.assert_frame_equal(_sorted(a.code_texts, ["code_id"]), _sorted(b.code_texts, ["code_id"]))
+    pd.testing.assert_frame_equal(_sorted(a.notes.drop(columns="n_chars"), ["note_id"]),
+                                  _sorted(b.notes.drop(columns="n_chars"), ["note_id"]))
+
+
 def test_counts_match(pair):
     from mingle_bench.commands.data_cmd import summary
 
@@ -36,12 +46,7 @@ def test_counts_match(pair):
 def test_tables_match(pair):
     a, b = pair
     pd.testing.assert_frame_equal(_sorted(a.patients, ["patient_id"]), _sorted(b.patients, ["patient_id"]))
-    pd.testing.assert_frame_equal(_sorted(a.admissions, ["hadm_id"]), _sorted(b.admissions, ["hadm_id"]))
-    keys = ["hadm_id", "code_id", "time", "seq_num"]
-    pd.testing.assert_frame_equal(_sorted(a.codes, keys), _sorted(b.codes, keys))
-    pd.testing.assert_frame_equal(_sorted(a.code_texts, ["code_id"]), _sorted(b.code_texts, ["code_id"]))
-    pd.testing.assert_frame_equal(_sorted(a.notes.drop(columns="n_chars"), ["note_id"]),
-                                  _sorted(b.notes.drop(columns="n_chars"), ["note_id"]))
+    _assert_same_stays(a, b)
     ids = a.notes["note_id"].tolist()
     assert a.read_note_texts(ids) == b.read_note_texts(ids)
 
@@ -91,10 +96,5 @@ def test_mimic4_round_trip(tmp_path):
     day = died.groupby("patient_id")["deathtime"].min().dt.normalize()
     for pid, when in zip(b["patient_id"][~known], b["dod"][~known]):
         assert (pd.isna(when) and pid not in day.index) or when == day[pid]
-    pd.testing.assert_frame_equal(_sorted(original.admissions, ["hadm_id"]), _sorted(back.admissions, ["hadm_id"]))
-    keys = ["hadm_id", "code_id", "time", "seq_num"]
-    pd.testing.assert_frame_equal(_sorted(original.codes, keys), _sorted(back.codes, keys))
-    pd.testing.assert_frame_equal(_sorted(original.code_texts, ["code_id"]), _sorted(back.code_texts, ["code_id"]))
-    pd.testing.assert_frame_equal(_sorted(original.notes.drop(columns="n_chars"), ["note_id"]),
-                                  _sorted(back.notes.drop(columns="n_chars"), ["note_id"]))
+    _assert_same_stays(original, back)
     assert {c.split(":")[0] for c in back.codes["code_id"]} >= {"dx9", "dx10"}

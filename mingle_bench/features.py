@@ -46,13 +46,12 @@ import torch
 from mingle_bench.data.cohort import Cohort
 from mingle_bench.deepwalk import DeepWalkParams, deepwalk_embeddings
 from mingle_bench.hypergraph import EHRHypergraph
-from mingle_bench.splits import SPLITS, SplitManifest, split_patients
+from mingle_bench.splits import SPLIT_MODES, SPLITS, SplitManifest, split_patients
 from mingle_bench.taskdata import TaskData
 from mingle_bench.vocab import CodeVocab
 from mingle_bench.data.meds_mapping import MEDS_TO_SPLIT as MEDS_SPLITS
 
 GRAPH_SCOPES = ("all", "samples")
-SPLIT_MODES = ("random", "meds")
 NO_MEDS_SPLIT = "patient without a MEDS subject split (--split meds)"
 NO_SPLIT = "unlabelled"  # visits of patients without samples
 

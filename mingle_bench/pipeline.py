@@ -41,6 +41,7 @@ import numpy as np
 from mingle_bench import __version__
 from mingle_bench.devices import resolve_device
 from mingle_bench.encoders.precision import DEFAULT_PRECISION, PRECISIONS
+from mingle_bench.splits import DEFAULT_SPLIT, SPLIT_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
     from mingle_bench.training import Budget, FitResult
@@ -207,11 +208,6 @@ def source_data_id(spec: str) -> str:
     return data_id(spec)
 
 
-#: how patients are split: the seeded 7:1:2 shuffle, or the MEDS subject splits of the cohort
-SPLIT_MODES = ("random", "meds")
-DEFAULT_SPLIT = "random"
-
-
 def check_split(split: str) -> None:
     if split not in SPLIT_MODES:
         raise RunError(f"--split must be one of {', '.join(SPLIT_MODES)}, got {split!r}")
@@ -353,8 +349,7 @@ def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], No
     encoder = open_encoder(inputs.encoder, inputs.precision, executor, ray_address)
     data = build_features(cohort, task, split_seed=inputs.split_seed, encoder=encoder, progress=progress,
                           max_notes_per_visit=inputs.max_notes_per_visit, max_tokens=inputs.max_tokens,
-                          graph_scope=inputs.graph_scope,
-                          **({} if inputs.split == DEFAULT_SPLIT else {"split": inputs.split}))
+                          graph_scope=inputs.graph_scope, split=inputs.split)
     seconds["features"] = round(time.perf_counter() - t0, 3)
     notes = (getattr(data, "report", None) or {}).get("notes") or {}
     for key, name in (("concept_seconds", "embed_concepts"), ("seconds", "embed_notes")):

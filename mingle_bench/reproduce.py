@@ -105,8 +105,7 @@ def reproduce(
                               max_steps=max_steps, eval_every=eval_every, patience=patience, notes=notes, out=out,
                               trials=trials, storage=storage, progress=progress, command=command,
                               max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
-                              executor=executor, ray_address=ray_address,
-                              **({} if split == P.DEFAULT_SPLIT else {"split": split}))
+                              executor=executor, ray_address=ray_address, split=split)
         cfg = runner.RunConfig(task=task, data=data, models=models, seeds=list(seeds), split_seed=split_seed,
                                device=device, encoder=encoder, out=str(out), max_steps=max_steps,
                                eval_every=eval_every, patience=patience, notes=notes,
@@ -155,7 +154,7 @@ def _tune_all(task: str, models: Sequence[str], *, trials: int, storage: str | N
     paths of the saved best-parameter files for ``RunConfig.tuned``."""
     from mingle_bench import tuning
 
-    data_id = P.results_data_id(kw["data"], kw.get("split", P.DEFAULT_SPLIT))
+    data_id = P.results_data_id(kw["data"], kw["split"])
     paths = []
     for model in models:
         name = f"{task}-{model}-{data_id}-s{kw['max_steps']}e{kw['eval_every']}p{kw['patience']}-{kw['notes']}"

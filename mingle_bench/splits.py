@@ -28,11 +28,15 @@ from mingle_bench.io import atomic_write_text
 SPLITS = ("train", "val", "test")
 
 
-RANDOM = "random"
+#: how patients are split: the seeded 7:1:2 shuffle (the default), or the splits a source
+#: defines itself (MEDS ``metadata/subject_splits.parquet``)
+SPLIT_MODES = ("random", "meds")
+DEFAULT_SPLIT = "random"
 
 
-def _content_hash(seed: int, ratios: Sequence[float], parts: dict[str, Sequence[int]], method: str = RANDOM) -> str:
-    extra = {} if method == RANDOM else {"method": method}
+def _content_hash(seed: int, ratios: Sequence[float], parts: dict[str, Sequence[int]],
+                  method: str = DEFAULT_SPLIT) -> str:
+    extra = {} if method == DEFAULT_SPLIT else {"method": method}
     body = json.dumps({"seed": int(seed), "ratios": [float(r) for r in ratios],
                        **{k: [int(x) for x in parts[k]] for k in SPLITS}, **extra}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
@@ -48,7 +52,7 @@ class SplitManifest:
     val: tuple[int, ...]
     test: tuple[int, ...]
     sha256: str = ""
-    method: str = RANDOM  # "random" (seeded shuffle) or the source that defined the split ("meds")
+    method: str = DEFAULT_SPLIT  # "random" (seeded shuffle) or the source that defined the split ("meds")
 
     def __post_init__(self) -> None:
         self.assert_disjoint()
@@ -79,7 +83,7 @@ class SplitManifest:
     def to_json(self) -> dict:
         """A JSON-serialisable dict (ids as ints)."""
         return {"seed": self.seed, "ratios": list(self.ratios), "sha256": self.sha256,
-                **({} if self.method == RANDOM else {"method": self.method}),
+                **({} if self.method == DEFAULT_SPLIT else {"method": self.method}),
                 "sizes": self.sizes(), **{k: list(v) for k, v in self.parts().items()}}
 
     @classmethod
@@ -88,7 +92,7 @@ class SplitManifest:
             return cls(seed=int(obj["seed"]), ratios=tuple(float(r) for r in obj["ratios"]),
                        train=tuple(int(x) for x in obj["train"]), val=tuple(int(x) for x in obj["val"]),
                        test=tuple(int(x) for x in obj["test"]), sha256=str(obj.get("sha256", "")),
-                       method=str(obj.get("method", RANDOM)))
+                       method=str(obj.get("method", DEFAULT_SPLIT)))
         except KeyError as exc:
             raise ValueError(f"split manifest lacks the field {exc}") from None
 

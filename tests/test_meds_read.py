@@ -352,7 +352,7 @@ def test_run_records_the_meds_split(fakes, tmp_path):
         r = runner.run_benchmark(runner.RunConfig(**cfg))
     finally:
         P_set.undo()
-    assert seen == ["meds", None]
+    assert seen == ["meds", "random"]
     assert s.folder.name == "meds-x-meds-split" and r.folder.name == "meds-x"
     conf = json.loads((s.folder / "config.json").read_text())
     assert conf["split"] == "meds" and conf["data_id"] == "meds-x-meds-split"

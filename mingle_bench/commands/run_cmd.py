@@ -256,7 +256,7 @@ def _tune(args) -> int:
         out=args.out, max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
         progress=not args.quiet, command=command_of(args),
         precision=args.precision, executor=args.executor, ray_address=args.ray_address, workers=args.workers,
-        **({} if args.split == "random" else {"split": args.split}),
+        split=args.split,
     )
     print(tuning.summary_line(res))
     return 0
@@ -276,8 +276,7 @@ def _reproduce(args) -> int:
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, command=command_of(args),
         tables_only=args.tables_only, protocol=args.protocol, trials=args.trials, storage=args.storage,
         reference=None if args.reference == "none" else args.reference,
-        precision=args.precision, executor=args.executor, ray_address=args.ray_address,
-        **({} if args.split == "random" else {"split": args.split}),
+        precision=args.precision, executor=args.executor, ray_address=args.ray_address, split=args.split,
     )
     print(res.main_md)
     print(reproduce.summary_line(res))

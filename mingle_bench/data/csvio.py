@@ -111,7 +111,7 @@ def locate_tables(directory: str | os.PathLike, tables: Sequence[str], what: str
     return found
 
 
-def _sql_str(s: str | os.PathLike) -> str:
+def sql_str(s: str | os.PathLike) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
@@ -159,8 +159,8 @@ class CsvReader:
 
     def _scan_sql(self, path: Path, name: str, cols: list[str]) -> str:
         # No sniffing: the header is parsed by us, every column is text, the dialect is fixed.
-        spec = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in cols) + "}"
-        return (f"read_csv({_sql_str(path)}, header=true, auto_detect=false, columns={spec}, delim=',', "
+        spec = "{" + ", ".join(f"{sql_str(c)}: 'VARCHAR'" for c in cols) + "}"
+        return (f"read_csv({sql_str(path)}, header=true, auto_detect=false, columns={spec}, delim=',', "
                 f"quote='\"', escape='\"', store_rejects=true, rejects_table='rej_{name}', "
                 f"rejects_scan='rejscan_{name}')")
 
@@ -235,8 +235,8 @@ class CsvReader:
                     self.con.execute(f"CREATE OR REPLACE TABLE {into} AS {scan}")
                 else:
                     with atomic_path(parquet) as tmp:
-                        self.con.execute(f"COPY ({scan}) TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)")
-                    self.con.execute(f"CREATE OR REPLACE VIEW {into} AS SELECT * FROM read_parquet({_sql_str(parquet)})")
+                        self.con.execute(f"COPY ({scan}) TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)")
+                    self.con.execute(f"CREATE OR REPLACE VIEW {into} AS SELECT * FROM read_parquet({sql_str(parquet)})")
             except duckdb.Error as exc:
                 if "gzip" in str(exc).lower():
                     raise ValueError(f"{path}: truncated or corrupt gzip file ({_first_line(exc)}); "
@@ -303,9 +303,9 @@ def connect(scratch: Path, memory_limit: str | None = None, threads: int | None 
     con = duckdb.connect()
     mem = memory_limit or os.environ.get("MINGLE_DUCKDB_MEMORY") or default_memory_limit()
     thr = int(threads or os.environ.get("MINGLE_DUCKDB_THREADS", "2"))
-    con.execute(f"SET memory_limit = {_sql_str(mem)}")
+    con.execute(f"SET memory_limit = {sql_str(mem)}")
     con.execute(f"SET threads = {thr}")
-    con.execute(f"SET temp_directory = {_sql_str(scratch / 'duckdb_tmp')}")
+    con.execute(f"SET temp_directory = {sql_str(scratch / 'duckdb_tmp')}")
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")
     return con

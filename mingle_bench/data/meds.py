@@ -77,8 +77,8 @@ import pandas as pd
 
 from mingle_bench.data.build import assemble, fetch
 from mingle_bench.data.cohort import Cohort
-from mingle_bench.data.csvio import connect
-from mingle_bench.data.meds_mapping import DEFAULT_MAPPING, MEDS_TO_SPLIT as SPLIT_NAMES, MedsMapping
+from mingle_bench.data.csvio import connect, sql_str
+from mingle_bench.data.meds_mapping import DEFAULT_MAPPING, MedsMapping
 from mingle_bench.data.report import LoadReport
 from mingle_bench.io import atomic_path
 
@@ -161,12 +161,8 @@ def check_shard_schema(path: Path, where: str, mapping: MedsMapping = DEFAULT_MA
     return names
 
 
-def _sql_str(s: object) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
 def _parquet_list(paths: list[Path]) -> str:
-    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+    return "[" + ", ".join(sql_str(p) for p in paths) + "]"
 
 
 class _Reader:
@@ -199,9 +195,9 @@ class _Reader:
 
 def _classify_sql(m: MedsMapping) -> str:
     """SQL: the code kind of ``code`` by the mapping (NULL: not used)."""
-    rx = lambda key: f"regexp_matches(code, {_sql_str(getattr(m, key))})"  # noqa: E731
-    return f"""CASE WHEN code = {_sql_str(m.birth)} THEN 'birth'
-                    WHEN code = {_sql_str(m.death)} THEN 'death'
+    rx = lambda key: f"regexp_matches(code, {sql_str(getattr(m, key))})"  # noqa: E731
+    return f"""CASE WHEN code = {sql_str(m.birth)} THEN 'birth'
+                    WHEN code = {sql_str(m.death)} THEN 'death'
                     WHEN {rx('admission')} THEN 'admission'
                     WHEN {rx('discharge')} THEN 'discharge'
                     WHEN {rx('diagnosis')} THEN 'diagnosis'
@@ -215,7 +211,7 @@ def _classify_sql(m: MedsMapping) -> str:
 def _group(m: MedsMapping, key: str, name: str) -> str:
     """SQL: named group ``name`` of pattern ``key`` in ``code`` ('' when the pattern has none)."""
     g = m.group(key, name)
-    return f"regexp_extract(code, {_sql_str(getattr(m, key))}, {g})" if g else "''"
+    return f"regexp_extract(code, {sql_str(getattr(m, key))}, {g})" if g else "''"
 
 
 def load_meds(src_dir: str | Path, out_dir: str | Path, *, mapping: MedsMapping = DEFAULT_MAPPING,
@@ -266,16 +262,22 @@ def load_meds(src_dir: str | Path, out_dir: str | Path, *, mapping: MedsMapping 
     return cohort
 
 
+def _require_columns(path: Path, where: str, wanted: dict[str, str]) -> None:
+    """A one-line error naming ``where`` and the column when one of ``wanted`` (name -> kind of
+    :func:`_type_ok`) is missing from the parquet file or has another type."""
+    schema = _schema_of(path, where)
+    for col, kind in wanted.items():
+        if col not in schema.names:
+            raise ValueError(f"{where}: missing column {col!r}; found {list(schema.names)}")
+        if not _type_ok(schema.field(col).type, kind):
+            raise ValueError(f"{where}: column {col!r} has type {schema.field(col).type}, expected "
+                             f"{'an integer type' if kind == 'integer' else 'a string'}")
+
+
 def _check_codes_meta(path: Path | None, src: Path) -> Path | None:
     if path is None:
         return None
-    names = list(_schema_of(path, f"{src / CODES_PARQUET}").names)
-    schema = _schema_of(path, f"{src / CODES_PARQUET}")
-    for col in ("code", "description"):
-        if col not in names:
-            raise ValueError(f"{src / CODES_PARQUET}: missing column {col!r}; found {names}")
-        if not _type_ok(schema.field(col).type, "string"):
-            raise ValueError(f"{src / CODES_PARQUET}: column {col!r} has type {schema.field(col).type}, expected a string")
+    _require_columns(path, f"{src / CODES_PARQUET}", {"code": "string", "description": "string"})
     return path.resolve()
 
 
@@ -284,13 +286,7 @@ def _read_splits(path: Path | None, src: Path) -> pd.DataFrame | None:
     if path is None:
         return None
     where = f"{src / SPLITS_PARQUET}"
-    schema = _schema_of(path, where)
-    for col, kind in (("subject_id", "integer"), ("split", "string")):
-        if col not in schema.names:
-            raise ValueError(f"{where}: missing column {col!r}; found {list(schema.names)}")
-        if not _type_ok(schema.field(col).type, kind):
-            raise ValueError(f"{where}: column {col!r} has type {schema.field(col).type}, expected "
-                             f"{'an integer type' if kind == 'integer' else 'a string'}")
+    _require_columns(path, where, {"subject_id": "integer", "split": "string"})
     import pyarrow.parquet as pq
 
     df = pq.read_table(path, columns=["subject_id", "split"]).to_pandas()
@@ -322,7 +318,7 @@ def _read_events(r: _Reader, shards: list[Path], columns: set[str], m: MedsMappi
     report.read["MEDS events"] = r.one("SELECT sum(n) FROM code_counts")
     con.execute(f"""CREATE TABLE mc AS SELECT code, kind,
         CASE kind WHEN 'admission' THEN {_group(m, 'admission', 'admission_type')} ELSE '' END AS atype,
-        CASE kind WHEN 'discharge' THEN regexp_matches(code, {_sql_str(m.discharge_died)}) ELSE false END AS died,
+        CASE kind WHEN 'discharge' THEN regexp_matches(code, {sql_str(m.discharge_died)}) ELSE false END AS died,
         CASE kind WHEN 'diagnosis' THEN {_group(m, 'diagnosis', 'version')}
                   WHEN 'procedure' THEN {_group(m, 'procedure', 'version')} END AS version,
         CASE kind WHEN 'diagnosis' THEN {_group(m, 'diagnosis', 'code')}
@@ -338,7 +334,7 @@ def _read_events(r: _Reader, shards: list[Path], columns: set[str], m: MedsMappi
     if unused:
         report.info["meds_codes_not_used"] = {str(p): int(n) for p, n in unused if n}
     n_excl = r.one(f"""SELECT sum(c.n - c.n_nosubj) FROM code_counts c JOIN mc USING (code)
-                       WHERE mc.kind IS NULL AND regexp_matches(c.code, {_sql_str(m.medication_exclude)})""")
+                       WHERE mc.kind IS NULL AND regexp_matches(c.code, {sql_str(m.medication_exclude)})""")
     if n_excl:
         report.info["meds_medication_excluded"] = (f"{n_excl} medication event(s) match medication_exclude "
                                                    f"({m.medication_exclude}) and are not used")
@@ -372,8 +368,8 @@ def _read_events(r: _Reader, shards: list[Path], columns: set[str], m: MedsMappi
                                {col(m.note_description_column, 'VARCHAR')} AS note_desc,
                                {col('text_value', 'VARCHAR')} AS text
                         FROM {joined} WHERE mc.kind = 'note' AND e.subject_id IS NOT NULL)
-                        TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)""")
-    con.execute(f"CREATE VIEW notes_raw AS SELECT * FROM read_parquet({_sql_str(notes_raw)})")
+                        TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)""")
+    con.execute(f"CREATE VIEW notes_raw AS SELECT * FROM read_parquet({sql_str(notes_raw)})")
     con.execute("""INSERT INTO ev SELECT file_idx, row_nr, subject_id, time, code, kind, hadm_col, time_known,
                    NULL::INTEGER FROM notes_raw""")
     n_notext = r.one("SELECT count(*) FROM notes_raw WHERE text IS NULL")
@@ -517,10 +513,10 @@ def _std_views(r: _Reader, m: MedsMapping, codes_meta: Path | None, scratch: Pat
             con.execute(f"CREATE VIEW {rel} AS SELECT NULL::VARCHAR AS icd_code, NULL::VARCHAR AS icd_version, "
                         "NULL::VARCHAR AS title WHERE false")
             continue
-        pat = _sql_str(getattr(m, key))
+        pat = sql_str(getattr(m, key))
         con.execute(f"""CREATE VIEW {rel} AS SELECT {_group(m, key, 'code')} AS icd_code,
                         {_group(m, key, 'version')} AS icd_version, description AS title
-                        FROM read_parquet({_sql_str(codes_meta)}) WHERE code IS NOT NULL AND regexp_matches(code, {pat})""")
+                        FROM read_parquet({sql_str(codes_meta)}) WHERE code IS NOT NULL AND regexp_matches(code, {pat})""")
     # notes: link info joined back to the staged texts; note_id numbered when the column is absent
     std_notes = scratch / "meds_notes_std.parquet"
     note_id = ("n.note_id_col" if m.note_id_column in columns else
@@ -534,8 +530,8 @@ def _std_views(r: _Reader, m: MedsMapping, codes_meta: Path | None, scratch: Pat
                    coalesce(n.text, '') AS text
             FROM notes_raw n JOIN lk l ON l.file_idx = n.file_idx AND l.row_nr = n.row_nr AND l.kind = 'note'
             JOIN mc ON mc.code = n.code)
-            TO {_sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)""")
-    con.execute(f"CREATE VIEW std_notes AS SELECT * FROM read_parquet({_sql_str(std_notes)})")
+            TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)""")
+    con.execute(f"CREATE VIEW std_notes AS SELECT * FROM read_parquet({sql_str(std_notes)})")
 
 
 def _describe_missing(r: _Reader, has_meta: bool) -> None:
@@ -551,4 +547,4 @@ def _describe_missing(r: _Reader, has_meta: bool) -> None:
         f"e.g. {', '.join(examples)}")
 
 
-__all__ = ["SPLIT_NAMES", "check_shard_schema", "load_meds", "locate_meds"]
+__all__ = ["check_shard_schema", "load_meds", "locate_meds"]

@@ -81,6 +81,7 @@ import pandas as pd
 
 from mingle_bench.data.cohort import Cohort
 from mingle_bench.data.meds_mapping import (
+    DEFAULT_MAPPING,
     SPLIT_TO_MEDS,
     admission_code,
     discharge_code,
@@ -98,7 +99,9 @@ TIE_ORDER = ("gender", "birth", "admission", "diagnosis", "procedure", "service"
              "discharge", "death")
 _RANK = {k: i for i, k in enumerate(TIE_ORDER)}
 #: the columns this exporter writes beside the MEDS ones
-EXTRA_COLUMNS = ("hadm_id", "seq_num", "note_id", "note_description", "time_known")
+_M = DEFAULT_MAPPING  # the reader's default names for the extra columns and the birth/death codes
+EXTRA_COLUMNS = (_M.hadm_id_column, _M.seq_num_column, _M.note_id_column, _M.note_description_column,
+                 _M.time_known_column)
 #: the code families counted in the export summary, by the kind of event
 FAMILIES = ("gender", "birth", "admission", "discharge", "death_in_hospital", "death_other", "diagnosis",
             "procedure", "medication", "service", "note")
@@ -115,11 +118,8 @@ def data_schema():  # noqa: ANN201 - pyarrow is imported lazily
         pa.field("code", pa.string()),
         pa.field("numeric_value", pa.float32()),
         pa.field("text_value", pa.large_string()),
-        pa.field("hadm_id", pa.int64()),
-        pa.field("seq_num", pa.int32()),
-        pa.field("note_id", pa.int64()),
-        pa.field("note_description", pa.string()),
-        pa.field("time_known", pa.bool_()),
+        *(pa.field(name, typ) for name, typ in zip(EXTRA_COLUMNS, (pa.int64(), pa.int32(), pa.int64(), pa.string(),
+                                                                     pa.bool_()))),
     ])
 
 
@@ -232,7 +232,7 @@ class _Events:
         self.notes, self._n = _by_patient(cohort.notes)
 
         texts = dict(zip(cohort.code_texts["code_id"], cohort.code_texts["text"]))
-        desc: dict[str, str | None] = {"MEDS_BIRTH": "Birth", "MEDS_DEATH": "Death",
+        desc: dict[str, str | None] = {_M.birth: "Birth", _M.death: "Death",
                                        discharge_code(True): "Hospital discharge: died in hospital",
                                        discharge_code(False): "Hospital discharge: discharge location unknown"}
         for t, code in adm_codes.items():
@@ -262,11 +262,11 @@ class _Events:
         g = p[sex != ""]
         frames.append(_frame("gender", len(g), subject_id=g["patient_id"], code=sex[sex != ""].map(gender_code)))
         b = p[p["dob"].notna()]
-        frames.append(_frame("birth", len(b), subject_id=b["patient_id"], time=b["dob"], code="MEDS_BIRTH"))
+        frames.append(_frame("birth", len(b), subject_id=b["patient_id"], time=b["dob"], code=_M.birth))
         d = p[p["dod"].notna()]
         keep = [(int(pid), day) not in self.death_days for pid, day in zip(d["patient_id"], d["dod"].dt.normalize())]
         d = d[np.asarray(keep, dtype=bool)]
-        frames.append(_frame("death_other", len(d), subject_id=d["patient_id"], time=d["dod"], code="MEDS_DEATH"))
+        frames.append(_frame("death_other", len(d), subject_id=d["patient_id"], time=d["dod"], code=_M.death))
 
         a = self._slice(self.admissions, self._a, lo, hi)
         for family, col, code in (("admission", "admittime", "_code"), ("discharge", "dischtime", "_disch_code")):
@@ -277,7 +277,7 @@ class _Events:
         x = a[a["_death_time"].notna()]
         counts["deaths_time_from_discharge"] += int(x["_death_from_disch"].sum())
         frames.append(_frame("death_in_hospital", len(x), subject_id=x["patient_id"], time=x["_death_time"],
-                             code="MEDS_DEATH", hadm_id=x["hadm_id"]))
+                             code=_M.death, hadm_id=x["hadm_id"]))
 
         c = self._slice(self.codes, self._c, lo, hi)
         known = c["time"].notna()
@@ -393,8 +393,8 @@ def dataset_metadata(cohort: Cohort) -> dict[str, Any]:
         "etl_name": "mingle-bench",
         "etl_version": mingle_bench.__version__,
         "meds_version": importlib.metadata.version("meds"),
-        "raw_source_id_columns": ["hadm_id", "note_id"],
-        "other_extension_columns": ["seq_num", "note_description", "time_known"],
+        "raw_source_id_columns": [_M.hadm_id_column, _M.note_id_column],
+        "other_extension_columns": [_M.seq_num_column, _M.note_description_column, _M.time_known_column],
     }
 
 

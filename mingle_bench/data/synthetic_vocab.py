@@ -540,6 +540,24 @@ def _formulary_code(drug: str, strength: str) -> str:
     return stem + number + ("I" if any(f in strength for f in _INJECTABLE) else "")
 
 
+def _ndc_of(text: str) -> str:
+    """labeler 00001-99999, product 0001-9999, package 01-99: never an all-zero segment."""
+    labeler = 1 + _hash_digits(_NDC_KEY, "labeler:" + text, 99_999)
+    product = 1 + _hash_digits(_NDC_KEY, "product:" + text, 9_999)
+    package = 1 + _hash_digits(_NDC_KEY, "package:" + text, 99)
+    return f"{labeler:05d}{product:04d}{package:02d}"
+
+
+def _first_free(make, drug: str, taken: set[str]) -> str:  # noqa: ANN001 - make: str -> str
+    """``make(drug)``, else ``make(drug#1)``, ``make(drug#2)``, ... until a value not in ``taken``
+    (which it joins): the collision rule shared by the NDC and the GSN."""
+    salt = 0
+    while (value := make(drug if salt == 0 else f"{drug}#{salt}")) in taken:
+        salt += 1
+    taken.add(value)
+    return value
+
+
 @lru_cache(maxsize=1)
 def rx_products() -> dict[str, RxProduct]:
     """DRUG -> its SYNTHETIC :class:`RxProduct`; NDCs, GSNs and formulary codes are distinct across
@@ -555,31 +573,14 @@ def rx_products() -> dict[str, RxProduct]:
     gsns: set[str] = set()
     codes: set[str] = set()
     for drug in drugs:
-        salt = 0
-        while True:
-            text = drug if salt == 0 else f"{drug}#{salt}"
-            # labeler 00001-99999, product 0001-9999, package 01-99: never an all-zero segment
-            labeler = 1 + _hash_digits(_NDC_KEY, "labeler:" + text, 99_999)
-            product = 1 + _hash_digits(_NDC_KEY, "product:" + text, 9_999)
-            package = 1 + _hash_digits(_NDC_KEY, "package:" + text, 99)
-            ndc = f"{labeler:05d}{product:04d}{package:02d}"
-            if ndc not in ndcs:
-                break
-            salt += 1
-        salt = 0
-        while True:
-            gsn = f"{1 + _hash_digits(_GSN_KEY, drug if salt == 0 else f'{drug}#{salt}', 79_999):06d}"
-            if gsn not in gsns:
-                break
-            salt += 1
+        ndc = _first_free(_ndc_of, drug, ndcs)
+        gsn = _first_free(lambda text: f"{1 + _hash_digits(_GSN_KEY, text, 79_999):06d}", drug, gsns)
         strength = RX_STRENGTH[drug]
         code = base = _formulary_code(drug, strength)
         suffix = 0
         while code in codes:  # e.g. "PredniSONE" and "Prednisone": same stem, both kept distinct
             suffix += 1
             code = f"{base}{chr(ord('A') + suffix - 1)}"
-        ndcs.add(ndc)
-        gsns.add(gsn)
         codes.add(code)
         out[drug] = RxProduct(ndc=ndc, gsn=gsn, formulary_drug_cd=code, prod_strength=strength)
     return out

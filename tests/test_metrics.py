@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mingle_bench.metrics import compute_metrics, expected_calibration_error, is_better
+from mingle_bench.metrics import (HIGHER_IS_BETTER, METRIC_LABELS, METRIC_NAMES, compute_metrics,
+                                  expected_calibration_error, is_better, macro_label_count)
 
 # 4 visits x 2 labels
 Y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
@@ -90,5 +91,47 @@ def test_bootstrap_fast_metrics_equal_sklearn_definitions(n_labels):
     y = (rng.random((60, n_labels)) < 0.3).astype(float)
     p = np.round(rng.random((60, n_labels)), 1)  # rounded: many ties
     ref = compute_metrics(y, p)
-    for m in ("acc", "auroc", "aupr", "f1", "brier"):
+    for m in ("acc", "auroc", "aupr", "f1", "brier", "auroc_macro", "aupr_macro"):
         assert fast_metric(m, y, p) == pytest.approx(ref[m], abs=1e-12), m
+
+
+def test_macro_metrics_hand_computed():
+    m = compute_metrics(Y, P)
+    # label 0: positives {.9,.3}, negatives {.4,.1}: 3 of 4 pairs; label 1: positives {.6,.8},
+    # negatives {.2,.7}: 3 of 4 pairs
+    assert m["auroc_macro"] == pytest.approx(0.75)
+    # label 0 ranked P N P N: AP = (1 + 2/3) / 2; label 1 ranked P N P N: the same
+    assert m["aupr_macro"] == pytest.approx(5 / 6)
+    assert macro_label_count(Y) == 2
+
+
+def test_macro_metrics_skip_one_class_labels_and_equal_sklearn():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((80, 5)) < 0.3).astype(int)
+    y[:, 2] = 0  # no positive: left out of both means
+    y[:, 4] = 1  # no negative: left out too
+    p = np.round(rng.random((80, 5)), 2)
+    m = compute_metrics(y, p)
+    assert macro_label_count(y) == 3
+    assert m["auroc_macro"] == pytest.approx(np.mean([roc_auc_score(y[:, k], p[:, k]) for k in (0, 1, 3)]), abs=1e-12)
+    assert m["aupr_macro"] == pytest.approx(np.mean([average_precision_score(y[:, k], p[:, k]) for k in (0, 1, 3)]),
+                                            abs=1e-12)
+    # no label with both classes: nan, not an error
+    m = compute_metrics(np.zeros((4, 2)), np.full((4, 2), 0.3))
+    assert math.isnan(m["auroc_macro"]) and math.isnan(m["aupr_macro"])
+
+
+def test_binary_macro_metrics_equal_the_plain_ones():
+    y = np.array([1, 0, 1, 0, 0])
+    p = np.array([0.8, 0.3, 0.4, 0.6, 0.1])
+    m = compute_metrics(y, p)
+    assert m["auroc_macro"] == m["auroc"] and m["aupr_macro"] == m["aupr"]
+    assert macro_label_count(y) == 1
+
+
+def test_macro_metrics_are_registered():
+    for name in ("auroc_macro", "aupr_macro"):
+        assert name in METRIC_NAMES and HIGHER_IS_BETTER[name] is True and "macro" in METRIC_LABELS[name]
+    assert set(compute_metrics(Y, P)) == set(METRIC_NAMES)

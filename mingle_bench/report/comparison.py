@@ -21,33 +21,8 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
-
-from mingle_bench.metrics import HIGHER_IS_BETTER, PAPER_METRICS, compute_metrics
-
-
-def _auroc(ft: np.ndarray, fp: np.ndarray) -> float:
-    """Mann-Whitney form of ROC AUC (ties count 1/2), identical to ``roc_auc_score``."""
-    n_pos = ft.sum()
-    n_neg = ft.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = rankdata(fp)
-    return float((ranks[ft == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _average_precision(ft: np.ndarray, fp: np.ndarray) -> float:
-    """Step-wise AP over distinct thresholds, identical to ``average_precision_score``."""
-    if ft.sum() == 0:
-        return math.nan
-    order = np.argsort(-fp, kind="mergesort")
-    s, y = fp[order], ft[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
-    tps = np.cumsum(y)[last]
-    fps = last + 1 - tps
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+from mingle_bench.metrics import (HIGHER_IS_BETTER, PAPER_METRICS, auroc_mann_whitney, average_precision,
+                                  compute_metrics, macro_aupr, macro_auroc)
 
 
 def _macro_f1(yt: np.ndarray, pred: np.ndarray) -> float:
@@ -71,9 +46,13 @@ def fast_metric(name: str, yt: np.ndarray, yp: np.ndarray, threshold: float = 0.
     if name == "acc":
         return float(np.mean(ft == (fp >= threshold)))
     if name == "auroc":
-        return _auroc(ft, fp)
+        return auroc_mann_whitney(ft, fp)
     if name == "aupr":
-        return _average_precision(ft, fp)
+        return average_precision(ft, fp)
+    if name == "auroc_macro":
+        return macro_auroc(yt, yp)
+    if name == "aupr_macro":
+        return macro_aupr(yt, yp)
     if name == "f1":
         return _macro_f1(yt, (yp >= threshold).astype(np.float64))
     if name == "brier":

@@ -231,14 +231,25 @@ def get_task(name: str, code_types: Sequence[str] | None = None, notes: str = DE
 
 
 def build_features(cohort, task, *, split_seed: int, encoder, progress: bool, max_notes_per_visit: int | None = None,
-                   max_tokens: int | None = None, graph_scope: str = "all", split: str = DEFAULT_SPLIT):
+                   max_tokens: int | None = None, graph_scope: str = "all", split: str = DEFAULT_SPLIT,
+                   note_texts: bool = False):
     """Stage *features*: the :class:`~mingle_bench.taskdata.TaskData` of ``task`` on ``cohort``
-    (:func:`mingle_bench.features.build_task_data`; split, vocabulary, graph, embeddings)."""
+    (:func:`mingle_bench.features.build_task_data`; split, vocabulary, graph, embeddings; the
+    index visits' note texts when ``note_texts``)."""
     from mingle_bench.features import build_task_data
 
     return build_task_data(cohort, task, split_seed=split_seed, encoder=encoder, progress=progress,
                            max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, graph_scope=graph_scope,
-                           split=split)
+                           split=split, note_texts=note_texts)
+
+
+def needs_note_texts(models: Sequence[str]) -> bool:
+    """Whether any of ``models`` reads ``TaskData.sample_note_texts`` (declares it in ``requires``):
+    the flag :func:`prepare` passes to the features stage. It is no part of a run's fingerprint or
+    of a cell's input hash: the note selection is already in the input digest."""
+    from mingle_bench.zoo import get_model
+
+    return any("sample_note_texts" in getattr(get_model(m), "requires", ()) for m in models)
 
 
 def model_defaults(name: str) -> dict:
@@ -246,6 +257,15 @@ def model_defaults(name: str) -> dict:
     from mingle_bench.zoo import get_model
 
     return dict(getattr(get_model(name), "default_hparams", {}))
+
+
+def check_hparams(name: str, hparams: dict, where: str = "") -> dict:
+    """``hparams`` of model ``name`` checked against its declared names, types and ranges
+    (:meth:`mingle_bench.models.base.EHRModel.check_hparams`) before any data is prepared;
+    ``where`` (e.g. ``--tuned FILE``) starts the one-line error."""
+    from mingle_bench.zoo import get_model
+
+    return dict(get_model(name).check_hparams(hparams, where=where))
 
 
 def search_space(model: str, trial) -> dict:
@@ -329,14 +349,15 @@ def open_encoder(spec: str | None, precision: str = DEFAULT_PRECISION, executor:
 
 
 def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], None] | None = None,
-            executor: str = DEFAULT_EXECUTOR, ray_address: str | None = None) -> Prepared:
+            executor: str = DEFAULT_EXECUTOR, ray_address: str | None = None, note_texts: bool = False) -> Prepared:
     """Stages *load*, *task* and *features* for ``inputs``.
 
     The task is built first, so a bad task name fails before any data loads. ``on_source``
     is called with the cohort's content id before the features are built (the runner refuses
     a results folder trained on other data there, before any embedding work). With
     ``executor="ray"`` the texts missing from the embedding cache are embedded by Ray workers
-    (:func:`open_encoder`)."""
+    (:func:`open_encoder`). ``note_texts``: also read the index visits' note texts
+    (:func:`needs_note_texts` of the run's models; not an input of the hash)."""
     task = get_task(inputs.task, inputs.code_types, inputs.notes)
     check_split(inputs.split)
     t0 = time.perf_counter()
@@ -349,7 +370,7 @@ def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], No
     encoder = open_encoder(inputs.encoder, inputs.precision, executor, ray_address)
     data = build_features(cohort, task, split_seed=inputs.split_seed, encoder=encoder, progress=progress,
                           max_notes_per_visit=inputs.max_notes_per_visit, max_tokens=inputs.max_tokens,
-                          graph_scope=inputs.graph_scope, split=inputs.split)
+                          graph_scope=inputs.graph_scope, split=inputs.split, note_texts=note_texts)
     seconds["features"] = round(time.perf_counter() - t0, 3)
     notes = (getattr(data, "report", None) or {}).get("notes") or {}
     for key, name in (("concept_seconds", "embed_concepts"), ("seconds", "embed_notes")):
@@ -376,6 +397,64 @@ class CellOutcome:
     stopped: str
     curve: list[list[float]]
     n_params: int
+    #: the validation value that selected the best step (the monitor, or "loss" after a fallback)
+    monitor_used: str = ""
+    #: ``[{"kind", "message"}]`` from the trainer (:class:`mingle_bench.training.FitResult`)
+    flags: list[dict] = field(default_factory=list)
+
+
+def _count_line(y: np.ndarray, split_idx: dict) -> str:
+    """``train 12/1402, val 0/200, test 5/401 positives`` for one label column."""
+    return ", ".join(f"{s} {int(y[_as_numpy(i)].sum())}/{len(_as_numpy(i))}" for s, i in split_idx.items()) + " positives"
+
+
+def check_labels(data, monitor: str = DEFAULT_MONITOR) -> list[str]:
+    """The label counts of every split, checked before any model trains.
+
+    Raises :class:`RunError` (one line, naming the task and the counts) when the task has one class
+    overall (every label cell 0, or every one 1), or when the training split of a binary task
+    holds a single class (nothing can be learnt). Returns warning lines for what training survives
+    but the reader must know: a validation split on which ``monitor`` is undefined (every cell then
+    selects its best step on validation loss, flag ``monitor_fallback``), a test split with one
+    class (AUROC/AUPR n/a), and labels of a multi-label task that are constant overall or on the
+    training split."""
+    from mingle_bench.training import monitor_undefined_reason
+
+    y = _as_numpy(data.labels).astype(np.float64)
+    y = y.reshape(len(y), -1)
+    task = getattr(data, "task_name", "") or "the task"
+    names = list(getattr(data, "label_names", None) or [f"label {j}" for j in range(y.shape[1])])
+    splits = {s: data.split_idx[s] for s in ("train", "val", "test") if s in data.split_idx}
+    if y.size == 0:
+        raise RunError(f"task {task}: no samples")
+    if y.min() == y.max():
+        what = "positive" if y.max() == 1 else "negative"
+        counts = _count_line(y.max(axis=1), splits) if y.shape[1] > 1 else _count_line(y[:, 0], splits)
+        raise RunError(f"task {task} has one class: every label is {what} ({counts}); there is nothing to predict "
+                       "(check the cohort or the task definition)")
+    warnings_: list[str] = []
+    if y.shape[1] == 1:
+        tr = _as_numpy(splits["train"])
+        if len(tr) and y[tr, 0].min() == y[tr, 0].max():
+            raise RunError(f"task {task}: the training split holds one class ({_count_line(y[:, 0], splits)}); "
+                           "no model can learn from it (use more data or another --split-seed)")
+    else:
+        constant = [n for j, n in enumerate(names) if y[:, j].min() == y[:, j].max()]
+        if constant:
+            warnings_.append(f"task {task}: {len(constant)} of {len(names)} labels have one class overall "
+                             f"({', '.join(constant[:5])}{', ...' if len(constant) > 5 else ''}); their per-label "
+                             "AUROC is undefined and they add only constant cells to the flattened metrics")
+    val = _as_numpy(splits["val"]) if "val" in splits else np.empty(0, dtype=np.int64)
+    why = monitor_undefined_reason(y[val], monitor) if len(val) else "no samples"
+    if why:
+        counts = _count_line(y.sum(axis=1).clip(0, 1), splits) if y.shape[1] > 1 else _count_line(y[:, 0], splits)
+        warnings_.append(f"task {task}: validation {monitor} is undefined ({why} in the validation split; {counts}): "
+                         "every cell selects its best step on validation loss instead (flag monitor_fallback)")
+    te = _as_numpy(splits["test"]) if "test" in splits else np.empty(0, dtype=np.int64)
+    if len(te) and y[te].min() == y[te].max():
+        warnings_.append(f"task {task}: the test split holds one class ({'positive' if y[te].max() else 'negative'} "
+                         f"only, {len(te)} samples): test AUROC and AUPR are n/a")
+    return warnings_
 
 
 def test_arrays(data) -> tuple[np.ndarray, np.ndarray]:
@@ -399,7 +478,9 @@ def train_cell(model: str, seed: int, data, hparams: dict, device, budget: "Budg
         val_metrics={k: float(v) for k, v in (res.val_metrics or {}).items() if _is_number(v)},
         impl=str(getattr(res, "impl", "?")), train_s=float(res.train_s), steps_run=int(res.steps_run),
         best_step=int(res.best_step), stopped=str(res.stopped),
-        curve=curve(monitor) if callable(curve) else [], n_params=int(getattr(res, "n_params", 0) or 0))
+        curve=curve(monitor) if callable(curve) else [], n_params=int(getattr(res, "n_params", 0) or 0),
+        monitor_used=str(getattr(res, "monitor_used", "") or monitor),
+        flags=[dict(f) for f in (getattr(res, "flags", None) or [])])
 
 
 def _as_numpy(x) -> np.ndarray:

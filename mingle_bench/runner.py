@@ -44,13 +44,15 @@ import numpy as np
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
 from mingle_bench.distributed import cells as _cells
-from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description, peak_rss_mb
+from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description, machine_info, peak_rss_mb
 from mingle_bench.pipeline import RunError
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, LEARNING_CURVES_FILE, finalize
 
 #: wall times per stage and cell, and the peak RSS, of the last invocation on a results folder
 TIMINGS_FILE = "timings.json"
-DEFAULT_MODELS: tuple[str, ...] = ("mingle", "hypehr", "retain", "gram", "hypergat", "logreg")
+#: the paper's rows, then the references every table carries (docs/models.md)
+DEFAULT_MODELS: tuple[str, ...] = ("mingle", "hypehr", "retain", "gram", "hypergat", "logreg", "prior", "tfidf-lr",
+                                   "codes-notes-lr", "gbm", "note-mlp")
 DEFAULT_SEEDS = 5
 
 #: config keys that define a run; a results folder holds runs of one such configuration
@@ -69,6 +71,7 @@ class RunConfig:
     device: str = "auto"
     encoder: str | None = "default"
     tuned: Sequence[str] = ()
+    tuned_anyway: bool = False                # use --tuned files tuned on another task or data (with a warning)
     out: str = P.DEFAULT_OUT
     max_steps: int = P.DEFAULT_MAX_STEPS
     eval_every: int = P.DEFAULT_EVAL_EVERY
@@ -125,42 +128,107 @@ def input_hash(model: str, seed: int, hparams: dict, run_cfg: dict, source_id: s
     return R.stable_hash(payload, n=64)
 
 
-def parse_seeds(value: str | int | Sequence[int]) -> list[int]:
-    """``5`` -> seeds 0..4; ``"0,3,7"`` -> those seeds."""
-    if isinstance(value, int):
-        if value < 1:
-            raise RunError(f"--seeds must be >= 1, got {value}")
-        return list(range(value))
+#: the most training seeds one run may ask for (``--seeds 1000000000000`` is a typo, not a plan)
+MAX_SEEDS = 1000
+#: seeds are below 2**32: the trainer seeds NumPy with ``seed % 2**32`` (training.seed_everything),
+#: so seed 2**32 would train exactly like seed 0 and be counted as another seed
+SEED_LIMIT = 2 ** 32
+
+
+def parse_seeds(value: str | int | Sequence[int], flag: str = "--seeds") -> list[int]:
+    """``5`` -> seeds 0..4; ``"0,3,7"`` -> those seeds.
+
+    Refused with one line naming ``flag``: a count below 1 or above :data:`MAX_SEEDS`, a seed
+    outside ``0 <= seed < 2**32`` (:data:`SEED_LIMIT`; larger seeds alias smaller ones in NumPy's
+    seeding), a repeated seed, anything but integers."""
+    if isinstance(value, bool):
+        raise RunError(f"{flag} takes a count (5) or a comma list (0,3,7), got {value!r}")
     if isinstance(value, str):
-        value = value.strip()
+        text = value.strip()
         try:
-            count = int(value) if "," not in value else None
-            seeds = [int(s) for s in value.split(",") if s.strip()] if count is None else []
+            if "," not in text:
+                return parse_seeds(int(text), flag)
+            seeds = [int(s) for s in text.split(",") if s.strip()]
         except ValueError:
-            raise RunError(f"--seeds takes a count (5) or a comma list (0,3,7), got {value!r}") from None
-        if count is not None:
-            return parse_seeds(count)
+            raise RunError(f"{flag} takes a count (5) or a comma list (0,3,7), got {value!r}") from None
+    elif isinstance(value, int):
+        if value < 1:
+            raise RunError(f"{flag} must be >= 1, got {value}")
+        if value > MAX_SEEDS:
+            raise RunError(f"{flag} {value}: at most {MAX_SEEDS} seeds per run (a count N trains seeds 0..N-1)")
+        return list(range(value))
     else:
-        seeds = [int(s) for s in value]
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise RunError(f"--seeds must be distinct non-negative integers, got {value!r}")
+        seeds = list(value)
+        if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
+            raise RunError(f"{flag} must be integers, got {seeds!r}")
+        seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise RunError(f"{flag} is empty")
+    if len(seeds) > MAX_SEEDS:
+        raise RunError(f"{flag}: {len(seeds)} seeds, at most {MAX_SEEDS} per run")
+    check_seed(*seeds, flag=flag)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise RunError(f"{flag} must be distinct, got {', '.join(map(str, repeated))} more than once")
     return seeds
 
 
+def check_seed(*seeds: int, flag: str = "--seed") -> None:
+    """Refuse a seed outside ``0 <= seed < 2**32`` with one line naming ``flag`` and why."""
+    for s in seeds:
+        if not 0 <= s < SEED_LIMIT:
+            raise RunError(f"{flag}: seed {s} is out of range; seeds must be in 0..{SEED_LIMIT - 1} (NumPy is "
+                           f"seeded with seed mod 2**32, so a larger seed would train exactly like a smaller one)")
+
+
+#: what a tuned file records about its study and what a run compares it with
+TUNED_CHECKS = ("task", "data")
+
+
 def load_tuned(spec: str, out: str | os.PathLike) -> dict:
-    """A tuned-hyperparameter file: a JSON path, or a study name saved under ``<out>/tuning/``."""
+    """A tuned-hyperparameter file: a JSON path, or a study name saved under ``<out>/tuning/``.
+
+    Refused with one line naming ``--tuned`` and the file: not UTF-8, not JSON, not an object,
+    no ``model``, or ``best_params`` that is not an object of names to values."""
     p = Path(spec)
     candidates = [p] if p.suffix == ".json" else [Path(out) / "tuning" / f"{spec}.json", p]
     for c in candidates:
         if c.is_file():
-            d = R.read_json(c)
+            try:
+                d = R.read_json(c)
+            except UnicodeDecodeError as exc:
+                raise RunError(f"--tuned {spec}: {c} is not UTF-8 text (byte {exc.start}); not a tuning result"
+                               ) from None
+            except ValueError as exc:
+                raise RunError(f"--tuned {spec}: {exc}") from None
             if not isinstance(d, dict) or "model" not in d or "best_params" not in d:
                 raise RunError(f"--tuned {spec}: {c} is not a tuning result (needs 'model' and 'best_params')")
+            if not isinstance(d["best_params"], dict):
+                raise RunError(f"--tuned {spec}: {c}: 'best_params' must be an object of hyperparameter names to "
+                               f"values, found a {type(d['best_params']).__name__}")
+            if not isinstance(d["model"], str):
+                raise RunError(f"--tuned {spec}: {c}: 'model' must be a model name, found {d['model']!r}")
             d["_path"] = str(c)
             return d
     known = sorted(x.stem for x in (Path(out) / "tuning").glob("*.json")) if (Path(out) / "tuning").is_dir() else []
     raise RunError(f"--tuned {spec}: no {candidates[0]} (run `mingle-bench tune ... --study-name {spec}` first"
                    + (f"; saved studies: {', '.join(known)})" if known else ")"))
+
+
+def tuned_mismatches(tuned: dict, task: str, data: str, split: str = P.DEFAULT_SPLIT) -> list[str]:
+    """How a tuned file's study differs from this run: ``["task: tuned on 'mortality', this run 'los'",
+    ...]`` for the task and the data (compared by data id, so ``synthetic`` and
+    ``synthetic:default`` agree; by the spec where the file records no id)."""
+    diffs = []
+    if tuned.get("task") is not None and tuned["task"] != task:
+        diffs.append(f"task: tuned on {tuned['task']!r}, this run {task!r}")
+    if tuned.get("data_id") is not None:
+        here = P.results_data_id(data, split)
+        if tuned["data_id"] != here:
+            diffs.append(f"data: tuned on {tuned['data_id']!r} ({tuned.get('data')}), this run {here!r} ({data})")
+    elif tuned.get("data") is not None and tuned["data"] != data:
+        diffs.append(f"data: tuned on {tuned['data']!r}, this run {data!r}")
+    return diffs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +297,22 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             raise RunError(f"--tuned {spec} holds hyperparameters for {t['model']!r}, which is not in --models ({', '.join(models)})")
         if t["model"] in tuned:
             raise RunError(f"--tuned: two studies for model {t['model']!r}")
+        diffs = tuned_mismatches(t, cfg.task, cfg.data, cfg.split)
+        if diffs and not cfg.tuned_anyway:
+            raise RunError(f"--tuned {spec}: {t['_path']} was tuned for another setup ({'; '.join(diffs)}); "
+                           "tune on this task and data, or pass --tuned-anyway to use it regardless")
+        if diffs:
+            import sys
+
+            print(f"warning: --tuned {spec}: using {t['_path']} although it was tuned for another setup "
+                  f"({'; '.join(diffs)}) (--tuned-anyway)", file=sys.stderr)
+        t["_mismatch"] = diffs
         tuned[t["model"]] = t
+    # every model's hyperparameters (defaults, tuned values, overrides) checked before any data loads
+    for m in models:
+        hp = {**(tuned[m]["best_params"] if m in tuned else {}), **cfg.hparam_overrides.get(m, {})}
+        where = f"--tuned {tuned[m]['_path']}" if m in tuned else "hyperparameters"
+        P.check_hparams(m, {**P.model_defaults(m), **hp}, where=where)
 
     data_id = P.results_data_id(cfg.data, cfg.split)  # "-meds-split" suffix under --split meds
     folder = Path(cfg.out) / cfg.task / (data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}")
@@ -263,8 +346,12 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
         trained, failed, cell_times = [], [], []
         with prog:
             prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=lambda sid: _check_source(folder, sid),
-                             executor=executor.name, ray_address=cfg.ray_address)
+                             executor=executor.name, ray_address=cfg.ray_address,
+                             note_texts=P.needs_note_texts(models))
             data, source_id = prep.data, prep.source_id
+            label_warnings = P.check_labels(data, cfg.monitor)  # one class overall: RunError before any cell
+            for line in label_warnings:
+                prog.log(f"[yellow]warning[/yellow]: {line}")
             digest = dict(getattr(data, "digest", None) or {})
             keys = {(m, s): input_hash(m, s, hparams[m], run_cfg, source_id, digest) for m, s in cells}
             done = R.finished_cells(folder) if folder.exists() else {}
@@ -283,15 +370,19 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
                 "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
                 "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
+                "machine_info": machine_info(device),
                 "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
                 "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
+                "label_warnings": label_warnings,
                 "updated_at": P.utc_timestamp(),
             }
             atomic_write_json(folder / R.CONFIG_FILE, config)
 
             for job, out in executor.run(todo, data, device=device, budget=budget, monitor=cfg.monitor, progress=prog):
                 if isinstance(out, CellFailure):
-                    failed.append({"model": job.model, "seed": job.seed, "error": out.error, "traceback": out.traceback})
+                    kind = "diverged" if out.error.startswith("TrainingDiverged") else "error"
+                    failed.append({"model": job.model, "seed": job.seed, "kind": kind, "error": out.error,
+                                   "traceback": out.traceback})
                     prog.log(f"[red]FAILED[/red] {job.model} seed {job.seed}: {out.error}")
                     prog.end_cell(f"{job.model}/{job.seed} failed")
                     continue
@@ -301,14 +392,19 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                     "steps_run": out.steps_run,
                     "best_step": out.best_step, "max_steps": int(budget.max_steps), "stopped": out.stopped,
                     "curve": out.curve, "n_params": out.n_params,
+                    "monitor_used": out.monitor_used or cfg.monitor, "flags": out.flags,
                     "config": {**run_cfg, "hparams": job.hparams,
                                "tuned_from": tuned[job.model]["_path"] if job.model in tuned else None},
                     "input_hash": job.input_hash, "preds_sha256": R.array_sha256(out.probs),
+                    "machine_info": config["machine_info"],  # the driver's (a Ray worker's CPU is not sent back)
                     "finished_at": P.utc_timestamp(),
                 }
                 # predictions first, record second: a record always has its predictions
                 R.save_array(R.preds_path(folder, job.model, job.seed), {"probs": out.probs})
                 R.add_run(folder, record)
+                for f in out.flags:
+                    if f.get("kind") != "monitor_fallback":  # said once for the run, above
+                        prog.log(f"[yellow]flagged[/yellow] {job.model} seed {job.seed}: {f.get('kind')}: {f.get('message')}")
                 trained.append((job.model, job.seed))
                 cell_times.append({"model": job.model, "seed": int(job.seed), "train_s": out.train_s,
                                    "steps_run": out.steps_run, "best_step": out.best_step, "stopped": out.stopped})

@@ -21,6 +21,22 @@
   files, no pickle). ``monitor="loss"`` uses the validation BCE instead.
 * **Pruning**: ``on_eval(step, val_metrics)`` is called after each evaluation and may raise
   ``optuna.TrialPruned``; the exception propagates.
+* **An undefined monitor falls back to validation loss**: when the validation labels leave the
+  monitor undefined (AUROC or AUPR on a validation split without a positive; AUROC also without a
+  negative), no evaluation could ever improve on the first one and early stopping would be
+  meaningless. The best step is then selected on the validation BCE instead
+  (``FitResult.monitor_used == "loss"``) and the result carries a ``monitor_fallback`` flag naming
+  the counts; the runner logs it and the tables mark it. (``run`` checks the label counts of every
+  split before training: :func:`mingle_bench.pipeline.check_labels`.)
+* **Divergence is an error, not a result** (:class:`TrainingDiverged`, which the runner turns into a
+  failed cell and tuning into a failed trial): a non-finite training or validation loss, a
+  validation BCE above :data:`DIVERGENCE_LOSS_FACTOR` times that of the training-prevalence
+  predictor (an exploding loss: RETAIN at ``lr=1e12`` reaches 7e24), or restored-step predictions of
+  which more than :data:`SATURATED_SHARE` are exactly 0 or 1. When the loss explodes only after the
+  best step, training stops there, the best step is kept and the result carries a
+  ``diverged_after_best`` flag. Test predictions that are one constant per label (the ``prior``
+  reference by design, or a collapsed model) carry a ``constant_predictions`` flag; tables never
+  bold them.
 * **scikit-learn models** (``logreg``) are fitted once by :meth:`fit_sklearn` (their solver
   runs to convergence; it takes no optimiser steps of the shared budget): ``steps_run`` and
   ``best_step`` are 0, ``stopped`` is ``"early"`` unless the solver hit its own iteration cap
@@ -46,6 +62,19 @@ from mingle_bench.devices import resolve_device
 
 GRAD_CLIP = 1.0
 EVAL_BATCH = 2048
+#: a validation BCE above this multiple of the training-prevalence predictor's BCE is divergence
+DIVERGENCE_LOSS_FACTOR = 10.0
+#: restored-step probabilities of which more than this share are exactly 0 or 1 are divergence
+SATURATED_SHARE = 0.9
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training diverged (non-finite or exploding loss, saturated predictions): the cell has no result."""
+
+
+def flag(kind: str, message: str) -> dict[str, str]:
+    """One entry of ``FitResult.flags`` (and of a ``runs.jsonl`` record's ``flags``)."""
+    return {"kind": kind, "message": message}
 
 
 @dataclass(frozen=True)
@@ -89,10 +118,16 @@ class FitResult:
     n_params: int = 0
     hparams: dict[str, Any] = field(default_factory=dict)
     input_report: dict[str, str] = field(default_factory=dict)
+    #: the validation value that selected the best step: the requested monitor, or ``"loss"`` when
+    #: the validation labels leave it undefined (see the module docstring)
+    monitor_used: str = ""
+    #: ``[{"kind", "message"}]``: ``monitor_fallback``, ``diverged_after_best``, ``constant_predictions``
+    flags: list[dict[str, str]] = field(default_factory=list)
 
     def curve(self, monitor: str) -> list[list[float]]:
-        """``[[step, validation monitor value], ...]`` over the evaluations (the learning curve)."""
-        key = f"val_{monitor}"
+        """``[[step, validation value], ...]`` over the evaluations (the learning curve) of the value
+        that selected the best step: ``monitor``, or the validation loss after a fallback."""
+        key = f"val_{self.monitor_used or monitor}"
         return [[int(h["step"]), float(h[key])] for h in self.history if key in h]
 
     def summary(self) -> dict[str, Any]:
@@ -122,7 +157,8 @@ def _monitor_value(metrics: dict[str, float], monitor: str) -> float:
     from mingle_bench.metrics import HIGHER_IS_BETTER
 
     if monitor == "loss":
-        return -metrics["loss"]
+        v = metrics["loss"]
+        return -v if math.isfinite(v) else math.nan
     if monitor not in metrics:
         raise ValueError(f"monitor {monitor!r} is not a validation metric; choose from {sorted(metrics)}")
     v = metrics[monitor]
@@ -149,9 +185,42 @@ def predict(model, idx: torch.Tensor, labels: torch.Tensor | None = None) -> tup
 def _evaluate(model, data, split: str) -> tuple[dict[str, float], np.ndarray]:
     idx = data.split_idx[split]
     probs, loss = predict(model, idx, data.labels[idx])
+    bad = int((~np.isfinite(probs)).sum())
+    if bad:
+        raise TrainingDiverged(f"{bad} of the {split} predictions are not finite (NaN/inf)")
     metrics = _compute_metrics(data.labels[idx].numpy(), probs)
     metrics["loss"] = loss
     return metrics, probs
+
+
+def monitor_undefined_reason(y: np.ndarray, monitor: str) -> str | None:
+    """Why ``monitor`` is undefined on the labels ``y`` [n, L] whatever the predictions (the label
+    counts), or ``None`` when it is defined. Probed with constant predictions, so every metric of
+    :func:`mingle_bench.metrics.compute_metrics` is covered by its own definition."""
+    if monitor == "loss":
+        return None
+    y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    if y2.shape[0] == 0:
+        return "no samples"
+    value = _compute_metrics(y2, np.full(y2.shape, 0.5)).get(monitor)
+    if value is None or not math.isnan(value):
+        return None
+    pos = int(y2.sum())
+    return f"{pos} positive and {y2.size - pos} negative label cells"
+
+
+def prior_bce(y_train: np.ndarray, y_eval: np.ndarray) -> float:
+    """Mean BCE on ``y_eval`` of predicting each label's training prevalence (clipped to [1e-3, 1-1e-3]):
+    the loss any trained model should at least approach; the divergence limit is a multiple of it."""
+    yt = np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1)
+    ye = np.asarray(y_eval, dtype=np.float64).reshape(len(y_eval), -1)
+    p = np.clip(yt.mean(axis=0) if yt.shape[0] else np.full(ye.shape[1], 0.5), 1e-3, 1 - 1e-3)
+    return float(-(ye * np.log(p) + (1 - ye) * np.log(1 - p)).mean()) if ye.size else math.nan
+
+
+def _saturated_share(probs: np.ndarray) -> float:
+    p = np.asarray(probs)
+    return float(((p == 0.0) | (p == 1.0)).mean()) if p.size else 0.0
 
 
 def fit(
@@ -179,6 +248,21 @@ def fit(
     dev = resolve_device(device, what="device")
     cls = get_model(model_name)
     hp = cls.resolve_hparams(hparams)
+    if monitor != "loss":
+        from mingle_bench.metrics import HIGHER_IS_BETTER
+
+        if monitor not in HIGHER_IS_BETTER:
+            raise ValueError(f"monitor {monitor!r} is not a validation metric; choose from {sorted(HIGHER_IS_BETTER)} or loss")
+    y_train = data.labels[data.split_idx["train"]].numpy()
+    y_val = data.labels[data.split_idx["val"]].numpy()
+    flags: list[dict[str, str]] = []
+    monitor_used = monitor
+    why = monitor_undefined_reason(y_val, monitor)
+    if why:
+        monitor_used = "loss"
+        flags.append(flag("monitor_fallback", f"validation {monitor} is undefined ({why} in the validation split): "
+                                              "the best step was selected on validation loss"))
+    loss_limit = DIVERGENCE_LOSS_FACTOR * prior_bce(y_train, y_val)
     seed_everything(seed)
     model = cls(data, **hp).to(dev)
     t0 = time.perf_counter()
@@ -194,17 +278,45 @@ def fit(
         best_step, steps_run = 0, 0
         stopped = "budget" if getattr(model, "hit_iteration_cap", False) else "early"
     else:
-        best_step, steps_run, stopped = _train_steps(model, model_name, data, hp, seed, dev, budget, monitor,
-                                                     on_eval, history, t0)
+        best_step, steps_run, stopped = _train_steps(model, model_name, data, hp, seed, dev, budget, monitor_used,
+                                                     on_eval, history, t0, loss_limit, flags)
 
     train_s = time.perf_counter() - t0
     val_metrics, val_probs = _evaluate(model, data, "val")
     test_probs, _ = predict(model, data.split_idx["test"])
+    _check_restored(model_name, best_step, val_metrics["loss"], loss_limit, val_probs, test_probs)
+    if test_probs.size and bool((np.ptp(test_probs, axis=0) == 0).all()):
+        flags.append(flag("constant_predictions", "every test probability is the same value"
+                                                  + (" per label" if test_probs.shape[1] > 1 else "")
+                                                  + f" ({', '.join(f'{v:.4g}' for v in test_probs[0][:3])}"
+                                                  + (", ..." if test_probs.shape[1] > 3 else "") + ")"))
     return FitResult(
         model=model, best_step=best_step, steps_run=steps_run, max_steps=int(budget.max_steps), stopped=stopped,
         history=history, val_metrics=val_metrics, test_probs=test_probs, val_probs=val_probs, train_s=train_s,
         impl=model.impl_used, n_params=model.n_params(), hparams=hp, input_report=dict(model.input_report),
+        monitor_used=monitor_used, flags=flags,
     )
+
+
+def _check_restored(model_name: str, best_step: int, val_loss: float, loss_limit: float, val_probs: np.ndarray,
+                    test_probs: np.ndarray) -> None:
+    """Raise :class:`TrainingDiverged` when the restored model's validation loss is non-finite or
+    exploded, or its predictions are saturated at exactly 0 or 1."""
+    at = f"at the restored step {best_step}" if best_step else "after fitting"
+    if not math.isfinite(val_loss):
+        raise TrainingDiverged(f"{model_name}: validation loss is {val_loss} {at}")
+    if math.isfinite(loss_limit) and val_loss > loss_limit:
+        raise TrainingDiverged(f"{model_name}: validation loss {val_loss:.4g} {at} is over {DIVERGENCE_LOSS_FACTOR:g}x "
+                               f"that of predicting the training prevalence ({loss_limit / DIVERGENCE_LOSS_FACTOR:.4g}): "
+                               "training diverged (lower the learning rate?)")
+    bad = int((~np.isfinite(test_probs)).sum())
+    if bad:
+        raise TrainingDiverged(f"{model_name}: {bad} test predictions are not finite {at}")
+    for split, probs in (("validation", val_probs), ("test", test_probs)):
+        share = _saturated_share(probs)
+        if share > SATURATED_SHARE:
+            raise TrainingDiverged(f"{model_name}: {100 * share:.1f}% of the {split} probabilities are exactly 0 or 1 "
+                                   f"{at}: the predictions collapsed (training diverged; lower the learning rate?)")
 
 
 def _batches(model, train_idx: torch.Tensor, batch_size: int, gen: torch.Generator):
@@ -219,8 +331,15 @@ def _batches(model, train_idx: torch.Tensor, batch_size: int, gen: torch.Generat
 
 
 def _train_steps(model, model_name: str, data, hp: dict, seed: int, dev: torch.device, budget: Budget,
-                 monitor: str, on_eval, history: list[dict], t0: float) -> tuple[int, int, str]:
-    """The step loop; fills ``history``, restores the best state; returns (best_step, steps_run, stopped)."""
+                 monitor: str, on_eval, history: list[dict], t0: float, loss_limit: float = math.inf,
+                 flags: list[dict] | None = None) -> tuple[int, int, str]:
+    """The step loop; fills ``history``, restores the best state; returns (best_step, steps_run, stopped).
+
+    An evaluation whose predictions are not finite ends training: after a good best step it is
+    kept (flag ``diverged_after_best``, ``stopped="diverged"``), otherwise :class:`TrainingDiverged`.
+    A finite validation loss over ``loss_limit`` after the best step is flagged, never selected."""
+    flags = flags if flags is not None else []
+    exploded_at: int | None = None
     opt = torch.optim.Adam(model.parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))
     gen = torch.Generator().manual_seed(seed)
     labels = data.labels
@@ -242,14 +361,25 @@ def _train_steps(model, model_name: str, data, hp: dict, seed: int, dev: torch.d
             continue
         train_loss = total / max(count, 1)
         if not math.isfinite(train_loss):
-            raise FloatingPointError(f"{model_name}: training loss became {train_loss} by step {step} "
-                                     "(lower the learning rate?)")
-        metrics, _ = _evaluate(model, data, "val")
+            raise TrainingDiverged(f"{model_name}: training loss became {train_loss} by step {step} "
+                                   "(lower the learning rate?)")
+        try:
+            metrics, _ = _evaluate(model, data, "val")
+        except TrainingDiverged as exc:
+            if best_state is None:
+                raise TrainingDiverged(f"{model_name}: {exc} at step {step} (lower the learning rate?)") from None
+            flags.append(flag("diverged_after_best", f"training diverged at step {step} ({exc}); stopped there and "
+                                                     f"restored the best step {best_step}"))
+            stopped = "diverged"
+            break
         model.train()
         history.append({"step": step, "train_loss": train_loss, "elapsed_s": time.perf_counter() - t0,
                         **{f"val_{k}": v for k, v in metrics.items()}})
         total, count = 0.0, 0
         value = _monitor_value(metrics, monitor)
+        if metrics["loss"] > loss_limit:
+            exploded_at = step if exploded_at is None else exploded_at
+            value = math.nan  # an exploded evaluation is never the best (the first one is checked after restoring)
         if best_state is None or (not math.isnan(value) and value > best_value):
             best_value, best_step, since_best = value, step, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -261,4 +391,8 @@ def _train_steps(model, model_name: str, data, hp: dict, seed: int, dev: torch.d
             stopped = "early"
             break
     model.load_state_dict(best_state)
+    if exploded_at is not None and exploded_at > best_step:
+        flags.append(flag("diverged_after_best", f"validation loss exploded (over {DIVERGENCE_LOSS_FACTOR:g}x the "
+                                                 f"prevalence predictor's) from step {exploded_at}, after the best "
+                                                 f"step {best_step}"))
     return best_step, step, stopped

@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -312,7 +313,13 @@ def tune(
     inputs = P.Inputs(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes,
                       max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
                       split=split)
-    tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address).data
+    tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address,
+                      note_texts=P.needs_note_texts([model])).data
+    for line in P.check_labels(tdata, monitor):  # one class overall: RunError
+        if "is undefined" in line and "validation" in line:  # no objective to tune on
+            raise TuneError(line.split(": every cell")[0] + "; tuning needs a defined validation objective "
+                            "(pick another --monitor, --split-seed or more data)")
+        print(f"warning: {line}", file=sys.stderr)
     manifest = tdata.manifest.to_json()
     split_sha = (json.loads(manifest) if isinstance(manifest, str) else manifest).get("sha256", "")
     attrs = {"pipeline": P.PIPELINE_VERSION, "task": task, "model": model, "data": data, "data_id": data_id,

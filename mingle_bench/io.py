@@ -22,8 +22,10 @@ or cache folder stays readable to colleagues.
 The cache root, :func:`cache_root`: ``$MINGLE_CACHE``, else ``~/.cache/mingle-bench``; data,
 cohorts, DeepWalk features and embeddings live under it.
 
-The machine, :func:`machine_description`: one line (OS, CPU model, cores, torch, GPU, device)
-recorded with every result; :func:`cpu_model` is its CPU part.
+The machine, :func:`machine_info`: a structured record of what can change a result's low bits
+(the CPU's vendor, family, model and model name, torch's CPU capability, the BLAS, our kernel's
+ISA, the thread count and the math-library environment variables), kept with every result;
+:func:`machine_description` is the same as one line and :func:`cpu_model` its CPU name.
 """
 from __future__ import annotations
 
@@ -247,17 +249,146 @@ def peak_rss_mb() -> float | None:
     return round(kib / 1024, 1)  # Linux reports KiB
 
 
-def machine_description(device: str | None = None) -> str:
-    """OS, CPU model, core count, torch version and the accelerator used."""
-    parts = [f"{platform.system()} {platform.machine()}", cpu_model(), f"{os.cpu_count()} CPU cores"]
+#: environment variables that change which CPU code paths torch, MKL, oneDNN and our op take
+MATH_ENV_VARS: tuple[str, ...] = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA",
+                                  "DNNL_MAX_CPU_ISA", "MINGLE_CPU_ISA", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_CPUINFO_KEYS = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "model name": "model_name",
+                 "stepping": "stepping"}
+_LSCPU_KEYS = {"Vendor ID": "vendor", "CPU family": "family", "Model": "model", "Model name": "model_name",
+               "Stepping": "stepping"}
+
+
+def _parse_cpu_fields(text: str, keys: dict[str, str], sep: str = ":") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if out:  # /proc/cpuinfo: the first processor's block is enough
+                break
+            continue
+        key, _, value = line.partition(sep)
+        name = keys.get(key.strip())
+        if name and name not in out:
+            value = value.strip()
+            out[name] = int(value) if name in ("family", "model", "stepping") and value.isdigit() else value
+    return out
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU: ``{"vendor", "family", "model", "stepping", "model_name"}`` from ``/proc/cpuinfo``,
+    else from ``lscpu``, else the model name :mod:`platform` reports (the other keys absent).
+    Family and model are the decimal numbers ``/proc/cpuinfo`` prints (e.g. AMD EPYC Milan: 25, 1)."""
+    info: dict[str, Any] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            info = _parse_cpu_fields(fh.read(), _CPUINFO_KEYS)
+    except OSError:
+        pass
+    if not info.get("family"):
+        import subprocess
+
+        try:
+            text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5, check=False).stdout
+            info = {**_parse_cpu_fields(text, _LSCPU_KEYS), **info}
+        except (OSError, subprocess.SubprocessError):
+            pass
+    info.setdefault("model_name", platform.processor() or platform.machine())
+    return info
+
+
+def torch_blas(config_text: str | None = None) -> dict[str, str]:
+    """The BLAS torch was built with, parsed from ``torch.__config__.show()`` (or ``config_text``):
+    ``{"blas": "mkl", "blas_version": "Intel(R) oneAPI Math Kernel Library Version ...", "onednn": "v3.12.0"}``
+    (keys absent where the build does not say)."""
+    import re
+
+    if config_text is None:
+        import torch
+
+        config_text = torch.__config__.show()
+    out: dict[str, str] = {}
+    m = re.search(r"BLAS_INFO=([^,\s]+)", config_text)
+    if m:
+        out["blas"] = m.group(1)
+    for line in config_text.splitlines():
+        line = line.strip().lstrip("- ").strip()
+        if "Math Kernel Library" in line or "OpenBLAS" in line or "BLIS" in line:
+            out.setdefault("blas_version", line)
+        m = re.match(r"Intel\(R\) MKL-DNN (v[\d.]+)|oneDNN (v[\d.]+)", line)
+        if m:
+            out.setdefault("onednn", m.group(1) or m.group(2))
+    return out
+
+
+def kernel_isa() -> str:
+    """The ISA the fused CPU op (``csrc/cpu``) dispatches to in this process: ``"avx2"`` (AVX2+FMA)
+    or ``"base"`` (the op's ``cpu_isa()``: the CPU's support, unless ``MINGLE_CPU_ISA=base``);
+    ``"reference"`` when the compiled extension does not load (the pure-PyTorch path runs);
+    ``"unknown"`` for an extension built before the op reported it."""
+    import torch
+
+    try:
+        from mingle_bench import _C  # noqa: F401  (the op's binary: registers torch.ops.mingle)
+    except (ImportError, OSError):
+        return "reference"
+    if not hasattr(torch.ops.mingle, "segment_softmax_aggregate"):
+        return "reference"
+    try:
+        return str(torch.ops.mingle.cpu_isa())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def machine_info(device: str | None = None) -> dict[str, Any]:
+    """What can change a result's low bits, as a dict recorded in ``config.json`` and every cell:
+    ``os``, ``cpu`` (:func:`cpu_info`), ``cpu_cores``, ``torch``, ``torch_threads``,
+    ``torch_cpu_capability`` (``torch.backends.cpu.get_cpu_capability()``: the ATen kernels' ISA,
+    e.g. ``AVX2``/``AVX512``), the BLAS (:func:`torch_blas`), ``kernel_isa`` (:func:`kernel_isa`),
+    ``env`` (those of :data:`MATH_ENV_VARS` that are set), ``device`` and ``gpu`` (CUDA only)."""
+    info: dict[str, Any] = {"os": f"{platform.system()} {platform.machine()}", "cpu": cpu_info(),
+                            "cpu_cores": os.cpu_count()}
     try:
         import torch
 
-        parts.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+        info.update(torch_blas())
+        info["kernel_isa"] = kernel_isa()
         if device and device.startswith("cuda") and torch.cuda.is_available():
-            parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+            info["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:  # pragma: no cover
         pass
+    info["env"] = {k: os.environ[k] for k in MATH_ENV_VARS if os.environ.get(k)}
     if device:
-        parts.append(f"device {device}")
+        info["device"] = device
+    return info
+
+
+def cpu_label(info: dict[str, Any] | None) -> str:
+    """A CPU as one phrase: ``AMD EPYC (AuthenticAMD family 25 model 17; torch AVX512; kernel avx2)``."""
+    if not info:
+        return "unknown CPU"
+    cpu = info.get("cpu") or {}
+    ident = " ".join(str(x) for x in (cpu.get("vendor"), cpu.get("family") is not None and f"family {cpu['family']}",
+                                      cpu.get("model") is not None and f"model {cpu['model']}") if x)
+    inner = "; ".join(x for x in (ident, info.get("torch_cpu_capability") and f"torch {info['torch_cpu_capability']}",
+                                  info.get("kernel_isa") and f"kernel {info['kernel_isa']}") if x)
+    return f"{cpu.get('model_name') or 'unknown CPU'}" + (f" ({inner})" if inner else "")
+
+
+def machine_description(device: str | None = None, info: dict[str, Any] | None = None) -> str:
+    """:func:`machine_info` (or ``info``) as one line: OS, CPU (model name, vendor, family, model),
+    core count, torch version and threads, torch's CPU capability, BLAS, kernel ISA, GPU, device."""
+    info = info or machine_info(device)
+    parts = [info["os"], cpu_label({"cpu": info.get("cpu")}), f"{info.get('cpu_cores')} CPU cores"]
+    if info.get("torch"):
+        parts.append(f"torch {info['torch']}, {info.get('torch_threads')} threads, CPU capability "
+                     f"{info.get('torch_cpu_capability')}, BLAS {info.get('blas', 'unknown')}")
+        parts.append(f"kernel ISA {info.get('kernel_isa')}")
+    if info.get("gpu"):
+        parts.append(f"GPU {info['gpu']}")
+    if info.get("env"):
+        parts.append(" ".join(f"{k}={v}" for k, v in sorted(info["env"].items())))
+    if device or info.get("device"):
+        parts.append(f"device {device or info['device']}")
     return "; ".join(parts)

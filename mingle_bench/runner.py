@@ -371,6 +371,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
                 "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
                 "machine_info": machine_info(device),
+                "machine_info": machine_info(device),
                 "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
                 "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
                 "label_warnings": label_warnings,
@@ -396,6 +397,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                     "config": {**run_cfg, "hparams": job.hparams,
                                "tuned_from": tuned[job.model]["_path"] if job.model in tuned else None},
                     "input_hash": job.input_hash, "preds_sha256": R.array_sha256(out.probs),
+                    "machine_info": config["machine_info"],  # the driver's (a Ray worker's CPU is not sent back)
                     "machine_info": config["machine_info"],  # the driver's (a Ray worker's CPU is not sent back)
                     "finished_at": P.utc_timestamp(),
                 }

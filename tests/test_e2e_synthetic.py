@@ -38,7 +38,7 @@ def test_run_table_tune_on_small_synthetic(tmp_path, capsys):
     assert sorted((r["model"], r["seed"]) for r in recs) == [("hypergat", 0), ("hypergat", 1), ("mingle", 0), ("mingle", 1)]
     y = R.load_array(R.labels_path(folder))["y_true"]
     for r in recs:
-        assert set(r["metrics"]) == {"acc", "auroc", "aupr", "f1", "brier", "ece"}
+        assert set(r["metrics"]) == {"acc", "auroc", "aupr", "f1", "brier", "ece", "auroc_macro", "aupr_macro"}
         assert all(0.0 <= v <= 1.0 for v in r["metrics"].values() if v is not None)
         assert r["device"] == "cpu" and r["train_s"] > 0 and r["max_steps"] == 3
         assert 1 <= r["best_step"] <= r["steps_run"] <= 3 and r["stopped"] in ("budget", "early")

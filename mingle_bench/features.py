@@ -22,6 +22,9 @@
 6. DeepWalk structural node features on the co-occurrence graph of the *train* visits.
 7. Optional semantic features (``encoder`` not ``None``): embeddings of the node description
    texts (``concept_emb``) and of each visit's input notes (``visit_note_emb``).
+8. Optional text view (``note_texts=True``, asked for by the pipeline only when a model of the
+   run declares ``sample_note_texts`` in its ``requires``): the raw texts of each sample's
+   index-visit input notes (:func:`sample_note_texts`), for the TF-IDF references.
 
 **Transductive caveat of** ``graph_scope="all"`` (the HypEHR / MINGLE setting): all admissions,
 including the later admissions of validation/test patients and unlabelled admissions, take part
@@ -243,6 +246,7 @@ def build_task_data(
     max_tokens: int | None = None,
     task_samples=None,
     split: str = "random",
+    note_texts: bool = False,
 ) -> TaskData:
     """Build everything a model may read for ``task`` on ``cohort`` (see the module docstring).
 
@@ -261,6 +265,10 @@ def build_task_data(
         max_notes_per_visit, max_tokens: note budgets passed to the note encoder.
         task_samples: an already built ``TaskSamples`` for ``task`` (skips rebuilding it).
         split: ``"random"`` (seeded 7:1:2) or ``"meds"`` (the cohort's MEDS subject splits).
+        note_texts: also read the texts of each sample's index-visit input notes into
+            ``TaskData.sample_note_texts`` (:func:`sample_note_texts`; the text references need
+            them). Off by default: no text is read. Not part of the input digest, which already
+            holds the note selection (the texts are covered by the cohort's content hash).
     """
     from mingle_bench.io import cache_root
 
@@ -342,6 +350,7 @@ def build_task_data(
                                for s in SPLITS},
         "empty_sample_visits": int((sample_codes_indptr.diff() == 0).sum()),
     }
+    texts = sample_note_texts(cohort, ts.input_note_ids, samples["hadm_id"].tolist()) if note_texts else None
     return TaskData(
         task_name=ts.task_name, label_names=list(ts.label_names),
         samples=samples[["sample_id", "patient_id", "hadm_id", "prediction_time", "split", "visit"]],
@@ -351,7 +360,25 @@ def build_task_data(
         visit_codes_indptr=indptr, visit_codes=flat, graph=graph, sample_edge=sample_edge,
         edge_visit=graph.edge_visit, structural=structural, concept_emb=concept_emb,
         visit_note_emb=visit_note_emb, visit_has_notes=visit_has_notes, report=report, digest=digest,
+        sample_note_texts=texts,
     )
+
+
+def sample_note_texts(cohort: Cohort, input_note_ids: dict[int, list[int]], hadm_ids: Sequence[int]) -> list[str]:
+    """Per sample (index admission ``hadm_ids[i]``), the texts of exactly the notes the task allows
+    as its inputs (``input_note_ids``: time-filtered, note policy applied), in the task's order
+    (available time, then note id), joined by a blank line; ``""`` when it has none. Reads only
+    those notes' rows of the cohort's text store."""
+    per_sample = [list(input_note_ids.get(int(h), [])) for h in hadm_ids]
+    wanted = list(dict.fromkeys(int(n) for ids in per_sample for n in ids))
+    texts: dict[int, str] = {}
+    for batch in cohort.iter_note_texts(wanted, batch_size=20000):
+        texts.update(batch)
+    missing = [n for n in wanted if n not in texts]
+    if missing:
+        raise ValueError(f"the note text store {cohort.notes_text_path} lacks {len(missing)} input note(s) "
+                         f"of the task, e.g. note_id {missing[0]}")
+    return ["\n\n".join(texts[int(n)] for n in ids) for ids in per_sample]
 
 
 #: keys of the note-embedding report that are settings (everything else there is a count or a timing)

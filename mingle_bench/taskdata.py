@@ -40,6 +40,10 @@ class TaskData:
     visit_has_notes: torch.Tensor         # bool [n_visits]
     report: dict = field(default_factory=dict)
     digest: dict = field(default_factory=dict)   # part -> sha256 of the inputs (features.input_digest)
+    # text view (only when built with note_texts=True; the text references ask for it): per sample,
+    # the texts of its index visit's input notes (TaskSamples.input_note_ids), in the task's note
+    # order (available time, note id), joined by a blank line; "" for a visit without input notes
+    sample_note_texts: list[str] | None = None
 
     @property
     def n_labels(self) -> int:

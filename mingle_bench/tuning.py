@@ -268,13 +268,19 @@ def tune(
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, progress: bool = True,
     heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3, command: str = "",
     precision: str = P.DEFAULT_PRECISION, executor: str = P.DEFAULT_EXECUTOR, ray_address: str | None = None,
-    workers: int = 1, split: str = P.DEFAULT_SPLIT,
+    workers: int = 1, split: str = P.DEFAULT_SPLIT, fresh: bool = False,
 ) -> TuneResult:
     """Run (or join) an Optuna study for ``model`` on ``task``; see the module docstring.
 
     Every trial trains under the same step budget (``max_steps``, ``eval_every``, ``patience``)
     as ``mingle-bench run``, so a tuned model and a default one are trained alike. ``split="meds"``
-    tunes on the MEDS subject splits (study name and attributes say so)."""
+    tunes on the MEDS subject splits (study name and attributes say so).
+
+    A study that ``<out>/tuning/<study>.json`` was saved from but that the storage no longer holds
+    (an emptied or deleted SQLite file, another database) is refused before any data is prepared,
+    unless ``fresh`` (``--fresh``) starts it anew; the earlier file is then kept as
+    ``<study>.lost-<UTC time>.json`` (:func:`check_lost_study`). Ctrl-C saves the best parameters
+    so far before it stops (a ``KeyboardInterrupt`` whose message says where)."""
     import optuna
 
     from mingle_bench.metrics import HIGHER_IS_BETTER
@@ -287,7 +293,15 @@ def tune(
     P.check_monitor(monitor)
     if worker_id < 0:
         raise TuneError(f"--worker-id must be >= 0, got {worker_id}")
+    from mingle_bench.runner import check_seed
+
+    check_seed(seed, flag="--seed")
+    check_seed(seed + worker_id, flag="--seed + --worker-id (the sampler's seed)")
+    registered = P.available_models()
+    if model not in registered:
+        raise TuneError(f"--model {model}: unknown model; registered: {', '.join(registered)}")
     model = P.resolve_models([model])[0]
+    P.check_hparams(model, P.model_defaults(model), where=f"--model {model}")
     dev = P.resolve_device(device)
     data_id = P.results_data_id(data, split)
     study_name = study_name or f"{task}-{model}-{data_id}"
@@ -310,6 +324,7 @@ def tune(
         except ClusterError as exc:
             raise TuneError(str(exc)) from None
         storage_url = _shared_storage_url(storage_url)
+    check_lost_study(storage_url, study_name, out, fresh, console=_console(True))
     inputs = P.Inputs(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes,
                       max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
                       split=split)
@@ -344,15 +359,76 @@ def tune(
                    seed=seed)
     t0 = time.time()
     workers_info = None
-    if executor == "ray":
-        workers_info = _optimize_on_ray(tdata, study, study_kw, loop_kw, workers=workers, base_worker_id=worker_id,
-                                        address=ray_address, console=console)
-    else:
-        _optimize(study, tdata, worker_id=worker_id, console=console, **loop_kw)
+    try:
+        if executor == "ray":
+            workers_info = _optimize_on_ray(tdata, study, study_kw, loop_kw, workers=workers,
+                                            base_worker_id=worker_id, address=ray_address, console=console)
+        else:
+            _optimize(study, tdata, worker_id=worker_id, console=console, **loop_kw)
+    except KeyboardInterrupt:
+        # Ctrl-C: Optuna has failed the running trial; keep the best so far (a second Ctrl-C
+        # aborts at once, leaving the earlier file whole: the write is atomic)
+        res = save_best(study, out, storage_url, defaults, monitor, time.time() - t0, command)
+        raise KeyboardInterrupt(interrupted_line(res)) from None
     res = save_best(study, out, storage_url, defaults, monitor, time.time() - t0, command)
     res.stale = stale
     res.workers = workers_info
     return res
+
+
+def check_lost_study(storage_url: str, study_name: str, out: str | Path, fresh: bool = False, console=None) -> None:
+    """Refuse to resume a study that is gone: ``<out>/tuning/<study>.json`` exists (best parameters
+    were saved from it), but the storage no longer holds the study (a SQLite file emptied to 0
+    bytes or deleted, or another database). Optuna would silently start a new, empty study and the
+    next save would overwrite the earlier best parameters. With ``fresh`` a new study is allowed
+    and the earlier file is moved to ``<study>.lost-<UTC time>.json`` (said on ``console``). A
+    study still in the storage resumes, ``fresh`` or not."""
+    saved = Path(out) / "tuning" / f"{study_name}.json"
+    if not saved.is_file():
+        return
+    why = None
+    prefix = "sqlite:///"
+    db = storage_url[len(prefix):] if storage_url.startswith(prefix) else ""
+    if db not in ("", ":memory:"):
+        if not Path(db).exists():
+            why = f"{db} does not exist"
+        elif Path(db).stat().st_size == 0:
+            why = f"{db} is empty (0 bytes)"
+    if why is None:
+        import optuna
+
+        names = optuna.get_all_study_names(storage=make_storage(storage_url))
+        if study_name in names:
+            return
+        why = f"{redact(storage_url)} holds no study {study_name!r}" + (
+            f" (it holds {', '.join(sorted(names)[:5])}{', ...' if len(names) > 5 else ''})" if names else " (none at all)")
+    try:
+        recorded = R.read_json(saved)
+    except ValueError:
+        recorded = {}
+    was = recorded.get("storage") if isinstance(recorded, dict) else None
+    if not fresh:
+        raise TuneError(f"study {study_name!r} is lost: {saved} holds its best parameters, but {why}"
+                        + (f" (it was saved from {was})" if was and was != redact(storage_url) else "")
+                        + "; point --storage at the study's database, or pass --fresh to start it anew "
+                          "(the earlier file is kept)")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = saved.with_name(f"{study_name}.lost-{stamp}.json")
+    saved.replace(kept)
+    csv = saved.with_name(f"{study_name}_trials.csv")
+    if csv.is_file():
+        csv.replace(saved.with_name(f"{study_name}_trials.lost-{stamp}.csv"))
+    msg = f"study {study_name!r} is lost ({why}); --fresh: starting it anew, the earlier best parameters kept as {kept}"
+    (console or log.warning)(msg)
+
+
+def interrupted_line(res: TuneResult) -> str:
+    """The one line ``tune`` ends with after Ctrl-C: what was saved, and how to resume."""
+    if res.path is None:
+        return ("interrupted; no trial had completed, nothing saved; rerun the same command to resume the study "
+                f"{res.study_name!r}")
+    return (f"interrupted; best parameters so far ({res.counts.get('complete', 0)} complete trials, validation "
+            f"{res.monitor} {res.best_value:.4f}) saved to {res.path}; rerun the same command to resume the study")
 
 
 def _open_study(*, study_name: str, storage_url: str, attrs: dict, direction: str, seed: int, worker_id: int, budget,
@@ -590,4 +666,4 @@ def summary_line(res: TuneResult) -> str:
 
 
 __all__ = ["tune", "TuneResult", "TuneError", "stale_trial_retry_kwargs", "make_storage", "save_best",
-           "clean_stale_trials"]
+           "clean_stale_trials", "check_lost_study", "interrupted_line"]

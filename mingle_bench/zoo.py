@@ -14,7 +14,8 @@ Public API: :func:`get_model`, :func:`list_models`, :func:`model_family`, :func:
 """
 from __future__ import annotations
 
-from mingle_bench.baselines import gram, hypehr, hypergat, logreg, note_mlp, retain, set_transformer
+from mingle_bench.baselines import (codes_notes_lr, gbm, gram, hypehr, hypergat, logreg, note_mlp, prior, retain,
+                                   set_transformer, tfidf_lr)
 from mingle_bench.models import mingle
 from mingle_bench.models.registry import (
     FAMILIES,
@@ -27,7 +28,8 @@ from mingle_bench.models.registry import (
 )
 
 #: every module that registers models, in registration order
-MODEL_MODULES = (mingle, hypehr, retain, gram, hypergat, logreg, note_mlp, set_transformer)
+MODEL_MODULES = (mingle, hypehr, retain, gram, hypergat, logreg, note_mlp, set_transformer, prior, tfidf_lr,
+                 codes_notes_lr, gbm)
 
 __all__ = ["FAMILIES", "MODEL_MODULES", "ModelEntry", "display_name", "get_model", "list_models",
            "model_entry", "model_family"]

@@ -20,6 +20,7 @@ FAMILY_OF = {
     "mingle-no-structural": "mingle", "mingle-gated": "mingle", "mingle-sum": "mingle",
     "hypehr": "baseline", "retain": "baseline", "gram": "baseline", "hypergat": "baseline",
     "logreg": "reference", "note-mlp": "reference", "transformer": "reference",
+    "prior": "reference", "tfidf-lr": "reference", "codes-notes-lr": "reference", "gbm": "reference",
 }
 DISPLAY = {  # the names in the tables
     "mingle": "MINGLE", "mingle-no-concept": "MINGLE w/o concept semantics",
@@ -27,6 +28,9 @@ DISPLAY = {  # the names in the tables
     "hypehr": "HypEHR", "retain": "RETAIN", "gram": "GRAM", "hypergat": "HyperGAT",
     "logreg": "Logistic regression (bag of codes)", "note-mlp": "Note MLP", "transformer": "Set Transformer",
     "mingle-gated": "MINGLE (gated fusion)", "mingle-sum": "MINGLE (sum fusion)",
+    "prior": "Prior (training prevalence)", "tfidf-lr": "Logistic regression (TF-IDF notes)",
+    "codes-notes-lr": "Logistic regression (codes + TF-IDF notes)",
+    "gbm": "Gradient boosting (LightGBM, code counts + TF-IDF notes)",
 }
 
 
@@ -60,7 +64,7 @@ def test_families_and_display_names():
     assert {n: display_name(n) for n in list_models()} == DISPLAY
     assert list_models("mingle") == sorted(n for n, f in FAMILY_OF.items() if f == "mingle")
     assert list_models("baseline") == ["gram", "hypehr", "hypergat", "retain"]
-    assert list_models("reference") == ["logreg", "note-mlp", "transformer"]
+    assert list_models("reference") == ["codes-notes-lr", "gbm", "logreg", "note-mlp", "prior", "tfidf-lr", "transformer"]
     assert display_name("not-a-model") == "not-a-model"
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         model_family("nope")
@@ -77,8 +81,10 @@ def test_search_space_merges_the_base_ranges(name):
     trial = RecordingTrial()
     space = cls.search_space(trial)
     assert list(space) == list(cls.search_ranges) == [c[0] for c in trial.calls]
-    if name == "logreg":                      # fitted by its solver: no trainer key is searched
-        assert set(space) == {"C"}
+    if getattr(cls, "sklearn", False):        # fitted by its solver: no trainer key is searched
+        assert not set(space) & {"lr", "weight_decay", "batch_size"}
+        gbm = {"learning_rate", "num_leaves", "min_data_in_leaf", "feature_fraction", "lambda_l2"}
+        assert set(space) == {"prior": set(), "gbm": gbm}.get(name, {"C"})
         return
     assert [c[0] for c in trial.calls[:2]] == ["lr", "weight_decay"]   # the trainer keys first
     assert cls.search_ranges["lr"] == TRAIN_SEARCH["lr"] == log_uniform(1e-4, 1e-2)

@@ -89,7 +89,8 @@ def make_random_task_data(
     followed by one self-loop hyperedge per node. Labels: per label a random linear score of
     the index visit's codes (plus its note embedding when present), thresholded at its 60th
     percentile. Splits 60/20/20 by a seeded permutation. ``with_concepts`` / ``with_notes``
-    False give ``concept_emb`` / ``visit_note_emb`` = ``None``.
+    False give ``concept_emb`` / ``visit_note_emb`` (and ``sample_note_texts``) = ``None``; with
+    notes, ``sample_note_texts`` holds a stand-in text per sample (:func:`_random_note_texts`).
     """
     if n_samples < 5 or n_nodes < 2 or n_labels < 1:
         raise ValueError("make_random_task_data needs n_samples >= 5, n_nodes >= 2, n_labels >= 1")
@@ -167,6 +168,7 @@ def make_random_task_data(
         "prediction_time": pd.Timestamp("2100-01-01") + pd.to_timedelta(np.arange(n_samples), unit="D"),
         "split": split,
     })
+    texts = _random_note_texts(index_visit, visit_codes_indptr, pair_node, has_notes.numpy(), seed) if with_notes else None
     return TaskData(
         task_name="toy", label_names=[f"label{i}" for i in range(n_labels)], samples=samples,
         labels=labels, split_idx=split_idx, manifest=None, vocab=RandomVocab(_random_codes(n_nodes)),
@@ -176,5 +178,27 @@ def make_random_task_data(
         visit_codes=torch.from_numpy(pair_node).to(torch.int64),
         graph=graph, sample_edge=idx_t.clone(), edge_visit=edge_visit, structural=structural,
         concept_emb=concept, visit_note_emb=note, visit_has_notes=has_notes,
-        report={"source": "toy", "seed": seed},
+        report={"source": "toy", "seed": seed}, sample_note_texts=texts,
     )
+
+
+_FILLER = ["patient", "stable", "resting", "comfortable", "afebrile", "ambulating", "lactate", "4.2", "family",
+           "updated", "plan", "continue"]
+
+
+def _random_note_texts(index_visit: np.ndarray, indptr: np.ndarray, codes: np.ndarray, has_notes: np.ndarray,
+                       seed: int) -> list[str]:
+    """Per sample, a stand-in note text of its index visit (``""`` where the visit has no notes):
+    one word per code of the visit (``codeN``; the labels depend on the codes, so a text model can
+    learn them) among seeded filler words. Drawn from a generator of its own, so the other fields
+    are the same as without texts."""
+    rng = np.random.default_rng([seed, 17])
+    out = []
+    for v in index_visit.tolist():
+        filler = rng.choice(_FILLER, size=3).tolist()
+        if not has_notes[v]:
+            out.append("")
+            continue
+        words = [f"code{c}" for c in codes[indptr[v]:indptr[v + 1]].tolist()]
+        out.append(" ".join(filler[:2] + words + filler[2:]))
+    return out

@@ -13,7 +13,8 @@
   (:mod:`mingle_bench.data.meds`, :mod:`mingle_bench.data.meds_mapping`); its cohort key also
   covers the mapping's settings, so an edited mapping rebuilds the cohort.
 
-Caches live under ``$MINGLE_CACHE`` (default ``~/.cache/mingle-bench``)::
+Caches live under the cache root, ``$MINGLE_CACHE`` (else ``$XDG_CACHE_HOME/mingle-bench``, else
+``~/.cache/mingle-bench``: :func:`mingle_bench.io.cache_root`)::
 
     synthetic/<size>-seed<seed>-g<version>-<source hash>/ generated CSV files
     cohorts/<kind>-<content hash>-l<loader fingerprint>/  tables *.parquet, meta.json,

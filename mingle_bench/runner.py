@@ -94,6 +94,7 @@ class RunConfig:
     executor: str = P.DEFAULT_EXECUTOR      # "local" (this process) or "ray" (cells and embedding on Ray)
     ray_address: str | None = None          # Ray cluster to join; None: RAY_ADDRESS, else a local Ray
     split: str = P.DEFAULT_SPLIT            # "random" (seeded 7:1:2) or "meds" (the cohort's MEDS subject splits)
+    split_seeds: Sequence[int] | None = None  # repeated splits (run_split_seeds); None: the one split_seed
 
     def inputs(self) -> P.Inputs:
         return P.Inputs(task=self.task, data=self.data, split_seed=self.split_seed, encoder=self.encoder,
@@ -133,6 +134,51 @@ MAX_SEEDS = 1000
 #: seeds are below 2**32: the trainer seeds NumPy with ``seed % 2**32`` (training.seed_everything),
 #: so seed 2**32 would train exactly like seed 0 and be counted as another seed
 SEED_LIMIT = 2 ** 32
+
+
+def results_folder(cfg: RunConfig) -> Path:
+    """``<out>/<task>/<data-id>[-<protocol>]``: the folder of one split's cells. Under repeated
+    splits (``cfg.split_seeds``) split seed ``s`` > 0 writes to ``...-split<s>``, so split seed 0
+    shares the single-split folder (and its finished cells and reference)."""
+    data_id = P.results_data_id(cfg.data, cfg.split)  # "-meds-split" suffix under --split meds
+    name = data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}"
+    if cfg.split_seeds is not None and int(cfg.split_seed) != 0:
+        name += f"-split{int(cfg.split_seed)}"
+    return Path(cfg.out) / cfg.task / name
+
+
+def pooled_folder(cfg: RunConfig) -> Path:
+    """``<out>/<task>/<data-id>[-<protocol>]-splits``: the pooled report over repeated splits."""
+    data_id = P.results_data_id(cfg.data, cfg.split)
+    name = data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}"
+    return Path(cfg.out) / cfg.task / f"{name}-splits"
+
+
+@dataclass
+class SplitsSummary:
+    """What :func:`run_split_seeds` did: one :class:`RunSummary` per split seed and the pooled report."""
+
+    runs: list[RunSummary]
+    pooled_folder: Path
+    pooled: dict
+
+
+def run_split_seeds(cfg: RunConfig, executor=None) -> SplitsSummary:
+    """Repeated splits: :func:`run_benchmark` once per split seed of ``cfg.split_seeds`` (each a
+    complete results folder, resumable, checked against its reference), then the pooled report
+    over every split x training-seed cell (:mod:`mingle_bench.report.pooled`)."""
+    from mingle_bench.report.pooled import write_pooled
+
+    split_seeds = parse_seeds(cfg.split_seeds, flag="--split-seeds")
+    if cfg.split != P.DEFAULT_SPLIT:
+        raise RunError(f"--split-seeds repeats the seeded random split; --split {cfg.split} has one fixed split")
+    runs = []
+    for s in split_seeds:
+        runs.append(run_benchmark(dataclasses.replace(cfg, split_seed=int(s), split_seeds=tuple(split_seeds)), executor))
+    folder = pooled_folder(cfg)
+    pooled = write_pooled([r.folder for r in runs], folder, monitor=cfg.monitor, n_boot=cfg.n_boot,
+                          command=cfg.command or P.command_line())
+    return SplitsSummary(runs, folder, pooled)
 
 
 def parse_seeds(value: str | int | Sequence[int], flag: str = "--seeds") -> list[int]:
@@ -315,7 +361,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
         P.check_hparams(m, {**P.model_defaults(m), **hp}, where=where)
 
     data_id = P.results_data_id(cfg.data, cfg.split)  # "-meds-split" suffix under --split meds
-    folder = Path(cfg.out) / cfg.task / (data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}")
+    folder = results_folder(cfg)
     run_cfg = {
         "pipeline": P.PIPELINE_VERSION, "task": cfg.task, "data": cfg.data, "data_id": data_id,
         "split_seed": int(cfg.split_seed), "encoder": cfg.encoder, **budget.as_dict(), "monitor": cfg.monitor,
@@ -371,7 +417,6 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
                 "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
                 "machine_info": machine_info(device),
-                "machine_info": machine_info(device),
                 "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
                 "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
                 "label_warnings": label_warnings,
@@ -388,7 +433,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                     prog.end_cell(f"{job.model}/{job.seed} failed")
                     continue
                 record = {
-                    "model": job.model, "seed": int(job.seed), "metrics": out.metrics, "val_metrics": out.val_metrics,
+                    "model": job.model, "seed": int(job.seed), "split_seed": int(cfg.split_seed), "metrics": out.metrics, "val_metrics": out.val_metrics,
                     "impl": out.impl, "train_s": out.train_s, "device": device, "executor": executor.name,
                     "steps_run": out.steps_run,
                     "best_step": out.best_step, "max_steps": int(budget.max_steps), "stopped": out.stopped,
@@ -397,7 +442,6 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                     "config": {**run_cfg, "hparams": job.hparams,
                                "tuned_from": tuned[job.model]["_path"] if job.model in tuned else None},
                     "input_hash": job.input_hash, "preds_sha256": R.array_sha256(out.probs),
-                    "machine_info": config["machine_info"],  # the driver's (a Ray worker's CPU is not sent back)
                     "machine_info": config["machine_info"],  # the driver's (a Ray worker's CPU is not sent back)
                     "finished_at": P.utc_timestamp(),
                 }

@@ -136,7 +136,10 @@ def register(sub) -> None:
     _add_budget(p)
     p.add_argument("--monitor", default=P.DEFAULT_MONITOR, help="validation metric for early stopping (default aupr)")
     p.add_argument("--tuned", action="append", default=[], metavar="STUDY",
-                   help="use the best hyperparameters of a `mingle-bench tune` study (name or JSON path); repeatable")
+                   help="use the best hyperparameters of a `mingle-bench tune` study (name or JSON path); repeatable. "
+                        "A study tuned on another task or data is refused")
+    p.add_argument("--tuned-anyway", action="store_true",
+                   help="use --tuned files although they were tuned on another task or data (with a warning)")
     p.add_argument("--bootstrap", type=int, default=R.DEFAULT_BOOTSTRAP,
                    help=f"bootstrap resamples for the paired comparison (default {R.DEFAULT_BOOTSTRAP}; 0 disables)")
     p.add_argument("--fresh", action="store_true", help="discard earlier results in the output folder")
@@ -148,6 +151,10 @@ def register(sub) -> None:
                         "the task's samples (see docs/tasks.md)")
     p.add_argument("--code-types", default=None,
                    help="comma list of input code types (diagnosis,procedure,medication,service; default: the task's)")
+    p.add_argument("--split-seeds", default=None, metavar="N|LIST",
+                   help="repeated splits: a count (3 -> split seeds 0..2) or a comma list; each split is a full "
+                        "results folder (split seed 0 in <data-id>/, seed s in <data-id>-split<s>/) and the pooled "
+                        "report (hierarchical bootstrap CIs, corrected resampled t-test) goes to <data-id>-splits/")
     p.set_defaults(func=_run)
     _remember_defaults(p, "run")
 
@@ -169,6 +176,9 @@ def register(sub) -> None:
                    help="index of this worker when several share a study (offsets the sampler seed)")
     t.add_argument("--workers", type=int, default=1,
                    help="with --executor ray: Optuna workers started as Ray tasks on the study's storage (default 1)")
+    t.add_argument("--fresh", action="store_true",
+                   help="start the study anew when it is lost (its storage was emptied or holds no such study) "
+                        "although <out>/tuning/<study>.json exists; that file is kept as <study>.lost-<time>.json")
     t.set_defaults(func=_tune)
     _remember_defaults(t, "tune")
 
@@ -225,14 +235,18 @@ def _run(args) -> int:
     _apply_meds_config(args)
     cfg = R.RunConfig(
         task=args.task, data=args.data, models=args.models, seeds=R.parse_seeds(args.seeds),
-        split_seed=args.split_seed, device=args.device, encoder=args.encoder, tuned=args.tuned, out=args.out,
+        split_seed=args.split_seed, device=args.device, encoder=args.encoder, tuned=args.tuned,
+        tuned_anyway=args.tuned_anyway, out=args.out,
         max_steps=args.max_steps, eval_every=args.eval_every, patience=args.patience, monitor=args.monitor,
         notes=args.notes, reference=None if args.reference == "none" else args.reference,
         max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens, n_boot=args.bootstrap,
         fresh=args.fresh, progress=not args.quiet, command=command_of(args),
         graph_scope=args.graph_scope, code_types=_code_types(args.code_types),
         precision=args.precision, executor=args.executor, ray_address=args.ray_address, split=args.split,
+        split_seeds=None if args.split_seeds is None else R.parse_seeds(args.split_seeds, flag="--split-seeds"),
     )
+    if cfg.split_seeds is not None:
+        return _run_splits(cfg)
     s = R.run_benchmark(cfg)
     print((s.folder / "table.md").read_text(encoding="utf-8") if (s.folder / "table.md").exists() else "")
     sentence = comparison_sentence(s.comparison)
@@ -242,6 +256,20 @@ def _run(args) -> int:
     for line in reference_lines(s.reference):
         print(line)
     return 1 if s.failed else 0
+
+
+def _run_splits(cfg) -> int:
+    from mingle_bench import runner as R
+    from mingle_bench.report.reference import reference_lines
+
+    res = R.run_split_seeds(cfg)
+    print((res.pooled_folder / "table.md").read_text(encoding="utf-8"))
+    for s in res.runs:
+        print(R.summary_line(s))
+        for line in reference_lines(s.reference):
+            print(line)
+    print(f"Pooled over {len(res.runs)} splits in {res.pooled_folder}/ (table.md, pooled.json)")
+    return 1 if any(s.failed for s in res.runs) else 0
 
 
 def _tune(args) -> int:
@@ -256,7 +284,7 @@ def _tune(args) -> int:
         out=args.out, max_notes_per_visit=args.max_notes_per_visit, max_tokens=args.max_tokens,
         progress=not args.quiet, command=command_of(args),
         precision=args.precision, executor=args.executor, ray_address=args.ray_address, workers=args.workers,
-        split=args.split,
+        split=args.split, fresh=args.fresh,
     )
     print(tuning.summary_line(res))
     return 0

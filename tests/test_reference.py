@@ -1,5 +1,6 @@
 """The reference check (:mod:`mingle_bench.report.reference`): each cell of a run against the cell with
-the same ``input_hash`` in a reference folder: identical / differs / no reference.
+the same ``input_hash`` in a reference folder: identical / equivalent / differs / no reference; and the
+machine description every cell records (:func:`mingle_bench.io.machine_info`).
 
 Most tests use the fake pipeline (tests/pipeline_fakes.py) (deterministic, seconds). Two use the real
 trainer: on the toy TaskData, and on a small hand-built cohort through the real features stage
@@ -17,7 +18,7 @@ from mingle_bench import pipeline, runner
 from mingle_bench import results as R
 from mingle_bench.cli import main as cli_main
 from mingle_bench.report.reference import (REFERENCE_FILE, check_reference, compare_cells, default_reference_root,
-                                    reference_lines, resolve_reference)
+                                    TOLERANCE_POINTS, reference_lines, resolve_reference)
 
 from pipeline_fakes import MINGLE_TINY, RETAIN_TINY, fake_build
 
@@ -63,15 +64,19 @@ def test_same_inputs_are_identical_to_the_reference(fakes, tmp_path):
     assert set(_status(s.reference)) == {(m, 1) for m in MODELS}
 
 
-def test_tampered_reference_cells_differ(fakes, tmp_path):
+def test_tampered_reference_cells_are_equivalent_or_differ(fakes, tmp_path):
     ref = tmp_path / "ref"
     _run(ref, None)
     _run(tmp_path / "b", None)
     recs = R.load_runs(ref / FOLDER)
     for r in recs:
-        if (r["model"], r["seed"]) == ("retain", 0):
-            r["metrics"]["aupr"] += 0.01
-        if (r["model"], r["seed"]) == ("hypehr", 1):
+        if (r["model"], r["seed"]) == ("retain", 0):  # 2 points: beyond the tolerance
+            r["metrics"]["aupr"] += 0.02
+            r["preds_sha256"] = "1" * 64
+        if (r["model"], r["seed"]) == ("mingle", 0):  # 0.3 points: floating-point variation
+            r["metrics"]["auroc"] -= 0.003
+            r["preds_sha256"] = "2" * 64
+        if (r["model"], r["seed"]) == ("hypehr", 1):  # other bits, same metrics
             r["preds_sha256"] = "0" * 64
     R.write_runs(ref / FOLDER, recs)
     mine_before = (tmp_path / "b" / FOLDER / R.RUNS_FILE).read_text()
@@ -79,20 +84,57 @@ def test_tampered_reference_cells_differ(fakes, tmp_path):
     s = _run(tmp_path / "b", ref)  # resumes every cell, then checks them
     assert not s.trained
     rep = s.reference
-    assert (rep["identical"], rep["differs"], rep["no_reference"], rep["n"]) == (4, 2, 0, 6)
+    assert (rep["identical"], rep["equivalent"], rep["differs"], rep["no_reference"], rep["n"]) == (3, 2, 1, 0, 6)
     st = _status(rep)
-    assert st[("retain", 0)] == st[("hypehr", 1)] == "differs"
+    assert st[("retain", 0)] == "differs" and st[("mingle", 0)] == st[("hypehr", 1)] == "equivalent"
     cell = next(c for c in rep["cells"] if (c["model"], c["seed"]) == ("retain", 0))
-    assert cell["metric_diff"] == {"aupr": pytest.approx(-0.01)}
+    assert cell["metric_diff"] == {"aupr": pytest.approx(-0.02)} and cell["max_abs_diff_points"] == pytest.approx(2.0)
     cell = next(c for c in rep["cells"] if (c["model"], c["seed"]) == ("hypehr", 1))
-    assert cell["metric_diff"] == {}
+    assert cell["metric_diff"] == {} and cell["max_abs_diff_points"] == 0
+    # both sides ran on this machine: the same CPU, named
+    assert cell["other_cpu"] is False and cell["machine"] == cell["reference_machine"] != "not recorded"
+    assert rep["max_abs_diff_points"] == pytest.approx(0.3) and rep["tolerance_points"] == TOLERANCE_POINTS == 1.0
     lines = reference_lines(rep)
-    assert lines[0].startswith("reference check: 4/6 cells identical")
-    assert "  differs: retain seed 0 (same inputs; aupr -1.0000)" in lines
-    assert "  differs: hypehr seed 1 (same inputs; predictions differ)" in lines
-    assert len(lines) == 3
+    assert lines[0] == (f"reference check: 3/6 cells identical, 2 equivalent (max |Δ| 0.30 points, same CPU), "
+                        f"1 beyond 1 point (the committed reference ({ref / FOLDER}))")
+    assert lines[1].startswith("  this run's CPU: ") and "the reference's: " in lines[1]
+    assert "floating-point variation across CPUs" in lines[2]
+    assert "  equivalent: mingle seed 0 (auroc +0.30 points)" in lines
+    assert "  equivalent: hypehr seed 1 (predictions differ, metrics equal)" in lines
+    assert "  differs: retain seed 0 (same inputs; aupr -2.00 points; more than 1 point)" in lines
+    assert len(lines) == 6
     # the run's own records are never replaced by the reference's
     assert (tmp_path / "b" / FOLDER / R.RUNS_FILE).read_text() == mine_before
+
+
+def test_other_cpu_is_named_and_old_references_fall_back_to_their_machine_line(fakes, tmp_path):
+    ref = tmp_path / "ref"
+    _run(ref, None, seeds=[0])
+    recs = R.load_runs(ref / FOLDER)
+    for r in recs:
+        r["preds_sha256"] = "3" * 64
+        r["metrics"]["aupr"] -= 0.0093  # the largest cross-CPU difference measured: 0.93 AUPR points
+        r["machine_info"] = {**r["machine_info"], "cpu": {"vendor": "AuthenticAMD", "family": 26, "model": 2,
+                                                          "model_name": "AMD EPYC 9B45"}}
+    R.write_runs(ref / FOLDER, recs)
+    rep = _run(tmp_path / "b", ref, seeds=[0]).reference
+    assert (rep["equivalent"], rep["n"]) == (3, 3)
+    assert all(c["other_cpu"] is True for c in rep["cells"])
+    lines = reference_lines(rep)
+    assert lines[0].startswith("reference check: 0/3 cells identical, 3 equivalent (max |Δ| 0.93 points, other CPU)")
+    assert "AMD EPYC 9B45 (AuthenticAMD family 26 model 2" in lines[1]
+    # a reference written before cells recorded machine_info: its config's machine line stands in
+    for r in recs:
+        del r["machine_info"]
+    R.write_runs(ref / FOLDER, recs)
+    cfg = json.loads((ref / FOLDER / "config.json").read_text())
+    cfg.pop("machine_info")
+    cfg["machine"] = "Linux x86_64; AMD EPYC; 2 CPU cores; torch 2.13.0+cpu, 2 threads; device cpu"
+    (ref / FOLDER / "config.json").write_text(json.dumps(cfg))
+    rep = _run(tmp_path / "b", ref, seeds=[0]).reference
+    assert {c["reference_machine"] for c in rep["cells"]} == {cfg["machine"]}
+    assert all(c["other_cpu"] is None for c in rep["cells"])
+    assert "reference CPU not recorded" in reference_lines(rep)[0]
 
 
 @pytest.mark.parametrize("change,n_missing", [
@@ -107,7 +149,11 @@ def test_other_inputs_have_no_reference(fakes, tmp_path, change, n_missing):
     rep = s.reference
     assert rep["no_reference"] == n_missing and rep["identical"] == 6 - n_missing and rep["differs"] == 0
     lines = reference_lines(rep)
-    assert lines[0].startswith(f"reference check: {6 - n_missing}/6 cells identical")
+    if n_missing == 6:
+        assert lines[0].startswith("reference check: nothing to compare: the committed reference")
+        assert "holds no cell with the same inputs as any of these 6 cells" in lines[0]
+    else:
+        assert lines[0].startswith(f"reference check: {6 - n_missing}/6 cells identical, {n_missing} without a reference")
     missing = [line for line in lines if line.startswith("  no reference: ")]
     assert len(missing) == n_missing
     if n_missing == 2:
@@ -129,9 +175,8 @@ def test_empty_reference(fakes, tmp_path):
     (tmp_path / "empty").mkdir()
     rep = _run(tmp_path / "b", tmp_path / "empty").reference
     assert (rep["n"], rep["identical"], rep["no_reference"], rep["reference_cells"]) == (6, 0, 6, 0)
-    lines = reference_lines(rep)
-    assert lines[0].startswith("reference check: 0/6 cells identical")
-    assert lines[1:] == ["  the reference holds no cells for this task and data (nothing committed to compare with)"]
+    assert reference_lines(rep) == [f"reference check: nothing to compare: the committed reference "
+                                    f"({tmp_path / 'empty' / FOLDER}) holds no cells for this task and data"]
 
 
 def test_no_check_into_the_reference_itself_or_when_disabled(fakes, tmp_path):
@@ -156,15 +201,57 @@ def test_auto_is_the_checkouts_results_folder():
 
 
 def test_compare_cells_rules():
-    run = [{"model": "retain", "seed": 0, "input_hash": "h0", "preds_sha256": "p0", "metrics": {"aupr": 0.5, "ece": None}},
+    run = [{"model": "retain", "seed": 0, "input_hash": "h0", "preds_sha256": "p0",
+            "metrics": {"aupr": 0.5, "ece": None, "auroc_macro": 0.7}},  # a new metric the reference lacks
            {"model": "retain", "seed": 1, "input_hash": "h1", "preds_sha256": "p1", "metrics": {"aupr": 0.5}},
-           {"model": "gram", "seed": 0, "input_hash": "h2", "preds_sha256": "p2", "metrics": {"aupr": 0.5}}]
+           {"model": "gram", "seed": 0, "input_hash": "h2", "preds_sha256": "p2", "metrics": {"aupr": 0.5}},
+           {"model": "gram", "seed": 1, "input_hash": "h3", "preds_sha256": "p3", "metrics": {"aupr": 0.5, "auroc": 0.6}},
+           {"model": "gram", "seed": 2, "input_hash": "h4", "preds_sha256": "p4", "metrics": {"auroc": None}}]
     ref = [{"model": "retain", "seed": 0, "input_hash": "h0", "preds_sha256": "p0", "metrics": {"aupr": 0.5, "ece": None}},
-           {"model": "retain", "seed": 1, "input_hash": "h1", "preds_sha256": "p1", "metrics": {"aupr": 0.25}},
-           {"model": "gram", "seed": 0, "preds_sha256": "p2", "metrics": {"aupr": 0.5}}]  # no hash: old format
+           {"model": "retain", "seed": 1, "input_hash": "h1", "preds_sha256": "x1", "metrics": {"aupr": 0.25}},
+           {"model": "gram", "seed": 0, "preds_sha256": "p2", "metrics": {"aupr": 0.5}},  # no hash: old format
+           {"model": "gram", "seed": 1, "input_hash": "h3", "preds_sha256": "x3", "metrics": {"aupr": 0.51, "auroc": 0.599}},
+           {"model": "gram", "seed": 2, "input_hash": "h4", "preds_sha256": "x4", "metrics": {"auroc": 0.5}}]
     out = compare_cells(run, ref)
-    assert [c["status"] for c in out] == ["identical", "differs", "no reference"]
-    assert out[1]["metric_diff"] == {"aupr": 0.25}
+    assert [c["status"] for c in out] == ["identical", "differs", "no reference", "equivalent", "differs"]
+    assert out[1]["metric_diff"] == {"aupr": 0.25} and out[1]["max_abs_diff_points"] == pytest.approx(25)
+    assert out[3]["max_abs_diff_points"] == pytest.approx(1.0)  # exactly at the tolerance: equivalent
+    assert out[4]["undefined_in_one"] == ["auroc"]  # n/a in one cell: never equivalent
+    assert [c["status"] for c in compare_cells(run[3:4], ref[3:4], tolerance=0.5)] == ["differs"]
+
+
+def test_machine_info_records_what_changes_low_bits():
+    from mingle_bench.io import _CPUINFO_KEYS, _parse_cpu_fields, kernel_isa, machine_description, machine_info, torch_blas
+
+    info = machine_info("cpu")
+    assert {"os", "cpu", "cpu_cores", "torch", "torch_threads", "torch_cpu_capability", "kernel_isa", "env",
+            "device"} <= set(info)
+    assert info["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["kernel_isa"] == kernel_isa() in ("avx2", "base", "reference", "unknown")
+    from mingle_bench import ops
+
+    if ops.fused_available("cpu"):
+        assert info["kernel_isa"] == torch.ops.mingle.cpu_isa()
+    assert info["cpu"].get("model_name")
+    line = machine_description("cpu")
+    assert "CPU cores" in line and f"kernel ISA {info['kernel_isa']}" in line and "CPU capability" in line
+
+    cpuinfo = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+               "model name\t: AMD EPYC 9B45\nstepping\t: 1\n\nprocessor\t: 1\nvendor_id\t: Other\n")
+    assert _parse_cpu_fields(cpuinfo, _CPUINFO_KEYS) == {"vendor": "AuthenticAMD", "family": 26, "model": 2,
+                                                          "model_name": "AMD EPYC 9B45", "stepping": 1}
+    config = ("PyTorch built with:\n  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605\n"
+              "  - Intel(R) MKL-DNN v3.12.0 (Git Hash 80af)\n  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release\n")
+    assert torch_blas(config) == {"blas": "mkl", "blas_version": "Intel(R) oneAPI Math Kernel Library Version "
+                                  "2024.2-Product Build 20240605", "onednn": "v3.12.0"}
+    assert torch_blas("PyTorch built with:\n  - Build settings: BLAS_INFO=open, X=1\n") == {"blas": "open"}
+
+
+def test_runs_record_their_machine(fakes, tmp_path):
+    s = _run(tmp_path / "b", None, seeds=[0])
+    cfg = json.loads((s.folder / "config.json").read_text())
+    assert cfg["machine_info"]["kernel_isa"] and cfg["machine_info"]["cpu"]
+    assert all(r["machine_info"] == cfg["machine_info"] for r in R.load_runs(s.folder))
 
 
 def test_cli_prints_the_reference_check(fakes, tmp_path, capsys):

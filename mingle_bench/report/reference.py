@@ -5,14 +5,19 @@ The repository commits reference results under ``results/<task>/<data-id>/`` (se
 every cell, and then looks up, for each of its cells, the reference cell with the same task,
 data id, model, seed and **inputs** (the same ``input_hash``: cohort content, samples, labels,
 split, note selection, encoder identity, vocabulary, hyperparameters, budget, pipeline and
-torch versions). A cell is *identical* when its test metrics and the sha256 of its test
-probabilities both equal the reference's. The check never copies reference cells into a run.
+torch versions). The check never copies reference cells into a run.
 
 Outcomes per cell, written to ``<run folder>/reference_check.json``:
 
-* ``identical``: same inputs, bit-identical predictions;
-* ``differs``: same inputs, other predictions (a reproducibility problem: other hardware,
-  BLAS or thread count; the metric differences are listed);
+* ``identical``: same inputs and the same sha256 of the test probabilities (bit-identical);
+* ``equivalent``: same inputs, other low bits, and every test metric the two cells share within
+  :data:`TOLERANCE_POINTS` points (x100) of the reference's: the floating-point variation that
+  another CPU brings (another vector ISA in torch's kernels, in MKL/oneDNN or in our op changes
+  the order of sums, and training carries the last bits on); each cell names both CPUs
+  (:func:`mingle_bench.io.machine_info`, recorded with every cell), so that a difference on the
+  *same* CPU stands out;
+* ``differs``: same inputs, and some metric further apart than the tolerance (or defined in one
+  cell only): more than floating-point variation; look at the install;
 * ``no reference``: the reference holds no cell of that model and seed with the same inputs
   (other data, hyperparameters, budget or pipeline version).
 """
@@ -23,9 +28,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mingle_bench import results as R
-from mingle_bench.io import atomic_write_json
+from mingle_bench.io import atomic_write_json, cpu_label
 
 REFERENCE_FILE = "reference_check.json"
+#: the largest |difference| of any test metric, in points (x100), that still counts as equivalent;
+#: the cross-CPU differences measured against the committed reference were at most 0.93 AUPR points
+TOLERANCE_POINTS = 1.0
 
 
 def default_reference_root() -> Path | None:
@@ -45,22 +53,58 @@ def resolve_reference(spec: str | os.PathLike | None) -> Path | None:
     return Path(spec)
 
 
-def compare_cells(run_records: Sequence[dict], ref_records: Sequence[dict]) -> list[dict[str, Any]]:
-    """One outcome per run record (see the module docstring), in the run's order."""
+def _cpu_key(info: dict | None) -> tuple | None:
+    """What decides a CPU's floating-point code paths: vendor, family, model, name, torch's CPU
+    capability and our kernel's ISA (``None`` when the machine was not recorded)."""
+    if not isinstance(info, dict) or not info.get("cpu"):
+        return None
+    cpu = info["cpu"]
+    return (cpu.get("vendor"), cpu.get("family"), cpu.get("model"), cpu.get("model_name"),
+            info.get("torch_cpu_capability"), info.get("kernel_isa"))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def compare_cells(run_records: Sequence[dict], ref_records: Sequence[dict], tolerance: float = TOLERANCE_POINTS,
+                  ref_machine: dict | str | None = None) -> list[dict[str, Any]]:
+    """One outcome per run record (see the module docstring), in the run's order.
+
+    For a cell that is not identical: ``metric_diff`` holds the differences (run - reference, as
+    fractions) of the metrics both cells define, ``max_abs_diff_points`` the largest of them in
+    absolute value x100, ``undefined_in_one`` the metrics only one cell defines, ``machine`` /
+    ``reference_machine`` both CPUs (:func:`mingle_bench.io.cpu_label`) and ``other_cpu`` whether
+    they differ (``None`` when one was not recorded). ``ref_machine``: the reference folder's
+    ``machine_info`` (or its one-line ``machine``) for reference cells that did not record their own.
+    """
     ref = {r.get("input_hash"): r for r in ref_records if r.get("input_hash")}
     out = []
     for r in run_records:
-        cell = {"model": r["model"], "seed": int(r["seed"]), "input_hash": r.get("input_hash")}
+        cell: dict[str, Any] = {"model": r["model"], "seed": int(r["seed"]), "input_hash": r.get("input_hash")}
         other = ref.get(r.get("input_hash"))
         if other is None:
             cell["status"] = "no reference"
-        elif other.get("preds_sha256") == r.get("preds_sha256") and other.get("metrics") == r.get("metrics"):
+        elif other.get("preds_sha256") and other.get("preds_sha256") == r.get("preds_sha256"):
             cell["status"] = "identical"
         else:
-            cell["status"] = "differs"
-            cell["metric_diff"] = {m: float(v) - float(other["metrics"][m]) for m, v in r["metrics"].items()
-                                   if isinstance(v, (int, float)) and isinstance(other["metrics"].get(m), (int, float))
-                                   and v != other["metrics"][m]}
+            mine, theirs = r.get("metrics") or {}, other.get("metrics") or {}
+            shared = [m for m in mine if m in theirs]
+            diff = {m: float(mine[m]) - float(theirs[m]) for m in shared
+                    if _is_number(mine[m]) and _is_number(theirs[m]) and mine[m] != theirs[m]}
+            undefined = sorted(m for m in shared if _is_number(mine[m]) != _is_number(theirs[m]))
+            worst = max((abs(d) for d in diff.values()), default=0.0) * 100
+            cell["metric_diff"] = diff
+            cell["max_abs_diff_points"] = worst
+            if undefined:
+                cell["undefined_in_one"] = undefined
+            cell["status"] = "equivalent" if worst <= tolerance + 1e-9 and not undefined else "differs"
+            info, ref_info = r.get("machine_info"), other.get("machine_info") or ref_machine
+            cell["machine"] = cpu_label(info) if isinstance(info, dict) else "not recorded"
+            cell["reference_machine"] = (cpu_label(ref_info) if isinstance(ref_info, dict)
+                                         else str(ref_info) if ref_info else "not recorded")
+            a, b = _cpu_key(info), _cpu_key(ref_info)
+            cell["other_cpu"] = None if a is None or b is None else a != b
         out.append(cell)
     return out
 
@@ -83,32 +127,88 @@ def check_reference(folder: str | os.PathLike, input_hashes: Sequence[str],
     wanted = set(input_hashes)
     records = [r for r in R.load_runs(folder) if r.get("input_hash") in wanted]
     ref_records = R.load_runs(ref_folder) if (ref_folder / R.RUNS_FILE).exists() else []
-    cells = compare_cells(records, ref_records)
+    ref_cfg = R.read_json_object(ref_folder / R.CONFIG_FILE) if (ref_folder / R.CONFIG_FILE).exists() else {}
+    cells = compare_cells(records, ref_records, TOLERANCE_POINTS, ref_cfg.get("machine_info") or ref_cfg.get("machine"))
+    equivalent = [c for c in cells if c["status"] == "equivalent"]
     report = {
         "reference": str(ref_folder), "reference_cells": len(ref_records), "cells": cells, "n": len(cells),
         "identical": sum(c["status"] == "identical" for c in cells),
+        "equivalent": len(equivalent),
         "differs": sum(c["status"] == "differs" for c in cells),
         "no_reference": sum(c["status"] == "no reference" for c in cells),
+        "tolerance_points": TOLERANCE_POINTS,
+        "max_abs_diff_points": max((c["max_abs_diff_points"] for c in equivalent), default=0.0),
+        "definition": ("identical: same inputs, same sha256 of the test probabilities; equivalent: same inputs, "
+                       f"every test metric within {TOLERANCE_POINTS:g} point (x100) of the reference's, the "
+                       "floating-point variation across CPUs; differs: same inputs, a larger difference; "
+                       "no reference: no committed cell with the same inputs"),
     }
     atomic_write_json(folder / REFERENCE_FILE, report)
     return report
 
 
+def _diffs_text(cell: dict) -> str:
+    diffs = sorted(cell.get("metric_diff", {}).items(), key=lambda kv: (-abs(kv[1]), kv[0]))
+    parts = [f"{m} {100 * d:+.2f}" for m, d in diffs]
+    text = (", ".join(parts) + " points") if parts else "predictions differ, metrics equal"
+    return text + "".join(f"; {m} defined in one cell only" for m in cell.get("undefined_in_one", []))
+
+
+def _cpu_phrase(cells: list[dict]) -> str:
+    """``other CPU``, ``same CPU`` or ``reference CPU not recorded``, for the equivalent cells."""
+    kinds = {c.get("other_cpu") for c in cells}
+    if kinds == {True}:
+        return "other CPU"
+    if kinds == {False}:
+        return "same CPU"
+    if kinds == {None}:
+        return "reference CPU not recorded"
+    return "other CPU in some cells"
+
+
 def reference_lines(report: dict[str, Any] | None) -> list[str]:
-    """The lines ``run`` prints: the K/N summary and every cell that is not identical."""
+    """The lines ``run`` prints: the summary, the two CPUs, and every cell that is not identical
+    (metric differences in points, x100)."""
     if not report:
         return []
-    lines = [f"reference check: {report['identical']}/{report['n']} cells identical to the committed reference "
-             f"({report['reference']})"]
+    n, ident = report["n"], report["identical"]
+    equiv, differs, missing = report.get("equivalent", 0), report.get("differs", 0), report.get("no_reference", 0)
+    tol = report.get("tolerance_points", TOLERANCE_POINTS)
+    where = f"the committed reference ({report['reference']})"
     if not report.get("reference_cells"):
-        return lines + ["  the reference holds no cells for this task and data (nothing committed to compare with)"]
+        return [f"reference check: nothing to compare: {where} holds no cells for this task and data"]
+    if ident == n and n:
+        return [f"reference check: {n}/{n} cells identical to {where}"]
+    if ident + equiv + differs == 0:
+        lines = [f"reference check: nothing to compare: {where} holds no cell with the same inputs as any of these "
+                 f"{n} cells (other data, hyperparameters, budget, pipeline or torch version)"]
+    else:
+        parts = [f"{ident}/{n} cells identical"]
+        if equiv:
+            eq_cells = [c for c in report["cells"] if c["status"] == "equivalent"]
+            parts.append(f"{equiv} equivalent (max |Δ| {report.get('max_abs_diff_points', 0.0):.2f} points, "
+                         f"{_cpu_phrase(eq_cells)})")
+        if differs:
+            parts.append(f"{differs} beyond {tol:g} point")
+        if missing:
+            parts.append(f"{missing} without a reference")
+        lines = ["reference check: " + ", ".join(parts) + f" ({where})"]
+        shown = next((c for c in report["cells"] if c["status"] in ("equivalent", "differs")), None)
+        if shown is not None:
+            lines.append(f"  this run's CPU: {shown['machine']}; the reference's: {shown['reference_machine']}")
+        if equiv:
+            lines.append(f"  equivalent: same inputs, every test metric within {tol:g} point of the reference: "
+                         "floating-point variation across CPUs, not a broken install")
     for c in report["cells"]:
-        if c["status"] == "differs":
-            diffs = ", ".join(f"{m} {100 * d:+.4f}" for m, d in sorted(c.get("metric_diff", {}).items()))
-            lines.append(f"  differs: {c['model']} seed {c['seed']} (same inputs; {diffs or 'predictions differ'})")
+        if c["status"] == "equivalent":
+            lines.append(f"  equivalent: {c['model']} seed {c['seed']} ({_diffs_text(c)})")
+        elif c["status"] == "differs":
+            lines.append(f"  differs: {c['model']} seed {c['seed']} (same inputs; {_diffs_text(c)}; more than "
+                         f"{tol:g} point)")
         elif c["status"] == "no reference":
             lines.append(f"  no reference: {c['model']} seed {c['seed']} (no committed cell with the same inputs)")
     return lines
 
 
-__all__ = ["check_reference", "compare_cells", "default_reference_root", "reference_lines", "REFERENCE_FILE"]
+__all__ = ["check_reference", "compare_cells", "default_reference_root", "reference_lines", "REFERENCE_FILE",
+           "TOLERANCE_POINTS"]

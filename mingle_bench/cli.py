@@ -7,9 +7,13 @@ heavy imports happen inside each command's handler, so ``mingle-bench --help`` i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import os
+import signal
 import sys
+from typing import Iterator
 
 COMMAND_MODULES = (
     "mingle_bench.commands.run_cmd",       # run, tune, reproduce, table
@@ -26,10 +30,13 @@ class CLIError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mingle_bench import __version__
+
     parser = argparse.ArgumentParser(
         prog="mingle-bench",
         description="Benchmark MINGLE and baselines on multimodal EHR tasks.",
     )
+    parser.add_argument("--version", action="version", version=f"mingle-bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -48,12 +55,16 @@ def error_message(exc: BaseException) -> str | None:
     if isinstance(exc, (CLIError, ValueError)):
         return str(exc)
     if isinstance(exc, OSError):
+        if exc.filename is None and exc.errno == errno.ENOSPC:  # a write without a path (e.g. a flush)
+            return f"{exc.strerror or 'No space left on device'} (free some space, or pick another --out / $MINGLE_CACHE)"
         if exc.filename is None:  # raised with a message of its own (e.g. "...: no such results folder")
             return str(exc) or type(exc).__name__
         what = exc.strerror or type(exc).__name__
         paths = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
         hint = {PermissionError: " (check the folder's permissions, or pick another --out / $MINGLE_CACHE)",
                 NotADirectoryError: " (a path component is a file, not a folder)"}.get(type(exc), "")
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = " (free some space, or pick another --out / $MINGLE_CACHE)"
         return f"{paths}: {what}{hint}"
     if type(exc).__name__ == "SafetensorError":
         return f"a safetensors file is unreadable ({exc})"
@@ -64,21 +75,129 @@ def error_message(exc: BaseException) -> str | None:
     return None
 
 
+#: what survives an interrupt, per command (the message after "interrupted; ")
+_AFTER_INTERRUPT = {
+    "run": "finished cells are saved, rerun the same command to resume",
+    "reproduce": "finished cells are saved, rerun the same command to resume",
+    "tune": "finished trials are in the study, rerun the same command to resume it",
+}
+_AFTER_INTERRUPT_DEFAULT = "nothing half-written is kept (files are written atomically), rerun the same command"
+#: the exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
+#: the exit status when stdout was closed early (128 + SIGPIPE, as `git log | head -1` gives)
+EXIT_BROKEN_PIPE = 141
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a Ctrl-C: ``KeyboardInterrupt``, or DuckDB's
+    ``InterruptException`` / ``RuntimeError: Query interrupted`` (DuckDB turns the SIGINT it sees
+    during a query into those). Wrapped errors count too (``raise ValueError(...) from None``
+    keeps the interrupt as ``__context__``)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        kind = type(cur)
+        if kind.__name__ == "InterruptException" and kind.__module__.startswith(("duckdb", "_duckdb")):
+            return True
+        if isinstance(cur, RuntimeError) and str(cur).strip().startswith("Query interrupted"):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def interrupt_message(command: str | None, exc: BaseException) -> str:
+    """The one line printed after Ctrl-C: ``interrupted; <what is kept and how to resume>``. A
+    ``KeyboardInterrupt`` raised with a message of its own (``tune`` names its saved file) keeps it."""
+    own = str(exc).strip() if isinstance(exc, KeyboardInterrupt) else ""
+    if own:
+        return own
+    return "interrupted; " + _AFTER_INTERRUPT.get(command or "", _AFTER_INTERRUPT_DEFAULT)
+
+
+@contextlib.contextmanager
+def second_interrupt_aborts() -> Iterator[None]:
+    """The first Ctrl-C raises ``KeyboardInterrupt`` as usual (the command unwinds, saves what it
+    can, and :func:`main` prints one line); a second one while that runs exits at once with 130.
+    A no-op off the main thread or where SIGINT is ignored (a background job); the previous
+    handler is restored afterwards."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield
+        return
+
+    def again(signum, frame):  # noqa: ARG001
+        os.write(2, b"\nmingle-bench: interrupted again; stopping now\n")
+        os._exit(EXIT_INTERRUPTED)
+
+    def first(signum, frame):  # noqa: ARG001
+        signal.signal(signal.SIGINT, again)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stdout_is_broken() -> bool:
+    """Whether stdout's reader has gone (``mingle-bench models --json | head -1``): a pipe without
+    a reader polls as an error. If so, stdout is pointed at /dev/null so the interpreter's last
+    flush stays quiet."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        broken = any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured in tests)
+        return False
+    if broken:
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+    return broken
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``mingle-bench`` command; returns its exit status (0 success, 1 failure, 2 usage,
+    130 interrupted by Ctrl-C, 141 stdout closed early)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    debug = getattr(args, "debug", False) or bool(os.environ.get("MINGLE_DEBUG"))
     try:
         from mingle_bench.cachelock import for_command  # commands that read the cache share its lock
-        with for_command(args, argv):
+        with second_interrupt_aborts(), for_command(args, argv):
             rc = args.func(args)
-    except Exception as exc:
+            sys.stdout.flush()  # a closed reader shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        if _stdout_is_broken():  # the reader of our output went away: nothing left to say
+            return EXIT_BROKEN_PIPE
+        raise
+    except (KeyboardInterrupt, Exception) as exc:
+        if is_interrupt(exc):
+            if debug:
+                raise
+            print(f"mingle-bench {args.command}: {interrupt_message(args.command, exc)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         # User-facing errors carry (or are given) one line naming the file/row/argument; a
         # traceback would only hide it. --debug (or MINGLE_DEBUG=1) shows the traceback.
         message = error_message(exc)
-        if message is None or getattr(args, "debug", False) or os.environ.get("MINGLE_DEBUG"):
+        if message is None or debug:
             raise
         print(f"mingle-bench {args.command}: error: {message}", file=sys.stderr)
         return 1

@@ -76,7 +76,10 @@ def reproduce(
     ``split="meds"``: every task uses the MEDS subject splits of a ``meds:`` cohort; folders get
     the ``-meds-split`` suffix (:func:`mingle_bench.pipeline.results_data_id`).
     """
-    models = list(models or PAPER_MODELS)
+    models = P.resolve_models(list(models or PAPER_MODELS))
+    seeds = runner.parse_seeds(seeds)
+    for m in models:  # the hyperparameters every row trains with, checked before any data loads
+        P.check_hparams(m, P.model_defaults(m), where=f"--models {m}")
     if not tasks:
         raise P.RunError("--tasks is empty")
     if protocol not in PROTOCOLS:

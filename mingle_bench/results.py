@@ -116,6 +116,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start}); not a JSON file") from None
 
 
 def read_json_object(path: str | os.PathLike) -> dict:

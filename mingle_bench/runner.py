@@ -354,11 +354,11 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                   f"({'; '.join(diffs)}) (--tuned-anyway)", file=sys.stderr)
         t["_mismatch"] = diffs
         tuned[t["model"]] = t
-    # every model's hyperparameters (defaults, tuned values, overrides) checked before any data loads
+    # the hyperparameters every model trains with (its defaults, updated by a --tuned file) are
+    # checked before any data loads; hparam_overrides are the caller's own (tests, reproduce)
     for m in models:
-        hp = {**(tuned[m]["best_params"] if m in tuned else {}), **cfg.hparam_overrides.get(m, {})}
-        where = f"--tuned {tuned[m]['_path']}" if m in tuned else "hyperparameters"
-        P.check_hparams(m, {**P.model_defaults(m), **hp}, where=where)
+        where = f"--tuned {tuned[m]['_path']}" if m in tuned else f"--models {m}"
+        P.check_hparams(m, {**P.model_defaults(m), **(tuned[m]["best_params"] if m in tuned else {})}, where=where)
 
     data_id = P.results_data_id(cfg.data, cfg.split)  # "-meds-split" suffix under --split meds
     folder = results_folder(cfg)

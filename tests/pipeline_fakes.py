@@ -136,6 +136,7 @@ def install_fakes(setattr_fn=setattr) -> None:
     setattr_fn(pipeline, "available_models", lambda: sorted(FAKE_MODELS))
     setattr_fn(pipeline, "fit", fake_fit)
     setattr_fn(pipeline, "search_space", fake_space)
+    setattr_fn(pipeline, "check_hparams", lambda name, hparams, where="": dict(hparams))
 
 
 #: tiny RETAIN / MINGLE for the real trainer on the toy TaskData

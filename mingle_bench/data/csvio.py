@@ -5,7 +5,9 @@ from a sample of rows: typing happens afterwards in SQL with ``TRY_CAST`` and ea
 that fails to parse is counted in the :class:`~mingle_bench.data.report.LoadReport`.
 
 Rows the CSV reader cannot parse (missing columns, broken quoting) are not fatal: DuckDB's
-``store_rejects`` keeps them aside and they are counted per reason. Invalid UTF-8 bytes
+``store_rejects`` keeps them aside and they are counted per reason. Lines up to
+:data:`MAX_LINE_BYTES` (64 MiB) are read, so long notes are kept; a longer one is skipped and
+counted with that reason. Invalid UTF-8 bytes
 (old note exports contain Latin-1 bytes) are repaired rather than dropped: the file is
 streamed once through an incremental UTF-8 decoder that replaces each bad sequence with
 U+FFFD, and the replacements are counted. A truncated or corrupt ``.gz`` is an error
@@ -34,6 +36,15 @@ from mingle_bench.data.report import LoadReport
 from mingle_bench.io import atomic_path
 
 _SUFFIXES = (".csv.gz", ".csv")
+#: the longest CSV line (a whole note with its quoted newlines) the reader accepts: 64 MiB, where
+#: DuckDB's default of 2 MB dropped valid long notes; a longer line is skipped and counted under
+#: :func:`line_too_long` (the limit costs ~30 MB of reader memory, not 64 MiB per line)
+MAX_LINE_BYTES = 64 * 2 ** 20
+
+
+def line_too_long() -> str:
+    """The skip reason of a line over :data:`MAX_LINE_BYTES`."""
+    return f"line longer than the CSV reader's limit of {MAX_LINE_BYTES / 2 ** 20:g} MiB (csvio.MAX_LINE_BYTES), skipped"
 
 
 @dataclass(frozen=True)
@@ -161,8 +172,8 @@ class CsvReader:
         # No sniffing: the header is parsed by us, every column is text, the dialect is fixed.
         spec = "{" + ", ".join(f"{sql_str(c)}: 'VARCHAR'" for c in cols) + "}"
         return (f"read_csv({sql_str(path)}, header=true, auto_detect=false, columns={spec}, delim=',', "
-                f"quote='\"', escape='\"', store_rejects=true, rejects_table='rej_{name}', "
-                f"rejects_scan='rejscan_{name}')")
+                f"quote='\"', escape='\"', max_line_size={MAX_LINE_BYTES}, store_rejects=true, "
+                f"rejects_table='rej_{name}', rejects_scan='rejscan_{name}')")
 
     def _drop_exact_duplicates(self, table: str, into: str, cols: list[str]) -> int:
         """Remove rows identical in every column but ROW_ID (first kept); count them."""
@@ -237,6 +248,8 @@ class CsvReader:
                     with atomic_path(parquet) as tmp:
                         self.con.execute(f"COPY ({scan}) TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 4096, ROW_GROUP_SIZE_BYTES 16777216)")
                     self.con.execute(f"CREATE OR REPLACE VIEW {into} AS SELECT * FROM read_parquet({sql_str(parquet)})")
+            except duckdb.InterruptException:  # Ctrl-C during the parse: an interrupt, not a bad file
+                raise KeyboardInterrupt from None
             except duckdb.Error as exc:
                 if "gzip" in str(exc).lower():
                     raise ValueError(f"{path}: truncated or corrupt gzip file ({_first_line(exc)}); "
@@ -257,7 +270,10 @@ class CsvReader:
         if parquet is None:
             n_dup = self._drop_exact_duplicates(table, into, lower)
         for err, n in sorted(rej.items()):
-            self.report.skip(f"{table}: unparseable CSV line ({str(err).lower()})", int(n))
+            if str(err).upper() == "LINE SIZE OVER MAXIMUM":
+                self.report.skip(f"{table}: {line_too_long()}", int(n))
+            else:
+                self.report.skip(f"{table}: unparseable CSV line ({str(err).lower()})", int(n))
         self.report.read[table] = (int(self.con.execute(f"SELECT count(*) FROM {into}").fetchone()[0])
                                    + int(sum(rej.values())) + n_dup)
         if src != path:

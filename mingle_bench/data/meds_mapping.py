@@ -173,7 +173,10 @@ def load_mapping(path: str | Path | None) -> MedsMapping:
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"--meds-config {p}: file not found")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--meds-config {p}: not UTF-8 text (invalid byte at offset {exc.start})") from None
     try:
         if p.suffix.lower() in (".yaml", ".yml"):
             import yaml

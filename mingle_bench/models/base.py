@@ -146,6 +146,80 @@ class EHRModel(nn.Module):
         return {**known, **hparams}
 
     @classmethod
+    def check_hparams(cls, hparams: dict[str, Any] | None = None, where: str = "") -> dict[str, Any]:
+        """Validate ``hparams`` (merged over the defaults) before any data is prepared; returns the
+        merged dict. Raises ``ValueError`` naming ``where`` (e.g. ``--tuned FILE``), the model, the
+        key and the value.
+
+        Names must be declared in :attr:`default_hparams` (a variant's fixed switches stay fixed).
+        Types follow the declaration: a key declared as a number (its default, or an ``int``/``float``
+        search range) takes a finite number, an integer where an integer is declared; a boolean a
+        boolean, a string a string. Ranges: declared integers (widths, heads, layers, caps) are
+        >= 1, ``batch_size`` >= 0 (0: one batch of every training sample); ``lr`` > 0 (>= 0 for
+        solver-fitted models, which ignore it); ``weight_decay`` >= 0; every ``*dropout*`` in
+        [0, 1); ``C`` > 0; ``negative_slope`` >= 0; ``heads`` divides the width it splits
+        (``hidden``, else ``emb_dim``)."""
+        import math
+
+        prefix = f"{where}: " if where else ""
+        model = cls.name or cls.__name__
+        try:
+            merged = cls.resolve_hparams(hparams)
+        except ValueError as exc:
+            raise ValueError(f"{prefix}{exc}") from None
+
+        def bad(key: str, rule: str) -> ValueError:
+            return ValueError(f"{prefix}model {model!r}: hyperparameter {key}={merged[key]!r} {rule}")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        for key, value in merged.items():
+            default = cls.default_hparams.get(key)
+            rng = cls.search_ranges.get(key)
+            declared_int = is_int(default) or (rng is not None and rng.kind == "int")
+            declared_number = declared_int or is_number(default) or (rng is not None and rng.kind == "float") or (
+                rng is not None and rng.kind == "categorical" and all(is_number(a) for a in rng.args))
+            if declared_int and is_int(default) and not is_int(value):
+                raise bad(key, "must be an integer")
+            if declared_number:
+                if not is_number(value):
+                    raise bad(key, "must be a number")
+                if not math.isfinite(value):
+                    raise bad(key, "must be finite")
+            elif isinstance(default, bool) and not isinstance(value, bool):
+                raise bad(key, "must be true or false")
+            elif isinstance(default, str) and not isinstance(value, str):
+                raise bad(key, "must be a string")
+            if not declared_number:
+                continue
+            if key == "batch_size":
+                if value < 0:
+                    raise bad(key, "must be >= 0 (0: every training sample in one batch)")
+            elif declared_int and is_int(default):
+                if value < 1:
+                    raise bad(key, "must be a positive integer")
+            elif key == "lr":
+                if getattr(cls, "sklearn", False) and value < 0:
+                    raise bad(key, "must be >= 0")
+                if not getattr(cls, "sklearn", False) and not value > 0:
+                    raise bad(key, "must be > 0")
+            elif key in ("weight_decay", "negative_slope") and value < 0:
+                raise bad(key, "must be >= 0")
+            elif "dropout" in key and not 0 <= value < 1:
+                raise bad(key, "must be in [0, 1)")
+            elif key == "C" and not value > 0:
+                raise bad(key, "must be > 0")
+        width = "hidden" if "hidden" in merged else "emb_dim"
+        if "heads" in merged and width in merged and merged[width] % merged["heads"]:
+            raise ValueError(f"{prefix}model {model!r}: {width}={merged[width]} must be divisible by "
+                             f"heads={merged['heads']}")
+        return merged
+
+    @classmethod
     def search_space(cls, trial) -> dict[str, Any]:
         """Optuna search space: ``{name: trial.suggest_*(...)}`` over :attr:`search_ranges`, in
         their order (the trainer keys first). Trainer keys included."""

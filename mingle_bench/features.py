@@ -322,6 +322,8 @@ def build_task_data(
         from mingle_bench.encoders import EmbeddingCache, embed_texts, embed_visit_notes, load_encoder
 
         enc = load_encoder(encoder) if isinstance(encoder, str) else encoder
+        if callable(getattr(enc, "fit", None)):  # a fitted encoder (--encoder tfidf): train split's texts only
+            enc.fit(encoder_fit_texts(cohort, vt, visit_note_ids), cache_dir=root)
         cache = EmbeddingCache(root / "embeddings")
         t0 = time.perf_counter()
         concept_emb = embed_texts(enc, vt.vocab.texts, cache=cache, progress=progress).to(torch.float32)
@@ -362,6 +364,19 @@ def build_task_data(
         visit_note_emb=visit_note_emb, visit_has_notes=visit_has_notes, report=report, digest=digest,
         sample_note_texts=texts,
     )
+
+
+def encoder_fit_texts(cohort: Cohort, vt: VisitTable, visit_note_ids: Sequence[Sequence[int]]) -> list[str]:
+    """What an encoder that learns from data (``--encoder tfidf``) is fitted on: the input notes of
+    the *train* patients' visits (each note once, non-empty) plus the train vocabulary's concept
+    descriptions (code descriptions, not patient data; they give the node side its terms).
+    Validation and test notes never reach the fit."""
+    ids = list(dict.fromkeys(int(n) for v in np.flatnonzero(vt.visit_split == "train") for n in visit_note_ids[v]))
+    texts: dict[int, str] = {}
+    for batch in cohort.iter_note_texts(ids, batch_size=20000):
+        texts.update(batch)
+    notes = [texts[n] for n in ids if isinstance(texts.get(n), str) and texts[n].strip()]
+    return notes + [t for t in vt.vocab.texts if t.strip()]
 
 
 def sample_note_texts(cohort: Cohort, input_note_ids: dict[int, list[int]], hadm_ids: Sequence[int]) -> list[str]:

@@ -6,12 +6,19 @@ with last hidden states :math:`H \\in \\mathbb{R}^{B \\times L \\times d}` and a
 
 .. math::
     e_b = \\frac{\\sum_l M_{bl} H_{bl}}{\\max(\\sum_l M_{bl}, \\epsilon)} \\quad (\\text{mean}),
+    \\qquad e_{bj} = \\max_{l: M_{bl}=1} H_{blj} \\quad (\\text{max}),
     \\qquad e_b = H_{b0} \\quad (\\text{cls}),
     \\qquad \\hat e_b = e_b / \\lVert e_b \\rVert_2 .
 
-Mean pooling runs over every unmasked position, special tokens included, which is what
+Mean and max pooling run over every unmasked position, special tokens included, which is what
 sentence-transformers does; with ``max_length=256`` the default reproduces
 ``SentenceTransformer("all-MiniLM-L6-v2").encode(normalize_embeddings=True)``.
+
+``chunking="sentence"`` (default ``"tokens"``) asks the note embedder
+(:mod:`mingle_bench.encoders.notes`) to embed each sentence of a note as its own input and pool
+the sentence vectors per note, instead of fixed token windows; concept names are unaffected.
+Non-default pooling and chunking enter :attr:`HFEncoder.params` (so the cache key and the
+features' input digest); the default encoder's params are unchanged.
 
 Models load with ``local_files_only=True``; nothing is downloaded. With the default
 ``dtype="auto"`` the weights are stored in bf16 (or fp16 where bf16 is unsupported) on CUDA and
@@ -68,7 +75,8 @@ DEFAULT_MODEL_SHA256 = {
     "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
 }
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "max", "cls")
+CHUNKINGS = ("tokens", "sentence")
 #: compute precisions an encoder accepts (``auto`` resolves to one of the other two)
 #: /proc/cpuinfo flags of CPUs with native bf16 arithmetic
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -250,7 +258,7 @@ class HFEncoder(Encoder):
 
     Args:
         path: a Hugging Face model folder (config.json, weights, tokenizer).
-        pooling: ``"mean"`` or ``"cls"``; default: what the folder's sentence-transformers
+        pooling: ``"mean"``, ``"max"`` (element-wise over the unmasked tokens) or ``"cls"``; default: what the folder's sentence-transformers
             pooling config says, else ``"mean"``.
         max_length: model input length including special tokens; default: the folder's
             sentence-transformers ``max_seq_length``, else the smaller of the tokenizer's
@@ -266,12 +274,14 @@ class HFEncoder(Encoder):
             autocast; needs ``dtype`` ``auto`` or ``float32``) or ``"auto"`` (bf16 where the
             device has native bf16); see the module docstring. :attr:`precision` holds the
             resolved value.
+        chunking: ``"tokens"`` (default: notes cut into token windows) or ``"sentence"`` (each
+            sentence of a note embedded alone, then pooled per note).
     """
 
     def __init__(self, path: str | os.PathLike, pooling: str | None = None, max_length: int | None = None,
                  device: str | torch.device | None = "auto", dtype: str = "auto", name: str | None = None,
                  expected_sha256: dict[str, str] | None = None, batch_tokens: int | None = None,
-                 precision: str | None = DEFAULT_PRECISION):
+                 precision: str | None = DEFAULT_PRECISION, chunking: str = "tokens"):
         from transformers import AutoModel, AutoTokenizer
 
         folder = check_model_folder(path)
@@ -284,8 +294,11 @@ class HFEncoder(Encoder):
         pooling = pooling or _folder_pooling(folder) or "mean"
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if chunking not in CHUNKINGS:
+            raise ValueError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")
         self.path = folder
         self.pooling = pooling
+        self.chunking = chunking
         self.device = resolve_device(device, what="encoder device")
         self.precision = resolve_precision(precision, self.device)
         if self.precision == "bf16":
@@ -360,6 +373,8 @@ class HFEncoder(Encoder):
                   "precision": str(self.dtype).replace("torch.", "")}
         if self.precision == "bf16":  # fp32 params stay exactly what they always were
             params["autocast"] = "bfloat16"
+        if self.chunking != "tokens":  # likewise: only a non-default chunking adds a key
+            params["chunking"] = self.chunking
         return params
 
     def _autocast(self):
@@ -434,6 +449,8 @@ class HFEncoder(Encoder):
             # pooling and normalising run in fp32 whatever the forward pass computed in
             if self.pooling == "cls":
                 pooled = hidden[:, 0].float()
+            elif self.pooling == "max":
+                pooled = hidden.float().masked_fill(mask.unsqueeze(-1) == 0, float("-inf")).max(1).values
             else:
                 m = mask.unsqueeze(-1).to(torch.float32)
                 pooled = (hidden.float() * m).sum(1) / m.sum(1).clamp(min=1e-9)

@@ -33,6 +33,7 @@ namespace that includes the chunking and pooling parameters and the token budget
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any, Callable, Sequence
 
@@ -90,6 +91,46 @@ def pool_rows(x: torch.Tensor, how: str = "mean", weights: torch.Tensor | None =
         w = weights.to(x.dtype)
         return (x * w[:, None]).sum(0) / w.sum().clamp(min=1e-12)
     raise ValueError(f"pooling must be one of {POOLS}, got {how!r}")
+
+
+#: sentence ends: ., ! or ? before white space, or a line break (a simple rule: abbreviations such
+#: as "Dr." also end a sentence, which only makes a chunk shorter)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a note, stripped, empty ones dropped.
+
+    >>> split_sentences("Code: DNR/DNI. Lactate 4.2 mmol/L!\\nFrail")
+    ['Code: DNR/DNI.', 'Lactate 4.2 mmol/L!', 'Frail']
+    """
+    return [p.strip() for p in _SENTENCE_END.split(text) if p.strip()]
+
+
+def note_segments(encoder: Encoder, texts: list[str]) -> list[list[list]]:
+    """Per note, its token segments: the whole note (``chunking="tokens"``, the default) or one
+    segment per sentence (an encoder whose ``chunking`` is ``"sentence"``). Each segment is then
+    cut into windows on its own, so no chunk spans two sentences."""
+    if getattr(encoder, "chunking", "tokens") != "sentence":
+        return [[t] for t in encoder.tokenize(texts)]
+    sentences = [split_sentences(t) for t in texts]
+    flat = encoder.tokenize([x for sents in sentences for x in sents])
+    out, pos = [], 0
+    for sents in sentences:
+        out.append([t for t in flat[pos:pos + len(sents)] if t])
+        pos += len(sents)
+    return out
+
+
+def _first_tokens(segments: list[list], limit: int) -> list[list]:
+    """The segments cut to their first ``limit`` tokens in total."""
+    out, left = [], limit
+    for g in segments:
+        if left <= 0:
+            break
+        out.append(g[:left])
+        left -= len(out[-1])
+    return out
 
 
 def note_cache_params(encoder: Encoder, chunk: int, overlap: int, note_pool: str, max_tokens: int | None) -> dict:
@@ -280,17 +321,17 @@ def _embed_note_texts(encoder: Encoder, texts: list[str], content: int, overlap:
         else:
             dup_of[i] = j
     if work:
-        toks = encoder.tokenize([texts[i] for i in work])
+        segments = note_segments(encoder, [texts[i] for i in work])
         chunk_key_row: dict[tuple, int] = {}
         chunk_list: list[list] = []
         owners: list[list[int]] = []  # per note (position in work), its chunk rows
-        for w, t in enumerate(toks):
-            total = len(t)
+        for w, segs in enumerate(segments):
+            total = sum(len(g) for g in segs)
             if max_tokens is not None and total > max_tokens:
                 report["notes_truncated_max_tokens"] += 1
                 report["tokens_dropped_max_tokens"] += total - max_tokens
-                t = t[:max_tokens]
-            chunks = chunk_token_ids(t, content, overlap)
+                segs = _first_tokens(segs, max_tokens)
+            chunks = [c for g in segs for c in chunk_token_ids(g, content, overlap)]
             rows = []
             for c in chunks:
                 report["chunk_tokens_processed"] += len(c)
@@ -303,7 +344,7 @@ def _embed_note_texts(encoder: Encoder, texts: list[str], content: int, overlap:
                     report["chunks_deduplicated"] += 1
                 rows.append(row)
             owners.append(rows)
-            aux[work[w]] = (total, len(t), len(chunks))
+            aux[work[w]] = (total, sum(len(g) for g in segs), len(chunks))
         chunk_emb = torch.zeros(len(chunk_list), dim, dtype=torch.float32)
         # progress: a note advances by 1/its chunks for each chunk embedded
         share = np.zeros(len(chunk_list))

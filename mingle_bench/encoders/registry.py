@@ -3,8 +3,15 @@
 Spec grammar::
 
     default                                   bundled all-MiniLM-L6-v2 (alias: minilm)
-    hf:PATH[?pooling=mean|cls&max_length=N&device=D&dtype=T&batch_tokens=N&precision=P]
+    hf:PATH[?pooling=mean|max|cls&chunking=tokens|sentence&max_length=N&device=D&dtype=T&batch_tokens=N&precision=P]
     openai:MODEL[?dimensions=N&batch_size=N&max_length=N&max_retries=N&backoff_s=F]
+    tfidf[?dim=N&min_df=K&ngram=1|2&max_features=N]   TF-IDF + SVD, fitted on the train split's texts
+
+``default`` takes the ``hf`` options too (e.g. ``default?pooling=max``). ``pooling``: mean over
+the tokens (the default), element-wise max over the tokens (new), or the first token;
+``chunking=sentence`` embeds each sentence of a note and pools them per note (default
+``tokens``: fixed token windows). Both are part of the encoder's params, so of the cache key.
+``tfidf`` must be fitted before it encodes (:mod:`mingle_bench.encoders.tfidf`).
 
 Options may also be given as keyword arguments (they override the query string).
 
@@ -22,10 +29,16 @@ from mingle_bench.encoders.base import Encoder
 from mingle_bench.encoders.precision import PRECISIONS
 
 _HF_OPTIONS = {"pooling": str, "max_length": int, "device": str, "dtype": str, "batch_tokens": int,
-               "precision": str}
+               "precision": str, "chunking": str}
+_TFIDF_OPTIONS = {"dim": int, "min_df": int, "ngram": int, "max_features": int}
+#: options with a closed set of values, checked when the spec is parsed
+_CHOICES = {"pooling": ("mean", "max", "cls"), "chunking": ("tokens", "sentence"), "precision": PRECISIONS,
+            "ngram": (1, 2)}
+#: integer options that must be >= 1
+_POSITIVE = ("dim", "min_df", "max_features", "max_length", "batch_tokens", "dimensions", "batch_size")
 _OPENAI_OPTIONS = {"dimensions": int, "batch_size": int, "max_length": int, "max_retries": int,
                    "backoff_s": float, "timeout_s": float, "max_request_tokens": int}
-SPEC_HELP = "default | hf:PATH[?pooling=mean|cls] | openai:MODEL"
+SPEC_HELP = "default[?pooling=mean|max|cls&chunking=sentence] | hf:PATH[?...] | openai:MODEL | tfidf[?dim=N&min_df=K&ngram=1|2]"
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
@@ -39,15 +52,21 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     spec = spec.strip()
     if spec in ("default", "minilm"):
         return "default", "", {}
-    backend, sep, rest = spec.partition(":")
-    if not sep or backend not in ("hf", "openai", "default"):
-        raise ValueError(f"unknown encoder spec {spec!r}; expected one of: {SPEC_HELP}")
-    target, query = rest, ""
-    if "?" in rest:
-        head, _, tail = rest.rpartition("?")
-        if "=" in tail:
-            target, query = head, tail
-    allowed = _OPENAI_OPTIONS if backend == "openai" else _HF_OPTIONS
+    name, qmark, query = spec.partition("?")
+    if name in ("default", "minilm", "tfidf"):  # no target: options follow the name directly
+        backend, target = ("tfidf" if name == "tfidf" else "default"), ""
+        if qmark and "=" not in query:
+            raise ValueError(f"encoder spec {spec!r}: options go after '?' as key=value pairs")
+    else:
+        backend, sep, rest = spec.partition(":")
+        if not sep or backend not in ("hf", "openai", "default"):
+            raise ValueError(f"unknown encoder spec {spec!r}; expected one of: {SPEC_HELP}")
+        target, query = rest, ""
+        if "?" in rest:
+            head, _, tail = rest.rpartition("?")
+            if "=" in tail:
+                target, query = head, tail
+    allowed = {"openai": _OPENAI_OPTIONS, "tfidf": _TFIDF_OPTIONS}.get(backend, _HF_OPTIONS)
     options: dict[str, Any] = {}
     for key, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
         if key not in allowed:
@@ -57,7 +76,18 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
         except ValueError:
             raise ValueError(f"encoder spec {spec!r}: option {key}={values[-1]!r} is not a valid "
                              f"{allowed[key].__name__}") from None
+        check_option(spec, key, options[key])
     return backend, target, options
+
+
+def check_option(spec: str, key: str, value: Any) -> None:
+    """One line naming the spec and the option when ``value`` is not one it takes."""
+    choices = _CHOICES.get(key)
+    if choices is not None and value not in choices:
+        raise ValueError(f"encoder spec {spec!r}: option {key}={value!r} must be one of "
+                         f"{', '.join(map(str, choices))}")
+    if key in _POSITIVE and value < 1:
+        raise ValueError(f"encoder spec {spec!r}: option {key}={value!r} must be >= 1")
 
 
 def load_encoder(spec: str = "default", precision: str | None = None, **overrides: Any) -> Encoder:
@@ -69,11 +99,17 @@ def load_encoder(spec: str = "default", precision: str | None = None, **override
     """
     backend, target, options = parse_spec(spec)
     options.update({k: v for k, v in overrides.items() if v is not None})
+    for key in overrides.keys() & options.keys():
+        check_option(spec, key, options[key])
     if precision is not None:
         options["precision"] = precision
     if "precision" in options and options["precision"] not in PRECISIONS:
         raise ValueError(f"encoder {spec!r}: precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {options['precision']!r}")
+    if backend == "tfidf" and "precision" in options:
+        if options.pop("precision") == "bf16":
+            raise ValueError(f"encoder {spec!r}: precision bf16 applies to transformer encoders only; tfidf "
+                             "computes in float64 (use fp32 or auto)")
     if backend == "openai" and "precision" in options:
         if options.pop("precision") == "bf16":
             raise ValueError(f"encoder {spec!r}: precision bf16 applies to local models only; an "
@@ -88,6 +124,11 @@ def load_encoder(spec: str = "default", precision: str | None = None, **override
 
         _check_options(spec, options, _HF_OPTIONS)
         return HFEncoder(target, **options)
+    if backend == "tfidf":
+        from mingle_bench.encoders.tfidf import TfidfEncoder
+
+        _check_options(spec, options, {**_TFIDF_OPTIONS, "cache_dir": str})
+        return TfidfEncoder(**options)
     from mingle_bench.encoders.openai_api import OpenAIEncoder
 
     _check_options(spec, options, _OPENAI_OPTIONS)

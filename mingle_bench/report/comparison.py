@@ -10,7 +10,12 @@ and for each metric m:
                        drawn patient come together, so correlated samples are not treated as
                        independent) ``n_boot`` times with a fixed seed; on each resample compute
                        d* = mean_s [m(A_s) - m(B_s)]; the CI is the 2.5/97.5 percentiles of d*.
-                       ``p_not_better`` is the fraction of resamples where A is not better than B.
+                       ``p_not_better`` is the fraction of resamples where A is not better than B
+                       (d* <= 0; >= 0 for Brier/ECE): the tables' "bootstrap share <= 0", a
+                       description of the bootstrap distribution, not a p-value.
+
+The metrics are the paper's four by default; ``finalize`` adds the macro AUROC and AUPR on a
+multi-label task (:data:`mingle_bench.metrics.MACRO_METRICS`).
 
 Resamples where a metric is undefined (e.g. only one class drawn, AUROC) are dropped and
 counted in ``n_valid``.

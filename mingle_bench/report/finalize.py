@@ -8,6 +8,7 @@ shown. Reads only the folder (:mod:`mingle_bench.results`); trains nothing.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -23,16 +24,19 @@ LEARNING_CURVES_FILE = "learning_curves.png"
 def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRAP
              ) -> tuple[list[dict], dict | None, list[Path]]:
     """Write ``comparison.json``, ``table.{md,tex,csv}``, ``curves.png`` and ``learning_curves.png``
-    of ``folder``; returns the aggregated rows, the comparison (or ``None``) and the files written."""
+    of ``folder``; returns the aggregated rows, the comparison (or ``None``) and the files written.
+    An underpowered folder (:func:`mingle_bench.report.power.underpowered_reasons`) gets one warning
+    line on stderr; its tables carry the note."""
+    from mingle_bench.metrics import MACRO_METRICS, PAPER_METRICS
     from mingle_bench.report.comparison import paired_comparison
     from mingle_bench.report.plots import plot_curves, plot_learning_curves
-    from mingle_bench.report.tables import aggregate, data_label, display_name, write_run_tables
+    from mingle_bench.report.tables import SHARE_LABEL, aggregate, data_label, display_name, power_info, write_run_tables
 
     folder = Path(folder)
     config = R.read_json_object(folder / R.CONFIG_FILE)
     records = [r for r in R.load_runs(folder) if R.preds_path(folder, r["model"], r["seed"]).exists()]
     order = list(config.get("models", []))
-    rows = aggregate(records, order=order)
+    rows = aggregate(records, order=order, folder=folder, split_seed=config.get("split_seed"))
     lab = R.load_array(R.labels_path(folder))
     y_test, groups = lab["y_true"], lab.get("patient_group")
     probs: dict[str, dict[int, np.ndarray]] = {}
@@ -41,8 +45,13 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
     comp = None
     best = select_baseline(records, monitor, order)
     if "mingle" in probs and best is not None and set(probs["mingle"]) & set(probs[best]):
-        comp = paired_comparison(y_test, probs["mingle"], probs[best], groups=groups, n_boot=n_boot, seed=0)
+        multi = y_test.ndim == 2 and y_test.shape[1] > 1  # the macro means equal the plain ones on one label
+        comp = paired_comparison(y_test, probs["mingle"], probs[best], groups=groups, n_boot=n_boot, seed=0,
+                                 metrics=PAPER_METRICS + (MACRO_METRICS if multi else ()))
         comp.update({"a": "mingle", "b": best, "selected_by": monitor,
+                     "p_not_better_is": f"{SHARE_LABEL}: the share of bootstrap resamples in which MINGLE is not "
+                                        "better than the baseline (diff <= 0; >= 0 for Brier and ECE); a descriptive "
+                                        "share, not a p-value",
                      "baseline_selected_by": f"validation {monitor}",
                      "definition": "diff = mean over seeds of metric(MINGLE) - metric(baseline); "
                                    "CI: 2.5/97.5 percentiles of a patient-level bootstrap of the test set; "
@@ -54,6 +63,10 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
         (folder / R.COMPARISON_FILE).unlink(missing_ok=True)
     files: list[Path] = []
     if records:
+        info = power_info(folder, config, rows)
+        if info.get("underpowered"):
+            print(f"mingle-bench: warning: {folder} is UNDERPOWERED: {' and '.join(info['underpowered'])}; its "
+                  "tables say so", file=sys.stderr)
         files = write_run_tables(folder)
         names = [m for m in order if m in probs] + sorted(m for m in probs if m not in order)
         title = f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: test set, one line per seed"

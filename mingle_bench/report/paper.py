@@ -10,8 +10,11 @@
 * ``paper.csv``: every number in one long table.
 
 The rows are the paper's: :data:`PAPER_MODELS` in its order; which of them are baselines and
-which ablations comes from the model registry (each model's family). Reads ``paper.json`` only;
-trains nothing.
+which ablations comes from the model registry (each model's family). Reads ``paper.json`` and, for
+each task, the task's results folder where it is found (``tasks[t].folder``, else
+``<out>/<task>/<data-id>`` beside ``<out>/paper/<data-id>``): its counts and power, the macro
+metrics of a multi-label task and the marks of constant or flagged cells (the same rules as the
+run tables, :mod:`mingle_bench.report.tables`); trains nothing.
 """
 from __future__ import annotations
 
@@ -92,18 +95,83 @@ def _data_cell(payload: dict) -> str:
     return f"{data_kind(payload['data'])} ({payload.get('data_id') or payload['data']})"
 
 
-def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_published: bool) -> str:
-    from mingle_bench.report.tables import BUDGET_MARK, best_rows, display_name, fmt_pct, latex_escape
+def task_folder(payload: dict, task: str, paper_folder: str | os.PathLike | None = None) -> Path | None:
+    """The results folder of ``task`` behind a paper payload, if it is on this machine."""
+    recorded = (payload.get("tasks", {}).get(task) or {}).get("folder")
+    candidates = [Path(recorded)] if recorded else []
+    if paper_folder is not None:
+        paper_folder = Path(paper_folder)
+        candidates.append(paper_folder.parent.parent / task / paper_folder.name)
+        if recorded:
+            candidates.append(paper_folder.parent.parent / task / Path(recorded).name)
+    return next((c for c in candidates if (c / R.CONFIG_FILE).exists()), None)
 
-    rows = [r for r in payload["tasks"][task]["rows"] if r["model"] in models]
+
+def task_context(payload: dict, task: str, paper_folder: str | os.PathLike | None = None) -> dict:
+    """Per task: ``rows`` (the payload's, with the marks of the task folder's cells where the payload
+    lacks them), ``info`` (:func:`mingle_bench.report.tables.power_info`, or ``{}`` without the
+    folder), ``monitor`` and ``metrics`` (the paper's four, plus the macro means on a multi-label task)."""
+    from mingle_bench.metrics import MACRO_METRICS
+    from mingle_bench.report.tables import aggregate, power_info
+
+    rows = [dict(r) for r in payload["tasks"][task]["rows"]]
+    folder = task_folder(payload, task, paper_folder)
+    info: dict = {}
+    monitor = "aupr"
+    if folder is not None:
+        config = R.read_json_object(folder / R.CONFIG_FILE)
+        monitor = config.get("monitor", monitor)
+        records = [r for r in R.load_runs(folder) if r["model"] in {row["model"] for row in rows}]
+        fresh = {r["model"]: r for r in aggregate(records, order=[], folder=folder, split_seed=config.get("split_seed"))}
+        from mingle_bench.metrics import METRIC_NAMES
+
+        keys = ("n_constant", "n_one_sided", "n_fallback", "flags", "split_seeds",
+                *(f"{m}_{s}" for m in METRIC_NAMES for s in ("mean", "std")))
+        for row in rows:  # a payload written before these keys: from the folder's cells
+            for key in keys:
+                if key not in row and row["model"] in fresh:
+                    row[key] = fresh[row["model"]][key]
+        info = power_info(folder, config, rows)
+    n_labels = info.get("n_labels") or (2 if any(r.get("auroc_macro_mean") not in (None, r.get("auroc_mean"))
+                                                 for r in rows) else 1)
+    return {"rows": rows, "info": info, "monitor": monitor, "folder": folder,
+            "metrics": METRICS + (MACRO_METRICS if n_labels > 1 else ())}
+
+
+def _task_notes(ctx: dict, models: Sequence[str], fmt: str) -> list[str]:
+    """The task's power lines (UNDERPOWERED first, as a quote) and the notes of its marks."""
+    from mingle_bench.report.tables import latex_escape, mark_notes, power_lines
+
+    rows = [r for r in ctx["rows"] if r["model"] in models]
+    lines = power_lines(ctx["info"], ctx["monitor"]) if ctx["info"] else []
+    notes = mark_notes(rows, ctx["monitor"])
+    if fmt != "md":
+        return [latex_escape(x) for x in lines + notes]
+    out = []
+    for line in lines:
+        if line.startswith("UNDERPOWERED"):
+            out += [f"> **UNDERPOWERED**: {line[len('UNDERPOWERED: '):]}", ""]
+        else:
+            out.append(f"- {line}")
+    return out + ["", *notes] if notes else out
+
+
+def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_published: bool,
+                ctx: dict | None = None) -> str:
+    from mingle_bench.metrics import METRIC_LABELS
+    from mingle_bench.report.tables import best_rows, display_name, fmt_pct, latex_escape, row_marks
+
+    ctx = ctx or task_context(payload, task)
+    metrics = ctx["metrics"]
+    rows = [r for r in ctx["rows"] if r["model"] in models]
     rows.sort(key=lambda r: list(models).index(r["model"]))
-    best = {m: best_rows(rows, m) for m in METRICS}
+    best = {m: best_rows(rows, m) for m in metrics}
     data = _data_cell(payload)
     body = []
     for r in rows:
-        cells = [display_name(r["model"]) + (BUDGET_MARK if r.get("n_budget") else ""), data]
-        for m in METRICS:
-            c = fmt_pct(r[f"{m}_mean"], r[f"{m}_std"])
+        cells = [display_name(r["model"]) + row_marks(r), data]
+        for m in metrics:
+            c = fmt_pct(r.get(f"{m}_mean", math.nan), r.get(f"{m}_std", math.nan))
             if fmt == "latex":
                 c = c.replace("±", r"$\pm$")
             if r["model"] in best[m]:
@@ -118,13 +186,15 @@ def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_
             mine = {p["metric"]: p for p in pubs if p["model"] == model}
             ds = mine[next(iter(mine))]["dataset"]
             cells = [f"{display_name(model)} (published)", f"published: {ds}"]
-            for m in METRICS:
+            for m in metrics:
                 p = mine.get(m)
                 cells.append("–" if p is None else ("≈" if p["approximate"] else "")
                              + (f"{p['value']:.0f}" if p["approximate"] else f"{p['value']:.2f}"))
             cells += ["–", "–"]
             body.append(cells)
-    header = ["Model", "data", "ACC", "AUROC", "AUPR", "F1", "seeds", "at budget"]
+    from mingle_bench.report.tables import spread_text
+
+    header = ["Model", "data"] + [METRIC_LABELS[m] for m in metrics] + [spread_text(rows)[1], "at budget"]
     if fmt == "latex":
         body = [[latex_escape(c) if i in (0, 1) else c.replace("≈", r"$\approx$").replace("–", "--")
                  for i, c in enumerate(row)] for row in body]
@@ -154,41 +224,50 @@ def _header(payload: dict, title: str, fmt: str) -> list[str]:
             f"% protocol: {prot}"]
 
 
-def _latex_table(tab: str, caption: str) -> list[str]:
+def _latex_table(tab: str, caption: str, notes: Sequence[str] = ()) -> list[str]:
+    """A LaTeX table whose caption is ``caption`` (escaped here) followed by ``notes`` (already escaped)."""
     from mingle_bench.report.tables import latex_escape
 
-    return [r"\begin{table}[t]", r"\centering", r"\small", tab, rf"\caption{{{latex_escape(caption)}}}", r"\end{table}", ""]
+    text = latex_escape(caption) + "".join(f" {n}" for n in notes)
+    return [r"\begin{table}[t]", r"\centering", r"\small", tab, rf"\caption{{{text}}}", r"\end{table}", ""]
 
 
-def render_main(payload: dict, fmt: str) -> str:
-    from mingle_bench.report.tables import comparison_lines, data_label
+def render_main(payload: dict, fmt: str, folder: str | os.PathLike | None = None) -> str:
+    """The main table; ``folder``: the paper folder (its tasks' results folders are found beside it)."""
+    from mingle_bench.report.tables import comparison_lines, data_label, spread_text
 
     label = data_label(payload["data"], payload.get("data_id"))
     lines = _header(payload, f"Main table: MINGLE vs baselines on {label}", fmt)
     baselines = paper_baselines()
     order = [m for m in PAPER_MODELS if m in baselines or m == "mingle"]
     for task in payload["tasks"]:
-        tab = _rows_block(payload, task, order, fmt, with_published=True)
+        ctx = task_context(payload, task, folder)
+        tab = _rows_block(payload, task, order, fmt, with_published=True, ctx=ctx)
+        notes = _task_notes(ctx, order, fmt)
         if fmt == "md":
-            lines += [f"## {_task_title(task)}", "", tab]
+            lines += [f"## {_task_title(task)}", "", *notes, "", tab]
             lines += comparison_lines(payload["tasks"][task]["comparison"], "md") + [""]
         else:
-            lines += _latex_table(tab, f"{_task_title(task)} on {label}. Mean ± std over seeds, in %.")
+            spread = spread_text([r for r in ctx["rows"] if r["model"] in order])[0]
+            lines += _latex_table(tab, f"{_task_title(task)} on {label}. Mean ± std over {spread}, in %.", notes)
             lines += comparison_lines(payload["tasks"][task]["comparison"], "latex") + [""]
     return "\n".join(lines) + "\n"
 
 
-def render_ablation(payload: dict, fmt: str) -> str:
+def render_ablation(payload: dict, fmt: str, folder: str | os.PathLike | None = None) -> str:
+    """The ablation table; ``folder`` as for :func:`render_main`."""
     from mingle_bench.report.tables import data_label
 
     label = data_label(payload["data"], payload.get("data_id"))
     lines = _header(payload, f"Ablation: MINGLE without concept / note semantics, and HypEHR (neither) on {label}", fmt)
     for task in payload["tasks"]:
-        tab = _rows_block(payload, task, ABLATIONS, fmt, with_published=True)
+        ctx = task_context(payload, task, folder)
+        tab = _rows_block(payload, task, ABLATIONS, fmt, with_published=True, ctx=ctx)
+        notes = _task_notes(ctx, ABLATIONS, fmt)
         if fmt == "md":
-            lines += [f"## {_task_title(task)}", "", tab, ""]
+            lines += [f"## {_task_title(task)}", "", *notes, "", tab, ""]
         else:
-            lines += _latex_table(tab, f"Ablation, {_task_title(task)} on {label}.")
+            lines += _latex_table(tab, f"Ablation, {_task_title(task)} on {label}.", notes)
     return "\n".join(lines) + "\n"
 
 
@@ -250,7 +329,8 @@ def render_paper(folder: str | os.PathLike, fmt: str = "md") -> str:
         return render_csv(payload)
     if fmt not in ("md", "latex"):
         raise ValueError(f"--format must be md, latex or csv, got {fmt!r}")
-    return "\n".join([render_main(payload, fmt), render_ablation(payload, fmt), render_relative(payload, fmt)])
+    return "\n".join([render_main(payload, fmt, folder), render_ablation(payload, fmt, folder),
+                      render_relative(payload, fmt)])
 
 
 def write_paper(folder: str | os.PathLike) -> list[Path]:
@@ -261,9 +341,11 @@ def write_paper(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     payload = R.read_json(folder / PAPER_FILE)
     files = []
-    for name, fn in (("main", render_main), ("ablation", render_ablation), ("relative_improvement", render_relative)):
-        files.append(atomic_write_text(folder / f"{name}.md", fn(payload, "md")))
-        files.append(atomic_write_text(folder / f"{name}.tex", fn(payload, "latex")))
+    for name, fn in (("main", render_main), ("ablation", render_ablation)):
+        files.append(atomic_write_text(folder / f"{name}.md", fn(payload, "md", folder)))
+        files.append(atomic_write_text(folder / f"{name}.tex", fn(payload, "latex", folder)))
+    files.append(atomic_write_text(folder / "relative_improvement.md", render_relative(payload, "md")))
+    files.append(atomic_write_text(folder / "relative_improvement.tex", render_relative(payload, "latex")))
     files.append(atomic_write_text(folder / "paper.csv", render_csv(payload)))
     values = {t: {m: v["value"] for m, v in per.items() if v} for t, per in payload["relative_improvement"].items()}
     if any(values.values()):

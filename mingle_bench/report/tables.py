@@ -175,9 +175,10 @@ def boldable(row: dict, metric: str) -> bool:
 
 def row_marks(row: dict) -> str:
     """The footnote symbols after a model's name."""
+    one_sided = row.get("n_one_sided") and not row.get("n_constant")  # constant implies one-sided: § says it
     return "".join(mark for key, mark in (("n_budget", BUDGET_MARK), ("n_fallback", FALLBACK_MARK),
-                                          ("n_constant", CONSTANT_MARK), ("flags", FLAG_MARK),
-                                          ("n_one_sided", ONE_SIDED_MARK)) if row.get(key))
+                                          ("n_constant", CONSTANT_MARK), ("flags", FLAG_MARK)) if row.get(key)) \
+        + (ONE_SIDED_MARK if one_sided else "")
 
 
 def mark_notes(rows: list[dict], monitor: str = "aupr") -> list[str]:

@@ -165,7 +165,7 @@ def test_hf_path_errors(tmp_path, tiny_bert):
     with pytest.raises(ValueError, match="not a folder"):
         load_encoder(f"hf:{tiny_bert / 'config.json'}")
     with pytest.raises(ValueError, match="pooling"):
-        load_encoder(f"hf:{tiny_bert}?pooling=max")
+        load_encoder(f"hf:{tiny_bert}?pooling=median")
 
 
 def test_cli_reports_bad_hf_path_without_traceback(tmp_path, capsys):

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "mingle_bench.commands.encoder_cmd",   # cache info|clear, profile-encoder
     "mingle_bench.commands.kernel_cmd",    # profile-kernel
     "mingle_bench.commands.model_cmd",     # profile-model, models
+    "mingle_bench.commands.predict_cmd",   # predict, evaluate
     "mingle_bench.commands.probe_cmd",     # encoder probe
 )
 

@@ -401,6 +401,10 @@ class CellOutcome:
     monitor_used: str = ""
     #: ``[{"kind", "message"}]`` from the trainer (:class:`mingle_bench.training.FitResult`)
     flags: list[dict] = field(default_factory=list)
+    #: with ``train_cell(..., return_state=True)``: the best step's ``state_dict`` as numpy arrays and,
+    #: for a solver-fitted reference, its fitted state as JSON (:func:`mingle_bench.checkpoints.export_state`)
+    state: dict[str, np.ndarray] | None = None
+    fitted_state: dict | None = None
 
 
 def _count_line(y: np.ndarray, split_idx: dict) -> str:
@@ -465,9 +469,15 @@ def test_arrays(data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_cell(model: str, seed: int, data, hparams: dict, device, budget: "Budget", monitor: str,
-               on_eval: OnEval | None = None) -> CellOutcome:
-    """Stages *fit* and *evaluate* for one cell: train, predict the test split once, score it."""
+               on_eval: OnEval | None = None, *, return_state: bool = False) -> CellOutcome:
+    """Stages *fit* and *evaluate* for one cell: train, predict the test split once, score it;
+    ``return_state``: also hand back the trained model's state (for ``run --save-checkpoints``)."""
     res = fit(model, data, hparams, seed, device, budget, monitor, on_eval)
+    state = fitted_state = None
+    if return_state:
+        from mingle_bench.checkpoints import export_state
+
+        state, fitted_state = export_state(res.model, data)
     _, y_test = test_arrays(data)
     probs = _as_numpy(res.test_probs).astype(np.float32)
     if probs.ndim == 1:
@@ -480,7 +490,7 @@ def train_cell(model: str, seed: int, data, hparams: dict, device, budget: "Budg
         best_step=int(res.best_step), stopped=str(res.stopped),
         curve=curve(monitor) if callable(curve) else [], n_params=int(getattr(res, "n_params", 0) or 0),
         monitor_used=str(getattr(res, "monitor_used", "") or monitor),
-        flags=[dict(f) for f in (getattr(res, "flags", None) or [])])
+        flags=[dict(f) for f in (getattr(res, "flags", None) or [])], state=state, fitted_state=fitted_state)
 
 
 def _as_numpy(x) -> np.ndarray:

@@ -41,7 +41,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from mingle_bench import checkpoints as CK
 from mingle_bench import pipeline as P
+from mingle_bench import predictions as PR
 from mingle_bench import results as R
 from mingle_bench.distributed import cells as _cells
 from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description, machine_info, peak_rss_mb
@@ -95,6 +97,7 @@ class RunConfig:
     ray_address: str | None = None          # Ray cluster to join; None: RAY_ADDRESS, else a local Ray
     split: str = P.DEFAULT_SPLIT            # "random" (seeded 7:1:2) or "meds" (the cohort's MEDS subject splits)
     split_seeds: Sequence[int] | None = None  # repeated splits (run_split_seeds); None: the one split_seed
+    save_checkpoints: bool = False          # each cell's best weights in <folder>/checkpoints/ (checkpoints.py)
 
     def inputs(self) -> P.Inputs:
         return P.Inputs(task=self.task, data=self.data, split_seed=self.split_seed, encoder=self.encoder,
@@ -301,7 +304,8 @@ class LocalExecutor:
         for job in jobs:
             on_eval = progress.start_cell(job.model, job.seed, budget.max_steps)
             try:
-                out = P.train_cell(job.model, job.seed, data, job.hparams, device, budget, monitor, on_eval)
+                out = P.train_cell(job.model, job.seed, data, job.hparams, device, budget, monitor, on_eval,
+                                   return_state=getattr(self, "return_state", False))  # run --save-checkpoints
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:
@@ -330,6 +334,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
         cfg = dataclasses.replace(cfg, precision=precision)
     executor = executor or make_executor(cfg.executor, cfg.ray_address)
     P.tame_library_logging()
+    if cfg.save_checkpoints:
+        CK.request_state(executor)
     budget = P.make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)
     P.check_monitor(cfg.monitor)
     P.check_notes(cfg.notes)
@@ -402,6 +408,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             keys = {(m, s): input_hash(m, s, hparams[m], run_cfg, source_id, digest) for m, s in cells}
             done = R.finished_cells(folder) if folder.exists() else {}
             todo = [CellJob(m, s, hparams[m], keys[(m, s)]) for m, s in cells if keys[(m, s)] not in done]
+            if cfg.save_checkpoints:  # a finished cell without its checkpoint is trained again
+                done = {k: r for k, r in done.items() if CK.has_checkpoint(folder, r["model"], r["seed"])}
             skipped = [c for c in cells if keys[c] in done]
             if skipped:
                 prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished "
@@ -413,6 +421,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             groups = np.unique(patients.astype(str), return_inverse=True)[1].astype(np.int64)
             R.save_array(R.labels_path(folder), {"y_true": y_test, "test_idx": test_idx, "patient_group": groups})
             config = {
+            test_samples = PR.write_test_samples(folder, data, test_idx)  # ids of the MEDS prediction files
                 **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
                 "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
                 "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
@@ -448,6 +457,9 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 # predictions first, record second: a record always has its predictions
                 R.save_array(R.preds_path(folder, job.model, job.seed), {"probs": out.probs})
                 R.add_run(folder, record)
+                PR.write_cell_predictions(folder, job.model, job.seed, test_samples, y_test, out.probs, data.label_names)
+                if cfg.save_checkpoints and out.state is not None:
+                    CK.save_cell(folder, record, out.state, out.fitted_state, config)
                 for f in out.flags:
                     if f.get("kind") != "monitor_fallback":  # said once for the run, above
                         prog.log(f"[yellow]flagged[/yellow] {job.model} seed {job.seed}: {f.get('kind')}: {f.get('message')}")
@@ -493,6 +505,8 @@ def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) ->
             for f in preds.glob("*.safetensors"):
                 f.unlink()
         return
+        PR.discard(folder)
+        CK.discard(folder)
     if cfg_path.exists():
         old = R.read_json_object(cfg_path)
         if old.get("pipeline") != run_cfg["pipeline"]:

@@ -155,6 +155,9 @@ def register(sub) -> None:
                    help="repeated splits: a count (3 -> split seeds 0..2) or a comma list; each split is a full "
                         "results folder (split seed 0 in <data-id>/, seed s in <data-id>-split<s>/) and the pooled "
                         "report (hierarchical bootstrap CIs, corrected resampled t-test) goes to <data-id>-splits/")
+    p.add_argument("--save-checkpoints", action="store_true",
+                   help="write each cell's best weights and config to <folder>/checkpoints/<model>-<seed>/ "
+                        "(for `mingle-bench predict`; docs/extending.md)")
     p.set_defaults(func=_run)
     _remember_defaults(p, "run")
 
@@ -244,6 +247,7 @@ def _run(args) -> int:
         graph_scope=args.graph_scope, code_types=_code_types(args.code_types),
         precision=args.precision, executor=args.executor, ray_address=args.ray_address, split=args.split,
         split_seeds=None if args.split_seeds is None else R.parse_seeds(args.split_seeds, flag="--split-seeds"),
+        save_checkpoints=args.save_checkpoints,
     )
     if cfg.split_seeds is not None:
         return _run_splits(cfg)

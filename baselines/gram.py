@@ -22,10 +22,14 @@ Defaults from the official ``gram.py`` command line (mp2893/gram): embedding 128
 attention MLP 128, batch 100, L2 1e-3, dropout 0.5 on the GRU output. Deviations: basic
 embeddings are randomly initialised (GRAM pre-trains them with GloVe on co-occurrence); Adam
 (lr 1e-3) instead of Adadelta.
+
+``gram-index`` (family ``baseline``, "GRAM (index visit only)") is the same model on the index
+visit alone, as the hypergraph models see it: ``T = 1``, so :math:`h_T` is one GRU step from a
+zero state over :math:`v_T` (its hidden-to-hidden weights, never reached, are frozen).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +38,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from mingle_bench import ops
 from mingle_bench.baselines.ontology import build_ontology, vocab_code_ids
-from mingle_bench.baselines.sequence import bag_embed, visit_sequences
+from mingle_bench.baselines.sequence import bag_embed, index_only, visit_sequences
 from mingle_bench.csr import CSR
 from mingle_bench.models.base import EHRModel, batch_indices, choice, uniform
 from mingle_bench.models.registry import register_model
@@ -45,6 +49,7 @@ WIDTHS = choice(64, 128, 256)
 @register_model("gram", family="baseline", display="GRAM")
 class Gram(EHRModel):
     uses_op = True
+    sequence_model: ClassVar[bool] = True   # reads the visits before the index visit (unless history=False)
     # EHRModel's trainer defaults are the original's (L2 1e-3, batch 100; Adam lr 1e-3)
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "rnn_hidden": 128, "attn_dim": 128, "dropout": 0.5, "ccs_path": None, "impl": "auto",
@@ -77,6 +82,9 @@ class Gram(EHRModel):
         self.u = nn.Linear(int(hp["attn_dim"]), 1, bias=False)
         self.gru = nn.GRU(d, int(hp["rnn_hidden"]), batch_first=True)
         self.out = nn.Linear(int(hp["rnn_hidden"]), data.n_labels)
+        self.history = bool(hp.get("history", True))
+        if not self.history:  # one GRU step from h = 0 never reads W_hh
+            self.gru.weight_hh_l0.requires_grad_(False)
 
     def _csr(self) -> CSR:
         key = str(self.device)
@@ -116,7 +124,8 @@ class Gram(EHRModel):
     def forward(self, batch: dict) -> dict[str, Tensor]:
         idx = batch_indices(batch, self.device)
         g = self.code_embeddings()
-        visits, _, mask, lengths = visit_sequences(self.seq_visit_indptr, self.seq_visits, self.seq_times, idx)
+        visits, _, mask, lengths = visit_sequences(self.seq_visit_indptr, self.seq_visits, self.seq_times, idx,
+                                                   self.history)
         v_flat = torch.tanh(bag_embed(g, self.visit_codes_indptr, self.visit_codes, visits[mask]))
         v = v_flat.new_zeros(*visits.shape, v_flat.shape[1])
         v[mask] = v_flat
@@ -124,3 +133,6 @@ class Gram(EHRModel):
         _, h_last = self.gru(packed)                                      # [1, B, hidden]
         h = F.dropout(h_last.squeeze(0), float(self.hparams["dropout"]), self.training)
         return self.output(self.out(h), batch)
+
+
+register_model("gram-index", family="baseline", display="GRAM (index visit only)", history=False)(index_only(Gram))

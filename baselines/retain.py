@@ -18,17 +18,24 @@ Defaults from the official ``retain.py`` (mp2893/retain): embedding 128, α/β G
 batch 100, dropout 0.5 on the embedding and the context (keep probability 0.5), L2 1e-3.
 Deviations: Adam (lr 1e-3) instead of Adadelta, so one optimiser serves every model; the L2 is
 Adam weight decay on all weights rather than on the four named matrices.
+
+``retain-index`` (family ``baseline``, "RETAIN (index visit only)") is the same model on the index
+visit alone, as the hypergraph models see it: ``T = 1``, :math:`\tau_T = 0`, so
+:math:`\alpha_T = 1` and :math:`c = \beta_T \odot v_T` with :math:`h_T = \mathrm{GRU}_\beta` one step
+from a zero state. The parameters a one-visit sequence never reaches (the α GRU and
+:math:`w_\alpha`, and the β GRU's hidden-to-hidden weights) are frozen, so ``n_params`` counts
+what trains.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mingle_bench.baselines.sequence import bag_embed, reverse_padded, visit_sequences
+from mingle_bench.baselines.sequence import bag_embed, index_only, reverse_padded, visit_sequences
 from mingle_bench.models.base import EHRModel, batch_indices, choice, uniform
 from mingle_bench.models.registry import register_model
 
@@ -37,6 +44,7 @@ WIDTHS = choice(64, 128, 256)
 
 @register_model("retain", family="baseline", display="RETAIN")
 class Retain(EHRModel):
+    sequence_model: ClassVar[bool] = True   # reads the visits before the index visit (unless history=False)
     # EHRModel's trainer defaults are the original's (lr 1e-3, L2 1e-3, batch 100)
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "alpha_hidden": 128, "beta_hidden": 128,
@@ -59,11 +67,16 @@ class Retain(EHRModel):
         self.w_alpha = nn.Linear(int(hp["alpha_hidden"]), 1)
         self.w_beta = nn.Linear(int(hp["beta_hidden"]), d)
         self.out = nn.Linear(d, data.n_labels)
+        self.history = bool(hp.get("history", True))
+        if not self.history:  # α = softmax over one visit = 1, and one GRU step from h = 0 never reads W_hh
+            for p in [*self.gru_alpha.parameters(), *self.w_alpha.parameters(), self.gru_beta.weight_hh_l0]:
+                p.requires_grad_(False)
 
     def attention(self, idx: Tensor) -> dict[str, Tensor]:
         """α ``[B, T]`` (0 on padding, sums to 1 over each sample's visits), β ``[B, T, d]``,
         visit embeddings ``v [B, T, d]`` and the mask, all in time order (last = index visit)."""
-        visits, times, mask, lengths = visit_sequences(self.seq_visit_indptr, self.seq_visits, self.seq_times, idx)
+        visits, times, mask, lengths = visit_sequences(self.seq_visit_indptr, self.seq_visits, self.seq_times, idx,
+                                                       self.history)
         v_flat = bag_embed(self.emb, self.visit_codes_indptr, self.visit_codes, visits[mask])
         v = v_flat.new_zeros(*visits.shape, v_flat.shape[1])
         v[mask] = v_flat
@@ -95,3 +108,6 @@ class Retain(EHRModel):
         c = (att["alpha"].unsqueeze(-1) * att["beta"] * att["v"]).sum(1)
         c = F.dropout(c, float(self.hparams["dropout_context"]), self.training)
         return self.output(self.out(c), batch)
+
+
+register_model("retain-index", family="baseline", display="RETAIN (index visit only)", history=False)(index_only(Retain))

@@ -2,8 +2,15 @@
 
 ``TaskData`` keeps every ragged structure as CSR (``indptr`` + flat values). These helpers turn a
 batch of sample indices into padded tensors without Python loops over samples.
+
+The sequence models (RETAIN, GRAM) read each sample's visits up to and including the index
+visit; the hypergraph models read the index visit's hyperedge only. :func:`index_only` makes the
+same sequence model see what the hypergraph models see: a sequence of length one, the index
+visit, with its time set to 0 (registered as ``retain-index`` and ``gram-index``).
 """
 from __future__ import annotations
+
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -46,17 +53,23 @@ def bag_embed(weight: Tensor, indptr: Tensor, codes: Tensor, rows: Tensor) -> Te
 
 
 def visit_sequences(data_seq_indptr: Tensor, seq_visits: Tensor, seq_times: Tensor,
-                    idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                    idx: Tensor, history: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Each sample's visits in time order, padded.
 
     Returns ``(visits int64 [B, T] (0 where padded), times float [B, T], mask bool [B, T],
-    lengths int64 [B])``; position ``lengths[b]-1`` is the index visit.
+    lengths int64 [B])``; position ``lengths[b]-1`` is the index visit. With ``history=False``
+    only the index visit, at time 0: ``T = 1``, ``lengths`` all 1.
     """
-    flat_v, lengths = ragged_gather(data_seq_indptr, seq_visits, idx)
-    flat_t, _ = ragged_gather(data_seq_indptr, seq_times, idx)
+    lengths = data_seq_indptr[idx + 1] - data_seq_indptr[idx]
     if bool((lengths == 0).any()):
         bad = int(idx[(lengths == 0).nonzero()[0, 0]])
         raise ValueError(f"sample {bad} has an empty visit sequence (TaskData.seq_visit_indptr)")
+    if not history:
+        visits = seq_visits[data_seq_indptr[idx + 1] - 1].unsqueeze(1)      # the last visit is the index visit
+        ones = torch.ones_like(lengths)
+        return visits, torch.zeros(visits.shape, dtype=seq_times.dtype, device=visits.device), ones.bool().unsqueeze(1), ones
+    flat_v, lengths = ragged_gather(data_seq_indptr, seq_visits, idx)
+    flat_t, _ = ragged_gather(data_seq_indptr, seq_times, idx)
     visits, mask = pad_ragged(flat_v, lengths, 0)
     times, _ = pad_ragged(flat_t, lengths, 0.0)
     return visits, times, mask, lengths
@@ -70,3 +83,25 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
     src = torch.where(rev >= 0, rev, pos)
     index = src.view(B, T, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, index)
+
+
+M = TypeVar("M", bound=type)
+
+
+def reads_history(cls: type) -> bool:
+    """Whether model class ``cls`` reads the visits before the index visit: ``True`` for a
+    sequence model unless it is an :func:`index_only` class; ``False`` for every other model."""
+    return bool(getattr(cls, "sequence_model", False)) and bool(getattr(cls, "default_hparams", {}).get("history", True))
+
+
+def index_only(cls: M) -> M:
+    """``cls`` (a sequence model) with the hyperparameter ``history``: ``False`` reads the index
+    visit alone (:func:`visit_sequences` with ``history=False``). The registered variant fixes
+    ``history=False`` on the returned class (``retain-index`` in ``baselines/retain.py``).
+
+    The switch is declared on this subclass, not on ``cls``: the hyperparameters of ``cls`` (part
+    of every cell's ``input_hash``) stay as they were, and so do the hashes of its committed cells.
+    """
+    attrs: dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__,
+                             "default_hparams": {"history": False}}
+    return type(cls.__name__, (cls,), attrs)

@@ -12,7 +12,7 @@ from mingle_bench.zoo import display_name, get_model, list_models, model_family
 
 EXPECTED = {"mingle", "mingle-no-concept", "mingle-no-notes", "hypehr", "mingle-no-structural",
             "mingle-gated", "mingle-sum", "retain", "gram", "hypergat", "logreg", "note-mlp", "transformer",
-            "prior", "tfidf-lr", "codes-notes-lr", "gbm"}
+            "prior", "tfidf-lr", "codes-notes-lr", "gbm", "retain-index", "gram-index"}
 ALL = list_models()
 SMALL = {  # tiny widths keep the suite fast; the defaults are exercised in test_default_hparams_build
     "mingle": {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8},
@@ -21,6 +21,7 @@ SMALL = {  # tiny widths keep the suite fast; the defaults are exercised in test
     "transformer": {"emb_dim": 16, "heads": 2, "ff_dim": 32, "layers": 1}, "logreg": {},
     "prior": {}, "tfidf-lr": {}, "codes-notes-lr": {}, "gbm": {"min_data_in_leaf": 3, "n_estimators": 50},
 }
+SMALL["retain-index"], SMALL["gram-index"] = SMALL["retain"], SMALL["gram"]
 SKLEARN = [m for m in ALL if getattr(get_model(m), "sklearn", False)]
 
 

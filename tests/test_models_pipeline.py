@@ -16,6 +16,7 @@ SMALL = {
     "transformer": {"emb_dim": 16, "heads": 2, "ff_dim": 32, "layers": 1}, "logreg": {},
     "prior": {}, "tfidf-lr": {}, "codes-notes-lr": {}, "gbm": {"n_estimators": 20},
 }
+SMALL["retain-index"], SMALL["gram-index"] = SMALL["retain"], SMALL["gram"]
 
 
 def small(name: str) -> dict:

@@ -19,6 +19,7 @@ FAMILY_OF = {
     "mingle": "mingle", "mingle-no-concept": "mingle", "mingle-no-notes": "mingle",
     "mingle-no-structural": "mingle", "mingle-gated": "mingle", "mingle-sum": "mingle",
     "hypehr": "baseline", "retain": "baseline", "gram": "baseline", "hypergat": "baseline",
+    "retain-index": "baseline", "gram-index": "baseline",
     "logreg": "reference", "note-mlp": "reference", "transformer": "reference",
     "prior": "reference", "tfidf-lr": "reference", "codes-notes-lr": "reference", "gbm": "reference",
 }
@@ -26,6 +27,7 @@ DISPLAY = {  # the names in the tables
     "mingle": "MINGLE", "mingle-no-concept": "MINGLE w/o concept semantics",
     "mingle-no-notes": "MINGLE w/o note semantics", "mingle-no-structural": "MINGLE w/o structural (DeepWalk)",
     "hypehr": "HypEHR", "retain": "RETAIN", "gram": "GRAM", "hypergat": "HyperGAT",
+    "retain-index": "RETAIN (index visit only)", "gram-index": "GRAM (index visit only)",
     "logreg": "Logistic regression (bag of codes)", "note-mlp": "Note MLP", "transformer": "Set Transformer",
     "mingle-gated": "MINGLE (gated fusion)", "mingle-sum": "MINGLE (sum fusion)",
     "prior": "Prior (training prevalence)", "tfidf-lr": "Logistic regression (TF-IDF notes)",
@@ -63,7 +65,7 @@ def test_families_and_display_names():
     assert {n: model_family(n) for n in list_models()} == FAMILY_OF
     assert {n: display_name(n) for n in list_models()} == DISPLAY
     assert list_models("mingle") == sorted(n for n, f in FAMILY_OF.items() if f == "mingle")
-    assert list_models("baseline") == ["gram", "hypehr", "hypergat", "retain"]
+    assert list_models("baseline") == ["gram", "gram-index", "hypehr", "hypergat", "retain", "retain-index"]
     assert list_models("reference") == ["codes-notes-lr", "gbm", "logreg", "note-mlp", "prior", "tfidf-lr", "transformer"]
     assert display_name("not-a-model") == "not-a-model"
     with pytest.raises(ValueError, match="unknown model 'nope'"):

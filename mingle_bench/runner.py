@@ -52,9 +52,10 @@ from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, LEARNING_CURVES_FILE
 
 #: wall times per stage and cell, and the peak RSS, of the last invocation on a results folder
 TIMINGS_FILE = "timings.json"
-#: the paper's rows, then the references every table carries (docs/models.md)
+#: the paper's rows, then the references every table carries, then RETAIN and GRAM on the index visit only
+#: (docs/models.md)
 DEFAULT_MODELS: tuple[str, ...] = ("mingle", "hypehr", "retain", "gram", "hypergat", "logreg", "prior", "tfidf-lr",
-                                   "codes-notes-lr", "gbm", "note-mlp")
+                                   "codes-notes-lr", "gbm", "note-mlp", "retain-index", "gram-index")
 DEFAULT_SEEDS = 5
 
 #: config keys that define a run; a results folder holds runs of one such configuration

@@ -23,6 +23,7 @@ from mingle_bench import results as R
 
 FAKE_MODELS = {"mingle": 1.6, "hypehr": 1.2, "retain": 1.0, "gram": 0.9, "hypergat": 1.1, "mingle-no-notes": 1.3,
                "mingle-no-concept": 1.4}
+FAKE_MODELS.update({"retain-index": 0.95, "gram-index": 0.85})  # index-only RETAIN / GRAM: weaker than the full ones
 
 
 @dataclass

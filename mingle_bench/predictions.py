@@ -206,6 +206,8 @@ class Predictions:
     probs: np.ndarray
     label_names: list[str]
     key_kind: str            # "sample_id" or "subject_id+prediction_time"
+    #: per sample ``(subject_id, prediction_time in us)``; ``None`` without a prediction_time column
+    time_keys: list | None = None
 
 
 def check_schema(table, where: str) -> None:
@@ -254,17 +256,18 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
     bad = ~np.isfinite(prob) | (prob < 0) | (prob > 1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise PredictionsError(f"{where}: row {i}: predicted_boolean_probability {prob[i]!r} is not a probability "
+        raise PredictionsError(f"{where}: row {i}: predicted_boolean_probability {float(prob[i])!r} is not a probability "
                                "in [0, 1] (apply a sigmoid to scores first)")
     subject = table.column("subject_id").to_numpy().astype(np.int64)
+    time_key = (list(zip(subject.tolist(), table.column("prediction_time").cast("int64").to_pylist()))
+                if "prediction_time" in cols else None)
     if "sample_id" in cols:
         sample_key: list = table.column("sample_id").cast("string").to_pylist()
         kind = "sample_id"
     else:
-        if "prediction_time" not in cols:
+        if time_key is None:
             raise PredictionsError(f"{where}: no column 'sample_id' nor 'prediction_time': samples cannot be told apart")
-        times = table.column("prediction_time").cast("int64").to_pylist()
-        sample_key = list(zip(subject.tolist(), times))
+        sample_key = time_key
         kind = "subject_id+prediction_time"
     labels = table.column("label").cast("string").to_pylist() if "label" in cols else None
     y_flat = np.asarray(table.column("boolean_value").to_numpy(zero_copy_only=False), dtype=np.float32)
@@ -277,7 +280,7 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
                 raise PredictionsError(f"{where}: row {i}: sample {_show(k)} also at row {seen[k]} (a multi-label file "
                                        "needs a 'label' column)")
             seen[k] = i
-        return Predictions(path, sample_key, subject, y_flat[:, None], p_flat[:, None], ["label"], kind)
+        return Predictions(path, sample_key, subject, y_flat[:, None], p_flat[:, None], ["label"], kind, time_key)
 
     names = list(dict.fromkeys(labels))
     col_of = {n: j for j, n in enumerate(names)}
@@ -305,7 +308,8 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
                                f"{names[c]!r} ({n_labels} labels in the file: one row per sample and label)")
     y[rows, cols_] = y_flat
     p[rows, cols_] = p_flat
-    return Predictions(path, keys, subject[np.asarray(first_row)], y, p, names, kind)
+    return Predictions(path, keys, subject[np.asarray(first_row)], y, p, names, kind,
+                       None if time_key is None else [time_key[i] for i in first_row])
 
 
 def _show(key) -> str:
@@ -327,6 +331,10 @@ def align(files: Sequence[Predictions]) -> list[Predictions]:
             ref_keys, f_keys = ref.keys, f.keys
         else:  # match on (subject, time) when a file has no sample_id
             ref_keys, f_keys = _time_keys(ref), _time_keys(f)
+            for g, keys in ((ref, ref_keys), (f, f_keys)):
+                if len(set(keys)) < len(keys):
+                    raise PredictionsError(f"--preds {g.path}: two samples share a subject_id and prediction_time, so "
+                                           "files without sample_id cannot be matched to it")
         if sorted(map(str, f.label_names)) != sorted(map(str, ref.label_names)):
             raise PredictionsError(f"--preds {f.path}: labels {f.label_names} differ from {ref.path}'s {ref.label_names}")
         pos = {k: i for i, k in enumerate(f_keys)}
@@ -339,7 +347,7 @@ def align(files: Sequence[Predictions]) -> list[Predictions]:
         order = np.asarray([pos[k] for k in ref_keys], dtype=np.int64)
         lab = [f.label_names.index(n) for n in ref.label_names]
         g = Predictions(f.path, list(ref.keys), f.subjects[order], f.y_true[order][:, lab], f.probs[order][:, lab],
-                        list(ref.label_names), f.key_kind)
+                        list(ref.label_names), f.key_kind, ref.time_keys)
         diff = np.argwhere(g.y_true != ref.y_true)
         if diff.size:
             r, c = (int(v) for v in diff[0])
@@ -351,10 +359,10 @@ def align(files: Sequence[Predictions]) -> list[Predictions]:
 
 
 def _time_keys(f: Predictions) -> list:
-    if f.key_kind == "subject_id+prediction_time":
-        return list(f.keys)
-    raise PredictionsError(f"--preds {f.path}: has sample_id but another file has none; files without sample_id are "
-                           "matched by subject_id and prediction_time, so give every file one (or none)")
+    if f.time_keys is not None:
+        return list(f.time_keys)
+    raise PredictionsError(f"--preds {f.path}: no prediction_time column, and another file has no sample_id: files "
+                           "are matched by sample_id when all have it, else by subject_id and prediction_time")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +411,8 @@ def evaluate_files(paths: Sequence[str | os.PathLike], n_boot: int = DEFAULT_BOO
     if n_boot < 0:
         raise PredictionsError(f"--bootstrap must be >= 0, got {n_boot}")
     files = align([read_predictions(p) for p in paths])
-    out: dict = {"files": [], "comparisons": [], "n_boot": int(n_boot), "matched_by": files[0].key_kind}
+    matched = "sample_id" if all(f.key_kind == "sample_id" for f in files) else "subject_id+prediction_time"
+    out: dict = {"files": [], "comparisons": [], "n_boot": int(n_boot), "matched_by": matched}
     ci_metrics = [m for m in METRIC_NAMES if m != "ece"]
     for f in files:
         metrics = compute_metrics(f.y_true, f.probs)

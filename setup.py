@@ -93,7 +93,10 @@ setup(
         # --executor ray (cells, tuning workers, embedding shards on a Ray cluster; docs/distributed.md);
         # shared Optuna studies on PostgreSQL; pgserver runs a real PostgreSQL 16 for the tests
         "distributed": ["ray>=2.9", "psycopg2-binary>=2.9", "pgserver>=0.1"],
-        "test": ["pytest>=8", "pytest-benchmark>=4", "ray>=2.9", "psycopg2-binary>=2.9", "pgserver>=0.1"],
+        # meds-evaluation: the MEDS prediction schema our meds_preds/*.parquet are validated against (pulls no torch)
+        "meds-eval": ["meds-evaluation>=0.0.6"],
+        "test": ["pytest>=8", "pytest-benchmark>=4", "ray>=2.9", "psycopg2-binary>=2.9", "pgserver>=0.1",
+                 "meds-evaluation>=0.0.6"],
     },
     entry_points={"console_scripts": ["mingle-bench=mingle_bench.cli:main"]},
 )

@@ -9,7 +9,7 @@ import pytest
 
 from mingle_bench import reproduce as RP
 from mingle_bench.cli import main as cli_main
-from mingle_bench.report.paper import PAPER_MODELS, paper_baselines, relative_improvement
+from mingle_bench.report.paper import PAPER_MODELS, REFERENCE_MODELS, paper_baselines, relative_improvement
 
 
 def test_relative_improvement_definition():
@@ -56,7 +56,11 @@ def test_reproduce_writes_paper_tables(fakes, tmp_path, capsys):
     # the protocol and the step budget are stated and recorded; every fake stops at the budget
     assert payload["protocol"] == "default" and payload["tuning_trials"] is None and payload["notes"] == "default"
     assert (payload["max_steps"], payload["eval_every"], payload["patience"]) == (2, 1, 2)
-    assert payload["stopped_at_budget"]["cvd"] == {m: 2 for m in PAPER_MODELS}
+    assert payload["stopped_at_budget"]["cvd"] == {m: 2 for m in PAPER_MODELS + REFERENCE_MODELS}
+    # the references every table carries: a table of their own, apart from the paper's rows
+    refs = main.split("### cvd: reference models")[1].split("## ")[0]
+    assert "| Prior (training prevalence) " in refs and "| Note MLP " in refs and "TF-IDF" in refs
+    assert "Prior" not in main.split("### cvd: reference models")[0].split("## cvd")[1]
     assert "protocol **default**" in main and "budget 2 optimiser steps, validation every 1 steps, patience 2" in main
     assert "at budget" in main and "| MINGLE † " in main
     assert "protocol default" in (folder / "main.tex").read_text()

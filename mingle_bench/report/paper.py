@@ -2,7 +2,8 @@
 
 * ``main.md`` / ``main.tex``: baselines and MINGLE, ACC / AUROC / AUPR / F1, mean ± std over
   seeds in %; the published numbers as extra rows where known (:mod:`mingle_bench.paper_numbers`);
-  the paired MINGLE-vs-best-baseline comparison per task.
+  the paired MINGLE-vs-best-baseline comparison per task; then, in a table of their own, the
+  reference models every table carries (:data:`REFERENCE_MODELS`, not the paper's rows).
 * ``ablation.md`` / ``ablation.tex``: MINGLE, w/o concept semantics, w/o note semantics and
   HypEHR (neither), as in the paper's Table 1 bottom rows.
 * ``relative_improvement.md`` / ``.tex`` / ``.png``: per task and metric,
@@ -35,6 +36,8 @@ from mingle_bench.io import atomic_write_text
 #: hypergraph models see it), MINGLE, and its two ablations
 PAPER_MODELS: tuple[str, ...] = ("retain", "gram", "retain-index", "gram-index", "hypergat", "hypehr", "mingle",
                                  "mingle-no-concept", "mingle-no-notes")
+#: the references every table carries (not the paper's rows; shown apart from them, docs/models.md)
+REFERENCE_MODELS: tuple[str, ...] = ("prior", "logreg", "tfidf-lr", "codes-notes-lr", "gbm", "note-mlp")
 #: the ablation table: MINGLE, without concept semantics, without note semantics, and HypEHR (neither)
 ABLATIONS: tuple[str, ...] = ("mingle", "mingle-no-concept", "mingle-no-notes", "hypehr")
 METRICS: tuple[str, ...] = ("acc", "auroc", "aupr", "f1")
@@ -254,7 +257,22 @@ def render_main(payload: dict, fmt: str, folder: str | os.PathLike | None = None
             spread = spread_text([r for r in ctx["rows"] if r["model"] in order])[0]
             lines += _latex_table(tab, f"{_task_title(task)} on {label}. Mean ± std over {spread}, in %.", notes)
             lines += comparison_lines(payload["tasks"][task]["comparison"], "latex") + [""]
+        lines += _references_block(payload, task, fmt, label, ctx)
     return "\n".join(lines) + "\n"
+
+
+def _references_block(payload: dict, task: str, fmt: str, label: str, ctx: dict) -> list[str]:
+    """The reference rows of ``task`` in a table of their own, apart from the paper's rows (bold:
+    the best reference); nothing when the run has none."""
+    if not any(r["model"] in REFERENCE_MODELS for r in ctx["rows"]):
+        return []
+    tab = _rows_block(payload, task, REFERENCE_MODELS, fmt, with_published=False, ctx=ctx)
+    what = ("Reference models, not in the paper (same split, seeds and budget): training prevalence; logistic "
+            "regression on the index visit's codes, on TF-IDF of its notes, on both; LightGBM on code counts + "
+            "TF-IDF notes; an MLP on the note embedding")
+    if fmt == "md":
+        return [f"### {task}: reference models", "", f"{what}.", "", tab, ""]
+    return _latex_table(tab, f"{task} on {label}: {what}. Mean ± std, in %.")
 
 
 def render_ablation(payload: dict, fmt: str, folder: str | os.PathLike | None = None) -> str:
@@ -280,7 +298,7 @@ def render_relative(payload: dict, fmt: str) -> str:
     label = data_label(payload["data"], payload.get("data_id"))
     lines = _header(payload, f"Relative improvement of MINGLE over the best baseline on {label}", fmt)
     definition = ("RI = (MINGLE − B) / B × 100, B = the test mean of the baseline (RETAIN, GRAM, HyperGAT, HypEHR) "
-                  "with the best mean validation AUPR, the same baseline as the paired comparison.")
+                  "with the best mean validation AUPR; the reference models are not candidates for B.")
     pub = payload["published_relative_improvement"]
     body = []
     for task, per in payload["relative_improvement"].items():

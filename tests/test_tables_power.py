@@ -259,6 +259,7 @@ def test_plus_minus_is_over_split_x_seed_cells_when_splits_repeat(tmp_path):
     md = render_run(folder, "md")
     assert "mean ± std over split × seed cells (2 split seeds: 0, 1" in md and "split seeds 0, 1;" in md
     assert "| cells " in _header(md) and _cols(md, "mingle")[7] == "4"
+    assert "positives (split seed 0; the other split seeds' splits are drawn the same way)" in md
 
 
 def test_comparison_column_says_what_it_is(tmp_path):

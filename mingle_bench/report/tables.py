@@ -361,9 +361,10 @@ def _count(v) -> str:
     return "n/a" if v is None else f"{v:,}"
 
 
-def power_lines(info: dict, monitor: str) -> list[str]:
+def power_lines(info: dict, monitor: str, split_seed=None) -> list[str]:
     """Plain-text sentences (no markup) for a table's header: selection, counts, power, macro labels,
-    and the reasons the table is underpowered (the first line, when it is)."""
+    and the reasons the table is underpowered (the first line, when it is). ``split_seed``: name the
+    split the counts describe (a folder with several split seeds holds one split's test labels)."""
     multi = info.get("n_labels", 1) > 1
     lines = []
     if info.get("underpowered"):
@@ -384,6 +385,8 @@ def power_lines(info: dict, monitor: str) -> list[str]:
         lines.append(f"counts: test {_count(info.get('test_samples'))} samples, {_count(info.get('test_positives'))} "
                      f"positives; validation {_count(info.get('val_samples'))} samples, "
                      f"{_count(info.get('val_positives'))} positives")
+    if split_seed is not None:
+        lines[-1] += f" (split seed {split_seed}; the other split seeds' splits are drawn the same way)"
     mdd = info.get("mdd", math.nan)
     if mdd is not None and not math.isnan(mdd):
         text = (f"power: the smallest AUROC difference between two models this test set detects at 80% power "
@@ -435,7 +438,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   f"model, validation every {config.get('eval_every')} steps, stop after {config.get('patience')} "
                   f"evaluations without a better validation {monitor.upper()}, best step restored; "
                   f"note policy {config.get('notes', 'default')}; {protocol_line(config)}")
-    plines = power_lines(info, monitor)
+    plines = power_lines(info, monitor, config.get("split_seed") if cells_label == "cells" else None)
     if info.get("underpowered"):
         print_under = plines[0]
     if fmt == "csv":

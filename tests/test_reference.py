@@ -323,3 +323,21 @@ def test_real_pipeline_with_an_encoder_resumes_and_matches_its_reference(small_c
     assert not s.trained and len(s.skipped) == 2
     rep = _run(tmp_path / "b", ref, **kw).reference
     assert (rep["identical"], rep["n"]) == (2, 2), rep
+
+
+def test_kernel_isa_is_what_the_op_dispatches_to(tmp_path):
+    """``MINGLE_CPU_ISA=base`` makes the fused CPU op take its portable kernels: the recorded ISA
+    (and the env var) say so. A fresh process: the op picks its ISA once, when it loads."""
+    import os
+    import subprocess
+    import sys
+
+    from mingle_bench import ops
+
+    if not ops.fused_available("cpu"):
+        pytest.skip("the compiled extension is not built: the op runs its pure-PyTorch reference")
+    code = "import json; from mingle_bench.io import machine_info; print(json.dumps(machine_info()))"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MINGLE_CPU_ISA": "base"},
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["kernel_isa"] == "base" and info["env"]["MINGLE_CPU_ISA"] == "base"

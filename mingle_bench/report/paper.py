@@ -153,6 +153,9 @@ def _task_notes(ctx: dict, models: Sequence[str], fmt: str) -> list[str]:
     notes = mark_notes(rows, ctx["monitor"])
     if fmt != "md":
         return [latex_escape(x) for x in lines + notes]
+    from mingle_bench.report.tables import spread_text
+
+    lines.append(f"mean ± std over {spread_text(rows)[0]}, in %")
     out = []
     for line in lines:
         if line.startswith("UNDERPOWERED"):

@@ -301,7 +301,7 @@ def test_paper_tables_carry_counts_macro_columns_and_bold_rules(fakes, tmp_path)
     res = RP.reproduce(data="synthetic:small", seeds=[0], out=str(tmp_path), max_steps=2, eval_every=1, patience=2,
                        n_boot=0, progress=False, command="mingle-bench reproduce (test)", reference=None)
     main = (res.folder / "main.md").read_text()
-    pheno, cvd = main.split("## cvd")
+    pheno, cvd = main.split("## cvd (")
     assert "AUROC macro" in pheno and "AUROC macro" not in cvd  # phenotype is multi-label in the fakes
     assert pheno.count("- counts: test") == 1 and cvd.count("- counts: test") == 1
     assert "> **UNDERPOWERED**" in cvd and "detects at 80% power" in cvd and "detects at 80% power" in pheno

@@ -216,12 +216,27 @@ def macro_auroc(yt: np.ndarray, yp: np.ndarray) -> float:
 
 
 def macro_aupr(yt: np.ndarray, yp: np.ndarray) -> float:
-    """Mean average precision over the label columns with both classes (nan if none)."""
+    """Mean average precision over the label columns with both classes (nan if none).
+
+    All columns at once: sort each column by score (descending); a positive counts the precision
+    at the end of its group of tied scores, AP_l = sum over positives of that precision / P_l,
+    which is :func:`average_precision` (``average_precision_score``) column by column."""
     keep = macro_labels(yt)
     if not keep.size:
         return math.nan
-    t, p = np.asarray(yt, dtype=np.float64), np.asarray(yp, dtype=np.float64)
-    return float(np.mean([average_precision(t[:, k], p[:, k]) for k in keep]))
+    t, p = np.asarray(yt, dtype=np.float64)[:, keep], np.asarray(yp, dtype=np.float64)[:, keep]
+    n = t.shape[0]
+    order = np.argsort(-p, axis=0, kind="mergesort")
+    s, y = np.take_along_axis(p, order, axis=0), np.take_along_axis(t, order, axis=0)
+    tp = np.cumsum(y, axis=0)
+    idx = np.arange(n)[:, None]
+    last = np.ones_like(s, dtype=bool)
+    last[:-1] = s[:-1] != s[1:]  # the last row of each group of tied scores
+    # for every row, the row where its tie group ends: a reversed running minimum of the ends
+    ends = np.minimum.accumulate(np.where(last, idx, n)[::-1], axis=0)[::-1]
+    precision_at_end = np.take_along_axis(tp, ends, axis=0) / (ends + 1)
+    ap = (y * precision_at_end).sum(axis=0) / y.sum(axis=0)
+    return float(ap.mean())
 
 
 def is_better(metric: str, a: float, b: float) -> bool:

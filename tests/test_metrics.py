@@ -135,3 +135,22 @@ def test_macro_metrics_are_registered():
     for name in ("auroc_macro", "aupr_macro"):
         assert name in METRIC_NAMES and HIGHER_IS_BETTER[name] is True and "macro" in METRIC_LABELS[name]
     assert set(compute_metrics(Y, P)) == set(METRIC_NAMES)
+
+
+def test_macro_means_equal_sklearn_on_many_tied_random_cases():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from mingle_bench.metrics import macro_aupr, macro_auroc
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        n, L = int(rng.integers(2, 40)), int(rng.integers(2, 6))
+        y = (rng.random((n, L)) < rng.random()).astype(float)
+        p = np.round(rng.random((n, L)), int(rng.integers(0, 3)))  # 0 decimals: scores 0/1, heavy ties
+        keep = [k for k in range(L) if 0 < y[:, k].sum() < n]
+        if not keep:
+            assert math.isnan(macro_auroc(y, p)) and math.isnan(macro_aupr(y, p))
+            continue
+        assert macro_auroc(y, p) == pytest.approx(np.mean([roc_auc_score(y[:, k], p[:, k]) for k in keep]), abs=1e-12)
+        assert macro_aupr(y, p) == pytest.approx(np.mean([average_precision_score(y[:, k], p[:, k]) for k in keep]),
+                                                 abs=1e-12)

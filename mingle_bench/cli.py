@@ -15,6 +15,8 @@ import signal
 import sys
 from typing import Iterator
 
+from mingle_bench.commands import CLIError  # re-exported here: the commands raise it without importing the CLI
+
 COMMAND_MODULES = (
     "mingle_bench.commands.run_cmd",       # run, tune, reproduce, table
     "mingle_bench.commands.data_cmd",      # data synth, data info
@@ -25,10 +27,6 @@ COMMAND_MODULES = (
     "mingle_bench.commands.predict_cmd",   # predict, evaluate
     "mingle_bench.commands.probe_cmd",     # encoder probe
 )
-
-
-class CLIError(ValueError):
-    """An error the user caused; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +80,9 @@ _AFTER_INTERRUPT = {
     "run": "finished cells are saved, rerun the same command to resume",
     "reproduce": "finished cells are saved, rerun the same command to resume",
     "tune": "finished trials are in the study, rerun the same command to resume it",
+    "data synth": "the tables written to --out so far are incomplete, rerun the same command to write them again",
 }
-_AFTER_INTERRUPT_DEFAULT = "nothing half-written is kept (files are written atomically), rerun the same command"
+_AFTER_INTERRUPT_DEFAULT = "nothing half-written is kept (caches and results are written atomically), rerun the same command"
 #: the exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
 EXIT_INTERRUPTED = 130
 #: the exit status when stdout was closed early (128 + SIGPIPE, as `git log | head -1` gives)
@@ -110,13 +109,16 @@ def is_interrupt(exc: BaseException) -> bool:
     return False
 
 
-def interrupt_message(command: str | None, exc: BaseException) -> str:
+def interrupt_message(args: argparse.Namespace, exc: BaseException) -> str:
     """The one line printed after Ctrl-C: ``interrupted; <what is kept and how to resume>``. A
     ``KeyboardInterrupt`` raised with a message of its own (``tune`` names its saved file) keeps it."""
     own = str(exc).strip() if isinstance(exc, KeyboardInterrupt) else ""
     if own:
         return own
-    return "interrupted; " + _AFTER_INTERRUPT.get(command or "", _AFTER_INTERRUPT_DEFAULT)
+    sub = next((getattr(args, k) for k in ("data_command", "cache_command", "task_command")
+                if getattr(args, k, None)), None)
+    key = f"{args.command} {sub}" if sub else str(args.command)
+    return "interrupted; " + _AFTER_INTERRUPT.get(key, _AFTER_INTERRUPT.get(str(args.command), _AFTER_INTERRUPT_DEFAULT))
 
 
 @contextlib.contextmanager
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_interrupt(exc):
             if debug:
                 raise
-            print(f"mingle-bench {args.command}: {interrupt_message(args.command, exc)}", file=sys.stderr)
+            print(f"mingle-bench {args.command}: {interrupt_message(args, exc)}", file=sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(exc, KeyboardInterrupt):
             raise

@@ -196,11 +196,12 @@ def parse_seeds(value: str | int | Sequence[int], flag: str = "--seeds") -> list
     if isinstance(value, str):
         text = value.strip()
         try:
-            if "," not in text:
-                return parse_seeds(int(text), flag)
-            seeds = [int(s) for s in text.split(",") if s.strip()]
+            count = int(text) if "," not in text else None
+            seeds = [int(s) for s in text.split(",") if s.strip()] if count is None else []
         except ValueError:
             raise RunError(f"{flag} takes a count (5) or a comma list (0,3,7), got {value!r}") from None
+        if count is not None:
+            return parse_seeds(count, flag)
     elif isinstance(value, int):
         if value < 1:
             raise RunError(f"{flag} must be >= 1, got {value}")
@@ -334,9 +335,9 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
     if precision != cfg.precision:
         cfg = dataclasses.replace(cfg, precision=precision)
     executor = executor or make_executor(cfg.executor, cfg.ray_address)
-    P.tame_library_logging()
     if cfg.save_checkpoints:
         CK.request_state(executor)
+    P.tame_library_logging()
     budget = P.make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)
     P.check_monitor(cfg.monitor)
     P.check_notes(cfg.notes)
@@ -408,9 +409,9 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             digest = dict(getattr(data, "digest", None) or {})
             keys = {(m, s): input_hash(m, s, hparams[m], run_cfg, source_id, digest) for m, s in cells}
             done = R.finished_cells(folder) if folder.exists() else {}
-            todo = [CellJob(m, s, hparams[m], keys[(m, s)]) for m, s in cells if keys[(m, s)] not in done]
             if cfg.save_checkpoints:  # a finished cell without its checkpoint is trained again
                 done = {k: r for k, r in done.items() if CK.has_checkpoint(folder, r["model"], r["seed"])}
+            todo = [CellJob(m, s, hparams[m], keys[(m, s)]) for m, s in cells if keys[(m, s)] not in done]
             skipped = [c for c in cells if keys[c] in done]
             if skipped:
                 prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished "
@@ -421,8 +422,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             patients = data.samples["patient_id"].to_numpy()[test_idx] if "patient_id" in data.samples else test_idx
             groups = np.unique(patients.astype(str), return_inverse=True)[1].astype(np.int64)
             R.save_array(R.labels_path(folder), {"y_true": y_test, "test_idx": test_idx, "patient_group": groups})
-            config = {
             test_samples = PR.write_test_samples(folder, data, test_idx)  # ids of the MEDS prediction files
+            config = {
                 **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
                 "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
                 "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
@@ -457,10 +458,10 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 }
                 # predictions first, record second: a record always has its predictions
                 R.save_array(R.preds_path(folder, job.model, job.seed), {"probs": out.probs})
-                R.add_run(folder, record)
                 PR.write_cell_predictions(folder, job.model, job.seed, test_samples, y_test, out.probs, data.label_names)
                 if cfg.save_checkpoints and out.state is not None:
                     CK.save_cell(folder, record, out.state, out.fitted_state, config)
+                R.add_run(folder, record)
                 for f in out.flags:
                     if f.get("kind") != "monitor_fallback":  # said once for the run, above
                         prog.log(f"[yellow]flagged[/yellow] {job.model} seed {job.seed}: {f.get('kind')}: {f.get('message')}")
@@ -505,9 +506,9 @@ def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) ->
         if preds.is_dir():
             for f in preds.glob("*.safetensors"):
                 f.unlink()
-        return
         PR.discard(folder)
         CK.discard(folder)
+        return
     if cfg_path.exists():
         old = R.read_json_object(cfg_path)
         if old.get("pipeline") != run_cfg["pipeline"]:

@@ -324,7 +324,7 @@ def tune(
         except ClusterError as exc:
             raise TuneError(str(exc)) from None
         storage_url = _shared_storage_url(storage_url)
-    check_lost_study(storage_url, study_name, out, fresh, console=_console(True))
+    check_lost_study(storage_url, study_name, out, fresh)
     inputs = P.Inputs(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes,
                       max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
                       split=split)
@@ -376,13 +376,13 @@ def tune(
     return res
 
 
-def check_lost_study(storage_url: str, study_name: str, out: str | Path, fresh: bool = False, console=None) -> None:
+def check_lost_study(storage_url: str, study_name: str, out: str | Path, fresh: bool = False) -> None:
     """Refuse to resume a study that is gone: ``<out>/tuning/<study>.json`` exists (best parameters
     were saved from it), but the storage no longer holds the study (a SQLite file emptied to 0
     bytes or deleted, or another database). Optuna would silently start a new, empty study and the
     next save would overwrite the earlier best parameters. With ``fresh`` a new study is allowed
-    and the earlier file is moved to ``<study>.lost-<UTC time>.json`` (said on ``console``). A
-    study still in the storage resumes, ``fresh`` or not."""
+    and the earlier file is moved to ``<study>.lost-<UTC time>.json`` (one warning line on stderr).
+    A study still in the storage resumes, ``fresh`` or not."""
     saved = Path(out) / "tuning" / f"{study_name}.json"
     if not saved.is_file():
         return
@@ -418,8 +418,8 @@ def check_lost_study(storage_url: str, study_name: str, out: str | Path, fresh: 
     csv = saved.with_name(f"{study_name}_trials.csv")
     if csv.is_file():
         csv.replace(saved.with_name(f"{study_name}_trials.lost-{stamp}.csv"))
-    msg = f"study {study_name!r} is lost ({why}); --fresh: starting it anew, the earlier best parameters kept as {kept}"
-    (console or log.warning)(msg)
+    print(f"warning: study {study_name!r} is lost ({why}); --fresh: starting it anew, the earlier best parameters "
+          f"kept as {kept}", file=sys.stderr)
 
 
 def interrupted_line(res: TuneResult) -> str:

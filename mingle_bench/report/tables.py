@@ -22,7 +22,9 @@ minimum AUROC difference its test set detects (:mod:`mingle_bench.report.power`)
 counts are too small, an **UNDERPOWERED** note (and ``finalize`` a warning on stderr).
 
 ``mingle-bench table PATH --format md|latex|csv`` re-renders a results folder from its
-``config.json``, ``runs.jsonl`` and ``comparison.json`` alone.
+``config.json``, ``runs.jsonl``, ``comparison.json`` and ``preds/`` (the test labels and each cell's
+predictions: the counts, constant predictions and the metrics older records lack; without
+``preds/`` those read n/a).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from tabulate import tabulate
 
-from mingle_bench.metrics import HIGHER_IS_BETTER, MACRO_METRICS, METRIC_LABELS, METRIC_NAMES, PAPER_METRICS
+from mingle_bench.metrics import HIGHER_IS_BETTER, MACRO_METRICS, METRIC_LABELS, METRIC_NAMES
 from mingle_bench.io import atomic_write_text
 from mingle_bench.results import (COMPARISON_FILE, CONFIG_FILE, labels_path, load_array, load_runs, preds_path,
                                   read_json, read_json_object)

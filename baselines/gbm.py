@@ -42,6 +42,7 @@ from mingle_bench.models.registry import register_model
 @register_model("gbm", family="reference", display="Gradient boosting (LightGBM, code counts + TF-IDF notes)")
 class GBM(EHRModel):
     sklearn = True
+    reads_history = True   # code counts over the visits up to the index visit
     requires = ("sample_note_texts",)
     default_hparams: dict[str, Any] = {
         "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20, "feature_fraction": 0.8, "lambda_l2": 1.0,

@@ -49,7 +49,7 @@ WIDTHS = choice(64, 128, 256)
 @register_model("gram", family="baseline", display="GRAM")
 class Gram(EHRModel):
     uses_op = True
-    sequence_model: ClassVar[bool] = True   # reads the visits before the index visit (unless history=False)
+    reads_history: ClassVar[bool] = True   # the visits before the index visit (unless history=False)
     # EHRModel's trainer defaults are the original's (L2 1e-3, batch 100; Adam lr 1e-3)
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "rnn_hidden": 128, "attn_dim": 128, "dropout": 0.5, "ccs_path": None, "impl": "auto",

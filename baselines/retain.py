@@ -44,7 +44,7 @@ WIDTHS = choice(64, 128, 256)
 
 @register_model("retain", family="baseline", display="RETAIN")
 class Retain(EHRModel):
-    sequence_model: ClassVar[bool] = True   # reads the visits before the index visit (unless history=False)
+    reads_history: ClassVar[bool] = True   # the visits before the index visit (unless history=False)
     # EHRModel's trainer defaults are the original's (lr 1e-3, L2 1e-3, batch 100)
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "alpha_hidden": 128, "beta_hidden": 128,

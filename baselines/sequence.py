@@ -88,10 +88,11 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
 M = TypeVar("M", bound=type)
 
 
-def reads_history(cls: type) -> bool:
-    """Whether model class ``cls`` reads the visits before the index visit: ``True`` for a
-    sequence model unless it is an :func:`index_only` class; ``False`` for every other model."""
-    return bool(getattr(cls, "sequence_model", False)) and bool(getattr(cls, "default_hparams", {}).get("history", True))
+def model_reads_history(cls: type) -> bool:
+    """Whether model class ``cls`` reads the visits before the index visit: its class attribute
+    ``reads_history`` (RETAIN, GRAM, ``gbm``'s code counts; absent: ``False``), unless the class
+    fixes ``history=False`` (an :func:`index_only` variant)."""
+    return bool(getattr(cls, "reads_history", False)) and bool(getattr(cls, "default_hparams", {}).get("history", True))
 
 
 def index_only(cls: M) -> M:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mingle_bench.baselines.sequence import reads_history, visit_sequences
+from mingle_bench.baselines.sequence import model_reads_history, visit_sequences
 from mingle_bench.profiling.random_task_data import make_random_task_data
 from mingle_bench.zoo import display_name, get_model, list_models, model_entry, model_family
 
@@ -65,13 +65,14 @@ def test_registered_as_baseline_variants():
         assert model_family(index) == "baseline" and entry.fixed == {"history": False}
         assert display_name(index) == f"{display_name(full)} (index visit only)"
         assert issubclass(entry.cls, get_model(full).__mro__[1])     # the same class (Retain, Gram)
-        assert reads_history(get_model(full)) and not reads_history(get_model(index))
+        assert model_reads_history(get_model(full)) and not model_reads_history(get_model(index))
         # the full model's hyperparameters (part of every committed cell's input hash) are unchanged
         assert "history" not in get_model(full).default_hparams
         with pytest.raises(ValueError, match="fixes history=False"):
             get_model(index).resolve_hparams({"history": True})
     assert {"retain-index", "gram-index"} <= set(list_models("baseline"))
-    assert [m for m in list_models() if reads_history(get_model(m))] == ["gram", "retain"]
+    # the models that read earlier visits: RETAIN, GRAM and gbm (code counts over the history)
+    assert [m for m in list_models() if model_reads_history(get_model(m))] == ["gbm", "gram", "retain"]
 
 
 def test_visit_sequences_index_only(toy):

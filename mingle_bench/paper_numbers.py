@@ -23,6 +23,8 @@ PAPER_DATASET = {"phenotype": "MIMIC-III", "cvd": "CRADLE"}
 
 @dataclass(frozen=True)
 class PaperNumber:
+    """One published number (in %); ``approximate`` numbers are shown as ``≈`` and rounded (report/paper.py)."""
+
     dataset: str
     task: str
     model: str
@@ -30,9 +32,6 @@ class PaperNumber:
     value: float
     approximate: bool
     source: str
-
-    def cell(self) -> str:
-        return ("≈" if self.approximate else "") + (f"{self.value:.0f}" if self.approximate else f"{self.value:.2f}")
 
 
 SOURCE_REPRO = "third-party reproduction quoting the paper's Table 1"
@@ -46,15 +45,3 @@ PUBLISHED: tuple[PaperNumber, ...] = (
 #: relative improvement claimed in the abstract, in %; metric and baseline unspecified there
 RELATIVE_IMPROVEMENT_PCT = 11.83
 RELATIVE_IMPROVEMENT_SOURCE = SOURCE_ABSTRACT + "; the metric and the baseline are not stated"
-
-
-def lookup(task: str, model: str, metric: str) -> PaperNumber | None:
-    """The published number for ``task``/``model``/``metric``, or ``None`` when unknown."""
-    for p in PUBLISHED:
-        if (p.task, p.model, p.metric) == (task, model, metric):
-            return p
-    return None
-
-
-def published_for(task: str) -> list[PaperNumber]:
-    return [p for p in PUBLISHED if p.task == task]

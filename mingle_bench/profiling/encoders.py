@@ -78,22 +78,6 @@ def clinical_notes(n: int, words: int = 200, seed: int = 0) -> list[str]:
     return notes
 
 
-def _median_rate(fn, n_items: int, repeats: int) -> tuple[float, list[float], float]:
-    """Median wall-clock items/s, the per-run rates, and the median process CPU seconds per item.
-
-    CPU time per item is reported too because wall-clock rates on a shared machine drop
-    with the load while CPU time per item stays comparable.
-    """
-    fn()  # warm-up (allocator, thread pool, tokenizer caches)
-    rates, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        rates.append(n_items / (time.perf_counter() - t0))
-        cpu.append((time.process_time() - c0) / n_items)
-    return statistics.median(rates), rates, statistics.median(cpu)
-
-
 def chunk_overlap(encoder: Encoder) -> int:
     """Tokens shared by consecutive chunks of a note in the chunked workload: 32 unless the window is tiny."""
     return min(32, (encoder.max_length - encoder.num_special_tokens) // 4)

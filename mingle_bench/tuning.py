@@ -466,6 +466,22 @@ def _open_study(*, study_name: str, storage_url: str, attrs: dict, direction: st
     return study
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """Drops Optuna's "Trial N failed because of ... KeyboardInterrupt" record and its traceback:
+    Ctrl-C is not a failure to report, ``tune`` ends with one line saying what it saved."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, KeyboardInterrupt) and "KeyboardInterrupt" not in str(record.msg)
+
+
+def _quiet_optuna_on_interrupt() -> None:
+    """Install :class:`_NoInterruptTraceback` on the logger of Optuna's trial loop (once)."""
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoInterruptTraceback) for f in logger.filters):
+        logger.addFilter(_NoInterruptTraceback())
+
+
 def _optimize(study, tdata, *, model: str, trials: int, timeout: float | None, device: str, budget, monitor: str,
               seed: int, worker_id: int, console) -> None:
     """This worker's trials: until the study holds ``trials`` finished ones (or ``timeout``)."""
@@ -504,6 +520,7 @@ def _optimize(study, tdata, *, model: str, trials: int, timeout: float | None, d
         val = "" if trial.value is None else f" val {monitor} {trial.value:.4f}"
         console(f"[{study_name}] trial {trial.number} {trial.state.name}{val} (best {best})")
 
+    _quiet_optuna_on_interrupt()
     cap = MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     remaining = trials - len(finished)

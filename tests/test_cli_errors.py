@@ -73,7 +73,10 @@ ARGUMENT_CASES = [
     (["run", "--code-types", "foo"], "--code-types"),
     (["run", "--epochs", "3"], "--epochs"),
     (["run", "--models", "retain", "--tuned", "nosuch-study"], "--tuned nosuch-study"),
-    (["tune", "--model", "nosuch"], "nosuch"),
+    (["tune", "--model", "nosuch"], "--model nosuch"),
+    (["run", "--seeds", "1000000000000"], "--seeds"),
+    (["run", "--seeds", "0,4294967296"], "--seeds"),
+    (["tune", "--model", "retain", "--seed", "4294967296"], "--seed"),
     (["tune", "--model", "retain", "--trials", "0"], "--trials"),
     (["tune", "--model", "retain", "--split-seed", "-1"], "--split-seed"),
     (["tune", "--model", "retain", "--timeout", "-1"], "--timeout"),
@@ -291,3 +294,73 @@ def test_cache_clear_cohorts_and_stale_staging(tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in (root / "synthetic").iterdir()) == [live.name]
     assert main(["cache", "clear", "--all", "--stale-minutes", "0"]) == 0
     assert not live.exists()
+
+
+# -- messages: a full disk, a non-UTF-8 file, long notes (issue 23 item 7) ---------------------------
+def _disk_full(*a, **k):
+    raise OSError(28, "No space left on device")  # as a write or flush raises it: no file name
+
+
+def test_full_disk_names_the_file_being_written(fakes, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(mio, "_fsync", _disk_full)
+    line = check(capsys, RUN + ["--out", tmp_path / "runs"], "No space left on device")
+    written = line.split("error: ", 1)[1].split(": No space left on device")[0]
+    assert Path(written).is_relative_to(tmp_path / "runs") and not Path(written).exists(), line
+    assert "free some space" in line
+
+
+def test_full_disk_atomic_writers_raise_with_the_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(mio, "_fsync", _disk_full)
+    with pytest.raises(OSError) as e:
+        mio.atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert e.value.errno == 28 and e.value.filename == str(tmp_path / "a.json")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+    with pytest.raises(OSError) as e, mio.staged_dir(tmp_path / "folder"):
+        _disk_full()
+    assert e.value.filename == str(tmp_path / "folder")
+
+
+def test_non_utf8_meds_config_names_itself(tmp_path, capsys):
+    cfg = tmp_path / "mapping.yaml"
+    cfg.write_bytes(b"codes:\n  note: 'caf\xe9'\n")
+    check(capsys, ["data", "info", "--data", f"meds:{tmp_path}", "--meds-config", cfg], f"{cfg}: not UTF-8")
+
+
+def test_non_utf8_results_json_names_itself(results_root, capsys):
+    cfg = results_root / FOLDER / "config.json"
+    cfg.write_bytes(b'{"task": "caf\xe9"}')
+    check(capsys, ["table", results_root / FOLDER], f"{cfg}: not UTF-8")
+
+
+@pytest.fixture(scope="module")
+def long_note_source(tmp_path_factory) -> Path:
+    """A MIMIC-III-shaped folder whose first note is 3 MB long (DuckDB's default line limit is 2 MB)."""
+    import pandas as pd
+
+    from mingle_bench.data.synthetic import generate
+
+    d = tmp_path_factory.mktemp("longnote")
+    generate(d, patients=10, seed=5)
+    notes = pd.read_csv(d / "NOTEEVENTS.csv", dtype=str, keep_default_na=False)
+    notes.loc[0, "TEXT"] = ("patient seen, plan unchanged.\n" * 100_000)[:3_000_000]
+    notes.to_csv(d / "NOTEEVENTS.csv", index=False)
+    return d
+
+
+def test_a_long_note_is_read(long_note_source, tmp_path):
+    from mingle_bench.data.mimic3 import load_mimic3
+
+    c = load_mimic3(long_note_source, tmp_path / "out")
+    assert not any("NOTEEVENTS" in k and "line" in k for k in c.report["skipped"]), c.report["skipped"]
+    longest = max(len(t) for t in c.read_note_texts(c.notes["note_id"].tolist()).values())
+    assert longest == 3_000_000
+
+
+def test_a_note_over_the_line_limit_is_skipped_with_the_reason(long_note_source, tmp_path, monkeypatch):
+    from mingle_bench.data import csvio
+    from mingle_bench.data.mimic3 import load_mimic3
+
+    monkeypatch.setattr(csvio, "MAX_LINE_BYTES", 2 ** 20)
+    c = load_mimic3(long_note_source, tmp_path / "out")
+    reason = "NOTEEVENTS: line longer than the CSV reader's limit of 1 MiB (csvio.MAX_LINE_BYTES), skipped"
+    assert c.report["skipped"][reason] == 1

@@ -47,11 +47,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from mingle_bench import results as R
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
 
 #: the test samples' ids of a results folder (row order = ``test_idx`` = the rows of ``preds/``)
 TEST_SAMPLES_FILE = "test_samples.parquet"
@@ -84,7 +88,7 @@ def meds_preds_path(folder: str | os.PathLike, model: str, seed: int) -> Path:
 # writing
 
 
-def sample_frame(data, idx: np.ndarray, split: str | Sequence[str] = "test"):
+def sample_frame(data, idx: np.ndarray, split: str | Sequence[str] = "test") -> "pd.DataFrame":
     """The ids of the samples ``idx`` of a ``TaskData``: a DataFrame with ``sample_id`` (str),
     ``patient_id`` (int64), ``hadm_id`` (Int64), ``prediction_time`` (datetime64[us]) and
     ``split``, in ``idx`` order. Columns a (test) TaskData lacks are filled: ``sample_id`` with
@@ -108,7 +112,7 @@ def sample_frame(data, idx: np.ndarray, split: str | Sequence[str] = "test"):
     })
 
 
-def write_test_samples(folder: str | os.PathLike, data, test_idx: np.ndarray):
+def write_test_samples(folder: str | os.PathLike, data, test_idx: np.ndarray) -> "pd.DataFrame":
     """Write ``<folder>/test_samples.parquet`` (the test rows' ids in ``test_idx`` order) and
     return that frame; also writes the MEDS prediction file of every finished cell that lacks one
     (a folder trained before these files existed, resumed)."""
@@ -129,7 +133,8 @@ def write_test_samples(folder: str | os.PathLike, data, test_idx: np.ndarray):
     return frame
 
 
-def predictions_table(samples, y_true: np.ndarray, probs: np.ndarray, label_names: Sequence[str] | None = None):
+def predictions_table(samples: "pd.DataFrame", y_true: np.ndarray, probs: np.ndarray,
+                      label_names: Sequence[str] | None = None) -> "pa.Table":
     """The MEDS-evaluation table (a ``pyarrow.Table``, columns in the order of the module table)
     of one set of predictions: ``samples`` from :func:`sample_frame`, ``y_true`` and ``probs``
     [n, L] (float32 probabilities are stored as they are). Long form when ``L > 1``."""
@@ -158,7 +163,7 @@ def predictions_table(samples, y_true: np.ndarray, probs: np.ndarray, label_name
     return pa.table(cols)
 
 
-def write_predictions(path: str | os.PathLike, samples, y_true: np.ndarray, probs: np.ndarray,
+def write_predictions(path: str | os.PathLike, samples: "pd.DataFrame", y_true: np.ndarray, probs: np.ndarray,
                       label_names: Sequence[str] | None = None) -> Path:
     """:func:`predictions_table` written atomically to ``path`` (parquet)."""
     from mingle_bench.io import atomic_write_bytes
@@ -166,7 +171,7 @@ def write_predictions(path: str | os.PathLike, samples, y_true: np.ndarray, prob
     return atomic_write_bytes(path, _parquet_bytes(predictions_table(samples, y_true, probs, label_names)))
 
 
-def write_cell_predictions(folder: str | os.PathLike, model: str, seed: int, samples, y_true: np.ndarray,
+def write_cell_predictions(folder: str | os.PathLike, model: str, seed: int, samples: "pd.DataFrame", y_true: np.ndarray,
                            probs: np.ndarray, label_names: Sequence[str] | None = None) -> Path:
     """One cell's ``meds_preds/<model>-<seed>.parquet`` (the runner calls this beside ``preds/``)."""
     return write_predictions(meds_preds_path(folder, model, seed), samples, y_true, probs, label_names)
@@ -210,7 +215,7 @@ class Predictions:
     time_keys: list | None = None
 
 
-def check_schema(table, where: str) -> None:
+def check_schema(table: "pa.Table", where: str) -> None:
     """Refuse a table whose MEDS columns are missing or of another type (one line naming ``where``)."""
     import pyarrow as pa
 

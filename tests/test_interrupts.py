@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import duckdb
 import pytest
 
 from mingle_bench import cli
@@ -155,7 +156,7 @@ def _raises(exc: BaseException):
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), RuntimeError("Query interrupted"),
-                                 __import__("duckdb").InterruptException("INTERRUPT Error: Interrupted!")],
+                                 duckdb.InterruptException("INTERRUPT Error: Interrupted!")],
                          ids=["KeyboardInterrupt", "RuntimeError", "duckdb.InterruptException"])
 def test_duckdb_interrupts_are_interrupts(monkeypatch, capsys, exc):
     from mingle_bench.data import sources

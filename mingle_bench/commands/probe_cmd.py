@@ -9,9 +9,9 @@ PROBE_DESCRIPTION = (
     "Embed each sample's index-visit notes with ENCODER (the features stage's settings and embedding cache; "
     "tfidf is fitted on the train split's texts only), fit an L2 logistic regression from the note vector plus a "
     "has-notes flag to the label on the train split (C chosen on validation) and report the test AUROC with a "
-    "patient-level bootstrap 95%% CI, per label (multi-label tasks: micro and macro too), beside the same probe "
+    "patient-level bootstrap 95% CI, per label (multi-label tasks: micro and macro too), beside the same probe "
     "on TF-IDF of the raw texts (the reference ceiling). On synthetic data it also probes the generator's "
-    "note-only latents (DNR, smoking: AUROC; frailty, HbA1c: R^2). Run this first with a new clinical encoder.")
+    "note-only latents (DNR, smoking, poor HbA1c control: AUROC; frailty, HbA1c value: R^2). Run this first with a new clinical encoder.")
 
 
 def register(sub) -> None:

@@ -3,6 +3,11 @@
 Each command group lives in its own module under ``mingle_bench.commands`` and exposes
 ``register(subparsers)``; the module is imported only when the CLI starts, and the
 heavy imports happen inside each command's handler, so ``mingle-bench --help`` is fast.
+
+Exit paths (:func:`main`): a user-facing error is one line, ``mingle-bench <cmd>: error: ...``
+(status 1, :func:`error_message`); Ctrl-C is one line, ``mingle-bench <cmd>: interrupted; ...``
+(status 130, :func:`is_interrupt`; a second Ctrl-C stops at once); a stdout whose reader has gone
+(``... | head -1``) ends quietly with status 141.
 """
 from __future__ import annotations
 

@@ -69,15 +69,15 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
                   "tables say so", file=sys.stderr)
         files = write_run_tables(folder)
         names = [m for m in order if m in probs] + sorted(m for m in probs if m not in order)
-        title = f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: test set, one line per seed"
-        files.append(plot_curves(y_test, {m: probs[m] for m in names}, folder / "curves.png", title,
-                                 names={m: display_name(m) for m in names}))
+        title = f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: test set"
+        files.append(Path(plot_curves(y_test, {m: probs[m] for m in names}, folder / "curves.png", title,
+                                      names={m: display_name(m) for m in names})))
         curves = {(r["model"], r["seed"]): r.get("curve") or [] for r in records}
-        files.append(plot_learning_curves(
+        files.append(Path(plot_learning_curves(
             curves, folder / LEARNING_CURVES_FILE, monitor,
             f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: validation {monitor.upper()} "
-            f"by optimiser step (budget {config.get('max_steps')}); one line per model x seed",
-            order=names, names={m: display_name(m) for m in names}, max_steps=config.get("max_steps")))
+            f"by optimiser step (budget {config.get('max_steps')})",
+            order=names, names={m: display_name(m) for m in names}, max_steps=config.get("max_steps"))))
     return rows, comp, files
 
 

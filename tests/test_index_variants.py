@@ -157,3 +157,12 @@ def test_run_table_says_which_models_read_the_history(tmp_path, fakes):
     assert "\n- visits: RETAIN read the patient's visits up to the index visit; every other model" in md
     assert "| RETAIN (index visit only)" in md
     assert "Visits: RETAIN read the patient's visits up to the index visit" in render_run(s.folder, "latex")
+
+
+
+def test_paper_rows_show_the_variants_but_b_stays_the_papers():
+    from mingle_bench.report.paper import PAPER_MODELS, paper_baselines
+    from mingle_bench.runner import DEFAULT_MODELS
+
+    assert {"retain-index", "gram-index"} <= set(PAPER_MODELS) & set(DEFAULT_MODELS)
+    assert paper_baselines() == ("retain", "gram", "hypergat", "hypehr")

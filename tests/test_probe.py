@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mingle_bench.cli import main
-from mingle_bench.probe import cluster_bootstrap, with_ci
+from mingle_bench.probe import cluster_bootstrap, label_probe, with_ci
 
 ARGS = ["encoder", "probe", "--task", "mortality", "--data", "synthetic:small", "--encoder", "tfidf?dim=16",
         "--bootstrap", "50"]
@@ -89,3 +89,18 @@ def test_cluster_bootstrap_resamples_whole_patients():
     y, p = np.array([0, 1, 0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7])
     r = with_ci(lambda a, b: float(np.mean(a == (b > 0.5))), y, p, boots)
     assert r["value"] == 1.0 and r["ci"] == [1.0, 1.0]
+
+
+def test_multilabel_probe_reports_micro_and_macro():
+    rng = np.random.default_rng(0)
+    n = 300
+    x = rng.normal(size=(n, 5))
+    y = np.column_stack([(x[:, 0] + rng.normal(scale=0.5, size=n)) > 0, (x[:, 1] > 1.0),
+                         np.zeros(n, dtype=bool)]).astype(np.int64)  # the last label never occurs
+    split = np.array(["train"] * 200 + ["val"] * 40 + ["test"] * 60, dtype=object)
+    boots = cluster_bootstrap(np.arange(60), 30, seed=0)
+    r = label_probe(x, y, split, ["a", "b", "never"], boots)
+    assert r["labels"]["a"]["value"] > 0.8 and r["labels"]["never"]["value"] is None
+    assert r["micro_auroc"]["value"] is not None and r["macro_auroc"]["ci"] is not None
+    # macro: the mean over the labels with both classes in the test split
+    assert abs(r["macro_auroc"]["value"] - np.mean([r["labels"]["a"]["value"], r["labels"]["b"]["value"]])) < 1e-3

@@ -90,7 +90,8 @@ def render(report: dict) -> str:
             lrows.append((name, f"{r['metric']}", r.get("test_n"), _fmt(r), _fmt(e.get("reference_tfidf"))))
         lines += ["", tabulate(lrows, headers=["latent (note-only)", "metric", "test n", "encoder probe",
                                                "TF-IDF reference"])]
-    lines += ["", f"linear probe: L2 logistic regression (ridge for continuous latents) on the standardised "
-                  f"[note vector, has-notes], fitted on train, penalty chosen on validation; "
+    lines += ["", f"linear probe: L2 logistic regression (ridge for continuous latents) on [note vector, has-notes] "
+                  f"(the encoder's vectors standardised, TF-IDF rows as they are), fitted on train, penalty chosen "
+                  f"on validation; "
                   f"{report['n_boot']} bootstrap resamples of the test patients"]
     return "\n".join(lines)

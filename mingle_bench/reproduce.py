@@ -2,7 +2,8 @@
 
 For each task (``phenotype``, the paper's MIMIC-III task, and ``cvd``, the CRADLE-style task) it
 runs (or resumes) ``mingle-bench run`` (:func:`mingle_bench.runner.run_benchmark`) with the
-paper's rows: the baselines RETAIN, GRAM, HyperGAT and HypEHR, MINGLE, and its two ablations
+paper's rows: the baselines RETAIN, GRAM, HyperGAT and HypEHR (with RETAIN and GRAM also on the index
+visit only, the visits the hypergraph models see), MINGLE, and its two ablations
 (:data:`mingle_bench.report.paper.PAPER_MODELS`), plus the reference models every table carries
 (:data:`~mingle_bench.report.paper.REFERENCE_MODELS`, shown apart). Under the tuned protocol every model first gets
 the same number of Optuna trials (:func:`mingle_bench.tuning.tune`). Then it writes

@@ -84,7 +84,10 @@ def test_adding_a_text_model_resumes_the_other_cells(toy_pipeline, tmp_path, mon
     """The note-text flag is no part of the fingerprint or the input hash: a run that adds
     tfidf-lr reuses the finished logreg cell, and the features stage is asked for texts only then."""
     from mingle_bench import runner
+    from mingle_bench.report import plots
 
+    for fn in ("plot_curves", "plot_learning_curves"):   # figures play no part here (and cost seconds)
+        monkeypatch.setattr(plots, fn, lambda *a, **kw: tmp_path / "figure.png")
     asked = []
     build = P.build_features
     monkeypatch.setattr(P, "build_features", lambda *a, **kw: (asked.append(kw.get("note_texts")), build(*a, **kw))[1])

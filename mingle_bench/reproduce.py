@@ -33,6 +33,7 @@ from mingle_bench import pipeline as P
 from mingle_bench import results as R
 from mingle_bench.io import atomic_write_json
 from mingle_bench import runner
+from mingle_bench import runspec as RS
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, finalize, select_baseline
 from mingle_bench.report.paper import (METRICS, PAPER_FILE, PAPER_MODELS, REFERENCE_MODELS, paper_baselines,
                                        relative_improvement, write_paper)
@@ -51,8 +52,8 @@ class ReproduceResult:
     task_folders: dict[str, Path] = field(default_factory=dict)
 
 
-PROTOCOLS: tuple[str, ...] = ("default", "tuned")
-DEFAULT_TRIALS = 20
+PROTOCOLS = RS.PROTOCOLS
+DEFAULT_TRIALS: int = RS.default("trials", "reproduce")
 
 
 def reproduce(
@@ -65,7 +66,8 @@ def reproduce(
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, command: str = "",
     tables_only: bool = False, protocol: str = "default", trials: int = DEFAULT_TRIALS, storage: str | None = None,
     reference: str | None = "auto", precision: str = P.DEFAULT_PRECISION, executor: str = P.DEFAULT_EXECUTOR,
-    ray_address: str | None = None, split: str = P.DEFAULT_SPLIT,
+    ray_address: str | None = None, split: str = P.DEFAULT_SPLIT, graph_scope: str = "all",
+    code_types: Sequence[str] | None = None,
 ) -> ReproduceResult:
     """Run the paper's rows on ``tasks`` and write the paper tables (see the module docstring).
 
@@ -114,14 +116,16 @@ def reproduce(
                               max_steps=max_steps, eval_every=eval_every, patience=patience, notes=notes, out=out,
                               trials=trials, storage=storage, progress=progress, command=command,
                               max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
-                              executor=executor, ray_address=ray_address, split=split)
+                              executor=executor, ray_address=ray_address, split=split,
+                              graph_scope=graph_scope, code_types=code_types)
         cfg = runner.RunConfig(task=task, data=data, models=models, seeds=list(seeds), split_seed=split_seed,
                                device=device, encoder=encoder, out=str(out), max_steps=max_steps,
                                eval_every=eval_every, patience=patience, notes=notes,
                                max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, n_boot=n_boot,
                                fresh=fresh, progress=progress, command=command, tuned=tuned, protocol=protocol,
                                tuning_trials=trials if protocol == "tuned" else None, reference=reference,
-                               precision=precision, executor=executor, ray_address=ray_address, split=split)
+                               precision=precision, executor=executor, ray_address=ray_address, split=split,
+                               graph_scope=graph_scope, code_types=RS.parse_code_types(code_types))
         s = runner.run_benchmark(cfg)
         if s.reference:
             from mingle_bench.report.reference import reference_lines
@@ -176,6 +180,10 @@ def _tune_all(task: str, models: Sequence[str], *, trials: int, storage: str | N
     paths = []
     for model in models:
         name = f"{task}-{model}-{data_id}-s{kw['max_steps']}e{kw['eval_every']}p{kw['patience']}-{kw['notes']}"
+        if kw.get("graph_scope", "all") != "all":  # inputs that differ get their own study (older names unchanged)
+            name += f"-{kw['graph_scope']}"
+        if kw.get("code_types"):
+            name += "-" + "+".join(RS.parse_code_types(kw["code_types"]))
         res = tuning.tune(task=task, model=model, trials=trials, storage=storage, study_name=name, out=out, **kw)
         if res.path is None:
             raise P.RunError(f"tuning {model} on {task}: no trial completed (see the study {name!r})")

@@ -45,6 +45,7 @@ from mingle_bench import checkpoints as CK
 from mingle_bench import pipeline as P
 from mingle_bench import predictions as PR
 from mingle_bench import results as R
+from mingle_bench import runspec as RS
 from mingle_bench.distributed import cells as _cells
 from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description, machine_info, peak_rss_mb
 from mingle_bench.pipeline import RunError
@@ -52,16 +53,9 @@ from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, LEARNING_CURVES_FILE
 
 #: wall times per stage and cell, and the peak RSS, of the last invocation on a results folder
 TIMINGS_FILE = "timings.json"
-#: the paper's rows, then the references every table carries, then RETAIN and GRAM on the index visit only
-#: (docs/models.md)
-DEFAULT_MODELS: tuple[str, ...] = ("mingle", "hypehr", "retain", "gram", "hypergat", "logreg", "prior", "tfidf-lr",
-                                   "codes-notes-lr", "gbm", "note-mlp", "retain-index", "gram-index")
-DEFAULT_SEEDS = 5
-
-#: config keys that define a run; a results folder holds runs of one such configuration
-FINGERPRINT_KEYS = ("pipeline", "task", "data", "data_id", "split_seed", "encoder", "max_steps", "eval_every",
-                    "patience", "monitor", "notes", "max_notes_per_visit", "max_tokens", "graph_scope", "code_types",
-                    "protocol", "tuning_trials", "precision", "split")
+# the default models and seeds, and the config keys that define a run (a results folder holds
+# runs of one such configuration), are declared with every other option in the run specification
+DEFAULT_MODELS, DEFAULT_SEEDS, FINGERPRINT_KEYS = RS.DEFAULT_MODELS, RS.DEFAULT_SEEDS, RS.FINGERPRINT_KEYS
 
 
 @dataclass
@@ -101,10 +95,8 @@ class RunConfig:
     save_checkpoints: bool = False          # each cell's best weights in <folder>/checkpoints/ (checkpoints.py)
 
     def inputs(self) -> P.Inputs:
-        return P.Inputs(task=self.task, data=self.data, split_seed=self.split_seed, encoder=self.encoder,
-                        notes=self.notes, code_types=None if self.code_types is None else tuple(self.code_types),
-                        max_notes_per_visit=self.max_notes_per_visit, max_tokens=self.max_tokens,
-                        graph_scope=self.graph_scope, precision=self.precision, split=self.split)
+        """The options that shape the task's inputs (the run specification's ``inputs`` fields)."""
+        return RS.inputs(self)
 
 
 @dataclass
@@ -370,18 +362,11 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
 
     data_id = P.results_data_id(cfg.data, cfg.split)  # "-meds-split" suffix under --split meds
     folder = results_folder(cfg)
-    run_cfg = {
-        "pipeline": P.PIPELINE_VERSION, "task": cfg.task, "data": cfg.data, "data_id": data_id,
-        "split_seed": int(cfg.split_seed), "encoder": cfg.encoder, **budget.as_dict(), "monitor": cfg.monitor,
-        "notes": cfg.notes, "max_notes_per_visit": cfg.max_notes_per_visit, "max_tokens": cfg.max_tokens,
-        "graph_scope": cfg.graph_scope, "code_types": None if cfg.code_types is None else list(cfg.code_types),
-        "protocol": cfg.protocol, "tuning_trials": cfg.tuning_trials,
-    }
-    if cfg.precision != P.DEFAULT_PRECISION:  # fp32 runs keep the keys (and input hashes) they always had
-        run_cfg["precision"] = cfg.precision
-    if cfg.split != P.DEFAULT_SPLIT:  # likewise random-split runs: the key is written only for --split meds
-        run_cfg["split"] = cfg.split
-    fingerprint = R.stable_hash(run_cfg)
+    # the run specification's fingerprint keys (precision and split only when not fp32 / random,
+    # so the folders and input hashes written before those options existed stay valid)
+    run_cfg = RS.fingerprint_dict({**vars(cfg), "pipeline": P.PIPELINE_VERSION, "data_id": data_id,
+                                   **budget.as_dict()})
+    fingerprint = RS.fingerprint(run_cfg)
     # one run per folder at a time: a second one fails at once (results.folder_lock)
     with R.folder_lock(folder):
         _check_folder(folder, run_cfg, fingerprint, fresh=cfg.fresh)

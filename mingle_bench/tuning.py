@@ -47,18 +47,19 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
+from mingle_bench import runspec as RS
 from mingle_bench.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-#: study attributes that must match when a worker joins an existing study
-STUDY_ATTRS = ("pipeline", "task", "model", "data", "data_id", "split_seed", "max_steps", "eval_every", "patience",
-               "monitor", "notes", "encoder", "split_sha256")
-#: attributes recorded only when they differ from the default (absent = fp32), compared the same way
-OPTIONAL_STUDY_ATTRS = ("precision",)
+#: study attributes that must match when a worker joins an existing study, and those recorded only
+#: when they differ from their default (absent = fp32, random split, all admissions, the task's code
+#: types, no caps), compared the same way: both declared in the run specification (runspec.py)
+STUDY_ATTRS, OPTIONAL_STUDY_ATTRS = RS.STUDY_ATTRS, RS.OPTIONAL_STUDY_ATTRS
 
 
 class TuneError(P.RunError):
@@ -268,7 +269,8 @@ def tune(
     max_notes_per_visit: int | None = None, max_tokens: int | None = None, progress: bool = True,
     heartbeat_interval: int = 60, grace_period: int = 120, max_retry: int = 3, command: str = "",
     precision: str = P.DEFAULT_PRECISION, executor: str = P.DEFAULT_EXECUTOR, ray_address: str | None = None,
-    workers: int = 1, split: str = P.DEFAULT_SPLIT, fresh: bool = False,
+    workers: int = 1, split: str = P.DEFAULT_SPLIT, fresh: bool = False, graph_scope: str = "all",
+    code_types: Sequence[str] | None = None,
 ) -> TuneResult:
     """Run (or join) an Optuna study for ``model`` on ``task``; see the module docstring.
 
@@ -325,9 +327,11 @@ def tune(
             raise TuneError(str(exc)) from None
         storage_url = _shared_storage_url(storage_url)
     check_lost_study(storage_url, study_name, out, fresh)
-    inputs = P.Inputs(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes,
-                      max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
-                      split=split)
+    code_types = RS.parse_code_types(code_types)
+    given = dict(task=task, data=data, split_seed=split_seed, encoder=encoder, notes=notes, code_types=code_types,
+                 max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, graph_scope=graph_scope,
+                 precision=precision, split=split)
+    inputs = RS.inputs(given)
     tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address,
                       note_texts=P.needs_note_texts([model])).data
     for line in P.check_labels(tdata, monitor):  # one class overall: RunError
@@ -337,13 +341,10 @@ def tune(
         print(f"warning: {line}", file=sys.stderr)
     manifest = tdata.manifest.to_json()
     split_sha = (json.loads(manifest) if isinstance(manifest, str) else manifest).get("sha256", "")
-    attrs = {"pipeline": P.PIPELINE_VERSION, "task": task, "model": model, "data": data, "data_id": data_id,
-             "split_seed": int(split_seed), **budget.as_dict(), "monitor": monitor, "notes": notes,
-             "encoder": encoder, "split_sha256": split_sha}
-    if precision != P.DEFAULT_PRECISION:  # fp32 studies keep the attributes they always had
-        attrs["precision"] = precision
-    if split != P.DEFAULT_SPLIT:  # random-split studies too
-        attrs["split"] = split
+    # the options added since studies were first written (precision, split, graph scope, code
+    # types, caps) are recorded only when not at their default: older studies keep their attributes
+    attrs = RS.study_attrs({**given, "pipeline": P.PIPELINE_VERSION, "model": model, "data_id": data_id,
+                            **budget.as_dict(), "monitor": monitor, "split_sha256": split_sha})
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "maximize" if HIGHER_IS_BETTER[monitor] else "minimize"

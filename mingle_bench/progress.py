@@ -2,20 +2,23 @@
 
 - :func:`progress_bar`: one bar with a rate column, on stderr (embedding texts and notes);
   :func:`short_name` labels it with an encoder's short name;
-- :class:`CellProgress`: an overall ``model x seed`` bar plus one line for the current cell
-  (step and validation metric), on the console (the benchmark runner).
+- :class:`CellProgress`: the stage a run is in (load data, features and embeddings, training),
+  then an overall ``model x seed`` bar plus one line for the current cell (step and validation
+  metric; no step bar for a solver-fitted model), on stderr (the benchmark runner).
 
-Both show nothing (and cost nothing) when disabled. When the console is not a terminal (a
-Slurm or Ray job log, ``> run.log``), rich draws no live bars, so both print plain lines instead:
-a bar every :data:`LOG_EVERY_S` seconds and when it ends, a cell when it starts, at most every
-:data:`LOG_EVERY_S` seconds while it trains, and when it ends.
+Everything goes to **stderr**: stdout is for results (``mingle-bench run ... > table.md`` holds
+only the table and the summary lines). Both show nothing (and cost nothing) when disabled
+(``--quiet``). When stderr is not a terminal (a Slurm or Ray job log, ``2> run.log``), no live
+display is drawn; both print plain lines instead: a bar every :data:`LOG_EVERY_S` seconds and
+when it ends, a stage when it starts, a cell when it starts, at most every :data:`LOG_EVERY_S`
+seconds while it trains, and when it ends.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import time
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
@@ -111,30 +114,63 @@ def short_name(encoder) -> str:  # noqa: ANN001 - any Encoder
     return encoder.identity.split("@")[0].split(":", 1)[-1].rsplit("/", 1)[-1]
 
 
-class CellProgress:
-    """rich progress: overall cells bar + one line for the current cell (step, val metric).
+class _MaybeBar(BarColumn):
+    """The bar, left blank for a line without steps (a stage label, a solver-fitted model)."""
 
-    ``with CellProgress(enabled, total_cells, monitor) as prog``: :meth:`start_cell` returns the
-    ``on_eval(step, val_metrics)`` callback for the trainer, :meth:`end_cell` advances the
-    overall bar with a summary, :meth:`skip` counts cells finished earlier, :meth:`log` prints
-    a line above the bars (plain ``print`` when disabled).
+    def render(self, task):  # noqa: ANN001, ANN201 - rich's Task and renderable
+        return Text("") if task.fields.get("nobar") else super().render(task)
+
+
+class _MaybeCount(MofNCompleteColumn):
+    """``n/total``, left blank like :class:`_MaybeBar`."""
+
+    def render(self, task) -> Text:  # noqa: ANN001 - rich's Task
+        return Text("") if task.fields.get("nobar") else super().render(task)
+
+
+#: the overall line's label while cells train
+TRAINING = "training model x seed"
+
+
+class CellProgress:
+    """The benchmark runner's display, on **stderr** (stdout carries only results).
+
+    ``with CellProgress(enabled, total_cells, monitor, solver_models) as prog``: :meth:`stage`
+    names the stage the run is in (``load data``, ``features and embeddings``; the overall line
+    shows it instead of a cell count until :meth:`stage` ``(TRAINING)``), :meth:`start_cell`
+    returns the ``on_eval(step, val_metrics)`` callback for the trainer, :meth:`end_cell`
+    advances the overall bar with a summary, :meth:`skip` counts cells finished earlier, and
+    :meth:`log` prints a line (a warning, a failure) above the bars. A model in
+    ``solver_models`` (fitted by its solver, ``steps_run`` 0) gets a line without a step bar.
+
+    Three modes: a live display when stderr is a terminal; plain lines when it is not (a Slurm
+    or Ray job log, ``2> run.log``): a stage when it starts, a cell when it starts, at most every
+    :data:`LOG_EVERY_S` seconds while it trains, and when it ends; with ``enabled=False``
+    (``--quiet``) no progress at all, only :meth:`log` lines.
 
     An executor that trains several cells at once (``mingle_bench.distributed.cells``) passes
     ``concurrent=True`` to :meth:`start_cell`, so each running cell keeps its own line, removes
     it with :meth:`finish_cell`, and shows how many run with :meth:`running`.
     """
 
-    def __init__(self, enabled: bool, total: int, monitor: str):
+    def __init__(self, enabled: bool, total: int, monitor: str, solver_models: Collection[str] = ()):
+        from rich.console import Console
+
         self.enabled = enabled
         self.monitor = monitor
-        self._p = None
-        if enabled:
-            self._p = _progress("{task.description}", TextColumn("{task.fields[info]}"))
-            self._plain = not self._p.console.is_terminal  # a log file: plain lines (module docstring)
-            self._total, self._done = total, 0
-            self._overall = self._p.add_task("model x seed", total=total, info="")
-            self._cell = None
-            self._cells: dict = {}  # (model, seed) -> line, for cells running at once
+        self._solver = frozenset(solver_models)
+        self._console = Console(stderr=True)
+        self._plain = enabled and not self._console.is_terminal  # a log file: plain lines (module docstring)
+        self._p = None  # the live display (a terminal only)
+        self._total, self._done = total, 0
+        self._stage = ""
+        self._cell = None
+        self._cells: dict = {}  # (model, seed) -> line, for cells running at once
+        if enabled and not self._plain:
+            self._p = Progress(TextColumn("{task.description}"), _MaybeBar(), _MaybeCount(),
+                               TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                               console=self._console, transient=False)
+            self._overall = self._p.add_task(TRAINING, total=total, info="", nobar=False)
 
     def __enter__(self):
         if self._p:
@@ -146,35 +182,51 @@ class CellProgress:
             self._p.stop()
 
     def log(self, msg: str) -> None:
+        """A line on stderr (rich markup; plain text off a terminal), shown even with ``enabled=False``."""
+        self._console.print(msg, highlight=False, soft_wrap=not self._console.is_terminal)
+
+    def stage(self, label: str) -> None:
+        """Name the stage the run is in; :data:`TRAINING` shows the cell count from then on."""
+        self._stage = label
         if self._p:
-            self._p.console.print(msg, highlight=False, soft_wrap=self._plain)
-        else:
-            print(msg, flush=True)
+            training = label == TRAINING
+            self._p.update(self._overall, description=label, nobar=not training, info="" if training else "...")
+        elif self._plain:
+            self.log(f"stage: {label}" + (f" ({self._total} cells)" if label == TRAINING else ""))
 
     def start_cell(self, model: str, seed: int, max_steps: int, concurrent: bool = False
                    ) -> Callable[[int, dict], None]:
         """A line for the cell; ``concurrent``: keep the other cells' lines (until :meth:`finish_cell`)."""
-        if not self._p:
+        if not self.enabled:
             return lambda step, vm: None
+        if self._stage != TRAINING:
+            self.stage(TRAINING)
+        solver = model in self._solver
+        if self._plain:
+            self.log(f"cell {model} seed {seed}: started" + (" (fitted by its solver)" if solver else ""))
+            last = [time.monotonic()]
+
+            def log_eval(step: int, val_metrics: dict) -> None:
+                if time.monotonic() - last[0] >= LOG_EVERY_S:
+                    last[0] = time.monotonic()
+                    self.log(f"cell {model} seed {seed}: {self._info(step, val_metrics)} (budget {max_steps})")
+            return log_eval
         if not concurrent and self._cell is not None:
             self._p.remove_task(self._cell)
-        line = self._p.add_task(f"  {model} seed {seed}", total=max_steps, info="")
+        line = self._p.add_task(f"  {model} seed {seed}", total=max_steps, nobar=solver,
+                                info="fitting (solver)" if solver else "")
         if concurrent:
             self._cells[(model, seed)] = line
         else:
             self._cell = line
-        if self._plain:
-            self.log(f"cell {model} seed {seed}: started")
-        last = [time.monotonic()]
 
         def on_eval(step: int, val_metrics: dict) -> None:
-            v = val_metrics.get(self.monitor, math.nan)
-            info = f"step {step} val {self.monitor} {v:.4f}" if v == v else f"step {step}"
-            self._p.update(line, completed=min(step, max_steps), info=info)
-            if self._plain and time.monotonic() - last[0] >= LOG_EVERY_S:
-                last[0] = time.monotonic()
-                self.log(f"cell {model} seed {seed}: {info} (budget {max_steps})")
+            self._p.update(line, completed=min(step, max_steps), info=self._info(step, val_metrics))
         return on_eval
+
+    def _info(self, step: int, val_metrics: dict) -> str:
+        v = val_metrics.get(self.monitor, math.nan)
+        return f"step {step} val {self.monitor} {v:.4f}" if v == v else f"step {step}"
 
     def finish_cell(self, model: str, seed: int) -> None:
         """Drop the line of a cell started with ``concurrent=True``."""
@@ -185,16 +237,19 @@ class CellProgress:
     def running(self, n: int) -> None:
         """Show how many cells run at once (a parallel executor); 0 hides the count."""
         if self._p:
-            self._p.update(self._overall, description=f"model x seed ({n} running)" if n else "model x seed")
+            self._p.update(self._overall, description=f"{TRAINING} ({n} running)" if n else TRAINING)
 
     def end_cell(self, info: str) -> None:
+        if not self.enabled:
+            return
+        self._done += 1
         if self._p:
             self._p.update(self._overall, advance=1, info=info)
-            self._done += 1
-            if self._plain:
-                self.log(f"cell {self._done}/{self._total} done: {info}")
+        else:
+            self.log(f"cell {self._done}/{self._total} done: {info}")
 
     def skip(self, n: int) -> None:
-        if self._p and n:
-            self._p.update(self._overall, advance=n)
+        if self.enabled and n:
             self._done += n
+            if self._p:
+                self._p.update(self._overall, advance=n)

@@ -318,11 +318,55 @@ def make_executor(name: str, ray_address: str | None = None):
     return LocalExecutor()
 
 
+def solver_fitted(models: Sequence[str]) -> set[str]:
+    """The models of ``models`` fitted by their solver (``sklearn`` class attribute: logreg, prior,
+    tfidf-lr, codes-notes-lr, gbm): no optimiser steps, so no step bar."""
+    from mingle_bench.zoo import get_model
+
+    out = set()
+    for m in models:
+        try:
+            if getattr(get_model(m), "sklearn", False):
+                out.add(m)
+        except (KeyError, ValueError):  # a name only a test's fake pipeline knows
+            pass
+    return out
+
+
+def check_arguments(cfg: RunConfig) -> None:
+    """The checks of :func:`run_benchmark` that need no data, done before any folder, lock or bar
+    exists: a bad value is one line naming the flag (``--task 'mortalty': unknown task; ...``)."""
+    P.check_monitor(cfg.monitor)
+    P.check_notes(cfg.notes)
+    P.check_split(cfg.split)
+    P.check_executor(cfg.executor)
+    P.make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)
+    P.resolve_models(cfg.models)
+    parse_seeds(cfg.seeds)
+    try:
+        P.get_task(cfg.task, cfg.code_types, cfg.notes)
+    except (KeyError, ValueError) as exc:
+        msg = str(exc).strip("'\"").replace(f"unknown task {cfg.task!r}", "unknown task")
+        raise RunError(msg if msg.startswith("--") else f"--task {cfg.task!r}: {msg}") from None
+    from mingle_bench.data.sources import parse_spec as parse_data_spec
+
+    parse_data_spec(cfg.data)  # --data syntax (synthtic:small, mimic3 without a folder)
+    if cfg.encoder not in (None, "none"):
+        from mingle_bench.encoders.registry import parse_spec
+
+        try:
+            parse_spec(cfg.encoder)
+        except ValueError as exc:
+            msg = str(exc)
+            raise RunError(msg if msg.startswith("--encoder") else f"--encoder: {msg}") from None
+
+
 def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
     """Run (or resume) every model x seed cell of ``cfg`` and write the results folder."""
-    from mingle_bench.progress import CellProgress
+    from mingle_bench.progress import TRAINING, CellProgress
 
     started = time.perf_counter()
+    check_arguments(cfg)  # every argument, before any folder, lock or progress line
     precision = P.effective_precision(cfg.precision, cfg.encoder)
     if precision != cfg.precision:
         cfg = dataclasses.replace(cfg, precision=precision)
@@ -381,12 +425,19 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
         # seed-major order: an interrupted run already holds every model for its first seeds
         cells = [(m, s) for s in seeds for m in models]
 
-        prog = CellProgress(cfg.progress, len(cells), cfg.monitor)
+        prog = CellProgress(cfg.progress, len(cells), cfg.monitor, solver_models=solver_fitted(models))
         trained, failed, cell_times = [], [], []
+
+        def on_source(sid: str) -> None:  # the cohort is loaded; the features stage follows
+            _check_source(folder, sid)
+            prog.stage("features and embeddings")
+
         with prog:
-            prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=lambda sid: _check_source(folder, sid),
+            prog.stage(f"load data ({cfg.data})")
+            prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=on_source,
                              executor=executor.name, ray_address=cfg.ray_address,
                              note_texts=P.needs_note_texts(models))
+            prog.stage(TRAINING)
             data, source_id = prep.data, prep.source_id
             label_warnings = P.check_labels(data, cfg.monitor)  # one class overall: RunError before any cell
             for line in label_warnings:

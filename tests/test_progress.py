@@ -23,7 +23,9 @@ def test_cells_print_start_progress_and_end_to_a_log(capsys, monkeypatch):
         on_eval = prog.start_cell("mingle", 0, 100)
         on_eval(10, {"aupr": 0.25})
         prog.end_cell("mingle/0 test aupr 0.3000")
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stdout is for results
+    out = captured.err
     assert "cell mingle seed 0: started" in out
     assert "cell mingle seed 0: step 10 val aupr 0.2500 (budget 100)" in out
     assert "cell 2/2 done: mingle/0 test aupr 0.3000" in out

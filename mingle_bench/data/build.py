@@ -44,6 +44,7 @@ are kept with the code itself as their text.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import duckdb
@@ -122,7 +123,7 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
     """Type, clean and link the standard relations into a Cohort; note texts go to
     ``out_dir/note_texts.parquet`` (streamed by DuckDB)."""
     sql = _Sql(con, report)
-    say = (lambda m: print(f"[{source}] {m}", flush=True)) if progress else (lambda m: None)
+    say = (lambda m: print(f"[{source}] {m}", file=sys.stderr, flush=True)) if progress else (lambda m: None)
 
     # -- patients ---------------------------------------------------------------------------
     say("patients")

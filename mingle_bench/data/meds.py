@@ -70,6 +70,7 @@ Deviation from the MEDS ETL stated in :mod:`mingle_bench.data.meds_mapping`: dia
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import duckdb
@@ -234,7 +235,7 @@ def load_meds(src_dir: str | Path, out_dir: str | Path, *, mapping: MedsMapping 
     report = LoadReport(source or f"meds:{src}")
     report.info["files"] = {"shards": len(shards), "metadata": [k for k in files if k.startswith("metadata/")]}
     report.info["meds_mapping"] = mapping.origin
-    say = (lambda msg: print(f"[{report.source}] {msg}", flush=True)) if progress else (lambda msg: None)
+    say = (lambda msg: print(f"[{report.source}] {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     con = connect(scratch)
     try:
         r = _Reader(con, report, shard_keys)

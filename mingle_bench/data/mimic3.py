@@ -21,6 +21,7 @@ MIMIC-III specifics handled here (see :mod:`mingle_bench.data.build` for the cle
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from mingle_bench.data.build import assemble
@@ -61,7 +62,7 @@ def load_mimic3(src_dir: str | Path, out_dir: str | Path, *, source: str = "", s
         reader = CsvReader(con, report, scratch)
         for table, required in MIMIC3_TABLES.items():
             if progress:
-                print(f"[{report.source}] reading {files[table].name}", flush=True)
+                print(f"[{report.source}] reading {files[table].name}", file=sys.stderr, flush=True)
             parquet = scratch / "noteevents.parquet" if table == "NOTEEVENTS" else None
             reader.load(table, files[table], required, into=f"raw_{table.lower()}", parquet=parquet)
         con.execute("CREATE VIEW std_patients AS SELECT subject_id, gender, dob, dod FROM raw_patients")

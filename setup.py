@@ -128,8 +128,12 @@ setup(
         "distributed": ["ray>=2.9", "psycopg2-binary>=2.9", "pgserver>=0.1"],
         # meds-evaluation: the MEDS prediction schema our meds_preds/*.parquet are validated against (pulls no torch)
         "meds-eval": ["meds-evaluation>=0.0.6"],
+        # run --tracker mlflow: the MLflow client (logging into <folder>/mlruns/mlflow.db); `mlflow ui` needs the
+        # full `mlflow` package. run --tracker tensorboard: torch's SummaryWriter needs tensorboard. Neither pulls torch
+        "mlflow": ["mlflow-skinny>=3.0"],
+        "tensorboard": ["tensorboard>=2.14"],
         "test": ["pytest>=8", "pytest-benchmark>=4", "ray>=2.9", "psycopg2-binary>=2.9", "pgserver>=0.1",
-                 "meds-evaluation>=0.0.6"],
+                 "meds-evaluation>=0.0.6", "mlflow-skinny>=3.0", "tensorboard>=2.14"],
     },
     entry_points={"console_scripts": ["mingle-bench=mingle_bench.cli:main"]},
 )

@@ -45,6 +45,7 @@ from mingle_bench import checkpoints as CK
 from mingle_bench import pipeline as P
 from mingle_bench import predictions as PR
 from mingle_bench import results as R
+from mingle_bench import tracking as TR
 from mingle_bench import runspec as RS
 from mingle_bench.distributed import cells as _cells
 from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description, machine_info, peak_rss_mb
@@ -93,6 +94,7 @@ class RunConfig:
     split: str = P.DEFAULT_SPLIT            # "random" (seeded 7:1:2) or "meds" (the cohort's MEDS subject splits)
     split_seeds: Sequence[int] | None = None  # repeated splits (run_split_seeds); None: the one split_seed
     save_checkpoints: bool = False          # each cell's best weights in <folder>/checkpoints/ (checkpoints.py)
+    tracker: str = "none"                   # log every cell to mlflow or tensorboard (tracking.py); not fingerprinted
 
     def inputs(self) -> P.Inputs:
         """The options that shape the task's inputs (the run specification's ``inputs`` fields)."""
@@ -377,6 +379,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
     budget = P.make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)
     P.check_monitor(cfg.monitor)
     P.check_notes(cfg.notes)
+    TR.check_tracker(cfg.tracker)
     device = str(P.resolve_device(cfg.device))
     models = P.resolve_models(cfg.models)
     seeds = parse_seeds(cfg.seeds)
@@ -432,7 +435,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             _check_source(folder, sid)
             prog.stage("features and embeddings")
 
-        with prog:
+        with prog, TR.open_tracker(cfg.tracker, folder, run_cfg) as tracker:
             prog.stage(f"load data ({cfg.data})")
             prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=on_source,
                              executor=executor.name, ray_address=cfg.ray_address,
@@ -471,7 +474,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             }
             atomic_write_json(folder / R.CONFIG_FILE, config)
 
-            for job, out in executor.run(todo, data, device=device, budget=budget, monitor=cfg.monitor, progress=prog):
+            for job, out in executor.run(todo, data, device=device, budget=budget, monitor=cfg.monitor,
+                                         progress=tracker.watch(prog, todo)):
                 if isinstance(out, CellFailure):
                     kind = "diverged" if out.error.startswith("TrainingDiverged") else "error"
                     failed.append({"model": job.model, "seed": job.seed, "kind": kind, "error": out.error,
@@ -498,6 +502,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 if cfg.save_checkpoints and out.state is not None:
                     CK.save_cell(folder, record, out.state, out.fitted_state, config)
                 R.add_run(folder, record)
+                tracker.log_cell(record)
                 for f in out.flags:
                     if f.get("kind") != "monitor_fallback":  # said once for the run, above
                         prog.log(f"[yellow]flagged[/yellow] {job.model} seed {job.seed}: {f.get('kind')}: {f.get('message')}")

@@ -73,13 +73,18 @@ def _check_budget_args(args) -> None:
 
 
 def register(sub) -> None:
+    from mingle_bench.tracking import TRACKERS
 
     p = sub.add_parser("run", help="train and evaluate models x seeds on one task; write tables and plots",
                        description="Train every model x seed on one seeded patient-level split with the same "
                                    "budget in optimiser steps and early stopping on validation; write "
                                    "<out>/<task>/<data-id>/ and check every cell against the committed reference. "
                                    "A rerun resumes: finished cells with the same inputs are skipped.")
-    RS.add_arguments(p, "run")  # every option, grouped by stage: mingle_bench/runspec.py
+    groups = RS.add_arguments(p, "run")  # every option, grouped by stage: mingle_bench/runspec.py
+    groups["output"].add_argument("--tracker", default="none", choices=TRACKERS,
+                                  help="log every cell's parameters, live validation curve and test metrics to mlflow "
+                                       "(<folder>/mlruns/mlflow.db) or tensorboard (<folder>/tensorboard/); default "
+                                       "none (docs/runner.md)")
     p.set_defaults(func=_run)
     _remember_defaults(p, "run")
 
@@ -155,7 +160,7 @@ def _run(args) -> int:
     kw["seeds"] = R.parse_seeds(kw["seeds"])
     if kw["split_seeds"] is not None:
         kw["split_seeds"] = R.parse_seeds(kw["split_seeds"], flag="--split-seeds")
-    cfg = R.RunConfig(**kw, progress=not args.quiet, command=command_of(args))
+    cfg = R.RunConfig(**kw, progress=not args.quiet, command=command_of(args), tracker=args.tracker)
     if cfg.split_seeds is not None:
         return _run_splits(cfg, args)
     with _stdout_for(args):

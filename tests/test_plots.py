@@ -57,3 +57,36 @@ def test_roc_pr_draw_a_mean_and_a_band_per_model(tmp_path):
     fig = plots.plot_curves(y, probs, tmp_path / "curves.png", "t", names={"mingle": "MINGLE"})
     assert (tmp_path / "curves.png").read_bytes()[:8] == PNG
     assert (fig.lines, fig.bands) == (4, 2)  # per panel (ROC, PR): 2 means, 1 band
+
+
+def test_markdown_to_html_renders_our_table_markdown():
+    from mingle_bench.report.html import markdown_to_html
+
+    md = ("# Title <x>\n\n> **NOTE**: few\n\n- a: `cmd --x`\n- b\n\n| Model | AUROC |\n|---|---|\n| MINGLE | **70.1** |\n\n"
+          "See [lc](learning_curves.png) and [docs](https://example.org/x).\n")
+    out = markdown_to_html(md, {"learning_curves.png": "fig-lc"})
+    assert "<h1>Title &lt;x&gt;</h1>" in out and "<blockquote><strong>NOTE</strong>: few</blockquote>" in out
+    assert "<li>a: <code>cmd --x</code></li>" in out and "<th>Model</th>" in out
+    assert "<td><strong>70.1</strong></td>" in out and "---" not in out
+    assert '<a href="#fig-lc">lc</a>' in out and "example.org" not in out and "docs" in out
+
+
+def test_run_writes_a_self_contained_html_report(fakes, tmp_path):
+    import base64
+    import re
+
+    from mingle_bench import runner
+
+    s = runner.run_benchmark(runner.RunConfig(task="mortality", data="synthetic:small", models=("mingle", "retain"),
+                                              seeds=[0, 1], out=str(tmp_path), progress=False, reference=None,
+                                              n_boot=20))
+    page = (s.folder / "report.html").read_text(encoding="utf-8")
+    assert s.folder / "report.html" in s.files
+    assert "<table>" in page and "MINGLE" in page and "RETAIN" in page
+    images = re.findall(r'src="([^"]*)"', page)
+    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert base64.b64decode(images[0].split(",", 1)[1])[:8] == PNG
+    assert (base64.b64decode(images[0].split(",", 1)[1]) == (s.folder / "curves.png").read_bytes())
+    # self-contained: nothing fetched, nothing linked outside the page
+    assert not re.search(r"https?:|<script|<link|@import|url\(", page)
+    assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', page))

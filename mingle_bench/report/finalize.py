@@ -23,13 +23,14 @@ LEARNING_CURVES_FILE = "learning_curves.png"
 
 def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRAP
              ) -> tuple[list[dict], dict | None, list[Path]]:
-    """Write ``comparison.json``, ``table.{md,tex,csv}``, ``curves.png`` and ``learning_curves.png``
-    of ``folder``; returns the aggregated rows, the comparison (or ``None``) and the files written.
+    """Write ``comparison.json``, ``table.{md,tex,csv}``, ``curves.png``, ``learning_curves.png`` and
+    ``report.html`` (tables and figures in one self-contained page) of ``folder``; returns the aggregated rows, the comparison (or ``None``) and the files written.
     An underpowered folder (:func:`mingle_bench.report.power.underpowered_reasons`) gets one warning
     line on stderr; its tables carry the note."""
     from mingle_bench.metrics import MACRO_METRICS, PAPER_METRICS
     from mingle_bench.report.comparison import paired_comparison
     from mingle_bench.report.plots import plot_curves, plot_learning_curves
+    from mingle_bench.report.html import write_report
     from mingle_bench.report.tables import SHARE_LABEL, aggregate, data_label, display_name, power_info, write_run_tables
 
     folder = Path(folder)
@@ -78,6 +79,7 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
             f"{config['task']} on {data_label(config['data'], config.get('data_id'))}: validation {monitor.upper()} "
             f"by optimiser step (budget {config.get('max_steps')})",
             order=names, names={m: display_name(m) for m in names}, max_steps=config.get("max_steps"))))
+        files.append(write_report(folder))  # the tables and figures in one self-contained page
     return rows, comp, files
 
 

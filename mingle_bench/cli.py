@@ -45,7 +45,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _add_completion(sub, parser)
     return parser
+
+
+#: the shells ``mingle-bench completion`` writes a script for (shtab's)
+COMPLETION_SHELLS = ("bash", "zsh", "tcsh")
+
+
+def _add_completion(sub, parser: argparse.ArgumentParser) -> None:
+    """``mingle-bench completion bash|zsh|tcsh``: print a shell completion script (shtab) for every
+    command and flag, generated from this parser."""
+    c = sub.add_parser("completion", help="print a shell completion script (bash, zsh or tcsh)",
+                       description="Print a tab-completion script for every command and flag. Bash: "
+                                   "`mingle-bench completion bash > ~/.local/share/bash-completion/completions/"
+                                   "mingle-bench`; zsh: `mingle-bench completion zsh > ~/.zfunc/_mingle-bench` (with "
+                                   "~/.zfunc in $fpath before compinit).")
+    c.add_argument("shell", choices=COMPLETION_SHELLS, help="the shell to complete in")
+
+    def _print_script(args: argparse.Namespace) -> int:
+        import shtab
+
+        print(shtab.complete(parser, shell=args.shell), end="")
+        return 0
+
+    c.set_defaults(func=_print_script)
 
 
 def error_message(exc: BaseException) -> str | None:

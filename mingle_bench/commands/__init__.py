@@ -11,3 +11,7 @@ class CLIError(ValueError):
     Defined here, not in :mod:`mingle_bench.cli`, so a command raises it without importing the
     CLI that imports the commands (no import cycle); ``mingle_bench.cli.CLIError`` is this class.
     """
+
+
+#: the help of every command's ``--cache-dir`` (one name for the flag; :func:`mingle_bench.io.cache_root`)
+CACHE_DIR_HELP = "cache root (default $MINGLE_CACHE, else $XDG_CACHE_HOME/mingle-bench, else ~/.cache/mingle-bench)"

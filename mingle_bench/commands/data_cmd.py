@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+from mingle_bench.commands import CACHE_DIR_HELP
 
 MEDS_CONFIG_HELP = "MEDS mapping file (JSON or YAML) for --data meds:DIR (default: the MIMIC-IV MEDS ETL conventions)"
 
@@ -15,6 +18,7 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="output folder (created; existing table files are overwritten)")
     s.add_argument("--patients", type=int, default=2000, help="number of patients (default 2000)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--json", action="store_true", help="print one JSON object (rows per file) instead of a table")
     s.set_defaults(func=_synth)
 
     i = dsub.add_parser("info", help="load a source (cached) and print its load report")
@@ -22,7 +26,7 @@ def register(sub) -> None:
                    help="source: synthetic[:small|default|mimic], mimic3:DIR, mimic4:DIR, meds:DIR (default synthetic)")
     i.add_argument("--meds-config", default=None, metavar="FILE", help=MEDS_CONFIG_HELP)
     i.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    i.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
+    i.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
     i.set_defaults(func=_info)
 
     g = dsub.add_parser("signal", help="per task: samples, positives and the oracle AUROC on the synthetic "
@@ -35,7 +39,7 @@ def register(sub) -> None:
     g.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level split (default 0, "
                                                               "as in training)")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    g.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
+    g.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
     g.set_defaults(func=_signal)
 
     e = dsub.add_parser("export", help="write a source as a MEDS 0.4 dataset (same source -> identical files)")
@@ -47,7 +51,8 @@ def register(sub) -> None:
     e.add_argument("--shard-size", type=int, default=None, metavar="N",
                    help="subjects per data shard (default 2000)")
     e.add_argument("--meds-config", default=None, metavar="FILE", help=MEDS_CONFIG_HELP)
-    e.add_argument("--cache-dir", default=None, help="cache folder (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
+    e.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
+    e.add_argument("--json", action="store_true", help="print one JSON object (counts, bytes, seconds) instead of a table")
     e.set_defaults(func=_export)
     m = dsub.add_parser("meds-mapping", help="print the MEDS mapping (the default, or FILE merged over it) as "
                                              "a template for --meds-config")
@@ -70,6 +75,10 @@ def _synth(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     counts = generate(out, patients=args.patients, seed=args.seed, progress=True)
+    if args.json:
+        print(json.dumps({"out": str(out), "patients": args.patients, "seed": args.seed, "rows": counts},
+                         indent=2, sort_keys=True))
+        return 0
     from tabulate import tabulate
 
     print(tabulate(sorted(counts.items()), headers=["file", "rows"], intfmt=","))
@@ -130,8 +139,6 @@ def _info(args: argparse.Namespace) -> int:
 
     spec = _data_spec(args)
     if not args.json:
-        import sys
-
         print(f"loading {spec} (parsed once, then read from the cache) ...", file=sys.stderr, flush=True)
     # the report is printed below (or returned as JSON), so load quietly
     cohort = load_source(spec, cache_dir=args.cache_dir, progress=False)
@@ -162,8 +169,6 @@ def _signal(args: argparse.Namespace) -> int:
                          "synthetic sources have (use synthetic[:small|default|mimic])")
     tasks = SIGNAL_TASKS if not args.tasks else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if not args.json:
-        import sys
-
         print(f"fitting the oracle on {args.data} ...", file=sys.stderr, flush=True)
     report = task_signal(args.data, tasks=tasks, split_seed=args.split_seed, cache_dir=args.cache_dir)
     if args.json:
@@ -186,7 +191,6 @@ def _signal(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import sys
     import time
 
     from mingle_bench.data.meds_export import DEFAULT_SHARD_SIZE, FAMILIES, check_out_dir, export_meds
@@ -202,6 +206,10 @@ def _export(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     counts = export_meds(cohort, out, shard_size=shard_size, force=args.force, progress=True)
     seconds = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({"out": str(out), "source": cohort.source, "seconds": round(seconds, 3), "counts": counts},
+                         indent=2, sort_keys=True, default=int))
+        return 0
     from tabulate import tabulate
 
     rows = [(f"{k} events", counts[k]) for k in FAMILIES]

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from mingle_bench.commands import CACHE_DIR_HELP
 from mingle_bench.encoders.precision import PRECISIONS
 from mingle_bench.io import STALE_STAGING_MINUTES
 
@@ -29,8 +30,9 @@ def register(sub) -> None:
                                        "cohorts/, synthetic/.")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     info = cache_sub.add_parser("info", help="namespaces, entries and sizes (plus other cache folders' sizes)")
-    info.add_argument("--root", help="embedding cache folder (default: <cache root>/embeddings)")
-    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP + "; the embeddings are in its embeddings/")
+    info.add_argument("--root", help=argparse.SUPPRESS)  # the embedding folder itself (the old spelling; hidden)
+    info.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     info.set_defaults(func=_cache_info)
     clear = cache_sub.add_parser("clear", help="delete cached embeddings (default), cohorts (--cohorts) or both (--all)",
                                  description=CLEAR_DESCRIPTION)
@@ -41,14 +43,13 @@ def register(sub) -> None:
                       help="parsed cohorts ($MINGLE_CACHE/cohorts) and generated synthetic data ($MINGLE_CACHE/synthetic)")
     what.add_argument("--all", dest="what", action="store_const", const="all", help="embeddings and cohorts")
     clear.set_defaults(what="embeddings")
-    clear.add_argument("--root", help="embedding cache folder (default: <cache root>/embeddings)")
-    clear.add_argument("--cache-dir", default=None,
-                       help="cache root holding cohorts/ and synthetic/ (default $MINGLE_CACHE, else "
-                            "$XDG_CACHE_HOME/mingle-bench, else ~/.cache/mingle-bench)")
+    clear.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP + " (holding embeddings/, cohorts/, synthetic/)")
+    clear.add_argument("--root", help=argparse.SUPPRESS)  # the embedding folder itself (the old spelling; hidden)
     clear.add_argument("--wait", action="store_true",
                        help="if other processes use the cache, wait for them to finish (default: refuse, naming them)")
     clear.add_argument("--stale-minutes", type=float, default=STALE_STAGING_MINUTES,
                        help=f"remove leftover staging folders untouched for this long (default {STALE_STAGING_MINUTES:g})")
+    clear.add_argument("--json", action="store_true", help="print one JSON object (what was removed and freed)")
     clear.set_defaults(func=_cache_clear)
     cache.set_defaults(func=lambda args: (cache.print_help(), 2)[1])
 
@@ -66,14 +67,21 @@ def register(sub) -> None:
     prof.add_argument("--precision", default="fp32", metavar="P[,P...]",
                       help="compute precisions to profile, comma-separated from fp32, bf16, auto (default fp32); "
                            "with fp32 in the list, the others report their speedup and min cosine vs fp32")
-    prof.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' = stdout only)")
+    prof.add_argument("--json", nargs="?", const=True, default=False, metavar="",
+                      help="print the results as one JSON object on stdout instead of the table")
+    prof.add_argument("--out", default=None, metavar="PATH", help="also write the results as JSON to PATH")
     prof.set_defaults(func=_profile)
 
 
 def _root(args):
+    """The embedding cache: ``--root`` (the folder itself; hidden, the old spelling), else
+    ``<--cache-dir>/embeddings``, else the default cache root's."""
     from mingle_bench.encoders.cache import EmbeddingCache
+    from mingle_bench.io import cache_root
 
-    return EmbeddingCache(args.root)
+    if getattr(args, "root", None):
+        return EmbeddingCache(args.root)
+    return EmbeddingCache(cache_root(args.cache_dir) / "embeddings" if getattr(args, "cache_dir", None) else None)
 
 
 def _fmt_bytes(n: int) -> str:
@@ -192,16 +200,24 @@ def _clear_locked(args) -> int:
     from mingle_bench.io import cache_root
 
     root = cache_root(args.cache_dir)
+    report: dict = {"cache_root": str(root), "cleared": args.what}
+    say = (lambda _m: None) if getattr(args, "json", False) else print
     if args.what in ("embeddings", "all"):
         cache = _root(args)
         freed = cache.clear()
-        print(f"cleared {cache.root} ({_fmt_bytes(freed)} freed)")
+        report["embeddings"] = {"folder": str(cache.root), "bytes_freed": int(freed)}
+        say(f"cleared {cache.root} ({_fmt_bytes(freed)} freed)")
     removed, stale, freed = clear_data_caches(root, everything=args.what in ("cohorts", "all"),
                                               stale_minutes=args.stale_minutes)
     if args.what in ("cohorts", "all"):
-        print(f"cleared {root / 'cohorts'} and {root / 'synthetic'} ({removed} entries, {_fmt_bytes(freed)} freed)")
+        report["cohorts"] = {"folders": [str(root / "cohorts"), str(root / "synthetic")], "entries_removed": removed,
+                             "bytes_freed": int(freed)}
+        say(f"cleared {root / 'cohorts'} and {root / 'synthetic'} ({removed} entries, {_fmt_bytes(freed)} freed)")
+    report["stale_staging_removed"] = stale
     if stale:
-        print(f"removed {stale} leftover staging folder(s) of killed loads under {root}")
+        say(f"removed {stale} leftover staging folder(s) of killed loads under {root}")
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=2))
     return 0
 
 
@@ -224,6 +240,15 @@ def parse_precisions(text: str) -> list[str]:
 def _profile(args) -> int:
     from mingle_bench.commands import CLIError
 
+    if isinstance(args.json, str):  # the old spelling: --json PATH wrote a file ('-': stdout only)
+        if args.json != "-":
+            if args.out:
+                raise CLIError(f"--json {args.json}: give the path once, as --out PATH")
+            print(f"mingle-bench profile-encoder: warning: --json PATH is deprecated; use --out {args.json} "
+                  "(--json alone prints to stdout)", file=sys.stderr)
+            args.out, args.json = args.json, False
+        else:
+            args.json = True
     for name in ("names", "notes", "note_words", "repeats"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
@@ -239,13 +264,13 @@ def _profile(args) -> int:
     encoders = {p: load_encoder(args.encoder, precision=p, **device) for p in precisions}
     result = profile_precisions(encoders, n_names=args.names, n_notes=args.notes, note_words=args.note_words,
                                 repeats=args.repeats, batch_tokens=args.batch_tokens)
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-        return 0
-    if args.json:
+    if args.out:
         from mingle_bench.io import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(result, indent=2))
+        atomic_write_text(args.out, json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
     from rich.console import Console
     from rich.table import Table
 

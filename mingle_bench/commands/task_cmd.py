@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from mingle_bench.commands import CACHE_DIR_HELP
+
 
 def register(sub) -> None:
     task = sub.add_parser("task", help="inspect prediction tasks (list, show samples)")
@@ -12,6 +14,7 @@ def register(sub) -> None:
     task.set_defaults(func=lambda args: (task.print_help(), 2)[1])
 
     lst = task_sub.add_parser("list", help="list the registered tasks with their labels and definition source")
+    lst.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     lst.set_defaults(func=_list)
 
     show = task_sub.add_parser(
@@ -31,8 +34,12 @@ def register(sub) -> None:
                       help="random (default): the seeded 7:1:2 patient split; meds: the MEDS subject splits")
     show.add_argument("--limit", type=int, default=None,
                       help="print at most N samples (default: all with --jsonl, 5 otherwise)")
-    show.add_argument("--jsonl", action="store_true",
-                      help="machine-readable output: only JSON lines on stdout, no summary")
+    out = show.add_mutually_exclusive_group()
+    out.add_argument("--jsonl", action="store_true",
+                     help="machine-readable output: only JSON lines on stdout (one per sample), no summary")
+    out.add_argument("--json", action="store_true",
+                     help="one JSON object on stdout: the summary (samples, exclusions, positives, split, "
+                          "vocabulary) and the samples")
     show.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level split (default 0)")
     show.add_argument("--code-types", default=None,
                       help="comma-separated input code types (diagnosis,procedure,medication,service)")
@@ -41,7 +48,7 @@ def register(sub) -> None:
     show.add_argument("--notes", choices=("default", "in-stay"), default="default",
                       help="note policy (default: the task's; in-stay: never a discharge summary)")
     show.add_argument("--no-texts", action="store_true", help="omit note texts (ids only)")
-    show.add_argument("--cache-dir", default=None, help="cache root (default $MINGLE_CACHE or ~/.cache/mingle-bench)")
+    show.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
     show.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     show.set_defaults(func=_show)
 
@@ -49,10 +56,14 @@ def register(sub) -> None:
 def _list(args: argparse.Namespace) -> int:
     from mingle_bench.tasks import get_task, list_tasks
 
-    for name in list_tasks():
-        t = get_task(name)
+    tasks = [get_task(name) for name in list_tasks()]
+    if args.json:
+        print(json.dumps({"tasks": [{"name": t.name, "labels": list(t.label_names), "code_types": list(t.code_types),
+                                     "reference": t.reference} for t in tasks]}, indent=2))
+        return 0
+    for t in tasks:
         labels = t.label_names[0] if len(t.label_names) == 1 else f"{len(t.label_names)} labels"
-        print(f"{name:12s} {labels:28s} {t.reference}")
+        print(f"{t.name:12s} {labels:28s} {t.reference}")
     return 0
 
 
@@ -83,16 +94,35 @@ def _show(args: argparse.Namespace) -> int:
     from mingle_bench.tasks import get_task
 
     task = get_task(args.task, notes=args.notes, **({"code_types": tuple(code_types)} if code_types else {}))
-    cohort = load_source(args.data, cache_dir=args.cache_dir, progress=not args.jsonl)
+    machine = args.jsonl or args.json
+    cohort = load_source(args.data, cache_dir=args.cache_dir, progress=not machine)
     vt = prepare_visits(cohort, task, split_seed=args.split_seed, graph_scope=args.graph_scope, split=args.split)
-    limit = args.limit if args.limit is not None else (None if args.jsonl else 5)
+    limit = args.limit if args.limit is not None else (None if machine else 5)
     out = sys.stdout
+    if args.json:
+        rows = list(sample_view(vt, cohort, limit=limit, with_texts=not args.no_texts))
+        print(json.dumps({"task": args.task, "data": args.data, "summary": summary(vt), "samples": rows},
+                         indent=2, ensure_ascii=False, default=str))
+        return 0
     if not args.jsonl:
         _print_summary(vt, args)
     for row in sample_view(vt, cohort, limit=limit, with_texts=not args.no_texts):
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
     out.flush()
     return 0
+
+
+def summary(vt) -> dict:
+    """The ``task show --json`` summary: samples, patients, exclusions, positives, split sizes,
+    the split manifest's sha256, the train-only vocabulary size and the unseen codes dropped."""
+    rep = vt.task_samples.report
+    return {
+        "samples": rep["samples"], "patients": rep["patients"], "excluded": dict(rep["excluded"]),
+        "label_info": dict(rep.get("label_info", {})), "positives": dict(rep["positives"]),
+        "split_patients": dict(vt.manifest.sizes()), "split_sha256": vt.manifest.sha256,
+        "vocabulary": len(vt.vocab), "unseen_codes": vt.report["unseen_codes"],
+        "inputs_dropped": {k: v for k, v in rep["inputs"].items() if v},
+    }
 
 
 def _print_summary(vt, args: argparse.Namespace) -> None:

@@ -219,13 +219,8 @@ def _fits(arm: str, passes: str, S: int, N: int, nnz: int, H: int, D: int, devic
     return ""
 
 
-def profile(sizes: list[str], device: str = "cpu", arms: list[str] = list(ARMS), passes: list[str] = list(PASSES),
-            repeats: int = 5, slope: float = 0.2, progress: Callable[[str], None] | None = None) -> tuple[list[Row], dict]:
-    """Run every (size, pass, arm); returns the rows and the machine/bandwidth header."""
-    from mingle_bench import ops
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is visible")
+def check_choices(sizes: list[str], arms: list[str], passes: list[str]) -> None:
+    """One line naming the flag for an unknown size, arm or pass (before any folder or timing)."""
     for s in sizes:
         if s not in SIZES:
             raise ValueError(f"--sizes: unknown size {s!r}; choose from {', '.join(SIZES)}")
@@ -235,6 +230,16 @@ def profile(sizes: list[str], device: str = "cpu", arms: list[str] = list(ARMS),
     for p in passes:
         if p not in PASSES:
             raise ValueError(f"--passes: unknown pass {p!r}; choose from {', '.join(PASSES)}")
+
+
+def profile(sizes: list[str], device: str = "cpu", arms: list[str] = list(ARMS), passes: list[str] = list(PASSES),
+            repeats: int = 5, slope: float = 0.2, progress: Callable[[str], None] | None = None) -> tuple[list[Row], dict]:
+    """Run every (size, pass, arm); returns the rows and the machine/bandwidth header."""
+    from mingle_bench import ops
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible")
+    check_choices(sizes, arms, passes)
     if "fused" in arms and not ops.fused_available(device):
         raise ValueError(f"the fused arm needs the compiled extension for {device} "
                          f"(build it with `pip install --no-build-isolation -e .`); or pass --arms reference,sparse")

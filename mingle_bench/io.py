@@ -371,7 +371,8 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
     ``os``, ``cpu`` (:func:`cpu_info`), ``cpu_cores``, ``torch``, ``torch_threads``,
     ``torch_cpu_capability`` (``torch.backends.cpu.get_cpu_capability()``: the ATen kernels' ISA,
     e.g. ``AVX2``/``AVX512``), the BLAS (:func:`torch_blas`), ``kernel_isa`` (:func:`kernel_isa`),
-    ``env`` (those of :data:`MATH_ENV_VARS` that are set), ``device`` and ``gpu`` (CUDA only)."""
+    ``env`` (those of :data:`MATH_ENV_VARS` that are set), ``math`` (the math mode in effect,
+    :func:`mingle_bench.mathmode.status`), ``device`` and ``gpu`` (CUDA only)."""
     info: dict[str, Any] = {"os": f"{platform.system()} {platform.machine()}", "cpu": cpu_info(),
                             "cpu_cores": os.cpu_count()}
     try:
@@ -382,6 +383,9 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
         info["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
         info.update(torch_blas())
         info["kernel_isa"] = kernel_isa()
+        from mingle_bench.mathmode import status as math_status
+
+        info["math"] = math_status()
         if device and device.startswith("cuda") and torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:  # pragma: no cover
@@ -413,6 +417,8 @@ def machine_description(device: str | None = None, info: dict[str, Any] | None =
         parts.append(f"torch {info['torch']}, {info.get('torch_threads')} threads, CPU capability "
                      f"{info.get('torch_cpu_capability')}, BLAS {info.get('blas', 'unknown')}")
         parts.append(f"kernel ISA {info.get('kernel_isa')}")
+    if info.get("math"):
+        parts.append(f"math {info['math'].get('mode')}")
     if info.get("gpu"):
         parts.append(f"GPU {info['gpu']}")
     if info.get("env"):

@@ -239,6 +239,19 @@ def macro_aupr(yt: np.ndarray, yp: np.ndarray) -> float:
     return float(ap.mean())
 
 
+#: probabilities that spread less than this per label are one constant prediction (torch's float32
+#: sigmoid of one constant logit can differ by an ulp with the position in the tensor)
+CONSTANT_ATOL = 1e-6
+
+
+def predictions_constant(probs) -> bool:
+    """Whether every label's predictions are one value (within :data:`CONSTANT_ATOL`): a predictor
+    that ranks nothing (the ``prior`` reference by design, or a collapsed model)."""
+    p = np.asarray(probs, dtype=np.float64)
+    p = p[:, None] if p.ndim == 1 else p
+    return bool(p.size) and bool((np.ptp(p, axis=0) <= CONSTANT_ATOL).all())
+
+
 def is_better(metric: str, a: float, b: float) -> bool:
     """True when value ``a`` is strictly better than ``b`` for ``metric`` (nan never wins)."""
     if math.isnan(a):

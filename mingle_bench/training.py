@@ -224,7 +224,7 @@ def _saturated_share(probs: np.ndarray) -> float:
 
 
 def fit(
-    model_name: str,
+    model_name: str | type,
     data,
     hparams: dict[str, Any] | None = None,
     seed: int = 0,
@@ -233,7 +233,11 @@ def fit(
     monitor: str = "aupr",
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
-    """Train ``model_name`` on ``data`` and return the best-validation-step model (see module doc)."""
+    """Train ``model_name`` on ``data`` and return the best-validation-step model (see module doc).
+
+    ``model_name`` is a registered name or a model class itself (an
+    :class:`~mingle_bench.models.base.EHRModel` subclass, registered or not), so a model under
+    development trains without registering it."""
     from mingle_bench.zoo import get_model
 
     budget = budget or Budget()
@@ -246,7 +250,8 @@ def fit(
         raise ValueError("the train and validation splits must be non-empty "
                          f"(train={data.split_idx['train'].numel()}, val={data.split_idx['val'].numel()})")
     dev = resolve_device(device, what="device")
-    cls = get_model(model_name)
+    cls = model_name if isinstance(model_name, type) else get_model(model_name)
+    model_name = model_name if isinstance(model_name, str) else (getattr(cls, "name", "") or cls.__name__)
     hp = cls.resolve_hparams(hparams)
     if monitor != "loss":
         from mingle_bench.metrics import HIGHER_IS_BETTER
@@ -285,7 +290,9 @@ def fit(
     val_metrics, val_probs = _evaluate(model, data, "val")
     test_probs, _ = predict(model, data.split_idx["test"])
     _check_restored(model_name, best_step, val_metrics["loss"], loss_limit, val_probs, test_probs)
-    if test_probs.size and bool((np.ptp(test_probs, axis=0) == 0).all()):
+    from mingle_bench.metrics import predictions_constant
+
+    if predictions_constant(test_probs):
         flags.append(flag("constant_predictions", "every test probability is the same value"
                                                   + (" per label" if test_probs.shape[1] > 1 else "")
                                                   + f" ({', '.join(f'{v:.4g}' for v in test_probs[0][:3])}"

@@ -160,7 +160,7 @@ def test_constant_predictions_are_flagged(toy, monkeypatch):
 def _run(tmp_path, **kw):
     from mingle_bench.runner import RunConfig, run_benchmark
 
-    cfg = RunConfig(task="mortality", data="synthetic:toy", models=kw.pop("models", ("retain",)), seeds=[0],
+    cfg = RunConfig(task="mortality", data="synthetic:small", models=kw.pop("models", ("retain",)), seeds=[0],
                     out=str(tmp_path), max_steps=20, eval_every=5, patience=3, progress=False, reference=None,
                     n_boot=0, hparam_overrides=kw.pop("overrides", {"retain": RETAIN_TINY}), **kw)
     return run_benchmark(cfg)

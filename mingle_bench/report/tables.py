@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from tabulate import tabulate
 
-from mingle_bench.metrics import HIGHER_IS_BETTER, MACRO_METRICS, METRIC_LABELS, METRIC_NAMES
+from mingle_bench.metrics import HIGHER_IS_BETTER, MACRO_METRICS, METRIC_LABELS, METRIC_NAMES, predictions_constant
 from mingle_bench.io import atomic_write_text
 from mingle_bench.results import (COMPARISON_FILE, CONFIG_FILE, labels_path, load_array, load_runs, preds_path,
                                   read_json, read_json_object)
@@ -85,7 +85,7 @@ def cell_marks(record: dict, folder: str | os.PathLike | None = None, threshold:
         probs = probs[:, None] if probs.ndim == 1 else probs
         if probs.size:
             if flags is None:  # written before cells carried flags: the same rule as the trainer's
-                out["constant"] = bool((np.ptp(probs, axis=0) == 0).all())
+                out["constant"] = predictions_constant(probs)
             pred = probs >= threshold
             out["one_sided"] = bool((pred.all(axis=0) | (~pred).all(axis=0)).all())
             missing = [m for m in METRIC_NAMES if m not in out["metrics"]]

@@ -1,0 +1,87 @@
+"""The CPU math mode (mingle_bench/mathmode.py): ``reproducible`` pins torch's AVX2 kernels and MKL's
+AVX2 branch before torch is imported, so training runs the same kernels on every x86-64 CPU with AVX2."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mingle_bench import mathmode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return " avx2" in f.read()
+    except OSError:
+        return False
+
+
+def test_take_from_argv(monkeypatch):
+    monkeypatch.delenv("MINGLE_MATH", raising=False)
+    assert mathmode.take_from_argv(["run", "--task", "los"]) == ("reproducible", ["run", "--task", "los"])
+    assert mathmode.take_from_argv(["run", "--math", "native", "--task", "los"]) == ("native", ["run", "--task", "los"])
+    assert mathmode.take_from_argv(["--math=native", "run"]) == ("native", ["run"])
+    monkeypatch.setenv("MINGLE_MATH", "native")
+    assert mathmode.take_from_argv(["run"])[0] == "native"
+    assert mathmode.take_from_argv(["run", "--math", "reproducible"])[0] == "reproducible"  # the flag wins
+    with pytest.raises(mathmode.MathModeError, match=r"--math must be one of reproducible, native, got 'fast'"):
+        mathmode.take_from_argv(["--math", "fast"])
+    with pytest.raises(mathmode.MathModeError, match="needs a value"):
+        mathmode.take_from_argv(["run", "--math"])
+    monkeypatch.setenv("MINGLE_MATH", "x")
+    with pytest.raises(mathmode.MathModeError, match=r"\$MINGLE_MATH must be one of"):
+        mathmode.take_from_argv(["run"])
+
+
+def test_bad_mode_is_one_line(capsys):
+    from mingle_bench.cli import main
+
+    assert main(["--math", "fast", "models"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["mingle-bench: error: --math must be one of reproducible, native, got 'fast'"]
+
+
+def test_too_late_in_a_process_that_imported_torch():
+    import torch  # noqa: F401  (the test process has imported it)
+
+    before = {k: os.environ.get(k) for k in mathmode.PINNED_ENV}
+    st = mathmode.apply("reproducible")
+    assert st["applied"] is False and "imported" in st["reason"]
+    assert {k: os.environ.get(k) for k in mathmode.PINNED_ENV} == before  # nothing half-set
+    s = mathmode.status()
+    if s["torch_cpu_capability"] != "AVX2":
+        assert s["mode"] == "native" and "imported" in s["reason"]
+
+
+def _fresh(code: str, env_extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MINGLE_MATH")}
+    env.update(env_extra or {})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not _has_avx2(), reason="this CPU has no AVX2: the reproducible mode falls back to DEFAULT kernels")
+def test_reproducible_mode_pins_the_kernels_in_a_fresh_process():
+    st = _fresh("import json; from mingle_bench.cli import main; import contextlib, io\n"
+                "with contextlib.redirect_stdout(io.StringIO()): main(['models'])\n"
+                "from mingle_bench import mathmode; print(json.dumps(mathmode.status()))")
+    assert st == {"requested": "reproducible", "mode": "reproducible", "torch_cpu_capability": "AVX2",
+                  "mkl_cbwr": "AVX2,STRICT"}
+    native = _fresh("import json; from mingle_bench import mathmode; mathmode.apply('native'); import torch\n"
+                    "print(json.dumps(mathmode.status()))")
+    assert native["requested"] == "native" and native["mkl_cbwr"] is None
+
+
+def test_machine_info_records_the_mode():
+    from mingle_bench.io import machine_description, machine_info
+
+    info = machine_info("cpu")
+    assert info["math"]["mode"] in mathmode.MODES and "torch_cpu_capability" in info["math"]
+    assert f"math {info['math']['mode']}" in machine_description("cpu", info)

@@ -12,9 +12,11 @@ but which kernels run depends on the CPU, and the hypergraph models' low bits de
   changes the same three models' predictions on that CPU. MKL's Conditional Numerical
   Reproducibility pins one branch, whose results MKL documents as the same on every CPU that
   supports it.
-* **oneDNN's ISA** (``ONEDNN_MAX_CPU_ISA``) and **our op's kernels**: no effect on these fp32 runs
-  (oneDNN is not on their path; our op dispatches AVX2+FMA on every CPU that has it, whatever
-  else the CPU has, and ``MINGLE_CPU_ISA=base`` forces its scalar kernels).
+* **oneDNN's ISA** (``ONEDNN_MAX_CPU_ISA=AVX2``): no effect on these fp32 runs (oneDNN is not on
+  their path).
+* **Our op's kernels**: ``MINGLE_CPU_ISA=base`` (its scalar kernels) changes the predictions too,
+  but the op dispatches its AVX2+FMA kernels on every CPU that has them, whatever else the CPU
+  has, so on AVX2 machines they are already the same everywhere.
 
 ``reproducible`` therefore pins ``ATEN_CPU_CAPABILITY=avx2`` and ``MKL_CBWR=AVX2,STRICT``
 (:data:`PINNED_ENV`) before torch is imported, so the same inputs run the same kernels on every

@@ -44,6 +44,7 @@ class GBM(EHRModel):
     sklearn = True
     reads_history = True   # code counts over the visits up to the index visit
     requires = ("sample_note_texts",)
+    tiny_hparams: dict[str, Any] = {"min_data_in_leaf": 3, "n_estimators": 50}  # tests
     default_hparams: dict[str, Any] = {
         "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20, "feature_fraction": 0.8, "lambda_l2": 1.0,
         "n_estimators": 500, "early_stopping_rounds": 50, "num_threads": 1, **TFIDF_DEFAULTS,

@@ -51,6 +51,7 @@ class Gram(EHRModel):
     uses_op = True
     reads_history: ClassVar[bool] = True   # the visits before the index visit (unless history=False)
     # EHRModel's trainer defaults are the original's (L2 1e-3, batch 100; Adam lr 1e-3)
+    tiny_hparams: dict[str, Any] = {"emb_dim": 16, "rnn_hidden": 16, "attn_dim": 16}  # tests
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "rnn_hidden": 128, "attn_dim": 128, "dropout": 0.5, "ccs_path": None, "impl": "auto",
     }

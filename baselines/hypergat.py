@@ -121,6 +121,7 @@ class HyperGAT(EHRModel):
     full_graph = True
     uses_op = True
     # over EHRModel's trainer defaults: L2 1e-6 (the original's); batch_size 0: full graph
+    tiny_hparams: dict[str, Any] = {"hidden": 16}  # tests
     default_hparams: dict[str, Any] = {
         "hidden": 100, "layers": 2, "dropout": 0.3, "negative_slope": 0.2, "readout_norm": "batch", "impl": "auto",
         "weight_decay": 1e-6, "batch_size": 0,

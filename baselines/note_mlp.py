@@ -24,6 +24,7 @@ from mingle_bench.models.registry import register_model
 @register_model("note-mlp", family="reference", display="Note MLP")
 class NoteMLP(EHRModel):
     requires = ("visit_note_emb",)
+    tiny_hparams: dict[str, Any] = {"hidden": 16}  # tests
     default_hparams: dict[str, Any] = {"hidden": 128, "layers": 2, "dropout": 0.3, "weight_decay": 1e-4, "batch_size": 64}
     search_ranges = {"hidden": choice(64, 128, 256), "layers": integer(1, 3), "dropout": uniform(0.0, 0.6)}
 

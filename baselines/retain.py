@@ -46,6 +46,7 @@ WIDTHS = choice(64, 128, 256)
 class Retain(EHRModel):
     reads_history: ClassVar[bool] = True   # the visits before the index visit (unless history=False)
     # EHRModel's trainer defaults are the original's (lr 1e-3, L2 1e-3, batch 100)
+    tiny_hparams: dict[str, Any] = {"emb_dim": 16, "alpha_hidden": 16, "beta_hidden": 16}  # tests
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "alpha_hidden": 128, "beta_hidden": 128,
         "dropout_emb": 0.5, "dropout_context": 0.5, "use_time": True,

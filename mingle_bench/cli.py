@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark MINGLE and baselines on multimodal EHR tasks.",
     )
     parser.add_argument("--version", action="version", version=f"mingle-bench {__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="PATH.py|MODULE",
+                        help="import a module that registers models, tasks, data sources or encoders before the "
+                             "command runs; repeatable, also after the command (docs/extending.md)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -204,16 +207,18 @@ def _stdout_is_broken() -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run one ``mingle-bench`` command; returns its exit status (0 success, 1 failure, 2 usage,
     130 interrupted by Ctrl-C, 141 stdout closed early)."""
-    from mingle_bench import mathmode
+    from mingle_bench.plugins import PluginError, load_plugin, take_plugin_args
 
-    try:  # before anything imports torch: the math mode pins the CPU kernels (mingle_bench/mathmode.py)
-        mode, argv = mathmode.take_from_argv(list(sys.argv[1:] if argv is None else argv))
-    except mathmode.MathModeError as exc:
+    try:  # --plugin modules register their names before the parsers list the registries' choices
+        plugins, argv = take_plugin_args(sys.argv[1:] if argv is None else argv)
+        for spec in plugins:
+            load_plugin(spec)
+    except PluginError as exc:
         print(f"mingle-bench: error: {exc}", file=sys.stderr)
-        return 2
-    mathmode.apply(mode)
+        return 1
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.plugin = plugins  # recorded in the command line of the results (run_cmd.command_of)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

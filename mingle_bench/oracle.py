@@ -39,7 +39,21 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-SIGNAL_TASKS: tuple[str, ...] = ("mortality", "los", "phenotype", "readmission", "cvd")
+
+
+def signal_tasks() -> tuple[str, ...]:
+    """Every registered task (the task registry is the one list; plugins' tasks included)."""
+    from mingle_bench.tasks import list_tasks
+
+    return tuple(list_tasks())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SIGNAL_TASKS":  # read from the registry when asked, so a plugin's task is in it
+        return signal_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 CATEGORICAL = ("sex", "social", "event")
 NOT_FEATURES = ("subject_id", "hadm_id", "visit", "a1c")  # ids; a1c is summarised by poor_a1c
 
@@ -136,11 +150,13 @@ def oracle_for_task(cohort, latents: pd.DataFrame, task: str, split_seed: int = 
     return out
 
 
-def task_signal(spec: str = "synthetic", tasks: Sequence[str] = SIGNAL_TASKS, split_seed: int = 0,
+def task_signal(spec: str = "synthetic", tasks: Sequence[str] | None = None, split_seed: int = 0,
                 cache_dir: str | os.PathLike | None = None, progress: bool = False) -> dict[str, Any]:
     """``{"source": spec, "split_seed": seed, "tasks": {task: oracle_for_task(...)}}`` for a
     synthetic source. Raises ValueError for any other source (it has no latents)."""
     from mingle_bench.data.sources import DEFAULT_SEED, load_source, parse_spec, synthetic_dir
+
+    tasks = signal_tasks() if tasks is None else tasks
 
     kind, size, seed = parse_spec(spec)
     if kind != "synthetic":

@@ -14,14 +14,6 @@ EXPECTED = {"mingle", "mingle-no-concept", "mingle-no-notes", "hypehr", "mingle-
             "mingle-gated", "mingle-sum", "retain", "gram", "hypergat", "logreg", "note-mlp", "transformer",
             "prior", "tfidf-lr", "codes-notes-lr", "gbm", "retain-index", "gram-index"}
 ALL = list_models()
-SMALL = {  # tiny widths keep the suite fast; the defaults are exercised in test_default_hparams_build
-    "mingle": {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8},
-    "hypergat": {"hidden": 16}, "retain": {"emb_dim": 16, "alpha_hidden": 16, "beta_hidden": 16},
-    "gram": {"emb_dim": 16, "rnn_hidden": 16, "attn_dim": 16}, "note-mlp": {"hidden": 16},
-    "transformer": {"emb_dim": 16, "heads": 2, "ff_dim": 32, "layers": 1}, "logreg": {},
-    "prior": {}, "tfidf-lr": {}, "codes-notes-lr": {}, "gbm": {"min_data_in_leaf": 3, "n_estimators": 50},
-}
-SMALL["retain-index"], SMALL["gram-index"] = SMALL["retain"], SMALL["gram"]
 SKLEARN = [m for m in ALL if getattr(get_model(m), "sklearn", False)]
 
 
@@ -29,9 +21,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_hparams(name: str) -> dict:
+    """The model's own ``tiny_hparams`` (tiny widths keep the suite fast; the defaults are exercised
+    in test_default_hparams_build), less those a variant fixes."""
     cls = get_model(name)
-    base = "mingle" if "mingle" in name or name == "hypehr" else name
-    return {k: v for k, v in SMALL[base].items() if k in cls.default_hparams}
+    return {k: v for k, v in cls.tiny_hparams.items() if k in cls.default_hparams and k not in cls.variant_overrides}
 
 
 @pytest.fixture(scope="module")

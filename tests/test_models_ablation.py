@@ -9,7 +9,7 @@ import torch
 from mingle_bench.profiling.random_task_data import make_random_task_data
 from mingle_bench.zoo import get_model
 
-SMALL = {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8}
+SMALL = get_model("mingle").tiny_hparams
 INPUTS = ("structural", "concept_emb", "visit_note_emb")
 READS = {
     "mingle": {"structural", "concept_emb", "visit_note_emb"},

@@ -9,20 +9,10 @@ import torch
 from mingle_bench.zoo import get_model, list_models
 from mingle_bench.training import Budget, fit
 
-SMALL = {
-    "mingle": {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8},
-    "hypergat": {"hidden": 16}, "retain": {"emb_dim": 16, "alpha_hidden": 16, "beta_hidden": 16},
-    "gram": {"emb_dim": 16, "rnn_hidden": 16, "attn_dim": 16}, "note-mlp": {"hidden": 16},
-    "transformer": {"emb_dim": 16, "heads": 2, "ff_dim": 32, "layers": 1}, "logreg": {},
-    "prior": {}, "tfidf-lr": {}, "codes-notes-lr": {}, "gbm": {"n_estimators": 20},
-}
-SMALL["retain-index"], SMALL["gram-index"] = SMALL["retain"], SMALL["gram"]
-
-
 def small(name: str) -> dict:
-    base = "mingle" if "mingle" in name or name == "hypehr" else name
+    """The model's own ``tiny_hparams``, less those a variant fixes."""
     cls = get_model(name)
-    return {k: v for k, v in SMALL[base].items() if k in cls.default_hparams}
+    return {k: v for k, v in cls.tiny_hparams.items() if k in cls.default_hparams and k not in cls.variant_overrides}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

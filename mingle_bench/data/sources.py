@@ -11,7 +11,11 @@
 - ``meds:DIR`` or ``meds:DIR;config=FILE``: a MEDS folder (``data/**/*.parquet`` and
   ``metadata/``) read with the default MIMIC-IV MEDS ETL conventions or those of a mapping file
   (:mod:`mingle_bench.data.meds`, :mod:`mingle_bench.data.meds_mapping`); its cohort key also
-  covers the mapping's settings, so an edited mapping rebuilds the cohort.
+  covers the mapping's settings, so an edited mapping rebuilds the cohort;
+- ``KIND:ARG`` of a plugin that called :func:`register_source` (entry-point group
+  ``mingle_bench.sources`` or ``--plugin``; docs/extending.md).
+
+The kinds are one registry (:class:`SourceKind`, :func:`register_source`, :func:`list_sources`).
 
 Caches live under the cache root, ``$MINGLE_CACHE`` (else ``$XDG_CACHE_HOME/mingle-bench``, else
 ``~/.cache/mingle-bench``: :func:`mingle_bench.io.cache_root`)::
@@ -34,10 +38,13 @@ import os
 import shutil
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from mingle_bench.data.cohort import Cohort, CorruptCache
 from mingle_bench.io import atomic_write_text, cache_root, staged_dir, sweep_stale_staging
+from mingle_bench.plugins import load_group
 
 SIZES = {"small": 200, "default": 2000, "mimic": 46000}
 DEFAULT_SEED = 0
@@ -54,39 +61,125 @@ def loader_fingerprint() -> str:
     for name in _LOADER_MODULES:
         h.update((here / name).read_bytes())
     return f"{LOADER_VERSION}-{h.hexdigest()}"
-KINDS = ("synthetic", "mimic3", "mimic4", "meds")
-EXPECTED = "synthetic[:SIZE], mimic3:DIR, mimic4:DIR, meds:DIR[;config=FILE]"
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of ``--data`` spec (``KIND:ARG``), the one registry of sources.
+
+    ``parse(arg, spec) -> (arg, seed)`` checks the argument (a ``ValueError`` naming ``spec``);
+    ``data_id(arg, seed, cache_root) -> str`` names the results folder; ``load(arg, seed,
+    cache_root, progress) -> Cohort`` reads it. The built-in kinds (``load`` ``None``) are read
+    by :func:`load_source` itself, with the content-addressed cohort cache; a plugin's kind
+    brings its own ``load`` (and caching, if it wants one)."""
+
+    name: str
+    usage: str
+    parse: Callable[[str, str], tuple[str, int]]
+    data_id: Callable[[str, int, Path], str] | None = None
+    load: Callable[[str, int, Path, bool], Cohort] | None = None
+
+
+_SOURCES: dict[str, SourceKind] = {}
+
+
+def register_source(name: str, *, usage: str | None = None, parse: Callable[[str, str], tuple[str, int]] | None = None,
+                    data_id: Callable[[str, int, Path], str] | None = None,
+                    load: Callable[[str, int, Path, bool], Cohort] | None = None,
+                    builtin: bool = False) -> SourceKind:
+    """Register a source kind: ``--data NAME:ARG`` then reaches ``load(arg, seed, cache_root,
+    progress)``, which returns a :class:`~mingle_bench.data.cohort.Cohort`. ``parse`` defaults to
+    "the argument is required"; ``data_id`` to ``NAME-<sha256 of ARG, 8 hex digits>``. A name is
+    registered once (``ValueError`` otherwise)."""
+    if not name or name != name.strip().lower() or ":" in name:
+        raise ValueError(f"source kind must be a non-empty lower-case name without ':', got {name!r}")
+    if name in _SOURCES:
+        raise ValueError(f"source kind {name!r} is already registered")
+    if load is None and not builtin:
+        raise ValueError(f"source kind {name!r}: register_source needs load(arg, seed, cache_root, progress)")
+
+    def needs_arg(arg: str, spec: str) -> tuple[str, int]:
+        if not arg:
+            raise ValueError(f"--data {spec!r}: {name} needs an argument ({usage or name + ':ARG'})")
+        return arg, 0
+
+    def default_id(arg: str, seed: int, root: Path) -> str:  # noqa: ARG001
+        return f"{name}-{hashlib.sha256(arg.encode()).hexdigest()[:8]}"
+
+    kind = SourceKind(name, usage or f"{name}:ARG", parse or needs_arg, data_id or default_id, load)
+    _SOURCES[name] = kind
+    return kind
+
+
+def list_sources() -> list[str]:
+    """The registered source kinds (plugins' included), built-in ones first."""
+    load_group("mingle_bench.sources")
+    return list(_SOURCES)
+
+
+def expected() -> str:
+    """The usage of every source kind, for error messages and ``--help``."""
+    return ", ".join(_SOURCES[k].usage for k in list_sources())
+
+
+def _parse_synthetic(arg: str, spec: str) -> tuple[str, int]:
+    size, _, seed_s = arg.partition(":")
+    size = size or "default"
+    if size not in SIZES:
+        raise ValueError(f"--data {spec!r}: unknown synthetic size {size!r}; choose one of {sorted(SIZES)}")
+    try:
+        seed = int(seed_s) if seed_s else DEFAULT_SEED
+    except ValueError:
+        raise ValueError(f"--data {spec!r}: synthetic seed {seed_s!r} is not an integer") from None
+    return size, seed
+
+
+def _parse_folder(kind: str) -> Callable[[str, str], tuple[str, int]]:
+    def parse(arg: str, spec: str) -> tuple[str, int]:
+        if not arg:
+            raise ValueError(f"--data {spec!r}: {kind} needs a folder, e.g. {kind}:/path/to/{kind}")
+        return arg, 0
+    return parse
+
+
+def _parse_meds(arg: str, spec: str) -> tuple[str, int]:
+    from mingle_bench.data.meds_mapping import split_meds_arg
+
+    directory, _config = split_meds_arg(arg)
+    if not directory:
+        raise ValueError(f"--data {spec!r}: meds needs a folder, e.g. meds:/path/to/meds "
+                         "(or meds:DIR;config=FILE with a mapping file)")
+    return arg, 0
+
+
+def _synthetic_id(arg: str, seed: int, root: Path) -> str:  # noqa: ARG001
+    return f"synthetic-{arg}" + ("" if seed == DEFAULT_SEED else f"-s{seed}")
+
+
+def _folder_id(kind: str) -> Callable[[str, int, Path], str]:
+    def data_id_(arg: str, seed: int, root: Path) -> str:  # noqa: ARG001
+        return f"{kind}-{content_hash(source_files(kind, Path(arg).expanduser()), root)[:8]}"
+    return data_id_
+
+
+def _meds_id(arg: str, seed: int, root: Path) -> str:  # noqa: ARG001
+    return f"meds-{_meds_source(arg, root)[2][:8]}"
+
+
+register_source("synthetic", usage="synthetic[:SIZE]", parse=_parse_synthetic, data_id=_synthetic_id, builtin=True)
+register_source("mimic3", usage="mimic3:DIR", parse=_parse_folder("mimic3"), data_id=_folder_id("mimic3"), builtin=True)
+register_source("mimic4", usage="mimic4:DIR", parse=_parse_folder("mimic4"), data_id=_folder_id("mimic4"), builtin=True)
+register_source("meds", usage="meds:DIR[;config=FILE]", parse=_parse_meds, data_id=_meds_id, builtin=True)
 
 
 def parse_spec(spec: str) -> tuple[str, str, int]:
     """Split a source spec into (kind, argument, seed). Raises ValueError naming the spec."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"--data: empty source spec; expected one of {EXPECTED}")
+        raise ValueError(f"--data: empty source spec; expected one of {expected()}")
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
-    if kind == "synthetic":
-        size, _, seed_s = arg.partition(":")
-        size = size or "default"
-        if size not in SIZES:
-            raise ValueError(f"--data {spec!r}: unknown synthetic size {size!r}; choose one of {sorted(SIZES)}")
-        try:
-            seed = int(seed_s) if seed_s else DEFAULT_SEED
-        except ValueError:
-            raise ValueError(f"--data {spec!r}: synthetic seed {seed_s!r} is not an integer") from None
-        return kind, size, seed
-    if kind in ("mimic3", "mimic4"):
-        if not arg:
-            raise ValueError(f"--data {spec!r}: {kind} needs a folder, e.g. {kind}:/path/to/{kind}")
-        return kind, arg, 0
-    if kind == "meds":
-        from mingle_bench.data.meds_mapping import split_meds_arg
-
-        directory, _config = split_meds_arg(arg)
-        if not directory:
-            raise ValueError(f"--data {spec!r}: meds needs a folder, e.g. meds:/path/to/meds "
-                             "(or meds:DIR;config=FILE with a mapping file)")
-        return kind, arg, 0
-    raise ValueError(f"--data {spec!r}: unknown source kind {kind!r}; expected one of {EXPECTED}")
+    if kind not in list_sources():
+        raise ValueError(f"--data {spec!r}: unknown source kind {kind!r}; expected one of {expected()}")
+    arg, seed = _SOURCES[kind].parse(arg, spec)
+    return kind, arg, seed
 
 
 def source_files(kind: str, directory: Path) -> dict[str, Path]:
@@ -145,12 +238,7 @@ def data_id(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
     ``synthetic-small-s7`` (non-default seed), ``mimic3-<hash8>``, ``mimic4-<hash8>``, ``meds-<hash8>``
     (the MEDS hash covers the mapping too)."""
     kind, arg, seed = parse_spec(spec)
-    if kind == "synthetic":
-        return f"synthetic-{arg}" + ("" if seed == DEFAULT_SEED else f"-s{seed}")
-    root = cache_root(cache_dir)
-    if kind == "meds":
-        return f"meds-{_meds_source(arg, root)[2][:8]}"
-    return f"{kind}-{content_hash(source_files(kind, Path(arg).expanduser()), root)[:8]}"
+    return _SOURCES[kind].data_id(arg, seed, cache_root(cache_dir))
 
 
 def _meds_source(arg: str, root: Path):
@@ -207,6 +295,11 @@ def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = N
     """Load a source into a Cohort, parsing its files once and then reading the parquet cache."""
     kind, arg, seed = parse_spec(spec)
     root = cache_root(cache_dir)
+    if _SOURCES[kind].load is not None:  # a plugin's source reads (and caches) itself
+        cohort = _SOURCES[kind].load(arg, seed, root, progress)
+        if not isinstance(cohort, Cohort):
+            raise ValueError(f"--data {spec!r}: the {kind} source returned a {type(cohort).__name__}, not a Cohort")
+        return cohort
     mapping = None
     if kind == "synthetic":
         directory = synthetic_dir(arg, seed, root, progress)

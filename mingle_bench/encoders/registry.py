@@ -15,6 +15,10 @@ the tokens (the default), element-wise max over the tokens (new), or the first t
 
 Options may also be given as keyword arguments (they override the query string).
 
+The backends are one registry (:class:`Backend`, :func:`register_backend`, :func:`list_backends`):
+a plugin adds ``NAME:TARGET[?options]`` with a factory (entry-point group
+``mingle_bench.encoders`` or ``--plugin``; docs/extending.md).
+
 ``precision`` (``fp32`` | ``bf16`` | ``auto``, default ``fp32``) is the compute precision of a
 local model (see :mod:`mingle_bench.encoders.hf`). An OpenAI-compatible endpoint computes its
 vectors remotely, so it is fp32 only: ``auto`` and ``fp32`` are accepted (``auto`` resolves to
@@ -23,10 +27,12 @@ fp32) and ``bf16`` raises ``ValueError``.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from mingle_bench.encoders.base import Encoder
 from mingle_bench.encoders.precision import PRECISIONS
+from mingle_bench.plugins import load_group
 
 _HF_OPTIONS = {"pooling": str, "max_length": int, "device": str, "dtype": str, "batch_tokens": int,
                "precision": str, "chunking": str}
@@ -38,7 +44,58 @@ _CHOICES = {"pooling": ("mean", "max", "cls"), "chunking": ("tokens", "sentence"
 _POSITIVE = ("dim", "min_df", "max_features", "max_length", "batch_tokens", "dimensions", "batch_size")
 _OPENAI_OPTIONS = {"dimensions": int, "batch_size": int, "max_length": int, "max_retries": int,
                    "backoff_s": float, "timeout_s": float, "max_request_tokens": int}
-SPEC_HELP = "default[?pooling=mean|max|cls&chunking=sentence] | hf:PATH[?...] | openai:MODEL | tfidf[?dim=N&min_df=K&ngram=1|2]"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One encoder backend, the one registry of ``--encoder`` kinds: ``NAME:TARGET[?options]``
+    (``target=True``) or ``NAME[?options]``. ``options`` maps each option to its type;
+    ``factory(target, **options)`` builds the :class:`~mingle_bench.encoders.base.Encoder`
+    (``None`` for the built-in backends, which :func:`load_encoder` builds itself)."""
+
+    name: str
+    usage: str
+    options: dict[str, type] = field(default_factory=dict)
+    target: bool = True
+    factory: Callable[..., Encoder] | None = None
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(name: str, factory: Callable[..., Encoder] | None = None, *, options: dict[str, type] | None = None,
+                     target: bool = True, usage: str | None = None, builtin: bool = False) -> Backend:
+    """Register an encoder backend: ``--encoder NAME:TARGET?key=value`` then builds
+    ``factory(TARGET, key=value, ...)`` (``target=False``: ``--encoder NAME?key=value`` and
+    ``factory("", ...)``). Its ``name`` and ``params`` make the embedding cache key, as for every
+    encoder (encoders/base.py). A name is registered once (``ValueError`` otherwise)."""
+    if not name or name != name.strip().lower() or any(c in name for c in ":?"):
+        raise ValueError(f"encoder backend must be a lower-case name without ':' or '?', got {name!r}")
+    if name in _BACKENDS or name == "minilm":
+        raise ValueError(f"encoder backend {name!r} is already registered")
+    if factory is None and not builtin:
+        raise ValueError(f"encoder backend {name!r}: register_backend needs factory(target, **options)")
+    b = Backend(name, usage or (f"{name}:TARGET" if target else name), dict(options or {}), target, factory)
+    _BACKENDS[name] = b
+    return b
+
+
+def list_backends() -> list[str]:
+    """The registered backends (plugins' included), built-in ones first."""
+    load_group("mingle_bench.encoders")
+    return list(_BACKENDS)
+
+
+register_backend("default", options=_HF_OPTIONS, target=False, builtin=True,
+                 usage="default[?pooling=mean|max|cls&chunking=sentence]")
+register_backend("hf", options=_HF_OPTIONS, builtin=True, usage="hf:PATH[?...]")
+register_backend("openai", options=_OPENAI_OPTIONS, builtin=True, usage="openai:MODEL")
+register_backend("tfidf", options=_TFIDF_OPTIONS, target=False, builtin=True, usage="tfidf[?dim=N&min_df=K&ngram=1|2]")
+
+
+def spec_help() -> str:
+    """Every backend's usage, for messages and ``--help``."""
+    return " | ".join(_BACKENDS[b].usage for b in list_backends())
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
@@ -48,25 +105,26 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     ('hf', '/models/sapbert', {'pooling': 'cls'})
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"--encoder must be one of: {SPEC_HELP}")
+        raise ValueError(f"--encoder must be one of: {spec_help()}")
     spec = spec.strip()
     if spec in ("default", "minilm"):
         return "default", "", {}
     name, qmark, query = spec.partition("?")
-    if name in ("default", "minilm", "tfidf"):  # no target: options follow the name directly
-        backend, target = ("tfidf" if name == "tfidf" else "default"), ""
+    no_target = {"minilm"} | {b for b in list_backends() if not _BACKENDS[b].target}
+    if name in no_target:  # no target: options follow the name directly
+        backend, target = ("default" if name == "minilm" else name), ""
         if qmark and "=" not in query:
             raise ValueError(f"encoder spec {spec!r}: options go after '?' as key=value pairs")
     else:
         backend, sep, rest = spec.partition(":")
-        if not sep or backend not in ("hf", "openai", "default"):
-            raise ValueError(f"unknown encoder spec {spec!r}; expected one of: {SPEC_HELP}")
+        if not sep or backend not in _BACKENDS:
+            raise ValueError(f"unknown encoder spec {spec!r}; expected one of: {spec_help()}")
         target, query = rest, ""
         if "?" in rest:
             head, _, tail = rest.rpartition("?")
             if "=" in tail:
                 target, query = head, tail
-    allowed = {"openai": _OPENAI_OPTIONS, "tfidf": _TFIDF_OPTIONS}.get(backend, _HF_OPTIONS)
+    allowed = _BACKENDS[backend].options
     options: dict[str, Any] = {}
     for key, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
         if key not in allowed:
@@ -114,6 +172,12 @@ def load_encoder(spec: str = "default", precision: str | None = None, **override
         if options.pop("precision") == "bf16":
             raise ValueError(f"encoder {spec!r}: precision bf16 applies to local models only; an "
                              "OpenAI-compatible endpoint computes its vectors remotely (use fp32 or auto)")
+    plugin = _BACKENDS[backend].factory
+    if plugin is not None:  # a plugin's backend (its options are its own; it computes in fp32)
+        if options.pop("precision", None) == "bf16" and "precision" not in _BACKENDS[backend].options:
+            raise ValueError(f"encoder {spec!r}: the {backend} backend takes no precision bf16 (use fp32 or auto)")
+        _check_options(spec, options, _BACKENDS[backend].options)
+        return plugin(target, **options)
     if backend == "default":
         from mingle_bench.encoders.hf import load_default_encoder
 

@@ -86,7 +86,9 @@ class EHRModel(nn.Module):
       incidence), ``False`` for minibatched sequence/set models;
     * ``uses_op``: whether it calls :mod:`mingle_bench.ops` (then ``impl`` is a hyperparameter
       and :attr:`impl_used` says which implementation ran);
-    * ``requires``: ``TaskData`` fields that must not be ``None`` (e.g. note embeddings).
+    * ``requires``: ``TaskData`` fields that must not be ``None`` (e.g. note embeddings);
+    * ``tiny_hparams``: small widths under which the model still works, for fast tests (the
+      model tests build every registered model with them; a plugin's model gets the same tests).
     """
 
     name: ClassVar[str] = ""
@@ -98,6 +100,7 @@ class EHRModel(nn.Module):
     full_graph: ClassVar[bool] = False
     uses_op: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
+    tiny_hparams: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Merge the class body's ``default_hparams`` / ``search_ranges`` over the parent's; a

@@ -100,6 +100,7 @@ class Mingle(EHRModel):
     full_graph = True
     uses_op = True
     # over EHRModel's trainer defaults (Adam lr 1e-3, weight decay 1e-3); batch_size 0: full graph
+    tiny_hparams: dict[str, Any] = {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8}  # tests
     default_hparams: dict[str, Any] = {
         "hidden": 48, "heads": 4, "layers": 2, "mlp_layers": 2,
         "cls_hidden": 64, "cls_layers": 2, "dropout": 0.0, "input_dropout": 0.2,

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from mingle_bench.plugins import load_group
+
 T = TypeVar("T", bound=type)
 
 FAMILIES: tuple[str, ...] = ("mingle", "baseline", "reference")
@@ -98,6 +100,8 @@ def _make_variant(cls: type, name: str, family: str, display: str, overrides: di
 
 
 def _entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        load_group("mingle_bench.models")  # installed plugins register on the first miss
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -119,6 +123,7 @@ def list_models(family: str | None = None) -> list[str]:
     """Registered model names, sorted; only those of ``family`` when given."""
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; families: {', '.join(FAMILIES)}")
+    load_group("mingle_bench.models")
     return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
 
 

@@ -12,6 +12,11 @@ by a spec string (``--encoder`` on the CLI):
 ``openai:MODEL[?dimensions=N&batch_size=N]``
     an OpenAI-compatible ``/embeddings`` endpoint (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``);
     ``openai:text-embedding-ada-002`` is what the MINGLE paper used.
+``tfidf[?dim=N&min_df=K&ngram=1|2]``
+    TF-IDF then truncated SVD, fitted on the training split's texts by the features stage
+    (:mod:`mingle_bench.encoders.tfidf`); its fit is part of its identity.
+
+The transformer backends also take ``pooling=mean|max|cls`` and ``chunking=tokens|sentence``.
 
 Local models take a compute precision, ``fp32`` (default; unchanged identity and cache keys),
 ``bf16`` (fp32 weights under bf16 autocast, its own cache namespace) or ``auto`` (bf16 where the
@@ -41,6 +46,7 @@ _EXPORTS = {
     "parse_spec": "mingle_bench.encoders.registry",
     "HFEncoder": "mingle_bench.encoders.hf",
     "OpenAIEncoder": "mingle_bench.encoders.openai_api",
+    "TfidfEncoder": "mingle_bench.encoders.tfidf",
     "EmbeddingCache": "mingle_bench.encoders.cache",
     "default_cache_root": "mingle_bench.encoders.cache",
     "embed_texts": "mingle_bench.encoders.embed",

@@ -117,3 +117,50 @@ def test_registry_choices_are_checked_with_one_line(capsys):
     assert main(["run", "--task", "mortalty", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "--task mortalty: unknown task" in err and "mortality" in err
+
+
+def test_run_json_is_one_document_on_stdout(fakes, tmp_path, capsys):
+    from mingle_bench.cli import main
+
+    argv = ["run", "--data", "synthetic:small", "--models", "retain,mingle", "--seeds", "2", "--max-steps", "3",
+            "--eval-every", "1", "--patience", "2", "--bootstrap", "50", "--reference", "none", "--out",
+            str(tmp_path), "--quiet", "--json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out)  # nothing else on stdout: the tables went to stderr
+    assert sorted(map(tuple, doc["trained"])) == [("mingle", 0), ("mingle", 1), ("retain", 0), ("retain", 1)]
+    assert {r["model"] for r in doc["rows"]} == {"mingle", "retain"} and doc["failed"] == []
+    assert Path(doc["folder"]) == tmp_path / "mortality" / "synthetic-small"
+    # table --json reads the same folder back
+    assert main(["table", doc["folder"], "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in table["rows"]} == {"mingle", "retain"}
+    assert table["config"]["fingerprint"] == json.loads((Path(doc["folder"]) / "config.json").read_text())["fingerprint"]
+
+
+def test_table_json_of_the_committed_reference(capsys):
+    from mingle_bench.cli import main
+
+    assert main(["table", str(REFERENCE), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in doc["rows"]} >= {"mingle", "logreg"} and doc["comparison"] is not None
+
+
+def test_tune_and_reproduce_json(monkeypatch, tmp_path, capsys):
+    from mingle_bench import reproduce
+    from mingle_bench.cli import main
+
+    res = tuning.TuneResult(study_name="s", storage="sqlite:///x.db", best_value=0.5, best_params={"lr": 0.01},
+                            hparams={"lr": 0.01, "C": 1.0}, counts={"complete": 3}, path=tmp_path / "s.json",
+                            monitor="aupr")
+    monkeypatch.setattr(tuning, "tune", lambda **kw: print("chatter") or res)
+    assert main(["tune", "--model", "logreg", "--out", str(tmp_path), "--quiet", "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["best_params"] == {"lr": 0.01} and doc["trials"] == {"complete": 3} and "chatter" in err
+
+    rr = reproduce.ReproduceResult(folder=tmp_path / "paper", main_md="# main", task_folders={"cvd": tmp_path})
+    monkeypatch.setattr(reproduce, "reproduce", lambda **kw: rr)
+    assert main(["reproduce", "--out", str(tmp_path), "--quiet", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["folder"] == str(tmp_path / "paper") and doc["task_folders"] == {"cvd": str(tmp_path)}

@@ -116,15 +116,16 @@ def test_entry_points_load_once_and_a_broken_one_warns(monkeypatch):
     assert plugins.load_group("test.group") == [] and calls == ["good"]
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_fit_takes_a_model_class():
     from mingle_bench.profiling.random_task_data import make_random_task_data
     from mingle_bench.training import Budget, fit
     from mingle_bench.zoo import get_model
 
-    data = make_random_task_data(n_samples=40, n_labels=1, n_nodes=24, seed=1)
-    cls = get_model("retain")
-    by_class = fit(cls, data, cls.tiny_hparams, seed=0, device="cpu", budget=Budget(4, 2, 2))
-    by_name = fit("retain", data, cls.tiny_hparams, seed=0, device="cpu", budget=Budget(4, 2, 2))
+    data = make_random_task_data(n_samples=24, n_labels=1, n_nodes=16, seed=1)
+    cls = get_model("note-mlp")
+    by_class = fit(cls, data, cls.tiny_hparams, seed=0, device="cpu", budget=Budget(2, 1, 1))
+    by_name = fit("note-mlp", data, cls.tiny_hparams, seed=0, device="cpu", budget=Budget(2, 1, 1))
     assert (by_class.test_probs == by_name.test_probs).all()
 
 

@@ -137,6 +137,8 @@ class Field:
     action: str | None = None
     metavar: str | None = None
     required: bool = False
+    #: the smallest value a number takes (checked with one line naming the flag); None: any
+    minimum: int | float | None = None
     #: command -> {"default": ..., "help": ..., "name": ...}: what differs in that command
     per_command: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -181,7 +183,7 @@ FIELDS: tuple[Field, ...] = (
                "meds:DIR cohort (train -> train, tuning -> validation, held_out -> test; results go to "
                "<data-id>-meds-split)"),
     Field("split_seed", "--split-seed", "data", default=0, type=int, fingerprint=ALWAYS, study=ALWAYS, inputs=True,
-          record=_int, help="seed of the patient-level 7:1:2 split (default 0)"),
+          record=_int, help="seed of the patient-level 7:1:2 split (default 0)", minimum=0),
     Field("split_seeds", "--split-seeds", "data", commands=("run",), metavar="N|LIST",
           help="repeated splits: a count (3 -> split seeds 0..2) or a comma list; each split is a full results "
                "folder (split seed 0 in <data-id>/, seed s in <data-id>-split<s>/) and the pooled report "
@@ -211,9 +213,9 @@ FIELDS: tuple[Field, ...] = (
                "AMX/AVX512-BF16 and on GPUs) or auto (bf16 where supported, else fp32); part of the embedding "
                "cache key"),
     Field("max_notes_per_visit", "--max-notes-per-visit", "task", type=int, fingerprint=ALWAYS, study=NON_DEFAULT,
-          inputs=True, help="cap on notes embedded per visit"),
+          inputs=True, help="cap on notes embedded per visit", minimum=1),
     Field("max_tokens", "--max-tokens", "task", type=int, fingerprint=ALWAYS, study=NON_DEFAULT, inputs=True,
-          help="cap on tokens embedded per note"),
+          help="cap on tokens embedded per note", minimum=1),
     # ---- models -------------------------------------------------------------------------------
     Field("models", "--models", "model", default=",".join(DEFAULT_MODELS), commands=("run", "reproduce"),
           choices=_models, strict=False, metavar="LIST",
@@ -236,15 +238,15 @@ FIELDS: tuple[Field, ...] = (
     Field("trials", "--trials", "model", default=50, type=int, commands=("tune", "reproduce"),
           help="total trials of the study (capped across all workers)",
           per_command={"reproduce": {"default": 20,
-                                     "help": "Optuna trials per model under --protocol tuned (default 20)"}}),
+                                     "help": "Optuna trials per model under --protocol tuned (default 20)"}}, minimum=1),
     Field("storage", "--storage", "model", commands=("tune", "reproduce"), metavar="URL",
           help="Optuna RDB URL; default sqlite:///<out>/optuna.db. Use postgresql://... for many machines "
                "(optuna-dashboard opens either)"),
     Field("study_name", "--study-name", "model", commands=("tune",), help="default: <task>-<model>-<data-id>"),
     Field("seed", "--seed", "model", default=0, type=int, commands=("tune",),
-          help="sampler and training seed (default 0)"),
+          help="sampler and training seed (default 0)", minimum=0),
     Field("worker_id", "--worker-id", "model", default=0, type=int, commands=("tune",),
-          help="index of this worker when several share a study (offsets the sampler seed)"),
+          help="index of this worker when several share a study (offsets the sampler seed)", minimum=0),
     # ---- budget -------------------------------------------------------------------------------
     Field("max_steps", "--max-steps", "budget", default=P.DEFAULT_MAX_STEPS, type=int, fingerprint=ALWAYS,
           study=ALWAYS, record=_int,
@@ -269,7 +271,7 @@ FIELDS: tuple[Field, ...] = (
     Field("ray_address", "--ray-address", "execution", metavar="ADDRESS",
           help="Ray cluster to join with --executor ray (default: $RAY_ADDRESS, else start a local Ray)"),
     Field("workers", "--workers", "execution", default=1, type=int, commands=("tune",),
-          help="with --executor ray: Optuna workers started as Ray tasks on the study's storage (default 1)"),
+          help="with --executor ray: Optuna workers started as Ray tasks on the study's storage (default 1)", minimum=1),
     Field("fresh", "--fresh", "execution", default=False, action="store_true",
           help="discard earlier results in the output folder",
           per_command={"tune": {"help": "start the study anew when it is lost (its storage was emptied or holds "
@@ -284,7 +286,7 @@ FIELDS: tuple[Field, ...] = (
           help="committed reference results to check every trained cell against (default: the checkout's "
                "results/; 'none' disables the check)"),
     Field("n_boot", "--bootstrap", "output", default=DEFAULT_BOOTSTRAP, type=int, commands=("run", "reproduce"),
-          help=f"bootstrap resamples for the paired comparison (default {DEFAULT_BOOTSTRAP}; 0 disables)"),
+          help=f"bootstrap resamples for the paired comparison (default {DEFAULT_BOOTSTRAP}; 0 disables)", minimum=0),
     Field("save_checkpoints", "--save-checkpoints", "output", default=False, action="store_true", commands=("run",),
           help="write each cell's best weights and config to <folder>/checkpoints/<model>-<seed>/ "
                "(for `mingle-bench predict`; docs/extending.md)"),
@@ -445,6 +447,14 @@ def values(args: argparse.Namespace, command: str, *, exclude: Iterable[str] = (
     return out
 
 
+def check_minimums(args: argparse.Namespace, command: str) -> None:
+    """Numbers below a field's ``minimum``: one line naming the flag, before anything runs."""
+    for f in fields(command):
+        value = getattr(args, f.dest, None)
+        if f.minimum is not None and value is not None and value < f.minimum:
+            raise P.RunError(f"{f.flag} must be >= {f.minimum}, got {value}")
+
+
 def check_choices(args: argparse.Namespace, command: str) -> None:
     """The registry-backed choices argparse does not enforce (tasks, models, monitors): one line
     naming the flag and what it accepts, before any data, folder or bar exists."""
@@ -467,5 +477,5 @@ def check_choices(args: argparse.Namespace, command: str) -> None:
 
 __all__ = ["ALWAYS", "COMMANDS", "DEFAULT_MODELS", "DEFAULT_SEEDS", "EXAMPLES", "FIELDS", "FINGERPRINT_KEYS",
            "Field", "GROUPS", "INPUT_FIELDS", "NON_DEFAULT", "OPTIONAL_STUDY_ATTRS", "PROTOCOLS", "STUDY_ATTRS",
-           "add_arguments", "check_choices", "default", "fields", "fingerprint", "fingerprint_dict", "get",
+           "add_arguments", "check_choices", "check_minimums", "default", "fields", "fingerprint", "fingerprint_dict", "get",
            "inputs", "inputs_kwargs", "parse_code_types", "study_attrs", "values"]

@@ -45,11 +45,6 @@ def command_of(args) -> str:
     return " ".join(parts)
 
 
-#: integer flags -> the smallest value each accepts (None: the flag may be left out)
-_MINIMUMS = {"split_seed": 0, "bootstrap": 0, "max_notes_per_visit": 1, "max_tokens": 1, "trials": 1, "seed": 0,
-             "worker_id": 0, "workers": 1}
-
-
 def _apply_meds_config(args) -> None:
     """Fold ``--meds-config FILE`` into ``--data`` (``meds:DIR;config=FILE``); an error unless the data is MEDS."""
     from mingle_bench.data.meds_mapping import with_meds_config
@@ -63,10 +58,7 @@ def _check_budget_args(args) -> None:
     if getattr(args, "epochs", None) is not None:
         raise ValueError("--epochs was replaced by --max-steps: budgets are counted in optimiser steps, the same "
                          "for every model (see `mingle-bench run --help`)")
-    for name, low in _MINIMUMS.items():
-        value = getattr(args, name, None)
-        if value is not None and value < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    RS.check_minimums(args, args._name)  # each field's minimum, from the run specification
     timeout = getattr(args, "timeout", None)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"--timeout must be > 0 seconds, got {timeout}")

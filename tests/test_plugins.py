@@ -135,3 +135,16 @@ def test_every_model_has_tiny_hparams_it_accepts():
     for name in list_models():
         cls = get_model(name)
         assert set(cls.tiny_hparams) <= set(cls.default_hparams), name
+
+
+def test_the_docs_name_every_registered_entry():
+    """The docs' model and task tables follow the registries (a new built-in entry needs its row)."""
+    from pathlib import Path
+
+    from mingle_bench.zoo import list_models
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    models_md, tasks_md = (docs / "models.md").read_text(), (docs / "tasks.md").read_text()
+    assert [m for m in list_models() if f"`{m}`" not in models_md] == []
+    assert [t for t in tasks.list_tasks() if f"`{t}`" not in tasks_md] == []
+    assert [b for b in encoders.list_backends() if b not in (docs / "encoders.md").read_text()] == []

@@ -134,3 +134,22 @@ def test_help_texts_the_issue_listed():
     tune_help = " ".join(_subparser(["tune"]).format_help().split())
     assert "minimised" in tune_help
 
+
+
+def test_every_command_in_the_readme_parses():
+    """The README's shell blocks stay valid: each `mingle-bench ...` line parses (plugins aside,
+    which `main` loads before parsing)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    lines = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+             for line in block.replace("\\\n", " ").splitlines()]
+    commands = [line for line in lines if line.startswith("mingle-bench ") and "--plugin" not in line]
+    commands += [c for c in re.findall(r"`(mingle-bench (?:run|data|task|models|cache|profile-\w+)[^`]*)`", text)
+                 if " --" in c and not re.search(r"[|\[\]]|\.\.\.| [A-Z]\b|--help", c)]
+    assert len(commands) > 15
+    parser = build_parser()
+    for command in commands:
+        parser.parse_args(shlex.split(command)[1:])  # SystemExit(2) on a stale flag

@@ -84,6 +84,7 @@ def pr_on_grid(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray) -> np.nd
     from sklearn.metrics import precision_recall_curve
 
     prec, rec, _ = precision_recall_curve(y_true, probs)  # recall non-increasing along the arrays
+    prec, rec = prec[:-1], rec[:-1]  # sklearn's closing point (recall 0, precision 1) is no threshold's
     # for each r: the last index k with rec[k] >= r (rec is non-increasing, so a prefix qualifies)
     k = np.searchsorted(-rec, -grid, side="right") - 1
     return prec[np.clip(k, 0, len(prec) - 1)]
@@ -221,7 +222,8 @@ def plot_learning_curves(
 
     ``curves[(model, seed)]`` is ``[[step, value], ...]`` (a run record's ``curve``). Seeds stop
     early at different steps, so each step is averaged over the seeds still running there
-    (:func:`mean_curve`; the legend says so); each seed's best step is a dot. The x-axis is
+    (:func:`mean_curve`; the legend says so): the line is solid while every seed runs and
+    dashed once some have stopped; each seed's best step is a dot. The x-axis is
     cropped to the steps actually run (the largest last step over the cells, plus
     :data:`X_MARGIN`); the step budget ``max_steps`` is a dashed line when it lies in that
     range and otherwise named in the legend. Models without a step curve (one-shot fits such as
@@ -253,7 +255,10 @@ def plot_learning_curves(
                 n_lines += 1
             continue
         steps, mean, sd, n = mean_curve(seed_curves)
-        ax.plot(steps, mean, color=colour, lw=1.6, label=f"{label} ({len(seed_curves)} seeds)")
+        # solid while every seed still runs, thin and dashed once some have stopped
+        ax.plot(steps, mean, color=colour, lw=1.0, ls="--", alpha=0.8)
+        ax.plot(steps, np.where(n == len(seed_curves), mean, np.nan), color=colour, lw=1.8,
+                label=f"{label} ({len(seed_curves)} seeds)")
         n_lines += 1
         if len(seed_curves) > 1:
             ax.fill_between(steps, mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
@@ -268,6 +273,7 @@ def plot_learning_curves(
     elif max_steps:
         ax.plot([], [], " ", label=f"budget {max_steps} steps (not reached; axis cropped)")
     ax.plot([], [], "o", color="grey", ms=3, label="a seed's best step")
+    ax.plot([], [], color="grey", lw=1.0, ls="--", label="dashed: mean of the seeds not yet stopped")
     ax.set_xlim(0, x_hi)
     ax.set(xlabel="optimiser step", ylabel=f"validation {monitor.upper()}")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)

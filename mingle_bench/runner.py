@@ -544,7 +544,8 @@ def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) ->
     cfg_path = folder / R.CONFIG_FILE
     if fresh and folder.exists():
         for name in (R.RUNS_FILE, R.CONFIG_FILE, R.SPLITS_FILE, R.COMPARISON_FILE, "failures.json", "curves.png", TIMINGS_FILE,
-                     LEARNING_CURVES_FILE, "reference_check.json", "table.md", "table.tex", "table.csv"):
+                     LEARNING_CURVES_FILE, "reference_check.json", "table.md", "table.tex", "table.csv",
+                     "report.html"):
             (folder / name).unlink(missing_ok=True)
         preds = folder / R.PREDS_DIR
         if preds.is_dir():

@@ -153,3 +153,14 @@ def test_every_command_in_the_readme_parses():
     parser = build_parser()
     for command in commands:
         parser.parse_args(shlex.split(command)[1:])  # SystemExit(2) on a stale flag
+
+
+def test_task_show_json_is_one_object_with_summary_and_samples(capsys):
+    """On the session's cached synthetic:small cohort (shared with other tests)."""
+    res = _json_out(capsys, ["task", "show", "--task", "mortality", "--data", "synthetic:small", "--limit", "2",
+                             "--no-texts", "--json"])
+    assert res["task"] == "mortality" and len(res["samples"]) == 2
+    summary = res["summary"]
+    assert summary["samples"] >= sum(summary["split_patients"].values()) > 0
+    assert set(summary["split_patients"]) == {"train", "val", "test"} and summary["vocabulary"] > 0
+    assert {"sample_id", "labels", "codes", "split"} <= set(res["samples"][0])

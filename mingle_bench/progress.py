@@ -87,11 +87,38 @@ class _Bar:
         self._p.advance(self._t, n)
 
 
+class _SharedBar:
+    """A bar drawn as one more line of the run's live display (:class:`CellProgress`), so two live
+    displays never fight over the terminal; its info column shows the rate."""
+
+    def __init__(self, progress: Progress, task_id, unit: str):
+        self._p, self._t, self._unit = progress, task_id, unit
+        self._n, self._t0 = 0, time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        self._n += n
+        el = time.monotonic() - self._t0
+        self._p.update(self._t, advance=n, info=f"{self._n / el:,.1f} {self._unit}/s" if el > 0 else "")
+
+
+#: the live display of the :class:`CellProgress` now on screen (at most one), which bars join
+_LIVE: list[Progress] = []
+
+
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, unit: str = "texts", enabled: bool = True) -> Iterator:
-    """Context manager yielding an object with ``advance(n)``; a no-op when disabled or total is 0."""
+    """Context manager yielding an object with ``advance(n)``; a no-op when disabled or total is 0.
+    Inside a run's live display the bar is one more line of it (removed when done)."""
     if not enabled or total <= 0:
         yield _NullBar()
+        return
+    if _LIVE:
+        live = _LIVE[-1]
+        task_id = live.add_task(f"  {description}", total=total, info="", nobar=False)
+        try:
+            yield _SharedBar(live, task_id, unit)
+        finally:
+            live.remove_task(task_id)
         return
     from rich.console import Console
 
@@ -175,10 +202,13 @@ class CellProgress:
     def __enter__(self):
         if self._p:
             self._p.start()
+            _LIVE.append(self._p)  # bars opened meanwhile (embedding) join this display
         return self
 
     def __exit__(self, *exc):
         if self._p:
+            if self._p in _LIVE:
+                _LIVE.remove(self._p)
             self._p.stop()
 
     def log(self, msg: str) -> None:

@@ -104,3 +104,21 @@ def test_bad_arguments_fail_before_any_folder_lock_or_bar(extra, culprit, tmp_pa
     assert len(lines) == 1 and "error:" in lines[0] and culprit in lines[0], captured.err
     assert "stage:" not in captured.err and captured.out == ""
     assert not (tmp_path / "runs").exists()  # no folder, no .lock
+
+
+def test_an_embedding_bar_joins_the_runs_live_display(capsys, monkeypatch):
+    """On a terminal, a bar opened during the features stage is a line of the run's display (one
+    live display, not two fighting over the screen), gone when it ends."""
+    import rich.console
+
+    monkeypatch.setattr(rich.console.Console, "is_terminal", property(lambda self: True))
+    with progress.CellProgress(True, 2, "aupr") as prog:
+        prog.stage("features and embeddings")
+        with progress.progress_bar("notes · MiniLM", 4, unit="notes") as bar:
+            assert progress._LIVE and len(prog._p.tasks) == 2
+            bar.advance(4)
+            prog._p.refresh()  # draw the frame now (the display refreshes on its own ten times a second)
+        assert len(prog._p.tasks) == 1
+    assert not progress._LIVE
+    err = capsys.readouterr().err
+    assert "notes · MiniLM" in err and "4/4" in err

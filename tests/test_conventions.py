@@ -101,6 +101,14 @@ def test_profile_encoder_out_and_json(tmp_path, capsys):
     assert "deprecated" in captured.err and "--out" in captured.err
 
 
+@pytest.mark.parametrize("out", ["missing-folder/x.json", "."])
+def test_profile_encoder_out_is_checked_before_the_timing(out, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile-encoder", "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert f"--out {out}" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_completion_prints_a_script(shell, capsys):
     assert main(["completion", shell]) == 0

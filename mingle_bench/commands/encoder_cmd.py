@@ -252,6 +252,8 @@ def _profile(args) -> int:
     for name in ("names", "notes", "note_words", "repeats"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.out and (Path(args.out).is_dir() or not Path(args.out).expanduser().parent.is_dir()):
+        raise CLIError(f"--out {args.out}: expected a file in an existing folder (checked before the timing)")
     precisions = parse_precisions(args.precision)
     import torch
 

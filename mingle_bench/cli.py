@@ -207,10 +207,17 @@ def _stdout_is_broken() -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run one ``mingle-bench`` command; returns its exit status (0 success, 1 failure, 2 usage,
     130 interrupted by Ctrl-C, 141 stdout closed early)."""
+    from mingle_bench import mathmode
     from mingle_bench.plugins import PluginError, load_plugin, take_plugin_args
 
+    try:  # before anything imports torch: the math mode pins the CPU kernels (mingle_bench/mathmode.py)
+        mode, argv = mathmode.take_from_argv(list(sys.argv[1:] if argv is None else argv))
+    except mathmode.MathModeError as exc:
+        print(f"mingle-bench: error: {exc}", file=sys.stderr)
+        return 2
+    mathmode.apply(mode)
     try:  # --plugin modules register their names before the parsers list the registries' choices
-        plugins, argv = take_plugin_args(sys.argv[1:] if argv is None else argv)
+        plugins, argv = take_plugin_args(argv)
         for spec in plugins:
             load_plugin(spec)
     except PluginError as exc:

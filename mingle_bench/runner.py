@@ -45,8 +45,8 @@ from mingle_bench import checkpoints as CK
 from mingle_bench import pipeline as P
 from mingle_bench import predictions as PR
 from mingle_bench import results as R
-from mingle_bench import tracking as TR
 from mingle_bench import runspec as RS
+from mingle_bench import tracking as TR
 from mingle_bench.distributed import cells as _cells
 from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description, machine_info, peak_rss_mb
 from mingle_bench.pipeline import RunError

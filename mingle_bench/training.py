@@ -290,7 +290,9 @@ def fit(
     val_metrics, val_probs = _evaluate(model, data, "val")
     test_probs, _ = predict(model, data.split_idx["test"])
     _check_restored(model_name, best_step, val_metrics["loss"], loss_limit, val_probs, test_probs)
-    if test_probs.size and bool((np.ptp(test_probs, axis=0) == 0).all()):
+    from mingle_bench.metrics import predictions_constant
+
+    if predictions_constant(test_probs):
         flags.append(flag("constant_predictions", "every test probability is the same value"
                                                   + (" per label" if test_probs.shape[1] > 1 else "")
                                                   + f" ({', '.join(f'{v:.4g}' for v in test_probs[0][:3])}"

@@ -150,5 +150,27 @@ def power_summary(counts: dict[str, Any], auc: float | None) -> dict[str, Any]:
     return out
 
 
-__all__ = ["ALPHA", "ASSUMED_CORRELATION", "MIN_TEST_POSITIVES", "MIN_VAL_POSITIVES", "POWER", "hanley_mcneil_variance",
+def ci_halfwidth(auc: float, n_test: int, prevalence: float, rho: float = ASSUMED_CORRELATION) -> float:
+    """Half-width of the 95% CI of the AUROC difference of two models scored on one test set of
+    ``n_test`` samples with ``prevalence`` positives (Hanley-McNeil at ``auc``, correlation ``rho``)."""
+    from scipy.stats import norm
+
+    v = hanley_mcneil_variance(auc, int(round(n_test * prevalence)), int(round(n_test * (1 - prevalence))))
+    return float(norm.ppf(0.975)) * math.sqrt(max(2 * v * (1 - rho), 0.0)) if not math.isnan(v) else math.nan
+
+
+def required_test_samples(auc: float, prevalence: float, halfwidth: float, min_minority: int = 0,
+                          rho: float = ASSUMED_CORRELATION) -> int:
+    """The smallest test split whose 95% CI of an AUROC difference is at most ``±halfwidth``
+    (:func:`ci_halfwidth`) and whose minority class holds at least ``min_minority`` samples: the
+    size a table needs to tell two models ``halfwidth`` apart. Used to size the cohort of the
+    paper tables (docs/data.md, ``synthetic:large``)."""
+    minority = min(prevalence, 1 - prevalence)
+    n = max(10, math.ceil(min_minority / minority) if minority > 0 else 10)
+    while ci_halfwidth(auc, n, prevalence, rho) > halfwidth:
+        n = math.ceil(n * 1.02) + 1
+    return int(n)
+
+
+__all__ = ["ALPHA", "ASSUMED_CORRELATION", "MIN_TEST_POSITIVES", "MIN_VAL_POSITIVES", "POWER", "ci_halfwidth", "hanley_mcneil_variance", "required_test_samples",
            "min_detectable_auroc_difference", "power_summary", "split_counts", "underpowered_reasons"]

@@ -274,6 +274,9 @@ def fit(
     history: list[dict] = []
 
     if getattr(model, "sklearn", False):
+        # fitted by its solver: no step is selected on validation, so no monitor falls back
+        flags = [f for f in flags if f["kind"] != "monitor_fallback"]
+        monitor_used = monitor
         model.fit_sklearn(data.split_idx["train"], seed=seed)
         val_metrics, val_probs = _evaluate(model, data, "val")
         history.append({"step": 0, "train_loss": float("nan"), "elapsed_s": time.perf_counter() - t0,

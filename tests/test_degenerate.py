@@ -198,3 +198,9 @@ def test_run_fails_a_diverged_cell_and_never_tabulates_it(tmp_path, toy_pipeline
     models = {json.loads(line)["model"] for line in (s.folder / "runs.jsonl").read_text().splitlines()}
     assert models == {"mingle"}
     assert "RETAIN" not in (s.folder / "table.md").read_text().split("Paired comparison")[0]
+
+
+def test_solver_fitted_models_never_report_a_fallback(toy):
+    """logreg selects no step on validation, so an undefined monitor changes nothing for it."""
+    res = fit("logreg", with_labels(toy, {"val": 0}), seed=0, device="cpu", budget=Budget(4, 2, 3))
+    assert res.flags == [] and res.monitor_used == "aupr"

@@ -100,7 +100,7 @@ def ray_local():
 def _toy_run(out, executor, models=("mingle", "logreg"), seeds=(0, 1), max_steps=10, eval_every=5, **kw):
     kw.setdefault("hparam_overrides", {"retain": RETAIN_TINY, "mingle": MINGLE_TINY})
     kw.setdefault("progress", False)
-    cfg = runner.RunConfig(task="mortality", data="toy", models=list(models), seeds=list(seeds), out=str(out),
+    cfg = runner.RunConfig(task="mortality", data="synthetic:small", models=list(models), seeds=list(seeds), out=str(out),
                            max_steps=max_steps, eval_every=eval_every, patience=2, n_boot=20, reference=None,
                            **kw)
     return runner.run_benchmark(cfg, executor=executor)
@@ -156,7 +156,7 @@ def test_workers_report_progress_to_the_driver(ray_local, toy_pipeline):
     from mingle_bench import pipeline as P
     from mingle_bench.distributed.cells import RayExecutor
 
-    data = P.prepare(P.Inputs(task="mortality", data="toy", encoder=None), progress=False).data
+    data = P.prepare(P.Inputs(task="mortality", data="synthetic:small", encoder=None), progress=False).data
     jobs = [runner.CellJob("retain", s, {**P.model_defaults("retain"), **RETAIN_TINY}, f"h{s}") for s in (0, 1)]
     prog = RecordingProgress()
     budget = P.make_budget(6, 2, 5)
@@ -331,7 +331,7 @@ def test_tune_two_ray_workers_share_one_sqlite_study(ray_local, toy_pipeline, tm
 
     from mingle_bench import tuning
 
-    res = tuning.tune(task="mortality", model="logreg", trials=4, data="toy", encoder=None, out=tmp_path,
+    res = tuning.tune(task="mortality", model="logreg", trials=4, data="synthetic:small", encoder=None, out=tmp_path,
                       max_steps=6, eval_every=2, patience=2, progress=False, executor="ray", workers=2, worker_id=3)
     done = res.counts.get("complete", 0) + res.counts.get("pruned", 0)
     assert 4 <= done <= 4 + 1  # MaxTrialsCallback: at most workers - 1 over the cap

@@ -13,7 +13,8 @@ Outcomes per cell, written to ``<run folder>/reference_check.json``:
 * ``equivalent``: same inputs, other low bits, and every test metric the two cells share within
   :data:`TOLERANCE_POINTS` points (x100) of the reference's: the floating-point variation that
   another CPU brings (another vector ISA in torch's kernels, in MKL/oneDNN or in our op changes
-  the order of sums, and training carries the last bits on); each cell names both CPUs
+  the order of sums, and training carries the last bits on; so does ``--math native`` against
+  ``reproducible``, :mod:`mingle_bench.mathmode`); each cell names both CPUs
   (:func:`mingle_bench.io.machine_info`, recorded with every cell), so that a difference on the
   *same* CPU stands out;
 * ``differs``: same inputs, and some metric further apart than the tolerance (or defined in one
@@ -31,9 +32,11 @@ from mingle_bench import results as R
 from mingle_bench.io import atomic_write_json, cpu_label
 
 REFERENCE_FILE = "reference_check.json"
-#: the largest |difference| of any test metric, in points (x100), that still counts as equivalent;
-#: the cross-CPU differences measured against the committed reference were at most 0.93 AUPR points
-TOLERANCE_POINTS = 1.0
+#: the largest |difference| of any test metric, in points (x100), that still counts as equivalent.
+#: Measured: another CPU moved the main job's cells by at most 0.93 AUPR points; the two math modes
+#: on one CPU (docs/reproducibility.md) by at most 1.45 AUPR and 0.17 AUROC points, with the same
+#: best steps (AUPR over 59 test positives moves with any reordering near the top of the ranking)
+TOLERANCE_POINTS = 2.0
 
 
 def default_reference_root() -> Path | None:
@@ -189,7 +192,7 @@ def reference_lines(report: dict[str, Any] | None) -> list[str]:
             parts.append(f"{equiv} equivalent (max |Δ| {report.get('max_abs_diff_points', 0.0):.2f} points, "
                          f"{_cpu_phrase(eq_cells)})")
         if differs:
-            parts.append(f"{differs} beyond {tol:g} point")
+            parts.append(f"{differs} beyond {tol:g} point{'s' if tol != 1 else ''}")
         if missing:
             parts.append(f"{missing} without a reference")
         lines = ["reference check: " + ", ".join(parts) + f" ({where})"]
@@ -197,14 +200,14 @@ def reference_lines(report: dict[str, Any] | None) -> list[str]:
         if shown is not None:
             lines.append(f"  this run's CPU: {shown['machine']}; the reference's: {shown['reference_machine']}")
         if equiv:
-            lines.append(f"  equivalent: same inputs, every test metric within {tol:g} point of the reference: "
-                         "floating-point variation across CPUs, not a broken install")
+            lines.append(f"  equivalent: same inputs, every test metric within {tol:g} point{'s' if tol != 1 else ''} "
+                         "of the reference: floating-point variation across CPUs or math modes, not a broken install")
     for c in report["cells"]:
         if c["status"] == "equivalent":
             lines.append(f"  equivalent: {c['model']} seed {c['seed']} ({_diffs_text(c)})")
         elif c["status"] == "differs":
             lines.append(f"  differs: {c['model']} seed {c['seed']} (same inputs; {_diffs_text(c)}; more than "
-                         f"{tol:g} point)")
+                         f"{tol:g} point{'s' if tol != 1 else ''})")
         elif c["status"] == "no reference":
             lines.append(f"  no reference: {c['model']} seed {c['seed']} (no committed cell with the same inputs)")
     return lines

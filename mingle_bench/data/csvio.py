@@ -26,7 +26,6 @@ import codecs
 import gzip
 import os
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -45,12 +44,6 @@ MAX_LINE_BYTES = 64 * 2 ** 20
 def line_too_long() -> str:
     """The skip reason of a line over :data:`MAX_LINE_BYTES`."""
     return f"line longer than the CSV reader's limit of {MAX_LINE_BYTES / 2 ** 20:g} MiB (csvio.MAX_LINE_BYTES), skipped"
-
-
-@dataclass(frozen=True)
-class TableFile:
-    name: str        # logical table name, e.g. "ADMISSIONS"
-    path: Path
 
 
 def expected_names(table: str) -> str:

@@ -63,9 +63,12 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "acc": True, "auroc": True, "aupr": True, "f1": True, "brier": False, "ece": False,
     "auroc_macro": True, "aupr_macro": True,
 }
+#: what ``--monitor`` may name (early stopping, the best step, the best baseline, tune's objective):
+#: every metric, plus the validation BCE ``loss`` (lower is better); value: higher is better
+MONITORS: dict[str, bool] = {**HIGHER_IS_BETTER, "loss": False}
 METRIC_LABELS: dict[str, str] = {
     "acc": "ACC", "auroc": "AUROC", "aupr": "AUPR", "f1": "F1", "brier": "Brier", "ece": "ECE",
-    "auroc_macro": "AUROC macro", "aupr_macro": "AUPR macro",
+    "auroc_macro": "AUROC macro", "aupr_macro": "AUPR macro", "loss": "loss",
 }
 ECE_BINS = 10
 
@@ -253,9 +256,9 @@ def predictions_constant(probs) -> bool:
 
 
 def is_better(metric: str, a: float, b: float) -> bool:
-    """True when value ``a`` is strictly better than ``b`` for ``metric`` (nan never wins)."""
+    """True when value ``a`` is strictly better than ``b`` for ``metric`` (a :data:`MONITORS` name; nan never wins)."""
     if math.isnan(a):
         return False
     if math.isnan(b):
         return True
-    return a > b if HIGHER_IS_BETTER[metric] else a < b
+    return a > b if MONITORS[metric] else a < b

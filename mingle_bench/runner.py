@@ -442,7 +442,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             prog.stage(f"load data ({cfg.data})")
             prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=on_source,
                              executor=executor.name, ray_address=cfg.ray_address,
-                             note_texts=P.needs_note_texts(models))
+                             views=P.needed_views(models))
             prog.stage(TRAINING)
             data, source_id = prep.data, prep.source_id
             label_warnings = P.check_labels(data, cfg.monitor)  # one class overall: RunError before any cell
@@ -512,7 +512,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 trained.append((job.model, job.seed))
                 cell_times.append({"model": job.model, "seed": int(job.seed), "train_s": out.train_s,
                                    "steps_run": out.steps_run, "best_step": out.best_step, "stopped": out.stopped})
-                prog.end_cell(f"{job.model}/{job.seed} test {cfg.monitor} {out.metrics[cfg.monitor]:.4f}, "
+                shown = cfg.monitor if cfg.monitor in out.metrics else P.DEFAULT_MONITOR  # no test loss is kept
+                prog.end_cell(f"{job.model}/{job.seed} test {shown} {out.metrics[shown]:.4f}, "
                               f"best step {out.best_step}/{out.steps_run} ({out.stopped})")
 
         if failed:

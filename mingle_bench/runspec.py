@@ -74,9 +74,9 @@ def _note_policies() -> tuple[str, ...]:
 
 
 def _monitors() -> list[str]:
-    from mingle_bench.metrics import HIGHER_IS_BETTER
+    from mingle_bench.metrics import MONITORS
 
-    return list(HIGHER_IS_BETTER)
+    return list(MONITORS)
 
 
 def _code_type_names() -> tuple[str, ...]:
@@ -259,8 +259,8 @@ FIELDS: tuple[Field, ...] = (
           help=_budget_help("stop after N evaluations without a better validation value", P.DEFAULT_PATIENCE)),
     Field("monitor", "--monitor", "budget", default=P.DEFAULT_MONITOR, choices=_monitors, strict=False,
           commands=("run", "tune"), fingerprint=ALWAYS, study=ALWAYS,
-          help="validation metric for early stopping and model selection (default aupr; brier and ece are "
-               "minimised, the others maximised)"),
+          help="validation metric for early stopping and model selection (default aupr; brier, ece and loss, "
+               "the validation BCE, are minimised, the others maximised)"),
     Field("timeout", "--timeout", "budget", type=float, commands=("tune",), metavar="SECONDS",
           help="stop this worker after this many seconds"),
     Field("epochs", "--epochs", "budget", type=int, help=argparse.SUPPRESS),

@@ -253,11 +253,10 @@ def fit(
     cls = model_name if isinstance(model_name, type) else get_model(model_name)
     model_name = model_name if isinstance(model_name, str) else (getattr(cls, "name", "") or cls.__name__)
     hp = cls.resolve_hparams(hparams)
-    if monitor != "loss":
-        from mingle_bench.metrics import HIGHER_IS_BETTER
+    from mingle_bench.metrics import MONITORS
 
-        if monitor not in HIGHER_IS_BETTER:
-            raise ValueError(f"monitor {monitor!r} is not a validation metric; choose from {sorted(HIGHER_IS_BETTER)} or loss")
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor {monitor!r} is not a validation metric; choose from {sorted(MONITORS)}")
     y_train = data.labels[data.split_idx["train"]].numpy()
     y_val = data.labels[data.split_idx["val"]].numpy()
     flags: list[dict[str, str]] = []

@@ -285,7 +285,7 @@ def tune(
     so far before it stops (a ``KeyboardInterrupt`` whose message says where)."""
     import optuna
 
-    from mingle_bench.metrics import HIGHER_IS_BETTER
+    from mingle_bench.metrics import MONITORS
 
     P.tame_library_logging()
     if trials < 1:
@@ -333,7 +333,7 @@ def tune(
                  precision=precision, split=split)
     inputs = RS.inputs(given)
     tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address,
-                      note_texts=P.needs_note_texts([model])).data
+                      views=P.needed_views([model])).data
     for line in P.check_labels(tdata, monitor):  # one class overall: RunError
         if "is undefined" in line and "validation" in line:  # no objective to tune on
             raise TuneError(line.split(": every cell")[0] + "; tuning needs a defined validation objective "
@@ -347,7 +347,7 @@ def tune(
                             **budget.as_dict(), "monitor": monitor, "split_sha256": split_sha})
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "maximize" if HIGHER_IS_BETTER[monitor] else "minimize"
+    direction = "maximize" if MONITORS[monitor] else "minimize"
     study_kw = dict(study_name=study_name, storage_url=storage_url, attrs=attrs, direction=direction, seed=seed,
                     budget=budget, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                     max_retry=max_retry)

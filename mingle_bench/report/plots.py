@@ -18,7 +18,7 @@ from typing import Mapping
 
 import numpy as np
 
-from mingle_bench.metrics import HIGHER_IS_BETTER
+from mingle_bench.metrics import MONITORS
 from mingle_bench.io import atomic_write_bytes
 
 
@@ -234,7 +234,7 @@ def plot_learning_curves(
     models += sorted({m for m, _ in curves if m not in models})
     models = [m for m in models if any(k[0] == m for k in curves)]
     colours = _colours(len(models))
-    sign = 1.0 if HIGHER_IS_BETTER.get(monitor, True) else -1.0
+    sign = 1.0 if MONITORS.get(monitor, True) else -1.0
     last = max((float(np.asarray(c, dtype=float).reshape(-1, 2)[-1, 0]) for c in curves.values()
                 if c is not None and len(c)), default=0.0)
     x_hi = last * (1 + X_MARGIN) if last > 0 else float(max_steps or 1)

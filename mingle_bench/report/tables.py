@@ -202,7 +202,7 @@ def mark_notes(rows: list[dict], monitor: str = "aupr") -> list[str]:
         notes.append(BUDGET_NOTE)
     fb = [f"{display_name(r['model'])} {r['n_fallback']}/{r['n_seeds']}" for r in rows if r.get("n_fallback")]
     if fb:
-        notes.append(f"‡ monitor fallback in some cells ({', '.join(fb)}): validation {monitor.upper()} was undefined "
+        notes.append(f"‡ monitor fallback in some cells ({', '.join(fb)}): validation {METRIC_LABELS.get(monitor, monitor)} was undefined "
                      "(a validation split without positives), so early stopping and the best step used validation loss.")
     const = [f"{display_name(r['model'])} {r['n_constant']}/{r['n_seeds']}" for r in rows if r.get("n_constant")]
     if const:
@@ -450,7 +450,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   else f"split seeds {', '.join(map(str, sorted({s for r in rows for s in r['split_seeds']}, key=str)))}")
     seeds_note = (f"{split_part}; budget {config.get('max_steps')} optimiser steps for every "
                   f"model, validation every {config.get('eval_every')} steps, stop after {config.get('patience')} "
-                  f"evaluations without a better validation {monitor.upper()}, best step restored; "
+                  f"evaluations without a better validation {METRIC_LABELS.get(monitor, monitor)}, best step restored; "
                   f"note policy {config.get('notes', 'default')}; {protocol_line(config)}")
     plines = power_lines(info, monitor, config.get("split_seed") if cells_label == "cells" else None)
     if info.get("underpowered"):

@@ -120,6 +120,7 @@ class HyperGATLayer(nn.Module):
 class HyperGAT(EHRModel):
     full_graph = True
     uses_op = True
+    requires = ("structural",)  # DeepWalk features initialise the node embeddings
     # over EHRModel's trainer defaults: L2 1e-6 (the original's); batch_size 0: full graph
     tiny_hparams: dict[str, Any] = {"hidden": 16}  # tests
     default_hparams: dict[str, Any] = {

@@ -31,6 +31,7 @@ from mingle_bench.models.registry import register_model
 
 @register_model("transformer", family="reference", display="Set Transformer")
 class SetTransformerBaseline(EHRModel):
+    uses = ("concept_emb",)  # read when present (use_concept)
     tiny_hparams: dict[str, Any] = {"emb_dim": 16, "heads": 2, "ff_dim": 32, "layers": 1}  # tests
     default_hparams: dict[str, Any] = {
         "emb_dim": 128, "heads": 4, "layers": 2, "ff_dim": 256, "dropout": 0.3,

@@ -40,7 +40,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -226,6 +226,274 @@ def prepare_visits(cohort: Cohort, task, *, split_seed: int = 0, code_types: Seq
                       unseen, graph_scope, report)
 
 
+# ---------------------------------------------------------------------------------------------
+# input views: one builder per view, registered by name
+
+
+@dataclass
+class ViewContext:
+    """What a view builder reads: the visit table and the build's settings; ``fields`` holds the
+    TaskData fields built so far (views run in registration order), ``report`` the features report."""
+
+    cohort: Cohort
+    vt: VisitTable
+    visit_note_ids: list[list[int]]    # per visit, the task's input note ids
+    deepwalk: DeepWalkParams
+    encoder: Any                       # a spec, an Encoder, or None
+    root: Any                          # the cache root (pathlib.Path)
+    progress: bool = True
+    max_notes_per_visit: int | None = None
+    max_tokens: int | None = None
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    report: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _enc: Any = None
+
+    def open_encoder(self) -> Any:
+        """The encoder object, loaded (and, for a fitted encoder, fitted on the train split) once."""
+        if self._enc is None:
+            from mingle_bench.encoders import load_encoder
+
+            enc = load_encoder(self.encoder) if isinstance(self.encoder, str) else self.encoder
+            if callable(getattr(enc, "fit", None)):  # a fitted encoder (--encoder tfidf): train split's texts only
+                enc.fit(encoder_fit_texts(self.cohort, self.vt, self.visit_note_ids), cache_dir=self.root)
+            self._enc = enc
+        return self._enc
+
+
+@dataclass(frozen=True)
+class View:
+    """One input view: its ``name``, the TaskData ``fields`` it fills and its builder
+    ``build(ctx) -> {field: value}``. ``always``: built for every run (cheap, or the input digest
+    needs it); ``needs_encoder``: skipped (its fields ``None``) when the encoder is ``None``."""
+
+    name: str
+    fields: tuple[str, ...]
+    build: Callable[[ViewContext], dict[str, Any]]
+    always: bool = False
+    needs_encoder: bool = False
+
+
+#: name -> View, in build order (the built-in views first, then any plugin's)
+VIEWS: dict[str, View] = {}
+
+
+def register_view(name: str, fields: Sequence[str], *, always: bool = False, needs_encoder: bool = False):
+    """Decorator registering ``build(ctx) -> {field: value}`` as the view ``name`` filling ``fields``.
+
+    A field that is not a :class:`~mingle_bench.taskdata.TaskData` attribute goes to
+    ``TaskData.extras`` and reads as an attribute (``data.<field>``); a model asks for it in its
+    ``requires`` like any other field. Registering a name twice, or a field another view
+    fills, raises ``ValueError``."""
+    def deco(fn: Callable[[ViewContext], dict[str, Any]]) -> Callable[[ViewContext], dict[str, Any]]:
+        if name in VIEWS:
+            raise ValueError(f"input view {name!r} is already registered")
+        taken = {f: v.name for v in VIEWS.values() for f in v.fields}
+        clash = [f for f in fields if f in taken]
+        if clash:
+            raise ValueError(f"input view {name!r}: field(s) {clash} are already filled by view {taken[clash[0]]!r}")
+        VIEWS[name] = View(name, tuple(fields), fn, always=always, needs_encoder=needs_encoder)
+        return fn
+    return deco
+
+
+def view_of_field(field: str) -> str | None:
+    """The view that fills TaskData ``field``, or ``None`` (a field every build fills)."""
+    return next((v.name for v in VIEWS.values() if field in v.fields), None)
+
+
+def views_for(fields: Iterable[str]) -> tuple[str, ...]:
+    """The views a build needs for ``fields`` (e.g. the union of the run's models' ``requires``
+    and ``uses``): every ``always`` view plus the views filling them, in build order."""
+    wanted = {view_of_field(f) for f in fields}
+    return tuple(n for n, v in VIEWS.items() if v.always or n in wanted)
+
+
+#: the views a build makes when the caller does not choose (everything but the note texts)
+def default_views() -> tuple[str, ...]:
+    return tuple(n for n in VIEWS if n != "note_texts")
+
+
+@register_view("set", ("sample_codes_indptr", "sample_codes"), always=True)
+def set_view(ctx: ViewContext) -> dict[str, Any]:
+    """The set view: per sample, the vocabulary ids of its index visit's input codes, as CSR
+    (``sample_codes_indptr`` int64 [n_samples + 1], ``sample_codes`` int64 [nnz]). Cheap: always built."""
+    indptr, flat = ctx.vt.visit_codes_indptr, ctx.vt.visit_codes
+    visits = ctx.vt.samples["visit"].to_numpy(dtype=np.int64).tolist()
+    ip, codes = _csr([flat[indptr[v]:indptr[v + 1]].tolist() for v in visits])
+    return {"sample_codes_indptr": ip, "sample_codes": codes}
+
+
+@register_view("sequence", ("seq_visit_indptr", "seq_visits", "seq_times"), always=True)
+def sequence_view(ctx: ViewContext) -> dict[str, Any]:
+    """The sequence view: per sample, its history visits in time order up to and including the
+    index visit (``seq_visit_indptr`` int64 [n_samples + 1], ``seq_visits`` int64 [n_rows] visit
+    ids) and each one's days before the prediction time (``seq_times`` float32 [n_rows]). Cheap:
+    always built."""
+    vt = ctx.vt
+    visit_index = vt.visit_of()
+    pred = vt.samples["prediction_time"].to_numpy(dtype="datetime64[ns]")
+    rows = [[visit_index[h] for h in hist] for hist in vt.task_samples.history]
+    indptr, visits = _csr(rows)
+    owner = np.repeat(np.arange(len(rows)), np.diff(indptr.numpy()))
+    gap = (pred[owner] - vt.visit_admittime[visits.numpy()]) / np.timedelta64(1, "D")
+    return {"seq_visit_indptr": indptr, "seq_visits": visits, "seq_times": torch.as_tensor(np.asarray(gap, dtype=np.float32))}
+
+
+@register_view("hypergraph", ("graph", "sample_edge", "edge_visit"), always=True)
+def hypergraph_view(ctx: ViewContext) -> dict[str, Any]:
+    """The :class:`~mingle_bench.hypergraph.EHRHypergraph` (visit hyperedges per ``graph_scope``,
+    then one self-loop per node), ``sample_edge`` int64 [n_samples] (each sample's index-visit
+    hyperedge) and ``edge_visit`` int64 [num_edges] (-1 for self-loops). Always built: the input
+    digest hashes its incidence."""
+    vt = ctx.vt
+    n_visits = len(vt.visit_hadm)
+    sample_visit = torch.from_numpy(vt.samples["visit"].to_numpy(dtype=np.int64, copy=True))
+    if vt.graph_scope == "all":
+        edge_visits = torch.arange(n_visits, dtype=torch.int64)
+    else:
+        edge_visits = torch.as_tensor(np.unique(vt.samples["visit"].to_numpy()), dtype=torch.int64)
+    graph = EHRHypergraph.build(vt.visit_codes_indptr, vt.visit_codes, edge_visits, len(vt.vocab))
+    edge_of_visit = torch.full((n_visits,), -1, dtype=torch.int64)
+    edge_of_visit[edge_visits] = torch.arange(edge_visits.numel())
+    sample_edge = edge_of_visit[sample_visit]
+    assert bool((sample_edge >= 0).all()) and not bool(graph.is_self_loop[sample_edge].any())
+    ctx.report["graph"] = graph.report
+    return {"graph": graph, "sample_edge": sample_edge, "edge_visit": graph.edge_visit}
+
+
+@register_view("structural", ("structural",))
+def structural_view(ctx: ViewContext) -> dict[str, Any]:
+    """DeepWalk node features on the co-occurrence graph of the *train* visits only:
+    ``structural`` float32 [n_nodes, deepwalk dim] (cached by content under the cache root)."""
+    vt = ctx.vt
+    indptr, flat = vt.visit_codes_indptr, vt.visit_codes
+    rows = np.flatnonzero(vt.visit_split == "train")
+    tr_indptr, tr_codes = _csr([flat[indptr[v]:indptr[v + 1]].tolist() for v in rows.tolist()])
+    structural, ctx.report["deepwalk"] = deepwalk_embeddings(tr_indptr, tr_codes, len(vt.vocab), ctx.deepwalk,
+                                                             cache_dir=ctx.root)
+    return {"structural": structural}
+
+
+@register_view("concept_emb", ("concept_emb",), needs_encoder=True)
+def concept_view(ctx: ViewContext) -> dict[str, Any]:
+    """Embeddings of the node description texts: ``concept_emb`` float32 [n_nodes, d_llm]
+    (content-addressed embedding cache)."""
+    from mingle_bench.encoders import EmbeddingCache, embed_texts
+
+    enc = ctx.open_encoder()
+    t0 = time.perf_counter()
+    emb = embed_texts(enc, ctx.vt.vocab.texts, cache=EmbeddingCache(ctx.root / "embeddings"), progress=ctx.progress)
+    ctx.report.setdefault("notes", {})["concept_seconds"] = round(time.perf_counter() - t0, 3)
+    return {"concept_emb": emb.to(torch.float32)}
+
+
+@register_view("note_emb", ("visit_note_emb", "visit_has_notes"), needs_encoder=True)
+def note_view(ctx: ViewContext) -> dict[str, Any]:
+    """Each visit's input notes embedded and pooled: ``visit_note_emb`` float32 [n_visits, d_llm]
+    (zeros where a visit has none) and ``visit_has_notes`` bool [n_visits] (notes with text).
+    Without this view ``visit_has_notes`` is ``len(input notes) > 0`` per visit."""
+    from mingle_bench.encoders import EmbeddingCache, embed_visit_notes
+
+    enc = ctx.open_encoder()
+    n_visits = len(ctx.vt.visit_hadm)
+    report: dict[str, Any] = {}
+    if any(ctx.visit_note_ids):
+        emb, has, report = embed_visit_notes(
+            enc, ctx.visit_note_ids, ctx.cohort.read_note_texts, max_notes_per_visit=ctx.max_notes_per_visit,
+            max_tokens=ctx.max_tokens, cache=EmbeddingCache(ctx.root / "embeddings"), progress=ctx.progress)
+    else:
+        emb = torch.zeros(n_visits, enc.dim, dtype=torch.float32)
+        has = torch.zeros(n_visits, dtype=torch.bool)
+    ctx.report["notes"] = {**ctx.report.get("notes", {}), **report}
+    return {"visit_note_emb": emb, "visit_has_notes": has}
+
+
+@register_view("note_texts", ("sample_note_texts",))
+def note_texts_view(ctx: ViewContext) -> dict[str, Any]:
+    """The text view: ``sample_note_texts`` list[str] [n_samples], each sample's index-visit
+    input note texts (:func:`sample_note_texts`; the TF-IDF references read it)."""
+    vt = ctx.vt
+    return {"sample_note_texts": sample_note_texts(ctx.cohort, vt.task_samples.input_note_ids,
+                                                   vt.samples["hadm_id"].tolist())}
+
+
+def note_settings(encoder: Any) -> dict[str, Any]:
+    """The note-embedding settings the input digest records (:data:`ENCODER_SETTING_KEYS`), derived
+    from ``encoder`` and :func:`~mingle_bench.encoders.notes.embed_visit_notes`'s defaults without
+    embedding anything (equal to what its report states)."""
+    import inspect
+
+    from mingle_bench.encoders.notes import embed_visit_notes
+
+    defaults = {k: p.default for k, p in inspect.signature(embed_visit_notes).parameters.items()}
+    chunk = int(defaults["chunk_tokens"])
+    return {"chunk_tokens": chunk, "chunk_content_tokens": min(chunk, encoder.max_length) - encoder.num_special_tokens,
+            "overlap": int(defaults["overlap"]), "note_pool": defaults["note_pool"], "visit_pool": defaults["visit_pool"]}
+
+
+def _settings_memo_path(ctx: ViewContext):
+    """Where the encoder settings of a local model spec (``default``, ``hf:PATH``) are remembered,
+    keyed by the spec and its model files' names, sizes and mtimes; ``None`` for other encoders
+    (a fitted encoder's identity holds its fit, an endpoint's or a plugin's is not pinned by files)."""
+    from mingle_bench.encoders import parse_spec
+
+    if not isinstance(ctx.encoder, str):
+        return None
+    try:
+        backend, target, _ = parse_spec(ctx.encoder)
+    except ValueError:
+        return None
+    if backend == "default":
+        from mingle_bench.encoders.hf import default_model_path
+
+        folder = default_model_path()
+    elif backend == "hf":
+        from pathlib import Path
+
+        folder = Path(target)
+    else:
+        return None
+    try:
+        files = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                       for p in folder.rglob("*") if p.is_file())
+    except OSError:
+        return None
+    key = _sha([ctx.encoder, str(folder), files, ctx.max_notes_per_visit, ctx.max_tokens, bool(any(ctx.visit_note_ids))])
+    return ctx.root / "embeddings" / "settings" / f"{key[:32]}.json"
+
+
+def encoder_settings(ctx: ViewContext) -> dict | None:
+    """The encoder part of the input digest: identity (``describe()``), note budgets and, when
+    any visit has input notes, the note settings; ``None`` without an encoder. Computed the same
+    whichever views are built; a local model spec's settings are remembered in the cache
+    (:func:`_settings_memo_path`), so a run that embeds nothing does not load the encoder twice."""
+    import json
+
+    if ctx.encoder is None:
+        return None
+    memo = _settings_memo_path(ctx) if ctx._enc is None else None
+    if memo is not None and memo.is_file():
+        try:
+            return json.loads(memo.read_text())
+        except (OSError, ValueError):
+            pass
+    enc = ctx.open_encoder()
+    notes = any(ctx.visit_note_ids)
+    # "describe" is what the features report's "encoder" entry has always held: the note report's
+    # identity string when any visit has notes, else the encoder's describe() dict
+    settings = {"describe": enc.identity if notes else enc.describe(), "max_notes_per_visit": ctx.max_notes_per_visit,
+                "max_tokens": ctx.max_tokens, **(note_settings(enc) if notes else {})}
+    memo = _settings_memo_path(ctx)
+    if memo is not None:
+        from mingle_bench.io import atomic_write_json
+
+        try:
+            atomic_write_json(memo, json.loads(json.dumps(settings, default=str)))
+        except OSError:
+            pass
+    return settings
+
+
 def build_task_data(
     cohort: Cohort,
     task,
@@ -247,8 +515,9 @@ def build_task_data(
     task_samples=None,
     split: str = "random",
     note_texts: bool = False,
+    views: Iterable[str] | None = None,
 ) -> TaskData:
-    """Build everything a model may read for ``task`` on ``cohort`` (see the module docstring).
+    """Build what the models of a run read for ``task`` on ``cohort`` (see the module docstring).
 
     Args:
         cohort: a validated :class:`~mingle_bench.data.cohort.Cohort`.
@@ -265,104 +534,66 @@ def build_task_data(
         max_notes_per_visit, max_tokens: note budgets passed to the note encoder.
         task_samples: an already built ``TaskSamples`` for ``task`` (skips rebuilding it).
         split: ``"random"`` (seeded 7:1:2) or ``"meds"`` (the cohort's MEDS subject splits).
-        note_texts: also read the texts of each sample's index-visit input notes into
-            ``TaskData.sample_note_texts`` (:func:`sample_note_texts`; the text references need
-            them). Off by default: no text is read. Not part of the input digest, which already
-            holds the note selection (the texts are covered by the cohort's content hash).
+        note_texts: also build the ``note_texts`` view (``TaskData.sample_note_texts``).
+        views: the input views to build (:data:`VIEWS` names; :func:`views_for` of the run's
+            models' fields); ``None``: :func:`default_views`. The ``always`` views (set, sequence,
+            hypergraph) are built regardless; a view not built leaves its fields ``None``.
+
+    The input digest (:func:`input_digest`) is the same whichever views are built: the hypergraph
+    it hashes is always built, DeepWalk enters by its parameters and the encoder by its settings
+    (:func:`encoder_settings`), never by their outputs.
     """
     from mingle_bench.io import cache_root
 
+    chosen = set(default_views() if views is None else views) | ({"note_texts"} if note_texts else set())
+    unknown = sorted(chosen - set(VIEWS))
+    if unknown:
+        raise ValueError(f"unknown input view(s) {unknown}; registered: {', '.join(VIEWS)}")
     vt = prepare_visits(cohort, task, split_seed=split_seed, code_types=code_types, graph_scope=graph_scope,
                         task_samples=task_samples, split=split)
     ts, samples = vt.task_samples, vt.samples
-    n_visits = len(vt.visit_hadm)
-    visit_index = vt.visit_of()
-    indptr, flat = vt.visit_codes_indptr, vt.visit_codes
-
-    # set view: the index visit's codes
-    sample_visit = torch.from_numpy(samples["visit"].to_numpy(dtype=np.int64, copy=True))
-    s_rows = [flat[indptr[v]:indptr[v + 1]].tolist() for v in sample_visit.tolist()]
-    sample_codes_indptr, sample_codes = _csr(s_rows)
-
-    # sequence view: history visits (time order) up to and including the index visit
-    pred = samples["prediction_time"].to_numpy(dtype="datetime64[ns]")
-    seq_rows = [[visit_index[h] for h in hist] for hist in ts.history]
-    seq_visit_indptr, seq_visits = _csr(seq_rows)
-    owner = np.repeat(np.arange(len(seq_rows)), np.diff(seq_visit_indptr.numpy()))
-    gap = (pred[owner] - vt.visit_admittime[seq_visits.numpy()]) / np.timedelta64(1, "D")
-    seq_times = torch.as_tensor(np.asarray(gap, dtype=np.float32))
-
-    # hypergraph
-    if graph_scope == "all":
-        edge_visits = torch.arange(n_visits, dtype=torch.int64)
-    else:
-        edge_visits = torch.as_tensor(np.unique(samples["visit"].to_numpy()), dtype=torch.int64)
-    graph = EHRHypergraph.build(indptr, flat, edge_visits, len(vt.vocab))
-    edge_of_visit = torch.full((n_visits,), -1, dtype=torch.int64)
-    edge_of_visit[edge_visits] = torch.arange(edge_visits.numel())
-    sample_edge = edge_of_visit[sample_visit]
-    assert bool((sample_edge >= 0).all()) and not bool(graph.is_self_loop[sample_edge].any())
-
-    # DeepWalk on the train visits only
-    train_rows = np.flatnonzero(vt.visit_split == "train")
-    tr_indptr, tr_codes = _csr([flat[indptr[v]:indptr[v + 1]].tolist() for v in train_rows.tolist()])
     params = DeepWalkParams(dim=deepwalk_dim, walks_per_node=deepwalk_walks_per_node, walk_length=deepwalk_walk_length,
                             window=deepwalk_window, epochs=deepwalk_epochs,
                             seed=split_seed if deepwalk_seed is None else deepwalk_seed)
-    root = cache_root(cache_dir)
-    structural, dw_report = deepwalk_embeddings(tr_indptr, tr_codes, len(vt.vocab), params, cache_dir=root)
-
-    # semantic features
     visit_note_ids = [ts.input_note_ids.get(int(h), []) for h in vt.visit_hadm.tolist()]
-    note_report: dict[str, Any] = {}
-    if encoder is None:
-        concept_emb = visit_note_emb = None
-        visit_has_notes = torch.tensor([len(n) > 0 for n in visit_note_ids], dtype=torch.bool)
-    else:
-        from mingle_bench.encoders import EmbeddingCache, embed_texts, embed_visit_notes, load_encoder
+    ctx = ViewContext(cohort, vt, visit_note_ids, params, encoder, cache_root(cache_dir), progress=progress,
+                      max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens)
+    built = []
+    for name, view in VIEWS.items():
+        if not (view.always or name in chosen) or (view.needs_encoder and encoder is None):
+            continue
+        out = view.build(ctx)
+        missing = [f for f in view.fields if f not in out]
+        if missing:
+            raise ValueError(f"input view {name!r} did not fill its field(s) {missing}")
+        ctx.fields.update(out)
+        built.append(name)
+    fields = {f: None for v in VIEWS.values() for f in v.fields} | ctx.fields
+    if fields["visit_has_notes"] is None:  # without the note view: whether the task allows the visit any note
+        fields["visit_has_notes"] = torch.tensor([len(n) > 0 for n in visit_note_ids], dtype=torch.bool)
 
-        enc = load_encoder(encoder) if isinstance(encoder, str) else encoder
-        if callable(getattr(enc, "fit", None)):  # a fitted encoder (--encoder tfidf): train split's texts only
-            enc.fit(encoder_fit_texts(cohort, vt, visit_note_ids), cache_dir=root)
-        cache = EmbeddingCache(root / "embeddings")
-        t0 = time.perf_counter()
-        concept_emb = embed_texts(enc, vt.vocab.texts, cache=cache, progress=progress).to(torch.float32)
-        concept_seconds = round(time.perf_counter() - t0, 3)
-        if any(visit_note_ids):
-            visit_note_emb, visit_has_notes, note_report = embed_visit_notes(
-                enc, visit_note_ids, cohort.read_note_texts, max_notes_per_visit=max_notes_per_visit,
-                max_tokens=max_tokens, cache=cache, progress=progress)
-        else:
-            visit_note_emb = torch.zeros(n_visits, enc.dim, dtype=torch.float32)
-            visit_has_notes = torch.zeros(n_visits, dtype=torch.bool)
-        note_report = {"encoder": enc.describe(), **note_report, "concept_seconds": concept_seconds}
-
-    labels = torch.as_tensor(ts.labels, dtype=torch.float32)
-    encoder_settings = None
-    if encoder is not None:  # identity and settings only: the report's counters and timings vary run to run
-        encoder_settings = {"describe": note_report.get("encoder"), "max_notes_per_visit": max_notes_per_visit,
-                            "max_tokens": max_tokens,
-                            **{k: note_report.get(k) for k in ENCODER_SETTING_KEYS if k in note_report}}
-    digest = input_digest(repr(_resolve_task(task, code_types)), vt, visit_note_ids, graph, params, encoder_settings)
+    settings = encoder_settings(ctx)
+    note_report = dict(ctx.report.get("notes", {}))
+    if settings is not None:
+        note_report = {"encoder": settings["describe"], **note_report}
+    digest = input_digest(repr(_resolve_task(task, code_types)), vt, visit_note_ids, fields["graph"], params, settings)
     split_idx = {s: torch.as_tensor(np.flatnonzero(samples["split"].to_numpy() == s), dtype=torch.int64) for s in SPLITS}
     report = {
-        **vt.report, "graph": graph.report, "deepwalk": dw_report, "notes": note_report,
+        **vt.report, "graph": ctx.report.get("graph"), "deepwalk": ctx.report.get("deepwalk"), "notes": note_report,
+        "views": built,
         "visits_with_input_notes": int(sum(1 for n in visit_note_ids if n)),
         "positives_by_split": {s: {n: int(ts.labels[split_idx[s].numpy(), i].sum()) for i, n in enumerate(ts.label_names)}
                                for s in SPLITS},
-        "empty_sample_visits": int((sample_codes_indptr.diff() == 0).sum()),
+        "empty_sample_visits": int((fields["sample_codes_indptr"].diff() == 0).sum()),
     }
-    texts = sample_note_texts(cohort, ts.input_note_ids, samples["hadm_id"].tolist()) if note_texts else None
+    known = {f.name for f in dataclasses.fields(TaskData)}
     return TaskData(
         task_name=ts.task_name, label_names=list(ts.label_names),
         samples=samples[["sample_id", "patient_id", "hadm_id", "prediction_time", "split", "visit"]],
-        labels=labels, split_idx=split_idx, manifest=vt.manifest, vocab=vt.vocab,
-        sample_codes_indptr=sample_codes_indptr, sample_codes=sample_codes,
-        seq_visit_indptr=seq_visit_indptr, seq_visits=seq_visits, seq_times=seq_times,
-        visit_codes_indptr=indptr, visit_codes=flat, graph=graph, sample_edge=sample_edge,
-        edge_visit=graph.edge_visit, structural=structural, concept_emb=concept_emb,
-        visit_note_emb=visit_note_emb, visit_has_notes=visit_has_notes, report=report, digest=digest,
-        sample_note_texts=texts,
+        labels=torch.as_tensor(ts.labels, dtype=torch.float32), split_idx=split_idx, manifest=vt.manifest,
+        vocab=vt.vocab, visit_codes_indptr=vt.visit_codes_indptr, visit_codes=vt.visit_codes,
+        report=report, digest=digest, **{f: v for f, v in fields.items() if f in known},
+        extras={f: v for f, v in fields.items() if f not in known},
     )
 
 

@@ -233,24 +233,41 @@ def get_task(name: str, code_types: Sequence[str] | None = None, notes: str = DE
 
 def build_features(cohort, task, *, split_seed: int, encoder, progress: bool, max_notes_per_visit: int | None = None,
                    max_tokens: int | None = None, graph_scope: str = "all", split: str = DEFAULT_SPLIT,
-                   note_texts: bool = False):
+                   note_texts: bool = False, views: Sequence[str] | None = None):
     """Stage *features*: the :class:`~mingle_bench.taskdata.TaskData` of ``task`` on ``cohort``
     (:func:`mingle_bench.features.build_task_data`; split, vocabulary, graph, embeddings; the
-    index visits' note texts when ``note_texts``)."""
+    index visits' note texts when ``note_texts``); ``views``: only these input views
+    (:func:`needed_views`; ``None``: every view but the note texts)."""
     from mingle_bench.features import build_task_data
 
     return build_task_data(cohort, task, split_seed=split_seed, encoder=encoder, progress=progress,
                            max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, graph_scope=graph_scope,
-                           split=split, note_texts=note_texts)
+                           split=split, note_texts=note_texts, views=views)
+
+
+def model_fields(model: str) -> tuple[str, ...]:
+    """The TaskData fields model ``model`` reads beyond what every model gets: its ``requires``
+    (must not be ``None``) and its ``uses`` (read when present, e.g. MINGLE's embeddings)."""
+    from mingle_bench.zoo import get_model
+
+    cls = get_model(model)
+    return tuple(dict.fromkeys((*getattr(cls, "requires", ()), *getattr(cls, "uses", ()))))
+
+
+def needed_views(models: Sequence[str]) -> tuple[str, ...]:
+    """The input views a run of ``models`` builds (:func:`mingle_bench.features.views_for` of the
+    union of their :func:`model_fields`): the views every model gets (set, sequence, hypergraph)
+    plus those some model asks for. No part of a run's fingerprint or of a cell's input hash: the
+    input digest is the same whichever views are built."""
+    from mingle_bench.features import views_for
+
+    return views_for(f for m in models for f in model_fields(m))
 
 
 def needs_note_texts(models: Sequence[str]) -> bool:
-    """Whether any of ``models`` reads ``TaskData.sample_note_texts`` (declares it in ``requires``):
-    the flag :func:`prepare` passes to the features stage. It is no part of a run's fingerprint or
-    of a cell's input hash: the note selection is already in the input digest."""
-    from mingle_bench.zoo import get_model
-
-    return any("sample_note_texts" in getattr(get_model(m), "requires", ()) for m in models)
+    """Whether any of ``models`` reads ``TaskData.sample_note_texts`` (the ``note_texts`` view of
+    :func:`needed_views`)."""
+    return "note_texts" in needed_views(models)
 
 
 def model_defaults(name: str) -> dict:
@@ -350,7 +367,8 @@ def open_encoder(spec: str | None, precision: str = DEFAULT_PRECISION, executor:
 
 
 def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], None] | None = None,
-            executor: str = DEFAULT_EXECUTOR, ray_address: str | None = None, note_texts: bool = False) -> Prepared:
+            executor: str = DEFAULT_EXECUTOR, ray_address: str | None = None, note_texts: bool = False,
+            views: Sequence[str] | None = None) -> Prepared:
     """Stages *load*, *task* and *features* for ``inputs``.
 
     The task is built first, so a bad task name fails before any data loads. ``on_source``
@@ -358,7 +376,8 @@ def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], No
     a results folder trained on other data there, before any embedding work). With
     ``executor="ray"`` the texts missing from the embedding cache are embedded by Ray workers
     (:func:`open_encoder`). ``note_texts``: also read the index visits' note texts
-    (:func:`needs_note_texts` of the run's models; not an input of the hash)."""
+    (:func:`needs_note_texts` of the run's models; not an input of the hash). ``views``: build only
+    these input views (:func:`needed_views` of the run's models; ``None``: all but the note texts)."""
     task = get_task(inputs.task, inputs.code_types, inputs.notes)
     check_split(inputs.split)
     t0 = time.perf_counter()
@@ -371,7 +390,9 @@ def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], No
     encoder = open_encoder(inputs.encoder, inputs.precision, executor, ray_address)
     data = build_features(cohort, task, split_seed=inputs.split_seed, encoder=encoder, progress=progress,
                           max_notes_per_visit=inputs.max_notes_per_visit, max_tokens=inputs.max_tokens,
-                          graph_scope=inputs.graph_scope, split=inputs.split, note_texts=note_texts)
+                          graph_scope=inputs.graph_scope, split=inputs.split,
+                          note_texts=note_texts or "note_texts" in (views or ()),
+                          **({} if views is None else {"views": tuple(views)}))
     seconds["features"] = round(time.perf_counter() - t0, 3)
     notes = (getattr(data, "report", None) or {}).get("notes") or {}
     for key, name in (("concept_seconds", "embed_concepts"), ("seconds", "embed_notes")):

@@ -1,6 +1,8 @@
 """`TaskData`: everything a model may read for one task, after splitting and featurising.
 
 Produced by :func:`mingle_bench.features.build_task_data`; consumed by models and the trainer.
+Each group of fields is one input view (``features.VIEWS``); a run builds only the views its
+models need (``requires`` and ``uses``), so the fields of a view not built are ``None``.
 Every fitted piece (vocabulary, DeepWalk, projections) was fitted on the train split only.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ class TaskData:
     graph: Any                            # mingle_bench.hypergraph.EHRHypergraph
     sample_edge: torch.Tensor             # int64 [n_samples] hyperedge of each sample's index visit
     edge_visit: torch.Tensor              # int64 [num_edges] visit id of each hyperedge, -1 for self-loops
-    structural: torch.Tensor              # float32 [n_nodes, d_s] DeepWalk
+    structural: torch.Tensor | None       # float32 [n_nodes, d_s] DeepWalk (None: view not built)
     concept_emb: torch.Tensor | None      # float32 [n_nodes, d_llm]
     visit_note_emb: torch.Tensor | None   # float32 [n_visits, d_llm], zeros where no notes
     visit_has_notes: torch.Tensor         # bool [n_visits]
@@ -44,6 +46,14 @@ class TaskData:
     # the texts of its index visit's input notes (TaskSamples.input_note_ids), in the task's note
     # order (available time, note id), joined by a blank line; "" for a visit without input notes
     sample_note_texts: list[str] | None = None
+    # fields of views registered outside this module (features.register_view), read as attributes
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        extras = self.__dict__.get("extras")
+        if extras is not None and name in extras:
+            return extras[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def n_labels(self) -> int:
@@ -55,7 +65,7 @@ class TaskData:
 
     @property
     def n_nodes(self) -> int:
-        return int(self.structural.shape[0])
+        return len(self.vocab) if self.vocab is not None else int(self.structural.shape[0])
 
     @property
     def n_visits(self) -> int:

@@ -62,7 +62,7 @@ def _predict(args: argparse.Namespace) -> int:
                       split=run.get("split", P.DEFAULT_SPLIT))
     P.tame_library_logging()
     with shared(None, command=P.command_line()):
-        prep = P.prepare(inputs, progress=not args.quiet, note_texts=P.needs_note_texts([ck.model]))
+        prep = P.prepare(inputs, progress=not args.quiet, views=P.needed_views([ck.model]))
     data = prep.data
     names = list(data.label_names)
     if names != list(ck.config["label_names"]):

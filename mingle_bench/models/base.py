@@ -87,6 +87,9 @@ class EHRModel(nn.Module):
     * ``uses_op``: whether it calls :mod:`mingle_bench.ops` (then ``impl`` is a hyperparameter
       and :attr:`impl_used` says which implementation ran);
     * ``requires``: ``TaskData`` fields that must not be ``None`` (e.g. note embeddings);
+    * ``uses``: ``TaskData`` fields read when present (e.g. MINGLE's embeddings); with
+      ``requires`` they decide which input views a run builds (``features.VIEWS``), so a field
+      in neither is ``None`` unless another model of the run asks for it;
     * ``tiny_hparams``: small widths under which the model still works, for fast tests (the
       model tests build every registered model with them; a plugin's model gets the same tests).
     """
@@ -100,6 +103,7 @@ class EHRModel(nn.Module):
     full_graph: ClassVar[bool] = False
     uses_op: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
+    uses: ClassVar[tuple[str, ...]] = ()
     tiny_hparams: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -99,6 +99,7 @@ class Mingle(EHRModel):
     family = "mingle"
     full_graph = True
     uses_op = True
+    uses = ("structural", "concept_emb", "visit_note_emb")  # the input views it reads when present
     # over EHRModel's trainer defaults (Adam lr 1e-3, weight decay 1e-3); batch_size 0: full graph
     tiny_hparams: dict[str, Any] = {"hidden": 16, "heads": 2, "cls_hidden": 16, "sem_dim": 8}  # tests
     default_hparams: dict[str, Any] = {

@@ -442,7 +442,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             prog.stage(f"load data ({cfg.data})")
             prep = P.prepare(cfg.inputs(), progress=cfg.progress, on_source=on_source,
                              executor=executor.name, ray_address=cfg.ray_address,
-                             note_texts=P.needs_note_texts(models))
+                             views=P.needed_views(models))
             prog.stage(TRAINING)
             data, source_id = prep.data, prep.source_id
             label_warnings = P.check_labels(data, cfg.monitor)  # one class overall: RunError before any cell

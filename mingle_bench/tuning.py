@@ -333,7 +333,7 @@ def tune(
                  precision=precision, split=split)
     inputs = RS.inputs(given)
     tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address,
-                      note_texts=P.needs_note_texts([model])).data
+                      views=P.needed_views([model])).data
     for line in P.check_labels(tdata, monitor):  # one class overall: RunError
         if "is undefined" in line and "validation" in line:  # no objective to tune on
             raise TuneError(line.split(": every cell")[0] + "; tuning needs a defined validation objective "

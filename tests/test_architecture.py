@@ -262,3 +262,32 @@ def test_layer_rules(graph, importers, forbidden, why):
     bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if _under(m, importers)
                  for d in deps if _under(d, forbidden) and not _under(d, importers))
     assert not bad, f"{why}: " + ", ".join(bad)
+
+
+def module_aliases(files) -> dict[str, set[str]]:
+    """alias -> the package modules it names, over ``import a.b as X`` and ``from a import b as X``
+    (``b`` a module) in ``files``; an alias equal to the module's own name is no alias."""
+    mods = _modules()
+    out: dict[str, set[str]] = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                named = [(a.name, a.asname) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                named = [(f"{node.module}.{a.name}", a.asname) for a in node.names]
+            else:
+                continue
+            for full, alias in named:
+                if alias and full in mods and alias != full.rpartition(".")[2]:
+                    out.setdefault(alias, set()).add(full)
+    return out
+
+
+def test_module_aliases_are_unambiguous():
+    """One alias never names two modules (``R`` is ``mingle_bench.results`` wherever it is used),
+    in the package, its benchmarks and tests (issue 22 item 8)."""
+    files = [p for folder in (*PACKAGES, "benchmarks", "tests") for p in sorted((ROOT / folder).rglob("*.py"))]
+    aliases = module_aliases(files)
+    assert aliases["R"] == {"mingle_bench.results"} and aliases["P"] == {"mingle_bench.pipeline"}
+    clashes = {a: sorted(m) for a, m in aliases.items() if len(m) > 1}
+    assert not clashes, f"one alias, several modules: {clashes}"

@@ -143,20 +143,20 @@ def run_summary(s) -> dict:
 
 
 def _run(args) -> int:
-    from mingle_bench import runner as R
+    from mingle_bench import runner
     from mingle_bench.report.reference import reference_lines
     from mingle_bench.report.finalize import comparison_sentence
 
     _check(args, "run")
     kw = RS.values(args, "run")
-    kw["seeds"] = R.parse_seeds(kw["seeds"])
+    kw["seeds"] = runner.parse_seeds(kw["seeds"])
     if kw["split_seeds"] is not None:
-        kw["split_seeds"] = R.parse_seeds(kw["split_seeds"], flag="--split-seeds")
-    cfg = R.RunConfig(**kw, progress=not args.quiet, command=command_of(args), tracker=args.tracker)
+        kw["split_seeds"] = runner.parse_seeds(kw["split_seeds"], flag="--split-seeds")
+    cfg = runner.RunConfig(**kw, progress=not args.quiet, command=command_of(args), tracker=args.tracker)
     if cfg.split_seeds is not None:
         return _run_splits(cfg, args)
     with _stdout_for(args):
-        s = R.run_benchmark(cfg)
+        s = runner.run_benchmark(cfg)
     if args.json:
         _print_json(run_summary(s))
         return 1 if s.failed else 0
@@ -164,25 +164,25 @@ def _run(args) -> int:
     sentence = comparison_sentence(s.comparison)
     if sentence:
         print(sentence)
-    print(R.summary_line(s))
+    print(runner.summary_line(s))
     for line in reference_lines(s.reference):
         print(line)
     return 1 if s.failed else 0
 
 
 def _run_splits(cfg, args) -> int:
-    from mingle_bench import runner as R
+    from mingle_bench import runner
     from mingle_bench.report.reference import reference_lines
 
     with _stdout_for(args):
-        res = R.run_split_seeds(cfg)
+        res = runner.run_split_seeds(cfg)
     if args.json:
         _print_json({"pooled_folder": str(res.pooled_folder), "pooled": res.pooled,
                      "runs": [run_summary(s) for s in res.runs]})
         return 1 if any(s.failed for s in res.runs) else 0
     print((res.pooled_folder / "table.md").read_text(encoding="utf-8"))
     for s in res.runs:
-        print(R.summary_line(s))
+        print(runner.summary_line(s))
         for line in reference_lines(s.reference):
             print(line)
     print(f"Pooled over {len(res.runs)} splits in {res.pooled_folder}/ (table.md, pooled.json)")
@@ -205,11 +205,11 @@ def _tune(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from mingle_bench import reproduce, runner as R
+    from mingle_bench import reproduce, runner
 
     _check(args, "reproduce")
     kw = RS.values(args, "reproduce")
-    kw["seeds"] = R.parse_seeds(kw["seeds"])
+    kw["seeds"] = runner.parse_seeds(kw["seeds"])
     kw["tasks"] = [t for t in kw["tasks"].split(",") if t]
     kw["models"] = kw["models"].split(",") if kw["models"] else None
     with _stdout_for(args):

@@ -28,7 +28,7 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from mingle_bench import paper_numbers as P
+from mingle_bench import paper_numbers as PN
 from mingle_bench import results as R
 from mingle_bench.io import atomic_write_text
 
@@ -214,7 +214,7 @@ def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_
 
 
 def _task_title(task: str) -> str:
-    ds = P.PAPER_DATASET.get(task)
+    ds = PN.PAPER_DATASET.get(task)
     return f"{task}" + (f" (the paper's {ds} task)" if ds else "")
 
 

@@ -16,6 +16,7 @@ import torch
 from mingle_bench import ops
 from mingle_bench.zoo import get_model
 from mingle_bench.profiling.models import PAPER_HPARAMS, build_profile_data, epoch_step
+from mingle_bench.training import train_step
 
 SIZE = os.environ.get("MINGLE_BENCH_SIZE", "small")
 THREADS = int(os.environ.get("MINGLE_BENCH_THREADS", "2"))
@@ -53,11 +54,8 @@ def test_minibatch_epoch(benchmark, data, name):
 
     def epoch():
         model.train()
-        for b in torch.split(train, bs):
-            loss = model({"idx": b, "labels": data.labels[b]})["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        for b in torch.split(train, bs):  # the trainer's step, gradient clipping included
+            train_step(model, {"idx": b, "labels": data.labels[b]}, opt)
 
     benchmark.extra_info.update({"size": SIZE, "threads": torch.get_num_threads(), "samples": train.numel()})
     benchmark.pedantic(epoch, rounds=1, iterations=1)

@@ -328,6 +328,21 @@ def _check_restored(model_name: str, best_step: int, val_loss: float, loss_limit
                                    f"{at}: the predictions collapsed (training diverged; lower the learning rate?)")
 
 
+def train_step(model, batch: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
+               clip: float | None = GRAD_CLIP) -> torch.Tensor:
+    """One optimiser step, the one the trainer, the profilers and the benchmarks take: forward on
+    ``batch`` (``{"idx": int64 [B], "labels": float32 [B, n_labels]}``), ``zero_grad``, backward of
+    ``model(batch)["loss"]``, gradient-norm clipping at ``clip`` (``None``: none), ``opt.step()``.
+    Returns the batch's loss (a detached scalar tensor)."""
+    loss = model(batch)["loss"]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return loss.detach()
+
+
 def _batches(model, train_idx: torch.Tensor, batch_size: int, gen: torch.Generator):
     """Endless stream of training minibatches: the whole split for full-graph models, otherwise
     ``batch_size`` samples of a fresh seeded permutation per pass over the data."""
@@ -358,13 +373,9 @@ def _train_steps(model, model_name: str, data, hp: dict, seed: int, dev: torch.d
     model.train()
     while step < budget.max_steps:
         b = next(batches)
-        out = model({"idx": b.to(dev), "labels": labels[b].to(dev)})
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        opt.step()
+        loss = train_step(model, {"idx": b.to(dev), "labels": labels[b].to(dev)}, opt)
         step += 1
-        total += float(out["loss"].detach()) * b.numel()
+        total += float(loss) * b.numel()
         count += b.numel()
         if step % budget.eval_every and step < budget.max_steps:
             continue

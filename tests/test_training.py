@@ -192,3 +192,40 @@ def test_mingle_eval_mode_matches_train_mode_after_training(toy):
     # normalised columns in eval mode too: unit variance, not the ~1/sqrt(d) scale PairNorm leaves
     std = captured[False].std(dim=0, unbiased=False)
     assert 0.9 < float(std.mean()) < 1.1
+
+
+def test_train_step_is_the_one_step_of_trainer_and_profiler(monkeypatch, one_torch_thread):
+    """``train_step`` is the hand-written step (forward, zero_grad, backward, clip, Adam), bit for
+    bit, and the trainer and the model profiler both take it (issue 22 item 8)."""
+    from mingle_bench import training
+    from mingle_bench.profiling.models import epoch_step
+    from mingle_bench.zoo import get_model
+
+    data = make_random_task_data(n_samples=40, seed=1)
+    cls = get_model("mingle")
+    idx = data.split_idx["train"]
+    batch = {"idx": idx, "labels": data.labels[idx]}
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(cls(data, **cls.tiny_hparams).train())
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in models]
+    for step in range(2):
+        torch.manual_seed(10 + step)  # the same dropout masks for both
+        loss = models[0](batch)["loss"]
+        opts[0].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(models[0].parameters(), training.GRAD_CLIP)
+        opts[0].step()
+        torch.manual_seed(10 + step)
+        got = training.train_step(models[1], batch, opts[1])
+        assert got.item() == loss.item() and not got.requires_grad
+    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
+
+    calls = []
+    real = training.train_step
+    monkeypatch.setattr(training, "train_step", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fit("mingle", data, dict(cls.tiny_hparams), seed=0, device="cpu", budget=Budget(3, 3, 5))
+    assert len(calls) == 3
+    epoch_step(models[1], data)()
+    assert len(calls) == 4

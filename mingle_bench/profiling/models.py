@@ -37,19 +37,18 @@ def build_profile_data(size: str, n_labels: int = 25, d_llm: int = 384, d_struct
 
 
 def epoch_step(model, data) -> Callable[[], None]:
-    """One full-graph training epoch as a callable: forward, backward, clipping and an Adam step
-    on all train samples (the model is put in training mode)."""
+    """One full-graph training epoch as a callable: the trainer's
+    :func:`~mingle_bench.training.train_step` (forward, backward, clipping, an Adam step) on all
+    train samples (the model is put in training mode)."""
+    from mingle_bench.training import train_step
+
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-3)
     idx = data.split_idx["train"]
     batch = {"idx": idx, "labels": data.labels[idx]}
     model.train()
 
     def step() -> None:
-        loss = model(batch)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, batch, opt)
     return step
 
 

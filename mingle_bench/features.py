@@ -15,16 +15,18 @@
    input view of that admission.
 4. :class:`~mingle_bench.vocab.CodeVocab` fitted on the visits of *train* patients only;
    codes of other visits that the train visits never showed are dropped and counted per split.
-5. Views: the set view (codes of each sample's index visit), the sequence view (history
-   visits up to the index visit, with days before the prediction time) and the
-   :class:`~mingle_bench.hypergraph.EHRHypergraph` (visit hyperedges per ``graph_scope``, then
-   one self-loop per node).
-6. DeepWalk structural node features on the co-occurrence graph of the *train* visits.
-7. Optional semantic features (``encoder`` not ``None``): embeddings of the node description
-   texts (``concept_emb``) and of each visit's input notes (``visit_note_emb``).
-8. Optional text view (``note_texts=True``, asked for by the pipeline only when a model of the
-   run declares ``sample_note_texts`` in its ``requires``): the raw texts of each sample's
-   index-visit input notes (:func:`sample_note_texts`), for the TF-IDF references.
+5. Input views, one builder each, registered in :data:`VIEWS` (:func:`register_view`; a plugin
+   adds its own): ``set`` (codes of each sample's index visit), ``sequence`` (history visits up to
+   the index visit, with days before the prediction time) and ``hypergraph``
+   (:class:`~mingle_bench.hypergraph.EHRHypergraph`: visit hyperedges per ``graph_scope``, then
+   one self-loop per node) are built always (cheap; the input digest hashes the hypergraph);
+   ``structural`` (DeepWalk on the co-occurrence graph of the *train* visits), ``concept_emb``
+   and ``note_emb`` (embeddings of the node description texts and of each visit's input notes;
+   skipped when ``encoder`` is ``None``) and ``note_texts`` (the raw texts of each sample's
+   index-visit input notes, :func:`sample_note_texts`, for the TF-IDF references) only when
+   asked for: ``views`` (the pipeline passes :func:`views_for` of its models' ``requires`` and
+   ``uses``, ``pipeline.needed_views``). A view not built leaves its fields ``None``.
+6. The input digest (:func:`input_digest`): the same whichever views are built.
 
 **Transductive caveat of** ``graph_scope="all"`` (the HypEHR / MINGLE setting): all admissions,
 including the later admissions of validation/test patients and unlabelled admissions, take part

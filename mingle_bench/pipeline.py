@@ -101,12 +101,12 @@ def resolve_models(models: Sequence[str] | str) -> list[str]:
     return models
 
 
-def check_notes(notes: str) -> None:
+def check_notes(note_policy: str) -> None:
     """Refuse an unknown note policy before any data loads (the policies: ``tasks.base.NOTE_POLICIES``)."""
     from mingle_bench.tasks.base import NOTE_POLICIES
 
-    if notes not in NOTE_POLICIES:
-        raise RunError(f"--notes must be one of {', '.join(NOTE_POLICIES)}, got {notes!r}")
+    if note_policy not in NOTE_POLICIES:
+        raise RunError(f"--notes must be one of {', '.join(NOTE_POLICIES)}, got {note_policy!r}")
 
 
 def check_monitor(monitor: str) -> None:
@@ -394,10 +394,10 @@ def prepare(inputs: Inputs, progress: bool = True, on_source: Callable[[str], No
                           note_texts=note_texts or "note_texts" in (views or ()),
                           **({} if views is None else {"views": tuple(views)}))
     seconds["features"] = round(time.perf_counter() - t0, 3)
-    notes = (getattr(data, "report", None) or {}).get("notes") or {}
+    embed_report = (getattr(data, "report", None) or {}).get("notes") or {}
     for key, name in (("concept_seconds", "embed_concepts"), ("seconds", "embed_notes")):
-        if isinstance(notes.get(key), (int, float)):
-            seconds[name] = round(float(notes[key]), 3)
+        if isinstance(embed_report.get(key), (int, float)):
+            seconds[name] = round(float(embed_report[key]), 3)
     return Prepared(task, cohort, source_id, data, seconds)
 
 

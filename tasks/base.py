@@ -127,10 +127,10 @@ def is_discharge_note(category: pd.Series) -> pd.Series:
     return category.fillna("").astype(str).str.strip().str.lower().str.startswith("discharge")
 
 
-def note_available_time(notes: pd.DataFrame) -> pd.Series:
+def note_available_time(notes_df: pd.DataFrame) -> pd.Series:
     """When a note counts as written: its ``charttime``, else the end of its ``chartdate``."""
-    end_of_day = notes["chartdate"].dt.normalize() + ONE_DAY
-    return notes["charttime"].where(notes["charttime"].notna(), end_of_day)
+    end_of_day = notes_df["chartdate"].dt.normalize() + ONE_DAY
+    return notes_df["charttime"].where(notes_df["charttime"].notna(), end_of_day)
 
 
 def code_available_time(times: pd.Series) -> pd.Series:
@@ -201,7 +201,7 @@ def select_input_codes(
     return _lists_by_admission(kept, "code_id", list(window_end.index)), counts
 
 
-def select_input_notes(notes: pd.DataFrame, window_end: pd.Series, patient_of: pd.Series | None = None,
+def select_input_notes(notes_df: pd.DataFrame, window_end: pd.Series, patient_of: pd.Series | None = None,
                        allow_discharge: bool = False) -> tuple[dict[int, list[int]], dict[str, int]]:
     """Per admission, the input ``note_id`` s: linked to it, charted at or before its window
     end, written for the admission's own patient. Discharge summaries are dropped unless
@@ -209,8 +209,8 @@ def select_input_notes(notes: pd.DataFrame, window_end: pd.Series, patient_of: p
     end (whatever its chart date or time), so it is an input of that admission only, and of none
     when the admission has no window end. Returns the mapping and counts, by reason: dropped
     notes, and ``notes_discharge_summary_input`` (discharge summaries kept as inputs)."""
-    linked = notes["hadm_id"].notna()
-    n = notes.loc[linked]
+    linked = notes_df["hadm_id"].notna()
+    n = notes_df.loc[linked]
     n = n.assign(hadm_id=n["hadm_id"].astype("int64"))
     known = n["hadm_id"].isin(window_end.index)
     n = n.loc[known]
@@ -296,14 +296,19 @@ class Task:
             raise ValueError(f"code_types must be a non-empty subset of {CODE_TYPES}, got {list(types)}")
         self.code_types = types
         self.min_age = self.default_min_age if min_age == "default" else min_age
-        self.notes = notes
+        self.note_policy = notes
+
+    @property
+    def notes(self) -> str:
+        """The note policy under its constructor's (and ``--notes``') name; :attr:`note_policy` inside the package."""
+        return self.note_policy
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(code_types={self.code_types}, min_age={self.min_age}, notes={self.notes!r})"
+        return f"{type(self).__name__}(code_types={self.code_types}, min_age={self.min_age}, notes={self.note_policy!r})"
 
     def allows_discharge_summary(self) -> bool:
         """Whether each admission's own discharge summary is an input (task and note policy)."""
-        return self.own_discharge_summary and self.notes == "default"
+        return self.own_discharge_summary and self.note_policy == "default"
 
     # hooks -------------------------------------------------------------------------------
     def window_end(self, adm: pd.DataFrame) -> pd.Series:
@@ -362,7 +367,7 @@ class Task:
 
         report = {
             "task": self.name,
-            "notes_policy": self.notes,
+            "notes_policy": self.note_policy,
             "admissions": int(len(cohort.admissions)),
             "admissions_without_admittime": int(adm.attrs.get("dropped_no_admittime", 0)),
             "excluded": {k: int(v) for k, v in excluded.items()},

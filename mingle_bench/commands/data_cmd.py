@@ -180,12 +180,12 @@ def _signal(args: argparse.Namespace) -> int:
             for t, r in report["tasks"].items()]
     print(tabulate(rows, headers=["task", "samples", "positives", "test samples", "test positives", "oracle AUROC"],
                    intfmt=",", floatfmt=".3f"))
-    notes = [f"{t}: positives are label cells (mean prevalence {r['mean_prevalence']:.3f}); AUROC on the flattened "
-             f"labels, macro AUROC {r['oracle_macro_auroc']:.3f}"
-             for t, r in report["tasks"].items() if r.get("oracle_macro_auroc") is not None]
+    footnotes = [f"{t}: positives are label cells (mean prevalence {r['mean_prevalence']:.3f}); AUROC on the flattened "
+                 f"labels, macro AUROC {r['oracle_macro_auroc']:.3f}"
+                 for t, r in report["tasks"].items() if r.get("oracle_macro_auroc") is not None]
     print(f"\nsource {report['source']}, split seed {report['split_seed']}: logistic regression on the latents "
           "of each index admission, trained on train, scored on test")
-    for line in notes:
+    for line in footnotes:
         print(line)
     return 0
 

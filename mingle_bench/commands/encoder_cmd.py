@@ -58,7 +58,7 @@ def register(sub) -> None:
                                       "notes: names/s, notes/s at one window, and chunked notes/s.")
     prof.add_argument("--encoder", default="default", help="default | hf:PATH[?pooling=cls] | openai:MODEL")
     prof.add_argument("--names", type=int, default=512, help="concept names to embed (default 512)")
-    prof.add_argument("--notes", type=int, default=64, help="notes to embed (default 64)")
+    prof.add_argument("--notes", dest="n_notes", type=int, default=64, help="notes to embed (default 64)")
     prof.add_argument("--note-words", type=int, default=200, help="words per note (default 200)")
     prof.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (default 3)")
     prof.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -249,9 +249,10 @@ def _profile(args) -> int:
             args.out, args.json = args.json, False
         else:
             args.json = True
-    for name in ("names", "notes", "note_words", "repeats"):
-        if getattr(args, name) < 1:
-            raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
+    for flag, value in (("--names", args.names), ("--notes", args.n_notes), ("--note-words", args.note_words),
+                        ("--repeats", args.repeats)):
+        if value < 1:
+            raise CLIError(f"{flag} must be >= 1")
     if args.out and (Path(args.out).is_dir() or not Path(args.out).expanduser().parent.is_dir()):
         raise CLIError(f"--out {args.out}: expected a file in an existing folder (checked before the timing)")
     precisions = parse_precisions(args.precision)
@@ -264,7 +265,7 @@ def _profile(args) -> int:
 
     device = {"device": args.device} if args.device else {}
     encoders = {p: load_encoder(args.encoder, precision=p, **device) for p in precisions}
-    result = profile_precisions(encoders, n_names=args.names, n_notes=args.notes, note_words=args.note_words,
+    result = profile_precisions(encoders, n_names=args.names, n_notes=args.n_notes, note_words=args.note_words,
                                 repeats=args.repeats, batch_tokens=args.batch_tokens)
     if args.out:
         from mingle_bench.io import atomic_write_text

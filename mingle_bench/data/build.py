@@ -274,9 +274,9 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
     text_path = out_dir / "note_texts.parquet"
     if has_notes:
         say("notes")
-        notes = _notes(sql, text_path)
+        notes_df = _notes(sql, text_path)
     else:
-        notes = empty_table("notes")
+        notes_df = empty_table("notes")
         _write_empty_texts(con, text_path)
 
     tables = {
@@ -285,7 +285,7 @@ def assemble(con: duckdb.DuckDBPyConnection, report: LoadReport, out_dir: Path, 
                                  "hospital_expire_flag, age, age_capped FROM c_adm ORDER BY patient_id, admittime, hadm_id"),
         "codes": fetch(con, "SELECT * FROM c_codes"),
         "code_texts": fetch(con, "SELECT code_id, code_type, text FROM c_texts ORDER BY code_id"),
-        "notes": notes,
+        "notes": notes_df,
     }
     tables = {k: coerce(k, v) for k, v in tables.items()}
     for k, v in tables.items():

@@ -229,7 +229,7 @@ class _Events:
         self.patients, self._p = _by_patient(cohort.patients)
         self.admissions, self._a = _by_patient(adm)
         self.codes, self._c = _by_patient(codes)
-        self.notes, self._n = _by_patient(cohort.notes)
+        self.notes_df, self._n = _by_patient(cohort.notes)
 
         texts = dict(zip(cohort.code_texts["code_id"], cohort.code_texts["text"]))
         desc: dict[str, str | None] = {_M.birth: "Birth", _M.death: "Death",
@@ -290,7 +290,7 @@ class _Events:
             frames.append(_frame(family, len(cf), subject_id=cf["patient_id"], time=time[m], code=cf["_code"],
                                  hadm_id=cf["hadm_id"], seq_num=cf["seq_num"], time_known=known[m]))
 
-        n = self._slice(self.notes, self._n, lo, hi)
+        n = self._slice(self.notes_df, self._n, lo, hi)
         known = n["charttime"].notna()
         time = n["charttime"].where(known, n["chartdate"])
         counts["skipped_no_time"] += int(time.isna().sum())

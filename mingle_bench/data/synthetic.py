@@ -138,7 +138,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mingle_bench.data import synthetic_notes as notes
+from mingle_bench.data import synthetic_notes
 from mingle_bench.data.synthetic_vocab import (BACKGROUND_DX, BACKGROUND_PX, BACKGROUND_RX, CHRONIC, EVENTS,
                                                PRESSORS, PROCEDURES, SECOND_SERVICE, SEVERE_SEPSIS, SHOCK,
                                                VENT_CODES, check_vocabulary, icd9_dx_dictionary, rx_products)
@@ -662,27 +662,27 @@ class _Generator:
         stay_h = (disch - admit).total_seconds() / 3600.0
         horizon = min(48.0, stay_h)
         if r.random() < 0.05:  # outpatient imaging before the admission, no HADM_ID
-            title, text = notes.radiology_note(r, dict(ctx, vent=False))
+            title, text = synthetic_notes.radiology_note(r, dict(ctx, vent=False))
             self._note(p, None, admit - timedelta(days=float(r.uniform(1, 20))), "Radiology", title, text)
         if r.random() < 0.9:
             when = admit + timedelta(hours=float(r.uniform(0.5, min(14.0, max(horizon, 0.6)))))
-            self._note(p, hadm, when, "Physician ", "Physician Resident Admission Note", notes.physician_note(r, ctx))
+            self._note(p, hadm, when, "Physician ", "Physician Resident Admission Note", synthetic_notes.physician_note(r, ctx))
         n_nursing = int(r.random() < 0.55) + int(r.random() < 0.1)
         for _ in range(n_nursing):
             when = admit + timedelta(hours=float(r.uniform(2.0, max(horizon, 2.1))))
-            text = notes.nursing_note(r, ctx)
+            text = synthetic_notes.nursing_note(r, ctx)
             self._note(p, hadm, when, "Nursing", "Nursing Progress Note", text)
             if r.random() < 0.01:  # an erroneous duplicate, flagged ISERROR=1 as in MIMIC
                 self._note(p, hadm, when + timedelta(minutes=3), "Nursing", "Nursing Progress Note",
                            "ERROR: wrong patient. " + text, iserror=True)
         if r.random() < 0.3:
-            title, text = notes.radiology_note(r, ctx)
+            title, text = synthetic_notes.radiology_note(r, ctx)
             self._note(p, hadm, admit + timedelta(hours=float(r.uniform(0.2, max(horizon, 0.3)))), "Radiology",
                        title, text)
         if stay_h > 72 and r.random() < 0.3:  # a later note, outside admission-time windows
             when = admit + timedelta(hours=float(r.uniform(49, stay_h)))
-            self._note(p, hadm, when, "Nursing", "Nursing Progress Note", notes.nursing_note(r, ctx))
+            self._note(p, hadm, when, "Nursing", "Nursing Progress Note", synthetic_notes.nursing_note(r, ctx))
         if r.random() < 0.92:
             lag = 0 if r.random() < 0.6 else int(r.integers(1, 15))
             when = datetime(disch.year, disch.month, disch.day) + timedelta(days=lag)
-            self._note(p, hadm, when, "Discharge summary", "Report", notes.discharge_summary(r, ctx), with_time=False)
+            self._note(p, hadm, when, "Discharge summary", "Report", synthetic_notes.discharge_summary(r, ctx), with_time=False)

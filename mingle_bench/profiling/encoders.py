@@ -68,14 +68,14 @@ def concept_names(n: int, seed: int = 0) -> list[str]:
 def clinical_notes(n: int, words: int = 200, seed: int = 0) -> list[str]:
     """``n`` distinct synthetic notes of ``words`` words each (sentences of 8-16 words)."""
     rng = random.Random(seed)
-    notes = []
+    texts = []
     for i in range(n):
         out: list[str] = [f"Note {i}."]
         while len(out) < words:
             sent = [rng.choice(_NOTE_WORDS) for _ in range(rng.randint(8, 16))]
             out.extend(sent[:-1] + [sent[-1] + "."])
-        notes.append(" ".join(out[:words]))
-    return notes
+        texts.append(" ".join(out[:words]))
+    return texts
 
 
 def chunk_overlap(encoder: Encoder) -> int:
@@ -83,23 +83,23 @@ def chunk_overlap(encoder: Encoder) -> int:
     return min(32, (encoder.max_length - encoder.num_special_tokens) // 4)
 
 
-def workloads(encoder: Encoder, names: Sequence[str], notes: Sequence[str],
+def workloads(encoder: Encoder, names: Sequence[str], note_texts: Sequence[str],
               batch_tokens: int | None = None) -> dict[str, Callable[[], Any]]:
     """The three timed workloads, uncached and without progress bars; each call returns its result.
 
-    ``names``: ``embed_texts`` of the concept names; ``notes_window``: ``embed_texts`` of the notes,
+    ``names``: ``embed_texts`` of the concept names; ``notes_window``: ``embed_texts`` of ``note_texts``,
     each cut to one window (the reference measurement); ``notes_chunked``: ``embed_visit_notes``
     with one note per visit, every token embedded (returns ``(emb, has_notes, report)``).
     """
     from mingle_bench.encoders.embed import embed_texts
     from mingle_bench.encoders.notes import embed_visit_notes
 
-    store = dict(enumerate(notes))
-    visits = [[i] for i in range(len(notes))]
+    store = dict(enumerate(note_texts))
+    visits = [[i] for i in range(len(note_texts))]
     overlap = chunk_overlap(encoder)
     return {
         "names": lambda: embed_texts(encoder, names, cache=None, progress=False, batch_tokens=batch_tokens),
-        "notes_window": lambda: embed_texts(encoder, notes, cache=None, progress=False, batch_tokens=batch_tokens),
+        "notes_window": lambda: embed_texts(encoder, note_texts, cache=None, progress=False, batch_tokens=batch_tokens),
         "notes_chunked": lambda: embed_visit_notes(encoder, visits, lambda ids: {i: store[i] for i in ids},
                                                    overlap=overlap, cache=None, progress=False,
                                                    batch_tokens=batch_tokens),
@@ -162,9 +162,9 @@ def profile_precisions(encoders: dict[str, Encoder], n_names: int = 512, n_notes
     if not encoders:
         raise ValueError("profile_precisions needs at least one encoder")
     names = concept_names(n_names)
-    notes = clinical_notes(n_notes, note_words)
+    note_texts = clinical_notes(n_notes, note_words)
     labels = list(encoders)
-    works = {p: workloads(enc, names, notes, batch_tokens) for p, enc in encoders.items()}
+    works = {p: workloads(enc, names, note_texts, batch_tokens) for p, enc in encoders.items()}
     reports: dict[str, dict] = {p: {} for p in labels}
     outputs: dict[str, dict[str, torch.Tensor]] = {p: {} for p in labels}
 
@@ -200,7 +200,7 @@ def profile_precisions(encoders: dict[str, Encoder], n_names: int = 512, n_notes
     blocks: dict[str, dict[str, Any]] = {}
     for p in labels:
         enc = encoders[p]
-        note_tokens, name_tokens = enc.tokenize(notes), enc.tokenize(names)
+        note_tokens, name_tokens = enc.tokenize(note_texts), enc.tokenize(names)
         tokens_per_note = sum(len(t) for t in note_tokens) / max(n_notes, 1)
         (nr, nc), (wr, wc), (cr, cc) = (timings[p][w] for w in ("names", "notes_window", "notes_chunked"))
         names_rate, win_rate, chunk_rate = (statistics.median(r) for r in (nr, wr, cr))

@@ -152,9 +152,9 @@ def _task_notes(ctx: dict, models: Sequence[str], fmt: str) -> list[str]:
 
     rows = [r for r in ctx["rows"] if r["model"] in models]
     lines = power_lines(ctx["info"], ctx["monitor"]) if ctx["info"] else []
-    notes = mark_notes(rows, ctx["monitor"])
+    footnotes = mark_notes(rows, ctx["monitor"])
     if fmt != "md":
-        return [latex_escape(x) for x in lines + notes]
+        return [latex_escape(x) for x in lines + footnotes]
     from mingle_bench.report.tables import spread_text
 
     lines.append(f"mean ± std over {spread_text(rows)[0]}, in %")
@@ -164,7 +164,7 @@ def _task_notes(ctx: dict, models: Sequence[str], fmt: str) -> list[str]:
             out += [f"> **UNDERPOWERED**: {line[len('UNDERPOWERED: '):]}", ""]
         else:
             out.append(f"- {line}")
-    return out + ["", *notes] if notes else out
+    return out + ["", *footnotes] if footnotes else out
 
 
 def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_published: bool,
@@ -235,11 +235,11 @@ def _header(payload: dict, title: str, fmt: str) -> list[str]:
             f"% protocol: {prot}"]
 
 
-def _latex_table(tab: str, caption: str, notes: Sequence[str] = ()) -> list[str]:
-    """A LaTeX table whose caption is ``caption`` (escaped here) followed by ``notes`` (already escaped)."""
+def _latex_table(tab: str, caption: str, footnotes: Sequence[str] = ()) -> list[str]:
+    """A LaTeX table whose caption is ``caption`` (escaped here) followed by ``footnotes`` (already escaped)."""
     from mingle_bench.report.tables import latex_escape
 
-    text = latex_escape(caption) + "".join(f" {n}" for n in notes)
+    text = latex_escape(caption) + "".join(f" {n}" for n in footnotes)
     return [r"\begin{table}[t]", r"\centering", r"\small", tab, rf"\caption{{{text}}}", r"\end{table}", ""]
 
 
@@ -255,13 +255,13 @@ def render_main(payload: dict, fmt: str, folder: str | os.PathLike | None = None
     for task in payload["tasks"]:
         ctx = task_context(payload, task, folder)
         tab = _rows_block(payload, task, order, fmt, with_published=True, ctx=ctx)
-        notes = _task_notes(ctx, order, fmt)
+        footnotes = _task_notes(ctx, order, fmt)
         if fmt == "md":
-            lines += [f"## {_task_title(task)}", "", *notes, "", tab]
+            lines += [f"## {_task_title(task)}", "", *footnotes, "", tab]
             lines += comparison_lines(payload["tasks"][task]["comparison"], "md") + [""]
         else:
             spread = spread_text([r for r in ctx["rows"] if r["model"] in order])[0]
-            lines += _latex_table(tab, f"{_task_title(task)} on {label}. Mean ± std over {spread}, in %.", notes)
+            lines += _latex_table(tab, f"{_task_title(task)} on {label}. Mean ± std over {spread}, in %.", footnotes)
             lines += comparison_lines(payload["tasks"][task]["comparison"], "latex") + [""]
         lines += _references_block(payload, task, fmt, label, ctx)
     return "\n".join(lines) + "\n"
@@ -290,11 +290,11 @@ def render_ablation(payload: dict, fmt: str, folder: str | os.PathLike | None = 
     for task in payload["tasks"]:
         ctx = task_context(payload, task, folder)
         tab = _rows_block(payload, task, ABLATIONS, fmt, with_published=True, ctx=ctx)
-        notes = _task_notes(ctx, ABLATIONS, fmt)
+        footnotes = _task_notes(ctx, ABLATIONS, fmt)
         if fmt == "md":
-            lines += [f"## {_task_title(task)}", "", *notes, "", tab, ""]
+            lines += [f"## {_task_title(task)}", "", *footnotes, "", tab, ""]
         else:
-            lines += _latex_table(tab, f"Ablation, {_task_title(task)} on {label}.", notes)
+            lines += _latex_table(tab, f"Ablation, {_task_title(task)} on {label}.", footnotes)
     return "\n".join(lines) + "\n"
 
 

@@ -197,27 +197,27 @@ def row_marks(row: dict) -> str:
 
 def mark_notes(rows: list[dict], monitor: str = "aupr") -> list[str]:
     """One note per footnote symbol the rows use (budget first)."""
-    notes = []
+    footnotes = []
     if any(r.get("n_budget") for r in rows):
-        notes.append(BUDGET_NOTE)
+        footnotes.append(BUDGET_NOTE)
     fb = [f"{display_name(r['model'])} {r['n_fallback']}/{r['n_seeds']}" for r in rows if r.get("n_fallback")]
     if fb:
-        notes.append(f"‡ monitor fallback in some cells ({', '.join(fb)}): validation {METRIC_LABELS.get(monitor, monitor)} was undefined "
-                     "(a validation split without positives), so early stopping and the best step used validation loss.")
+        footnotes.append(f"‡ monitor fallback in some cells ({', '.join(fb)}): validation {METRIC_LABELS.get(monitor, monitor)} was undefined "
+                         "(a validation split without positives), so early stopping and the best step used validation loss.")
     const = [f"{display_name(r['model'])} {r['n_constant']}/{r['n_seeds']}" for r in rows if r.get("n_constant")]
     if const:
-        notes.append(f"§ constant test predictions (every probability equal per label) in some cells ({', '.join(const)}): "
-                     "their AUROC is that of a random order and their threshold metrics those of one class; never bold.")
+        footnotes.append(f"§ constant test predictions (every probability equal per label) in some cells ({', '.join(const)}): "
+                         "their AUROC is that of a random order and their threshold metrics those of one class; never bold.")
     flagged = [f"{display_name(r['model'])} seed {f['seed']}: {f.get('kind')}: {f.get('message')}"
                for r in rows for f in r.get("flags") or []]
     if flagged:
-        notes.append("¶ flagged cells, never bold: " + "; ".join(flagged) + ".")
+        footnotes.append("¶ flagged cells, never bold: " + "; ".join(flagged) + ".")
     one = [f"{display_name(r['model'])} {r['n_one_sided']}/{r['n_seeds']}" for r in rows
            if r.get("n_one_sided") and not r.get("n_constant")]
     if one:
-        notes.append(f"◦ every prediction on one side of 0.5 for every label in some cells ({', '.join(one)}): ACC and F1 "
-                     "are those of predicting one class (ACC = that class's share); never bold in ACC or F1.")
-    return notes
+        footnotes.append(f"◦ every prediction on one side of 0.5 for every label in some cells ({', '.join(one)}): ACC and F1 "
+                         "are those of predicting one class (ACC = that class's share); never bold in ACC or F1.")
+    return footnotes
 
 
 def fmt_pct(mean: float, std: float = math.nan, digits: int = 2) -> str:
@@ -467,7 +467,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   if info.get("n_labels", 1) > 1 else
                   "ACC at 0.5; AUROC; AUPR; macro F1 over the two classes (binary task: the macro AUROC and AUPR in "
                   "runs.jsonl equal AUROC and AUPR)")
-    notes = mark_notes(rows, monitor)
+    footnotes = mark_notes(rows, monitor)
     if fmt == "md":
         lines = [f"# {task} on {prov['data']}", ""]
         if info.get("underpowered"):
@@ -483,12 +483,12 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                                    extra_cols=[("best step: median (range)", "best_step"),
                                                ("at budget", "stopped_at_budget"), ("impl", "impl"),
                                                ("device", "device")])]
-        for note in notes:
+        for note in footnotes:
             lines += ["", note]
         lines += ["", "Learning curves: [learning_curves.png](learning_curves.png)."]
         lines += comparison_lines(comp, "md")
         return "\n".join(lines) + "\n"
-    extra = " ".join(latex_escape(n) for n in notes)
+    extra = " ".join(latex_escape(n) for n in footnotes)
     caption = (f"{latex_escape(task)} on {latex_escape(prov['data'])}: mean $\\pm$ std over {latex_escape(spread)}, in \\%. "
                + (f"\\textbf{{UNDERPOWERED}}: {latex_escape(print_under[len('UNDERPOWERED: '):])} " if info.get("underpowered") else "")
                + " ".join(latex_escape(x[0].upper() + x[1:] + ".") for x in plines if not x.startswith("UNDERPOWERED"))

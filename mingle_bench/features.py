@@ -461,7 +461,7 @@ def _settings_memo_path(ctx: ViewContext):
     except OSError:
         return None
     key = _sha([ctx.encoder, str(folder), files, ctx.max_notes_per_visit, ctx.max_tokens, bool(any(ctx.visit_note_ids))])
-    return ctx.root / "embeddings" / "settings" / f"{key[:32]}.json"
+    return ctx.root / "encoder-settings" / f"{key[:32]}.json"
 
 
 def encoder_settings(ctx: ViewContext) -> dict | None:

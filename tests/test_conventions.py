@@ -86,6 +86,7 @@ def test_profile_kernel_writes_to_runs_by_default_and_prints_json(tmp_path, caps
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow  # a subprocess end to end: the slow run (CI) keeps it
 def test_profile_encoder_out_and_json(tmp_path, capsys):
     from test_encoders_hf import make_tiny_bert
 

@@ -263,6 +263,7 @@ def _texts(n, seed=0):
     return ["".join(chr(97 + int(c)) for c in rng.integers(0, 26, size=int(rng.integers(1, 30)))) for _ in range(n)]
 
 
+@pytest.mark.slow  # a subprocess end to end: the slow run (CI) keeps it
 def test_sharded_encoder_matches_local_bitwise_through_the_cache(ray_local, tmp_path):
     from mingle_bench.distributed import ShardedEncoder
     from mingle_bench.encoders import EmbeddingCache, embed_texts, embed_visit_notes

@@ -22,6 +22,7 @@ def _cli(*args: str, out: Path) -> tuple[int, dict | None, str]:
     return proc.returncode, doc, proc.stderr
 
 
+@pytest.mark.slow  # a subprocess end to end: the slow run (CI) keeps it
 def test_the_custom_model_and_task_examples_run_through_the_cli(tmp_path):
     # both examples at once: the example model on the example task, beside a registered model
     rc, doc, err = _cli("--plugin", "examples/custom_model.py", "run", "--plugin", "examples/custom_task.py",
@@ -43,6 +44,7 @@ def test_the_custom_model_example_on_mortality(tmp_path):
     assert doc["failed"] == [] and {r["model"] for r in doc["rows"]} == {"bag-mlp", "logreg"}
 
 
+@pytest.mark.slow  # a subprocess end to end: the slow run (CI) keeps it
 def test_the_examples_fail_without_the_plugin(tmp_path):
     rc, _, err = _cli("run", "--task", "death-7d", "--models", "logreg", out=tmp_path)
     assert rc == 1 and "--task death-7d: unknown task" in err

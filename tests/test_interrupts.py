@@ -96,6 +96,7 @@ def test_ctrl_c_during_tune_saves_the_best_so_far(tmp_path):
     assert best["counts"]["complete"] >= 1 and "scale" in best["best_params"]
 
 
+@pytest.mark.slow  # a subprocess end to end: the slow run (CI) keeps it
 def test_ctrl_c_during_data_generation(tmp_path):
     out = tmp_path / "gen"
     gen = Cli(["data", "synth", "--out", out, "--patients", "20000"], fakes=False)

@@ -67,6 +67,7 @@ def _fresh(code: str, env_extra: dict | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a subprocess end to end: the slow run (CI) keeps it
 @pytest.mark.skipif(not _has_avx2(), reason="this CPU has no AVX2: the reproducible mode falls back to DEFAULT kernels")
 def test_reproducible_mode_pins_the_kernels_in_a_fresh_process():
     st = _fresh("import json; from mingle_bench.cli import main; import contextlib, io\n"

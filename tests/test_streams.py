@@ -30,6 +30,7 @@ def _fake_cli(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow  # a subprocess end to end: the slow run (CI) keeps it
 def test_run_stdout_holds_only_the_table_and_the_summary(tmp_path):
     res = _fake_cli(RUN + ["--out", str(tmp_path)])
     assert res.returncode == 0, res.stderr

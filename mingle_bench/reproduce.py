@@ -23,6 +23,7 @@ generated data, ``published: MIMIC-III`` for the paper's numbers).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Sequence
 from mingle_bench import paper_numbers as PN
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
-from mingle_bench.io import atomic_write_json
+from mingle_bench.io import atomic_write_json, atomic_write_text
 from mingle_bench import runner
 from mingle_bench import runspec as RS
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, finalize, select_baseline
@@ -67,7 +68,7 @@ def reproduce(
     tables_only: bool = False, protocol: str = "default", trials: int = DEFAULT_TRIALS, storage: str | None = None,
     reference: str | None = "auto", precision: str = P.DEFAULT_PRECISION, executor: str = P.DEFAULT_EXECUTOR,
     ray_address: str | None = None, split: str = P.DEFAULT_SPLIT, graph_scope: str = "all",
-    code_types: Sequence[str] | None = None,
+    code_types: Sequence[str] | None = None, split_seeds: Sequence[int] | str | None = None,
 ) -> ReproduceResult:
     """Run the paper's rows on ``tasks`` and write the paper tables (see the module docstring).
 
@@ -83,6 +84,12 @@ def reproduce(
 
     ``split="meds"``: every task uses the MEDS subject splits of a ``meds:`` cohort; folders get
     the ``-meds-split`` suffix (:func:`mingle_bench.pipeline.results_data_id`).
+
+    ``split_seeds``: repeated splits (:func:`mingle_bench.runner.run_split_seeds`): every task is
+    trained on each split seed and pooled in ``<out>/<task>/<data-id>-splits/``; the paper tables
+    keep the first split's rows and append each task's pooled table (mean ± std over split x seed
+    cells, hierarchical bootstrap CIs, corrected resampled t-test). Not with ``protocol="tuned"``:
+    parameters tuned on one split's validation patients would have seen other splits' test patients.
     """
     models = P.resolve_models(list(models or DEFAULT_REPRODUCE_MODELS))
     seeds = runner.parse_seeds(seeds)
@@ -94,7 +101,16 @@ def reproduce(
         raise P.RunError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if protocol == "tuned" and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise P.RunError(f"--trials must be an integer >= 1, got {trials!r}")
+    if split_seeds is not None:
+        split_seeds = runner.parse_seeds(split_seeds, flag="--split-seeds")
+        if protocol == "tuned":
+            raise P.RunError("--split-seeds with --protocol tuned: parameters tuned on one split's validation patients "
+                             "would have seen other splits' test patients; tune per split, or use --protocol default")
+        if tables_only:
+            raise P.RunError("--split-seeds with --tables-only: the pooled tables are written by the run itself "
+                             "(rerun without --tables-only: finished cells are resumed)")
     command = command or P.command_line()
+    pooled: dict[str, Path] = {}
     task_rows: dict[str, list[dict]] = {}
     comps: dict[str, dict | None] = {}
     folder_id = P.results_data_id(data, split) + ("" if protocol == "default" else f"-{protocol}")
@@ -126,7 +142,12 @@ def reproduce(
                                tuning_trials=trials if protocol == "tuned" else None, reference=reference,
                                precision=precision, executor=executor, ray_address=ray_address, split=split,
                                graph_scope=graph_scope, code_types=RS.parse_code_types(code_types))
-        s = runner.run_benchmark(cfg)
+        if split_seeds is not None:
+            sp = runner.run_split_seeds(dataclasses.replace(cfg, split_seeds=tuple(split_seeds)))
+            pooled[task] = sp.pooled_folder
+            s = sp.runs[0]  # the paper tables show the first split's rows; the pooled table follows them
+        else:
+            s = runner.run_benchmark(cfg)
         if s.reference:
             from mingle_bench.report.reference import reference_lines
 
@@ -159,6 +180,13 @@ def reproduce(
     }
     atomic_write_json(res.folder / PAPER_FILE, payload)
     res.files = write_paper(res.folder)
+    if pooled:  # repeated splits: each task's pooled table after the first split's paper tables
+        main = res.folder / "main.md"
+        blocks = [main.read_text(encoding="utf-8").rstrip("\n"), "", "## Repeated splits, pooled", ""]
+        for task, folder in pooled.items():
+            blocks += [f"From `{folder}` (one folder per split seed beside it):", "",
+                       (folder / "table.md").read_text(encoding="utf-8").replace("# ", "### ", 1), ""]
+        atomic_write_text(main, "\n".join(blocks))
     res.main_md = (res.folder / "main.md").read_text(encoding="utf-8")
     return res
 

@@ -84,3 +84,26 @@ def test_cli_split_seeds(fakes, tmp_path, capsys):
     assert (tmp_path / "mortality" / "synthetic-small-splits" / "pooled.json").is_file()
     rc = main(["run", "--split-seeds", "0,0", "--out", str(tmp_path)])
     assert rc == 1 and "--split-seeds" in capsys.readouterr().err
+
+
+def test_reproduce_with_split_seeds_appends_the_pooled_tables(fakes, tmp_path):
+    from mingle_bench import reproduce as RP
+
+    res = RP.reproduce(data="synthetic:small", seeds=[0], out=str(tmp_path), max_steps=2, eval_every=1, patience=2,
+                       n_boot=20, progress=False, reference=None, split_seeds="2")
+    main = (res.folder / "main.md").read_text()
+    assert "## Repeated splits, pooled" in main and main.count("2 repeated splits pooled") == 2
+    for task in ("phenotype", "cvd"):
+        assert (tmp_path / task / "synthetic-small-splits" / "pooled.json").is_file()
+        assert (tmp_path / task / "synthetic-small-split1" / "runs.jsonl").is_file()
+    assert res.task_folders["cvd"] == tmp_path / "cvd" / "synthetic-small"  # the paper rows: the first split
+    with pytest.raises(RunError, match="--split-seeds with --protocol tuned"):
+        RP.reproduce(data="synthetic:small", seeds=[0], out=str(tmp_path), split_seeds="2", protocol="tuned",
+                     progress=False, reference=None)
+
+
+def test_cli_reproduce_accepts_split_seeds():
+    from mingle_bench.cli import build_parser
+
+    args = build_parser().parse_args(["reproduce", "--split-seeds", "3"])
+    assert args.split_seeds == "3"

@@ -132,7 +132,9 @@ def test_a_reader_waits_for_a_clear_in_progress(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(cachelock, "_say", lambda m: (said.append(m), clear.release_file.touch()))
     try:
         with cachelock.shared(cache, command="mingle-bench task show"):
-            assert [u.pid for u in cachelock.users(cache)] == [os.getpid()]  # the clear has gone
+            # the shared lock was granted, so the clear has let go of the cache (its process may
+            # still be exiting, with its own record, for a moment: not asserted)
+            assert os.getpid() in [u.pid for u in cachelock.users(cache)]
     finally:
         clear.release()
     assert len(said) == 1 and f"released by pid {clear.pid}" in said[0]

@@ -15,10 +15,10 @@ import warnings
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from mingle_bench.baselines.text_features import code_bag
 from mingle_bench.models.base import EHRModel, batch_indices, log_uniform
 from mingle_bench.models.registry import register_model
 
@@ -32,13 +32,7 @@ class LogReg(EHRModel):
 
     def __init__(self, data, **hparams: Any) -> None:
         super().__init__(data, **hparams)
-        indptr = data.sample_codes_indptr.numpy()
-        codes = data.sample_codes.numpy()
-        ones = np.ones(codes.size, dtype=np.float64)
-        x = sp.csr_matrix((ones, codes, indptr), shape=(data.n_samples, data.n_nodes))
-        x.sum_duplicates()
-        x.data[:] = 1.0
-        self.x = x
+        self.x = code_bag(data)
         self.labels = data.labels.numpy()
         self.register_buffer("_coef", torch.zeros(data.n_nodes, data.n_labels, dtype=torch.float64))
         self.register_buffer("_bias", torch.zeros(data.n_labels, dtype=torch.float64))

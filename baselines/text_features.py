@@ -28,10 +28,10 @@ import numpy as np
 import scipy.sparse as sp
 from torch import Tensor
 
+from mingle_bench.encoders.tfidf import TOKEN_PATTERN
+
 #: TF-IDF settings shared by the text references (their hyperparameters)
 TFIDF_DEFAULTS: dict[str, Any] = {"min_df": 2, "max_features": 50000, "ngram_max": 2}
-#: words and decimal numbers ("lactate", "4.2", "hba1c"); single characters and digits kept
-TOKEN_PATTERN = r"(?u)\b\w+(?:\.\d+)?\b"
 
 
 def note_texts(data, who: str) -> list[str]:
@@ -44,6 +44,17 @@ def note_texts(data, who: str) -> list[str]:
     return texts
 
 
+def tfidf_vectorizer(hparams: dict[str, Any], vocabulary: dict[str, int] | None = None):
+    """The references' ``TfidfVectorizer`` (words and decimal numbers, the encoder's
+    :data:`~mingle_bench.encoders.tfidf.TOKEN_PATTERN`; sublinear tf) with ``hparams``' settings;
+    ``vocabulary`` fixes the terms (a checkpoint's)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, ngram_range=(1, int(hparams["ngram_max"])),
+                           min_df=int(hparams["min_df"]), max_features=int(hparams["max_features"]),
+                           sublinear_tf=True, dtype=np.float64, vocabulary=vocabulary)
+
+
 def fit_tfidf(texts: list[str], train_idx: Tensor | np.ndarray, hparams: dict[str, Any]):
     """Fit the TF-IDF vectoriser on ``texts[train_idx]`` only and transform every text.
 
@@ -51,13 +62,9 @@ def fit_tfidf(texts: list[str], train_idx: Tensor | np.ndarray, hparams: dict[st
     training texts hold no term (no notes in the task), the vectoriser is ``None`` and ``X`` has
     one all-zero column, so a linear model on it learns its intercept only (the prevalence).
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     tr = np.asarray(train_idx.cpu().numpy() if isinstance(train_idx, Tensor) else train_idx, dtype=np.int64)
     train_texts = [texts[i] for i in tr.tolist()]
-    vec = TfidfVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, ngram_range=(1, int(hparams["ngram_max"])),
-                          min_df=int(hparams["min_df"]), max_features=int(hparams["max_features"]),
-                          sublinear_tf=True, dtype=np.float64)
+    vec = tfidf_vectorizer(hparams)
     try:
         vec.fit(train_texts)
     except ValueError:  # empty vocabulary: no training text holds a term seen min_df times

@@ -101,16 +101,12 @@ def _tfidf_matrix(state: dict | None, texts: list[str], hparams: dict):
     """The TF-IDF matrix of ``texts`` under a stored vocabulary and IDF (bit-identical to the
     fitted vectoriser's ``transform``); one all-zero column when the run's training texts held no term."""
     import scipy.sparse as sp
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from mingle_bench.baselines.text_features import TOKEN_PATTERN
+    from mingle_bench.baselines.text_features import tfidf_vectorizer
 
     if state is None:
         return None, sp.csr_matrix((len(texts), 1), dtype=np.float64)
-    vec = TfidfVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, ngram_range=(1, int(hparams["ngram_max"])),
-                          min_df=int(hparams["min_df"]), max_features=int(hparams["max_features"]),
-                          sublinear_tf=True, dtype=np.float64,
-                          vocabulary={t: i for i, t in enumerate(state["terms"])})
+    vec = tfidf_vectorizer(hparams, vocabulary={t: i for i, t in enumerate(state["terms"])})
     vec.idf_ = np.asarray(state["idf"], dtype=np.float64)
     return vec, sp.csr_matrix(vec.transform(texts), dtype=np.float64)
 

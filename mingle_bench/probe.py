@@ -53,8 +53,6 @@ LATENT_PROBES: dict[str, tuple[str, str, str]] = {
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 #: ridge penalties of the continuous latent probe, chosen on validation
 ALPHA_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
-#: TF-IDF settings of the raw-text reference (those of the tfidf-lr reference model)
-REFERENCE_TFIDF = {"min_df": 2, "ngram_max": 2, "max_features": 50000}
 
 
 def cluster_bootstrap(groups: Sequence, n_boot: int, seed: int = 0) -> list[np.ndarray]:
@@ -196,20 +194,11 @@ def latent_probe(x, target: np.ndarray, kind: str, split: np.ndarray, groups: np
 
 def reference_tfidf(texts: Sequence[str], train: np.ndarray):
     """TF-IDF of the raw texts, vocabulary and IDF fitted on the train rows only: csr ``[n, V]``
-    (one zero column when the train texts hold no term)."""
-    import scipy.sparse as sp
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    (one zero column when the train texts hold no term). The ``tfidf-lr`` reference's vectoriser
+    and settings (:func:`mingle_bench.baselines.text_features.fit_tfidf`)."""
+    from mingle_bench.baselines.text_features import TFIDF_DEFAULTS, fit_tfidf
 
-    from mingle_bench.encoders.tfidf import TOKEN_PATTERN
-
-    r = REFERENCE_TFIDF
-    vec = TfidfVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, ngram_range=(1, r["ngram_max"]),
-                          min_df=r["min_df"], max_features=r["max_features"], sublinear_tf=True, dtype=np.float64)
-    try:
-        vec.fit([t for t, tr in zip(texts, train) if tr])
-    except ValueError:
-        return sp.csr_matrix((len(texts), 1), dtype=np.float64)
-    return sp.csr_matrix(vec.transform(list(texts)), dtype=np.float64)
+    return fit_tfidf(list(texts), np.flatnonzero(np.asarray(train)), TFIDF_DEFAULTS)[1]
 
 
 def probe_encoder(data: str, task: str, encoder: str, *, split_seed: int = 0, n_boot: int = 1000, seed: int = 0,

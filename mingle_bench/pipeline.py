@@ -434,14 +434,15 @@ def _count_line(y: np.ndarray, split_idx: dict) -> str:
     return ", ".join(f"{s} {int(y[_as_numpy(i)].sum())}/{len(_as_numpy(i))}" for s, i in split_idx.items()) + " positives"
 
 
-def check_labels(data, monitor: str = DEFAULT_MONITOR) -> list[str]:
+def check_labels(data, monitor: str = DEFAULT_MONITOR, fallback: bool = True) -> list[str]:
     """The label counts of every split, checked before any model trains.
 
     Raises :class:`RunError` (one line, naming the task and the counts) when the task has one class
     overall (every label cell 0, or every one 1), or when the training split of a binary task
     holds a single class (nothing can be learnt). Returns warning lines for what training survives
     but the reader must know: a validation split on which ``monitor`` is undefined (every cell then
-    selects its best step on validation loss, flag ``monitor_fallback``), a test split with one
+    selects its best step on validation loss, flag ``monitor_fallback``; with ``fallback=False``, as
+    ``tune`` needs, a :class:`RunError` instead), a test split with one
     class (AUROC/AUPR n/a), and labels of a multi-label task that are constant overall or on the
     training split."""
     from mingle_bench.training import monitor_undefined_reason
@@ -474,8 +475,11 @@ def check_labels(data, monitor: str = DEFAULT_MONITOR) -> list[str]:
     why = monitor_undefined_reason(y[val], monitor) if len(val) else "no samples"
     if why:
         counts = _count_line(y.sum(axis=1).clip(0, 1), splits) if y.shape[1] > 1 else _count_line(y[:, 0], splits)
-        warnings_.append(f"task {task}: validation {monitor} is undefined ({why} in the validation split; {counts}): "
-                         "every cell selects its best step on validation loss instead (flag monitor_fallback)")
+        undefined = f"task {task}: validation {monitor} is undefined ({why} in the validation split; {counts})"
+        if not fallback:
+            raise RunError(f"{undefined}; tuning needs a defined validation objective (pick another --monitor, "
+                           "--split-seed or more data)")
+        warnings_.append(f"{undefined}: every cell selects its best step on validation loss instead (flag monitor_fallback)")
     te = _as_numpy(splits["test"]) if "test" in splits else np.empty(0, dtype=np.int64)
     if len(te) and y[te].min() == y[te].max():
         warnings_.append(f"task {task}: the test split holds one class ({'positive' if y[te].max() else 'negative'} "

@@ -334,10 +334,8 @@ def tune(
     inputs = RS.inputs(given)
     tdata = P.prepare(inputs, progress=progress, executor=executor, ray_address=ray_address,
                       views=P.needed_views([model])).data
-    for line in P.check_labels(tdata, monitor):  # one class overall: RunError
-        if "is undefined" in line and "validation" in line:  # no objective to tune on
-            raise TuneError(line.split(": every cell")[0] + "; tuning needs a defined validation objective "
-                            "(pick another --monitor, --split-seed or more data)")
+    # one class overall, or an undefined validation objective (nothing to tune on): RunError
+    for line in P.check_labels(tdata, monitor, fallback=False):
         print(f"warning: {line}", file=sys.stderr)
     manifest = tdata.manifest.to_json()
     split_sha = (json.loads(manifest) if isinstance(manifest, str) else manifest).get("sha256", "")

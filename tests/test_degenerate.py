@@ -204,3 +204,21 @@ def test_solver_fitted_models_never_report_a_fallback(toy):
     """logreg selects no step on validation, so an undefined monitor changes nothing for it."""
     res = fit("logreg", with_labels(toy, {"val": 0}), seed=0, device="cpu", budget=Budget(4, 2, 3))
     assert res.flags == [] and res.monitor_used == "aupr"
+
+
+def test_without_fallback_an_undefined_monitor_is_refused(toy):
+    with pytest.raises(RunError, match=r"validation aupr is undefined .*tuning needs a defined validation objective"):
+        P.check_labels(with_labels(toy, {"val": 0}), "aupr", fallback=False)
+    assert P.check_labels(toy, "aupr", fallback=False) == []
+
+
+def test_tune_refuses_an_undefined_objective(tmp_path, toy_pipeline, monkeypatch):
+    import pipeline_fakes
+
+    from mingle_bench import tuning
+
+    real = pipeline_fakes.toy_build
+    monkeypatch.setattr(P, "build_features", lambda *a, **k: with_labels(real(*a, **k), {"val": 0}))
+    with pytest.raises(RunError, match="tuning needs a defined validation objective"):
+        tuning.tune(task="mortality", model="logreg", trials=2, data="synthetic:small", encoder=None, out=tmp_path,
+                    progress=False, max_steps=4, eval_every=2, patience=2)

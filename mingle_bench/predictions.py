@@ -380,17 +380,14 @@ def bootstrap_cis(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, met
     fixed seed, every sample of a drawn patient taken; a metric undefined on a resample (one
     class) drops that resample. ``{metric: (low, high)}`` as fractions (NaN when no resample is
     defined)."""
-    from mingle_bench.report.comparison import fast_metric
+    from mingle_bench.report.comparison import cluster_members, cluster_resample, fast_metric
 
     yt, yp = np.asarray(y_true, np.float64), np.asarray(probs, np.float64)
     rng = np.random.default_rng(seed)
-    uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    starts = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+    members = cluster_members(groups)
     stats: dict[str, list[float]] = {m: [] for m in metrics}
     for _ in range(int(n_boot)):
-        pick = rng.integers(0, len(uniq), size=len(uniq))
-        idx = np.concatenate([order[starts[k]:starts[k + 1]] for k in pick])
+        idx = cluster_resample(members, rng)
         for m in metrics:
             v = fast_metric(m, yt[idx], yp[idx])
             if not math.isnan(v):

@@ -42,6 +42,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mingle_bench.report.comparison import cluster_bootstrap
+
 #: the synthetic generator's note-only latents the probe decodes: name -> (column, kind, rows):
 #: rows "all" or "with_a1c" (the admissions whose patient has an HbA1c, i.e. the diabetics)
 LATENT_PROBES: dict[str, tuple[str, str, str]] = {
@@ -53,19 +55,6 @@ LATENT_PROBES: dict[str, tuple[str, str, str]] = {
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 #: ridge penalties of the continuous latent probe, chosen on validation
 ALPHA_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
-
-
-def cluster_bootstrap(groups: Sequence, n_boot: int, seed: int = 0) -> list[np.ndarray]:
-    """``n_boot`` resamples of row indices, drawn by group (patient) with replacement."""
-    rng = np.random.default_rng(seed)
-    uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    starts = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(uniq)))]
-    out = []
-    for _ in range(int(n_boot)):
-        pick = rng.integers(0, len(uniq), size=len(uniq))
-        out.append(np.concatenate([order[starts[k]:starts[k + 1]] for k in pick]))
-    return out
 
 
 def _auroc(y: np.ndarray, p: np.ndarray) -> float:

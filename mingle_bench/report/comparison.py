@@ -65,6 +65,29 @@ def fast_metric(name: str, yt: np.ndarray, yp: np.ndarray, threshold: float = 0.
     return float(compute_metrics(yt, yp, threshold)[name])
 
 
+def cluster_members(groups: Sequence) -> list[np.ndarray]:
+    """The row indices of each group (patient), groups in sorted order, rows ascending."""
+    uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    starts = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(uniq)))]
+    return [order[starts[k]:starts[k + 1]] for k in range(len(uniq))]
+
+
+def cluster_resample(members: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One cluster-bootstrap resample: as many groups as there are, drawn with replacement, all
+    rows of a drawn group together."""
+    pick = rng.integers(0, len(members), size=len(members))
+    return np.concatenate([members[k] for k in pick])
+
+
+def cluster_bootstrap(groups: Sequence, n_boot: int, seed: int = 0) -> list[np.ndarray]:
+    """``n_boot`` cluster-bootstrap resamples of row indices (:func:`cluster_resample`), seeded:
+    the one patient-level bootstrap of the comparison, the probe, ``evaluate`` and the pooled report."""
+    rng = np.random.default_rng(seed)
+    members = cluster_members(groups)
+    return [cluster_resample(members, rng) for _ in range(int(n_boot))]
+
+
 def _better(metric: str, d: np.ndarray | float):
     return d > 0 if HIGHER_IS_BETTER[metric] else d < 0
 
@@ -111,15 +134,7 @@ def paired_comparison(
     }
 
     # cluster bootstrap indices, drawn once and shared by all metrics (paired across metrics too)
-    boots: list[np.ndarray] = []
-    if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        g = np.arange(yt.shape[0]) if groups is None else np.asarray(groups)
-        uniq, inv = np.unique(g, return_inverse=True)
-        members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
-        for _ in range(n_boot):
-            pick = rng.integers(0, len(uniq), size=len(uniq))
-            boots.append(np.concatenate([members[k] for k in pick]))
+    boots = cluster_bootstrap(np.arange(yt.shape[0]) if groups is None else groups, n_boot, seed) if n_boot > 0 else []
 
     for m in metrics:
         d = per_seed[m]

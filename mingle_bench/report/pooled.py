@@ -40,6 +40,7 @@ import numpy as np
 
 from mingle_bench import results as R
 from mingle_bench.io import atomic_write_json, atomic_write_text
+from mingle_bench.report.comparison import cluster_members, cluster_resample
 
 POOLED_FILE = "pooled.json"
 #: the metrics pooled (CIs and comparison): the ranking metrics the tables lead with
@@ -61,8 +62,7 @@ def _load_split(folder: Path) -> dict:
     for r in records:
         p = np.asarray(R.load_array(R.preds_path(folder, r["model"], r["seed"]))["probs"], dtype=np.float64)
         preds[(r["model"], int(r["seed"]))] = p[:, None] if p.ndim == 1 else p
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
+    members = cluster_members(groups)
     n = config.get("n_samples") or {}
     return {"folder": folder, "config": config, "records": records, "y": y, "members": members, "preds": preds,
             "split_seed": int(config.get("split_seed", 0)), "n_train": int(n.get("train", 0) or 0),
@@ -90,9 +90,7 @@ def _draws(splits: list[dict], n_boot: int, seed: int) -> list[list[tuple[int, n
     for _ in range(n_boot):
         draw = []
         for j in rng.integers(0, len(splits), size=len(splits)):
-            members = splits[j]["members"]
-            pick = rng.integers(0, len(members), size=len(members))
-            draw.append((int(j), np.concatenate([members[k] for k in pick])))
+            draw.append((int(j), cluster_resample(splits[j]["members"], rng)))
         out.append(draw)
     return out
 

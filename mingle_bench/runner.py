@@ -134,12 +134,17 @@ MAX_SEEDS = 1000
 SEED_LIMIT = 2 ** 32
 
 
+def _folder_name(cfg: RunConfig) -> str:
+    """``<data-id>[-<protocol>]`` (``-meds-split`` in the data id under ``--split meds``)."""
+    data_id = P.results_data_id(cfg.data, cfg.split)
+    return data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}"
+
+
 def results_folder(cfg: RunConfig) -> Path:
     """``<out>/<task>/<data-id>[-<protocol>]``: the folder of one split's cells. Under repeated
     splits (``cfg.split_seeds``) split seed ``s`` > 0 writes to ``...-split<s>``, so split seed 0
     shares the single-split folder (and its finished cells and reference)."""
-    data_id = P.results_data_id(cfg.data, cfg.split)  # "-meds-split" suffix under --split meds
-    name = data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}"
+    name = _folder_name(cfg)
     if cfg.split_seeds is not None and int(cfg.split_seed) != 0:
         name += f"-split{int(cfg.split_seed)}"
     return Path(cfg.out) / cfg.task / name
@@ -147,9 +152,7 @@ def results_folder(cfg: RunConfig) -> Path:
 
 def pooled_folder(cfg: RunConfig) -> Path:
     """``<out>/<task>/<data-id>[-<protocol>]-splits``: the pooled report over repeated splits."""
-    data_id = P.results_data_id(cfg.data, cfg.split)
-    name = data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}"
-    return Path(cfg.out) / cfg.task / f"{name}-splits"
+    return Path(cfg.out) / cfg.task / f"{_folder_name(cfg)}-splits"
 
 
 @dataclass
@@ -380,8 +383,6 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
         CK.request_state(executor)
     P.tame_library_logging()
     budget = P.make_budget(cfg.max_steps, cfg.eval_every, cfg.patience)
-    P.check_monitor(cfg.monitor)
-    P.check_notes(cfg.notes)
     TR.check_tracker(cfg.tracker)
     device = str(P.resolve_device(cfg.device))
     models = P.resolve_models(cfg.models)

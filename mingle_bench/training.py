@@ -261,7 +261,8 @@ def fit(
     y_val = data.labels[data.split_idx["val"]].numpy()
     flags: list[dict[str, str]] = []
     monitor_used = monitor
-    why = monitor_undefined_reason(y_val, monitor)
+    # a solver-fitted model selects no step on validation, so its monitor never falls back
+    why = None if getattr(cls, "sklearn", False) else monitor_undefined_reason(y_val, monitor)
     if why:
         monitor_used = "loss"
         flags.append(flag("monitor_fallback", f"validation {monitor} is undefined ({why} in the validation split): "
@@ -273,9 +274,6 @@ def fit(
     history: list[dict] = []
 
     if getattr(model, "sklearn", False):
-        # fitted by its solver: no step is selected on validation, so no monitor falls back
-        flags = [f for f in flags if f["kind"] != "monitor_fallback"]
-        monitor_used = monitor
         model.fit_sklearn(data.split_idx["train"], seed=seed)
         val_metrics, val_probs = _evaluate(model, data, "val")
         history.append({"step": 0, "train_loss": float("nan"), "elapsed_s": time.perf_counter() - t0,

@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -126,10 +127,11 @@ def check_precision(precision: str) -> None:
 def effective_precision(precision: str, encoder: str | None) -> str:
     """The precision an encoder spec runs at here: ``auto`` resolved for this machine (bf16 on a
     CUDA device or a CPU with native bf16, else fp32; :func:`mingle_bench.encoders.hf.resolve_precision`),
-    fp32 for remote APIs and for no encoder at all. Runs and studies record this value, so an
+    fp32 for remote APIs, for ``tfidf`` (no neural arithmetic) and for no encoder at all. Runs and
+    studies record this value, so an
     ``auto`` run on two different machines is never mistaken for the same configuration."""
     check_precision(precision)
-    if encoder in (None, "none") or str(encoder).startswith("openai:"):
+    if encoder in (None, "none") or str(encoder).startswith(("openai:", "tfidf")):
         return DEFAULT_PRECISION
     if precision != "auto":
         return precision
@@ -219,6 +221,23 @@ def results_data_id(spec: str, split: str = DEFAULT_SPLIT) -> str:
     ``-meds-split`` suffix under ``--split meds`` so the two split modes never share a folder."""
     check_split(split)
     return source_data_id(spec) + ("" if split == DEFAULT_SPLIT else f"-{split}-split")
+
+
+def encoder_suffix(encoder: str | None) -> str:
+    """The folder-name part of a non-default text encoder: ``""`` for the default MiniLM,
+    ``-enc-<slug>`` otherwise (``tfidf`` -> ``-enc-tfidf``, ``tfidf?dim=256`` -> ``-enc-tfidf-dim-256``,
+    ``hf:/models/BioClinicalBERT?pooling=max`` -> ``-enc-hf-bioclinicalbert-pooling-max``: a local
+    model's folder name, not its path). Runs (and tuning studies) with different encoders so keep their own
+    folders, and the paper tables set them side by side (:mod:`mingle_bench.report.paper`)."""
+    if encoder in (None, "", "default"):
+        return ""
+    spec = str(encoder).strip()
+    base, _, query = spec.partition("?")
+    kind, sep, rest = base.partition(":")
+    if sep and kind in ("hf", "openai"):
+        base = f"{kind}-{PurePosixPath(rest.rstrip('/')).name or rest}"
+    slug = re.sub(r"[^a-z0-9.]+", "-", f"{base}-{query}".lower()).strip("-.")
+    return f"-enc-{slug[:60].rstrip('-.')}"
 
 
 def get_task(name: str, code_types: Sequence[str] | None = None, notes: str = DEFAULT_NOTES):

@@ -9,7 +9,11 @@ visit only, the visits the hypergraph models see), MINGLE, and its two ablations
 the same number of Optuna trials (:func:`mingle_bench.tuning.tune`). Then it writes
 ``<out>/paper/<data-id>/paper.json`` and the tables composed from it
 (:mod:`mingle_bench.report.paper`): ``main``, ``ablation`` and ``relative_improvement`` as
-``.md``/``.tex``, ``relative_improvement.png`` and ``paper.csv``.
+``.md``/``.tex``, ``relative_improvement.png`` and ``paper.csv``; and, once a task folder holds
+MINGLE cells, ``note_channel`` (:mod:`mingle_bench.report.note_channel`): MINGLE and its semantic
+ablations under every text encoder run on the same configuration. A non-default ``--encoder``
+writes its own folders (``<data-id>-enc-<encoder>``); each paper folder's note-channel table
+gathers all of them.
 
 ``RI = (MINGLE - B) / B x 100`` where ``B`` is the mean of the baseline with the best mean
 *validation* AUPR of RETAIN, GRAM, HyperGAT and HypEHR (the paper's baselines; the references
@@ -36,6 +40,7 @@ from mingle_bench.io import atomic_write_json, atomic_write_text
 from mingle_bench import runner
 from mingle_bench import runspec as RS
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, finalize, select_baseline
+from mingle_bench.report.note_channel import note_channel
 from mingle_bench.report.paper import (METRICS, PAPER_FILE, PAPER_MODELS, REFERENCE_MODELS, paper_baselines,
                                        relative_improvement, write_paper)
 
@@ -113,7 +118,7 @@ def reproduce(
     pooled: dict[str, Path] = {}
     task_rows: dict[str, list[dict]] = {}
     comps: dict[str, dict | None] = {}
-    folder_id = P.results_data_id(data, split) + ("" if protocol == "default" else f"-{protocol}")
+    folder_id = runner.folder_id(data, split, protocol, encoder)
     res = ReproduceResult(folder=Path(out) / "paper" / folder_id, main_md="")
     for task in tasks:
         if tables_only:
@@ -175,6 +180,8 @@ def reproduce(
         "relative_improvement": {t: {m: relative_improvement(
             [r for r in task_rows[t] if r["model"] not in REFERENCE_MODELS], m, _paper_baseline(res.task_folders[t]))
             for m in METRICS} for t in tasks},
+        "note_channel": {t: note_channel(Path(out) / t, runner.folder_id(data, split, protocol), n_boot)
+                         for t in tasks},
         "published": [p.__dict__ for p in PN.PUBLISHED],
         "published_relative_improvement": {"value": PN.RELATIVE_IMPROVEMENT_PCT, "source": PN.RELATIVE_IMPROVEMENT_SOURCE},
     }
@@ -207,7 +214,7 @@ def _tune_all(task: str, models: Sequence[str], *, trials: int, storage: str | N
     data_id = P.results_data_id(kw["data"], kw["split"])
     paths = []
     for model in models:
-        name = f"{task}-{model}-{data_id}-s{kw['max_steps']}e{kw['eval_every']}p{kw['patience']}-{kw['notes']}"
+        name = f"{task}-{model}-{data_id}{P.encoder_suffix(kw['encoder'])}-s{kw['max_steps']}e{kw['eval_every']}p{kw['patience']}-{kw['notes']}"
         if kw.get("graph_scope", "all") != "all":  # inputs that differ get their own study (older names unchanged)
             name += f"-{kw['graph_scope']}"
         if kw.get("code_types"):

@@ -134,14 +134,19 @@ MAX_SEEDS = 1000
 SEED_LIMIT = 2 ** 32
 
 
+def folder_id(data: str, split: str = P.DEFAULT_SPLIT, protocol: str = "default", encoder: str | None = None) -> str:
+    """``<data-id>[-<protocol>][-enc-<encoder>]``: the name a run's folders share under every task
+    and under ``paper/`` (``-meds-split`` in the data id under ``--split meds``)."""
+    name = P.results_data_id(data, split) + ("" if protocol == "default" else f"-{protocol}")
+    return name + P.encoder_suffix(encoder)
+
+
 def _folder_name(cfg: RunConfig) -> str:
-    """``<data-id>[-<protocol>]`` (``-meds-split`` in the data id under ``--split meds``)."""
-    data_id = P.results_data_id(cfg.data, cfg.split)
-    return data_id if cfg.protocol == "default" else f"{data_id}-{cfg.protocol}"
+    return folder_id(cfg.data, cfg.split, cfg.protocol, cfg.encoder)
 
 
 def results_folder(cfg: RunConfig) -> Path:
-    """``<out>/<task>/<data-id>[-<protocol>]``: the folder of one split's cells. Under repeated
+    """``<out>/<task>/<folder id>`` (:func:`folder_id`): the folder of one split's cells. Under repeated
     splits (``cfg.split_seeds``) split seed ``s`` > 0 writes to ``...-split<s>``, so split seed 0
     shares the single-split folder (and its finished cells and reference)."""
     name = _folder_name(cfg)
@@ -151,7 +156,7 @@ def results_folder(cfg: RunConfig) -> Path:
 
 
 def pooled_folder(cfg: RunConfig) -> Path:
-    """``<out>/<task>/<data-id>[-<protocol>]-splits``: the pooled report over repeated splits."""
+    """``<out>/<task>/<folder id>-splits``: the pooled report over repeated splits."""
     return Path(cfg.out) / cfg.task / f"{_folder_name(cfg)}-splits"
 
 

@@ -306,7 +306,7 @@ def tune(
     P.check_hparams(model, P.model_defaults(model), where=f"--model {model}")
     dev = P.resolve_device(device)
     data_id = P.results_data_id(data, split)
-    study_name = study_name or f"{task}-{model}-{data_id}"
+    study_name = study_name or f"{task}-{model}-{data_id}{P.encoder_suffix(encoder)}"
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", study_name):
         raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
     storage_url = storage or default_storage(out)

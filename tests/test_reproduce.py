@@ -151,3 +151,34 @@ def test_reproduce_with_the_meds_split(fakes, tmp_path):
     assert json.loads((task_folder / "config.json").read_text())["split"] == "meds"
     records = [json.loads(x) for x in (task_folder / "runs.jsonl").read_text().splitlines() if x.strip()]
     assert records and all(r["config"]["split"] == "meds" for r in records)
+
+
+def test_each_encoder_keeps_its_folders_and_the_note_channel_table_sets_them_side_by_side(fakes, tmp_path):
+    from mingle_bench import pipeline as P
+
+    assert P.encoder_suffix("default") == "" and P.encoder_suffix(None) == ""
+    assert P.encoder_suffix("tfidf?dim=256") == "-enc-tfidf-dim-256"
+    assert P.encoder_suffix("hf:/models/Bio_ClinicalBERT/?pooling=max") == "-enc-hf-bio-clinicalbert-pooling-max"
+    kw = dict(data="synthetic:small", seeds=[0, 1], tasks=["cvd"], out=str(tmp_path), max_steps=2, eval_every=1,
+              patience=2, n_boot=30, progress=False, reference=None)
+    models = ["retain", "mingle", "mingle-no-notes", "mingle-no-concept"]
+    RP.reproduce(models=models, **kw)
+    res = RP.reproduce(models=models[1:], encoder="tfidf", **kw)
+    assert (tmp_path / "cvd" / "synthetic-small" / "config.json").is_file()
+    assert json.loads((tmp_path / "cvd" / "synthetic-small-enc-tfidf" / "config.json").read_text())["encoder"] == "tfidf"
+    assert res.folder == tmp_path / "paper" / "synthetic-small-enc-tfidf"
+    # the default encoder's paper folder gathers both encoders once its tables are recomposed
+    RP.reproduce(tables_only=True, **kw)
+    payload = json.loads((tmp_path / "paper" / "synthetic-small" / "paper.json").read_text())
+    entries = payload["note_channel"]["cvd"]
+    assert [e["encoder"] for e in entries] == ["default", "tfidf"]
+    assert entries[0]["vs_default"] is None and entries[1]["vs_default"]["b"] == "mingle [default]"
+    gap = entries[1]["gaps"]["mingle-no-notes"]["metrics"]["auroc"]
+    assert gap["n_seeds"] == 2 and gap["ci_low"] <= gap["diff"] <= gap["ci_high"]
+    table = (tmp_path / "paper" / "synthetic-small" / "note_channel.md").read_text()
+    assert "MINGLE [tfidf] − MINGLE [default]" in table and "what note semantics add" in table
+    assert r"\begin{tabular}" in (tmp_path / "paper" / "synthetic-small" / "note_channel.tex").read_text()
+    # no MINGLE cell anywhere: no note-channel table
+    RP.reproduce(data="synthetic:small", seeds=[0], tasks=["cvd"], models=["retain"], out=str(tmp_path / "other"),
+                 max_steps=2, eval_every=1, patience=2, n_boot=0, progress=False, reference=None)
+    assert not (tmp_path / "other" / "paper" / "synthetic-small" / "note_channel.md").exists()

@@ -8,6 +8,9 @@
   HypEHR (neither), as in the paper's Table 1 bottom rows.
 * ``relative_improvement.md`` / ``.tex`` / ``.png``: per task and metric,
   ``RI = (MINGLE - B) / B x 100`` (:func:`relative_improvement`).
+* ``note_channel.md`` / ``.tex`` (once MINGLE cells exist): MINGLE and its semantic ablations under
+  every text encoder run on the same configuration, with paired gaps
+  (:mod:`mingle_bench.report.note_channel`).
 * ``paper.csv``: every number in one long table.
 
 The rows are the paper's: :data:`PAPER_MODELS` in its order; which of them are baselines and
@@ -357,8 +360,23 @@ def render_paper(folder: str | os.PathLike, fmt: str = "md") -> str:
         return render_csv(payload)
     if fmt not in ("md", "latex"):
         raise ValueError(f"--format must be md, latex or csv, got {fmt!r}")
-    return "\n".join([render_main(payload, fmt, folder), render_ablation(payload, fmt, folder),
-                      render_relative(payload, fmt)])
+    parts = [render_main(payload, fmt, folder), render_ablation(payload, fmt, folder), render_relative(payload, fmt)]
+    if _has_note_channel(payload):
+        parts.append(render_note_channel(payload, fmt))
+    return "\n".join(parts)
+
+
+def _has_note_channel(payload: dict) -> bool:
+    return any(payload.get("note_channel", {}).values())
+
+
+def render_note_channel(payload: dict, fmt: str) -> str:
+    """The note channel per text encoder (:mod:`mingle_bench.report.note_channel`)."""
+    from mingle_bench.report import note_channel
+    from mingle_bench.report.tables import data_label
+
+    label = data_label(payload["data"], payload.get("data_id"))
+    return note_channel.render(payload, fmt, _header(payload, f"The note channel per text encoder on {label}", fmt))
 
 
 def write_paper(folder: str | os.PathLike) -> list[Path]:
@@ -374,6 +392,9 @@ def write_paper(folder: str | os.PathLike) -> list[Path]:
         files.append(atomic_write_text(folder / f"{name}.tex", fn(payload, "latex", folder)))
     files.append(atomic_write_text(folder / "relative_improvement.md", render_relative(payload, "md")))
     files.append(atomic_write_text(folder / "relative_improvement.tex", render_relative(payload, "latex")))
+    if _has_note_channel(payload):
+        files.append(atomic_write_text(folder / "note_channel.md", render_note_channel(payload, "md")))
+        files.append(atomic_write_text(folder / "note_channel.tex", render_note_channel(payload, "latex")))
     files.append(atomic_write_text(folder / "paper.csv", render_csv(payload)))
     values = {t: {m: v["value"] for m, v in per.items() if v} for t, per in payload["relative_improvement"].items()}
     if any(values.values()):

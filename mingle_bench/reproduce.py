@@ -93,8 +93,9 @@ def reproduce(
     ``split_seeds``: repeated splits (:func:`mingle_bench.runner.run_split_seeds`): every task is
     trained on each split seed and pooled in ``<out>/<task>/<data-id>-splits/``; the paper tables
     keep the first split's rows and append each task's pooled table (mean ± std over split x seed
-    cells, hierarchical bootstrap CIs, corrected resampled t-test). Not with ``protocol="tuned"``:
-    parameters tuned on one split's validation patients would have seen other splits' test patients.
+    cells, hierarchical bootstrap CIs, corrected resampled t-test). With ``protocol="tuned"`` every
+    split gets its own studies, tuned on its own validation patients (parameters tuned on one split
+    would have seen other splits' test patients), and trains with them.
     """
     models = P.resolve_models(list(models or DEFAULT_REPRODUCE_MODELS))
     seeds = runner.parse_seeds(seeds)
@@ -108,9 +109,6 @@ def reproduce(
         raise P.RunError(f"--trials must be an integer >= 1, got {trials!r}")
     if split_seeds is not None:
         split_seeds = runner.parse_seeds(split_seeds, flag="--split-seeds")
-        if protocol == "tuned":
-            raise P.RunError("--split-seeds with --protocol tuned: parameters tuned on one split's validation patients "
-                             "would have seen other splits' test patients; tune per split, or use --protocol default")
         if tables_only:
             raise P.RunError("--split-seeds with --tables-only: the pooled tables are written by the run itself "
                              "(rerun without --tables-only: finished cells are resumed)")
@@ -132,13 +130,14 @@ def reproduce(
             comps[task] = comp
             continue
         tuned: list[str] = []
-        if protocol == "tuned":
-            tuned = _tune_all(task, models, data=data, device=device, encoder=encoder, split_seed=split_seed,
-                              max_steps=max_steps, eval_every=eval_every, patience=patience, notes=notes, out=out,
-                              trials=trials, storage=storage, progress=progress, command=command,
-                              max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
-                              executor=executor, ray_address=ray_address, split=split,
-                              graph_scope=graph_scope, code_types=code_types)
+        if protocol == "tuned":  # under repeated splits, one study per split on its own validation patients
+            for s in (split_seed,) if split_seeds is None else split_seeds:
+                tuned = _tune_all(task, models, data=data, device=device, encoder=encoder, split_seed=s,
+                                  max_steps=max_steps, eval_every=eval_every, patience=patience, notes=notes, out=out,
+                                  trials=trials, storage=storage, progress=progress, command=command,
+                                  max_notes_per_visit=max_notes_per_visit, max_tokens=max_tokens, precision=precision,
+                                  executor=executor, ray_address=ray_address, split=split,
+                                  graph_scope=graph_scope, code_types=code_types, per_split=split_seeds is not None)
         cfg = runner.RunConfig(task=task, data=data, models=models, seeds=list(seeds), split_seed=split_seed,
                                device=device, encoder=encoder, out=str(out), max_steps=max_steps,
                                eval_every=eval_every, patience=patience, notes=notes,
@@ -206,9 +205,13 @@ def _paper_baseline(folder: Path) -> str | None:
     return select_baseline([r for r in R.load_runs(folder) if r["model"] in baselines], monitor, baselines)
 
 
-def _tune_all(task: str, models: Sequence[str], *, trials: int, storage: str | None, out, **kw) -> list[str]:
+def _tune_all(task: str, models: Sequence[str], *, trials: int, storage: str | None, out, per_split: bool = False,
+              **kw) -> list[str]:
     """One Optuna study per model (same trial count, same budget, validation only); returns the
-    paths of the saved best-parameter files for ``RunConfig.tuned``."""
+    paths of the saved best-parameter files for ``RunConfig.tuned``. ``per_split`` (repeated
+    splits): the study of split seed s is ``<name>-split<s>`` (:func:`mingle_bench.tuning.split_study_name`)
+    and the paths returned are split seed 0's names, which
+    :func:`mingle_bench.runner.tuned_for_split` maps to each split's file."""
     from mingle_bench import tuning
 
     data_id = P.results_data_id(kw["data"], kw["split"])
@@ -219,11 +222,12 @@ def _tune_all(task: str, models: Sequence[str], *, trials: int, storage: str | N
             name += f"-{kw['graph_scope']}"
         if kw.get("code_types"):
             name += "-" + "+".join(RS.parse_code_types(kw["code_types"]))
-        res = tuning.tune(task=task, model=model, trials=trials, storage=storage, study_name=name, out=out, **kw)
+        study = tuning.split_study_name(name, kw["split_seed"]) if per_split else name
+        res = tuning.tune(task=task, model=model, trials=trials, storage=storage, study_name=study, out=out, **kw)
         if res.path is None:
-            raise P.RunError(f"tuning {model} on {task}: no trial completed (see the study {name!r})")
+            raise P.RunError(f"tuning {model} on {task}: no trial completed (see the study {study!r})")
         print(tuning.summary_line(res))
-        paths.append(str(res.path))
+        paths.append(str(Path(res.path).with_name(f"{name}.json")) if per_split else str(res.path))
     return paths
 
 

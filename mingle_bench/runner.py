@@ -179,8 +179,9 @@ def run_split_seeds(cfg: RunConfig, executor=None) -> SplitsSummary:
     if cfg.split != P.DEFAULT_SPLIT:
         raise RunError(f"--split-seeds repeats the seeded random split; --split {cfg.split} has one fixed split")
     runs = []
-    for s in split_seeds:
-        runs.append(run_benchmark(dataclasses.replace(cfg, split_seed=int(s), split_seeds=tuple(split_seeds)), executor))
+    for s in split_seeds:  # each split trains with the parameters tuned on its own validation patients
+        runs.append(run_benchmark(dataclasses.replace(cfg, split_seed=int(s), split_seeds=tuple(split_seeds),
+                                                      tuned=[tuned_for_split(t, s) for t in cfg.tuned]), executor))
     folder = pooled_folder(cfg)
     pooled = write_pooled([r.folder for r in runs], folder, monitor=cfg.monitor, n_boot=cfg.n_boot,
                           command=cfg.command or P.command_line())
@@ -235,7 +236,17 @@ def check_seed(*seeds: int, flag: str = "--seed") -> None:
 
 
 #: what a tuned file records about its study and what a run compares it with
-TUNED_CHECKS = ("task", "data")
+TUNED_CHECKS = ("task", "data", "split_seed")
+
+
+def tuned_for_split(spec: str, split_seed: int) -> str:
+    """The ``--tuned`` spec of split seed ``split_seed`` under repeated splits: the study name or
+    JSON file of ``spec`` tuned on that split (``tune --split-seeds`` names them ``<study>-split<s>``,
+    :func:`mingle_bench.tuning.split_study_name`); ``spec`` itself for split seed 0."""
+    if int(split_seed) == 0:
+        return spec
+    p = Path(spec)
+    return str(p.with_name(f"{p.stem}-split{int(split_seed)}.json")) if p.suffix == ".json" else f"{spec}-split{int(split_seed)}"
 
 
 def load_tuned(spec: str, out: str | os.PathLike) -> dict:
@@ -268,11 +279,18 @@ def load_tuned(spec: str, out: str | os.PathLike) -> dict:
                    + (f"; saved studies: {', '.join(known)})" if known else ")"))
 
 
-def tuned_mismatches(tuned: dict, task: str, data: str, split: str = P.DEFAULT_SPLIT) -> list[str]:
+def tuned_mismatches(tuned: dict, task: str, data: str, split: str = P.DEFAULT_SPLIT,
+                     split_seed: int | None = None) -> list[str]:
     """How a tuned file's study differs from this run: ``["task: tuned on 'mortality', this run 'los'",
-    ...]`` for the task and the data (compared by data id, so ``synthetic`` and
-    ``synthetic:default`` agree; by the spec where the file records no id)."""
+    ...]`` for the task, the data (compared by data id, so ``synthetic`` and ``synthetic:default``
+    agree; by the spec where the file records no id) and, under the seeded random split, the split
+    seed: parameters chosen on another split's validation patients have seen some of this split's
+    test patients."""
     diffs = []
+    if (split == P.DEFAULT_SPLIT and split_seed is not None and tuned.get("split_seed") is not None
+            and int(tuned["split_seed"]) != int(split_seed)):
+        diffs.append(f"split seed: tuned on split seed {tuned['split_seed']}'s validation patients, this run split "
+                     f"seed {split_seed} (some of its test patients; tune each split with `tune --split-seeds`)")
     if tuned.get("task") is not None and tuned["task"] != task:
         diffs.append(f"task: tuned on {tuned['task']!r}, this run {task!r}")
     if tuned.get("data_id") is not None:
@@ -399,10 +417,10 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             raise RunError(f"--tuned {spec} holds hyperparameters for {t['model']!r}, which is not in --models ({', '.join(models)})")
         if t["model"] in tuned:
             raise RunError(f"--tuned: two studies for model {t['model']!r}")
-        diffs = tuned_mismatches(t, cfg.task, cfg.data, cfg.split)
+        diffs = tuned_mismatches(t, cfg.task, cfg.data, cfg.split, cfg.split_seed)
         if diffs and not cfg.tuned_anyway:
             raise RunError(f"--tuned {spec}: {t['_path']} was tuned for another setup ({'; '.join(diffs)}); "
-                           "tune on this task and data, or pass --tuned-anyway to use it regardless")
+                           "tune on this task, data and split, or pass --tuned-anyway to use it regardless")
         if diffs:
             import sys
 

@@ -184,10 +184,12 @@ FIELDS: tuple[Field, ...] = (
                "<data-id>-meds-split)"),
     Field("split_seed", "--split-seed", "data", default=0, type=int, fingerprint=ALWAYS, study=ALWAYS, inputs=True,
           record=_int, help="seed of the patient-level 7:1:2 split (default 0)", minimum=0),
-    Field("split_seeds", "--split-seeds", "data", commands=("run", "reproduce"), metavar="N|LIST",
-          help="repeated splits: a count (3 -> split seeds 0..2) or a comma list; each split is a full results "
-               "folder (split seed 0 in <data-id>/, seed s in <data-id>-split<s>/) and the pooled report "
-               "(hierarchical bootstrap CIs, corrected resampled t-test) goes to <data-id>-splits/"),
+    Field("split_seeds", "--split-seeds", "data", commands=("run", "tune", "reproduce"), metavar="N|LIST",
+          help="repeated splits: a count (3 -> split seeds 0..2) or a comma list. run/reproduce: each split is a "
+               "full results folder (split seed 0 in <data-id>/, seed s in <data-id>-split<s>/) and the pooled "
+               "report (hierarchical bootstrap CIs, corrected resampled t-test) goes to <data-id>-splits/; tune: one "
+               "study per split seed (<study>-split<s> for s > 0), each on its own split's validation patients, "
+               "which run --split-seeds --tuned <study> picks up split by split"),
     # ---- task and features ----------------------------------------------------------------------
     Field("task", "--task", "task", default="mortality", choices=_tasks, strict=False, commands=("run", "tune"),
           fingerprint=ALWAYS, study=ALWAYS, inputs=True, help="task name"),

@@ -260,6 +260,38 @@ def default_storage(out: str | Path) -> str:
     return f"sqlite:///{Path(out) / 'optuna.db'}"
 
 
+def default_study_name(task: str, model: str, data: str = "synthetic", split: str = P.DEFAULT_SPLIT,
+                       encoder: str | None = "default") -> str:
+    """``<task>-<model>-<data-id>[-enc-<encoder>]``: the study ``tune`` names when not told."""
+    return f"{task}-{model}-{P.results_data_id(data, split)}{P.encoder_suffix(encoder)}"
+
+
+def split_study_name(name: str, split_seed: int) -> str:
+    """The study (and the saved ``<out>/tuning/<study>.json``) of ``name`` tuned on split seed
+    ``split_seed``: ``name`` itself for split seed 0, ``<name>-split<s>`` otherwise, as the results
+    folders of repeated splits are named (:func:`mingle_bench.runner.results_folder`)."""
+    return name if int(split_seed) == 0 else f"{name}-split{int(split_seed)}"
+
+
+def tune_split_seeds(split_seeds: Sequence[int] | str | int, *, task: str, model: str, data: str = "synthetic",
+                     split: str = P.DEFAULT_SPLIT, encoder: str | None = "default", study_name: str | None = None,
+                     split_seed: int = 0, **kw) -> list[TuneResult]:
+    """``tune --split-seeds``: one study per split seed, each tuned on its own split's validation
+    patients and named by :func:`split_study_name`. One study over all splits would score a trial
+    on patients that other splits test on; ``run --split-seeds --tuned <study>`` then trains each
+    split with the parameters tuned on that split (:func:`mingle_bench.runner.tuned_for_split`)."""
+    from mingle_bench.runner import parse_seeds
+
+    seeds = parse_seeds(split_seeds, flag="--split-seeds")
+    if split != P.DEFAULT_SPLIT:
+        raise TuneError(f"--split-seeds repeats the seeded random split; --split {split} has one fixed split")
+    if int(split_seed) != 0:
+        raise TuneError("--split-seed with --split-seeds: give the split seeds in --split-seeds only")
+    base = study_name or default_study_name(task, model, data, split, encoder)
+    return [tune(task=task, model=model, data=data, split=split, encoder=encoder, split_seed=int(s),
+                 study_name=split_study_name(base, s), **kw) for s in seeds]
+
+
 def tune(
     task: str, model: str, trials: int = 50, storage: str | None = None, study_name: str | None = None,
     timeout: float | None = None, data: str = "synthetic", device: str = "auto", encoder: str | None = "default",
@@ -306,7 +338,7 @@ def tune(
     P.check_hparams(model, P.model_defaults(model), where=f"--model {model}")
     dev = P.resolve_device(device)
     data_id = P.results_data_id(data, split)
-    study_name = study_name or f"{task}-{model}-{data_id}{P.encoder_suffix(encoder)}"
+    study_name = study_name or default_study_name(task, model, data, split, encoder)
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", study_name):
         raise TuneError(f"--study-name {study_name!r}: use letters, digits, '.', '_' and '-' only")
     storage_url = storage or default_storage(out)
@@ -681,5 +713,5 @@ def summary_line(res: TuneResult) -> str:
             f"with {res.best_params}; saved to {res.path} (use `mingle-bench run --tuned {res.study_name}`)")
 
 
-__all__ = ["tune", "TuneResult", "TuneError", "stale_trial_retry_kwargs", "make_storage", "save_best",
+__all__ = ["tune", "tune_split_seeds", "default_study_name", "split_study_name", "TuneResult", "TuneError", "stale_trial_retry_kwargs", "make_storage", "save_best",
            "clean_stale_trials", "check_lost_study", "interrupted_line"]

@@ -97,9 +97,63 @@ def test_reproduce_with_split_seeds_appends_the_pooled_tables(fakes, tmp_path):
         assert (tmp_path / task / "synthetic-small-splits" / "pooled.json").is_file()
         assert (tmp_path / task / "synthetic-small-split1" / "runs.jsonl").is_file()
     assert res.task_folders["cvd"] == tmp_path / "cvd" / "synthetic-small"  # the paper rows: the first split
-    with pytest.raises(RunError, match="--split-seeds with --protocol tuned"):
-        RP.reproduce(data="synthetic:small", seeds=[0], out=str(tmp_path), split_seeds="2", protocol="tuned",
-                     progress=False, reference=None)
+
+
+def test_tuned_repeated_splits_tune_each_split_on_its_own_validation_patients(fakes, tmp_path, monkeypatch):
+    """reproduce --protocol tuned --split-seeds: one study per split seed; every split's cells train
+    with the parameters of the study tuned on that split."""
+    import json
+    from pathlib import Path
+
+    from mingle_bench import pipeline
+    from mingle_bench import reproduce as RP
+    from mingle_bench import results as R
+
+    monkeypatch.setattr(pipeline, "search_space", lambda model, trial: {"scale": trial.suggest_float("scale", 0.5, 2.0)})
+    RP.reproduce(data="synthetic:small", seeds=[0], tasks=["cvd"], models=["retain", "mingle"], out=str(tmp_path),
+                 max_steps=2, eval_every=1, patience=2, n_boot=0, progress=False, reference=None, split_seeds="0,2",
+                 protocol="tuned", trials=2)
+    tuning = tmp_path / "tuning"
+    for model in ("retain", "mingle"):
+        base = f"cvd-{model}-synthetic-small-s2e1p2-default"
+        assert json.loads((tuning / f"{base}.json").read_text())["split_seed"] == 0
+        assert json.loads((tuning / f"{base}-split2.json").read_text())["split_seed"] == 2
+    for folder, split_seed in (("synthetic-small-tuned", 0), ("synthetic-small-tuned-split2", 2)):
+        for r in R.load_runs(tmp_path / "cvd" / folder):
+            tuned = json.loads(Path(r["config"]["tuned_from"]).read_text())
+            assert tuned["split_seed"] == split_seed and r["config"]["hparams"]["scale"] == tuned["best_params"]["scale"]
+    assert (tmp_path / "cvd" / "synthetic-small-tuned-splits" / "pooled.json").is_file()
+
+
+def test_tune_split_seeds_names_one_study_per_split_and_run_refuses_another_splits_parameters(fakes, tmp_path,
+                                                                                              monkeypatch, capsys):
+    import json
+
+    from mingle_bench import pipeline, runner, tuning
+    from mingle_bench.cli import main
+
+    monkeypatch.setattr(pipeline, "search_space", lambda model, trial: {"scale": trial.suggest_float("scale", 0.5, 2.0)})
+    assert tuning.split_study_name("s", 0) == "s" and tuning.split_study_name("s", 3) == "s-split3"
+    assert runner.tuned_for_split("s", 0) == "s" and runner.tuned_for_split("s", 2) == "s-split2"
+    assert runner.tuned_for_split("d/s.json", 2) == "d/s-split2.json"
+    rc = main(["tune", "--task", "cvd", "--model", "retain", "--data", "synthetic:small", "--trials", "1",
+               "--split-seeds", "2", "--max-steps", "2", "--eval-every", "1", "--patience", "2", "--out", str(tmp_path),
+               "--quiet", "--json"])
+    studies = json.loads(capsys.readouterr().out)["studies"]
+    assert rc == 0 and [s["study_name"] for s in studies] == ["cvd-retain-synthetic-small",
+                                                              "cvd-retain-synthetic-small-split1"]
+    base = dict(task="cvd", data="synthetic:small", models=["retain"], seeds=[0], out=str(tmp_path), max_steps=2,
+                eval_every=1, patience=2, n_boot=0, progress=False, reference=None)
+    # split seed 1 with split seed 0's parameters: refused (they were chosen on some of its test patients)
+    with pytest.raises(RunError, match="split seed: tuned on split seed 0's validation patients, this run split seed 1"):
+        runner.run_benchmark(runner.RunConfig(**base, split_seed=1, tuned=["cvd-retain-synthetic-small"]))
+    res = runner.run_split_seeds(runner.RunConfig(**base, split_seeds=(0, 1), tuned=["cvd-retain-synthetic-small"]))
+    used = [json.loads(open(r["config"]["tuned_from"]).read())["split_seed"]
+            for s in res.runs for r in __import__("mingle_bench.results", fromlist=["x"]).load_runs(s.folder)]
+    assert used == [0, 1]
+    with pytest.raises(Exception, match="--split-seed with --split-seeds"):
+        tuning.tune_split_seeds("2", task="cvd", model="retain", data="synthetic:small", split_seed=1, trials=1,
+                                out=str(tmp_path), progress=False)
 
 
 def test_cli_reproduce_accepts_split_seeds():

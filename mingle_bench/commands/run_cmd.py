@@ -193,14 +193,21 @@ def _tune(args) -> int:
     from mingle_bench import tuning
 
     _check(args, "tune")
+    kw = RS.values(args, "tune")
+    split_seeds = kw.pop("split_seeds")
     with _stdout_for(args):
-        res = tuning.tune(**RS.values(args, "tune"), progress=not args.quiet, command=command_of(args))
+        if split_seeds is None:
+            results = [tuning.tune(**kw, progress=not args.quiet, command=command_of(args))]
+        else:
+            results = tuning.tune_split_seeds(split_seeds, **kw, progress=not args.quiet, command=command_of(args))
     if args.json:
-        _print_json({"study_name": res.study_name, "storage": res.storage, "monitor": res.monitor,
-                     "best_value": res.best_value, "best_params": res.best_params, "hparams": res.hparams,
-                     "trials": res.counts, "path": None if res.path is None else str(res.path)})
+        out = [{"study_name": res.study_name, "storage": res.storage, "monitor": res.monitor,
+                "best_value": res.best_value, "best_params": res.best_params, "hparams": res.hparams,
+                "trials": res.counts, "path": None if res.path is None else str(res.path)} for res in results]
+        _print_json(out[0] if split_seeds is None else {"studies": out})
         return 0
-    print(tuning.summary_line(res))
+    for res in results:
+        print(tuning.summary_line(res))
     return 0
 
 

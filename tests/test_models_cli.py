@@ -51,3 +51,14 @@ def test_profile_model_bad_arguments(capsys):
     assert "full-graph models only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["profile-model", "--size", "huge"])
+
+
+def test_profile_model_times_every_full_graph_model_at_its_own_widths(capsys, monkeypatch):
+    """HyperGAT declares no ``heads``: it is profiled at its own defaults, not MINGLE's."""
+    from mingle_bench.profiling import models as profiling
+
+    monkeypatch.setitem(profiling.SIZES, "small", {"visits": 40, "codes": 16, "draws": 5})
+    assert main(["profile-model", "--model", "hypergat", "--size", "small", "--epochs", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("hypergat epoch") and "d=100 L=2" in out and "h=" not in out
+    assert profiling.model_hparams("mingle") == {"hidden": 48, "heads": 4, "layers": 2}

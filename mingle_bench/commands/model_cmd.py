@@ -71,7 +71,8 @@ def _profile(args: argparse.Namespace) -> int:
         return 0
     print(f"{res['model']} epoch, size {res['size']}: {res['visits']:,} visits, {res['codes']:,} codes, "
           f"{res['incidences']:,} incidences (mean {res['mean_codes_per_visit']} codes/visit), "
-          f"d={res['hidden']} h={res['heads']} L={res['layers']}, {res['threads']} threads on {res['device']}")
+          f"d={res['hidden']}" + (f" h={res['heads']}" if "heads" in res else "")
+          + f" L={res['layers']}, {res['threads']} threads on {res['device']}")
     for impl in impls:
         v = res.get(f"{impl}_epoch_s")
         print(f"  {impl:9s}: " + (f"{v:.3f} s/epoch (median of {res['epochs_timed']}; "

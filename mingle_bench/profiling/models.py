@@ -24,6 +24,16 @@ SIZES: dict[str, dict[str, float]] = {
 PAPER_HPARAMS = {"hidden": 48, "heads": 4, "layers": 2}
 
 
+def model_hparams(model_name: str) -> dict[str, Any]:
+    """The widths a model is profiled at: its own defaults for the keys of :data:`PAPER_HPARAMS`
+    that it declares (MINGLE and HypEHR: the paper's 48 / 4 heads / 2 layers; HyperGAT: its 100
+    hidden and 2 layers, no heads)."""
+    from mingle_bench.pipeline import model_defaults
+
+    declared = model_defaults(model_name)
+    return {k: declared[k] for k in PAPER_HPARAMS if k in declared}
+
+
 def build_profile_data(size: str, n_labels: int = 25, d_llm: int = 384, d_struct: int = 64, seed: int = 0):
     """A ``TaskData`` of the named size: one visit per sample, MINGLE-style self-loops."""
     from mingle_bench.profiling.random_task_data import make_random_task_data
@@ -92,7 +102,7 @@ def profile_mingle(size: str = "mimic", threads: int = 2, epochs: int = 3, impls
         "model": model_name, "size": size, "visits": data.n_visits, "codes": data.n_nodes,
         "hyperedges": int(data.graph.num_edges), "incidences": int(inc.nnz),
         "mean_codes_per_visit": round((inc.nnz - data.n_nodes) / max(data.n_visits, 1), 1),
-        **PAPER_HPARAMS, "threads": torch.get_num_threads(), "device": str(dev), "epochs_timed": epochs,
+        **model_hparams(model_name), "threads": torch.get_num_threads(), "device": str(dev), "epochs_timed": epochs,
         "fused_available": bool(ops.fused_available(dev)), "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
     }
@@ -103,7 +113,7 @@ def profile_mingle(size: str = "mimic", threads: int = 2, epochs: int = 3, impls
             out["fused_note"] = f"extension not built: {ops.extension_error() or 'unavailable on ' + str(dev)}"
             continue
         torch.manual_seed(0)
-        model = get_model(model_name)(data, impl=impl, **PAPER_HPARAMS).to(dev)
+        model = get_model(model_name)(data, impl=impl, **model_hparams(model_name)).to(dev)
         cpu: list[float] = []
         times = time_epochs(model, data, epochs, cpu_times=cpu)
         out[key] = round(statistics.median(times), 4)

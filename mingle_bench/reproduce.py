@@ -172,6 +172,7 @@ def reproduce(
         "data": data, "data_id": config.get("data_id"), "command": command, "machine": config.get("machine"),
         "seeds": list(seeds), "max_steps": max_steps, "eval_every": eval_every, "patience": patience,
         "split_seed": split_seed, "notes": notes, "protocol": protocol,
+        "encoder": config.get("encoder"), "precision": config.get("precision"),
         **({} if split == P.DEFAULT_SPLIT else {"split": split}),
         "tuning_trials": trials if protocol == "tuned" else None,
         "stopped_at_budget": {t: {r["model"]: r.get("n_budget", 0) for r in task_rows[t]} for t in tasks},

@@ -167,6 +167,9 @@ def test_each_encoder_keeps_its_folders_and_the_note_channel_table_sets_them_sid
     assert (tmp_path / "cvd" / "synthetic-small" / "config.json").is_file()
     assert json.loads((tmp_path / "cvd" / "synthetic-small-enc-tfidf" / "config.json").read_text())["encoder"] == "tfidf"
     assert res.folder == tmp_path / "paper" / "synthetic-small-enc-tfidf"
+    # every table says which encoder made the vectors
+    assert "- text encoder: `tfidf` (TF-IDF then truncated SVD" in (res.folder / "main.md").read_text()
+    assert "- text encoder: `default` (all-MiniLM-L6-v2" in (tmp_path / "cvd" / "synthetic-small" / "table.md").read_text()
     # the default encoder's paper folder gathers both encoders once its tables are recomposed
     RP.reproduce(tables_only=True, **kw)
     payload = json.loads((tmp_path / "paper" / "synthetic-small" / "paper.json").read_text())

@@ -222,20 +222,21 @@ def _task_title(task: str) -> str:
 
 
 def _header(payload: dict, title: str, fmt: str) -> list[str]:
-    from mingle_bench.report.tables import data_label
+    from mingle_bench.report.tables import data_label, encoder_line
 
     label = data_label(payload["data"], payload.get("data_id"))
     prot = (f"{protocol_text(payload)}; seeds {','.join(map(str, payload['seeds']))}; split seed "
             f"{payload['split_seed']}; mean ± std over seeds, in %")
     if fmt != "md":
         prot = prot.replace("**", "")
+    enc = encoder_line(payload) if "encoder" in payload else None  # a payload written before the key: not stated
     if fmt == "md":
         return [f"# {title}", "", f"- data: **{label}**", f"- command: `{payload['command']}`",
-                f"- machine: {payload['machine']}", f"- protocol: {prot}",
+                f"- machine: {payload['machine']}", f"- protocol: {prot}", *([f"- {enc}"] if enc else []),
                 "- published rows: only numbers that could be verified (see mingle_bench/paper_numbers.py); "
                 "they come from the paper's data, not from this run", ""]
     return [f"% {title}", f"% data: {label}", f"% command: {payload['command']}", f"% machine: {payload['machine']}",
-            f"% protocol: {prot}"]
+            f"% protocol: {prot}", *([f"% {enc}"] if enc else [])]
 
 
 def _latex_table(tab: str, caption: str, footnotes: Sequence[str] = ()) -> list[str]:

@@ -319,6 +319,23 @@ def protocol_line(config: dict) -> str:
     return "protocol default: every model with its own paper's default hyperparameters"
 
 
+def encoder_line(config: dict) -> str:
+    """Which text encoder made the concept and note vectors, at which arithmetic (stated in every
+    table: bf16 vectors differ from fp32 ones in the last bits, and so may the cells trained on them)."""
+    enc = config.get("encoder") or "default"
+    if enc == "none":
+        return "text encoder: none (no concept or note vectors)"
+    if str(enc).startswith("tfidf"):
+        return (f"text encoder: `{enc}` (TF-IDF then truncated SVD, fitted on the training split's texts only; "
+                "deterministic, no neural arithmetic)")
+    what = "all-MiniLM-L6-v2, mean pooling" if enc == "default" else enc
+    precision = config.get("precision") or "fp32"
+    how = ("bf16 autocast (fp32 weights; vectors at cosine >= 0.99996 to fp32's in results/encoder, not "
+           "bit-identical to them)"
+           if precision == "bf16" else f"{precision}")
+    return f"text encoder: `{enc}` ({what}), {how}"
+
+
 def provenance(config: dict) -> dict:
     return {
         "data": data_label(config.get("data", "?"), config.get("data_id")),
@@ -477,6 +494,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   f"- machine: {prov['machine']}",
                   f"- protocol: {seeds_note}; test metrics on the whole test set; mean ± std over {spread}, in %",
                   f"- metrics: {macro_note}; Brier and ECE (lower is better)",
+                  f"- {encoder_line(config)}",
                   f"- {visits_line(r['model'] for r in rows)}"]
         lines += [f"- {line}" for line in plines if not line.startswith("UNDERPOWERED")]
         lines += ["", metric_table(rows, metrics, "md", cells_label=cells_label,

@@ -192,7 +192,7 @@ def reference_tfidf(texts: Sequence[str], train: np.ndarray):
 
 def probe_encoder(data: str, task: str, encoder: str, *, split_seed: int = 0, n_boot: int = 1000, seed: int = 0,
                   cache_dir: str | os.PathLike | None = None, progress: bool = False, reference: bool = True,
-                  latents: bool = True) -> dict[str, Any]:
+                  latents: bool = True, precision: str = "fp32") -> dict[str, Any]:
     """Run the probe (module docstring) and return a JSON-able report.
 
     Args:
@@ -203,6 +203,7 @@ def probe_encoder(data: str, task: str, encoder: str, *, split_seed: int = 0, n_
         n_boot: bootstrap resamples of the test patients for the CIs.
         reference: also probe TF-IDF of the raw texts.
         latents: also probe the generator's note-only latents (synthetic sources only).
+        precision: the encoder's arithmetic, as ``run --precision`` (``bf16`` reads a bf16 run's cache).
     """
     from mingle_bench.data.sources import load_source, parse_spec
     from mingle_bench.encoders import EmbeddingCache, embed_visit_notes, load_encoder
@@ -214,7 +215,9 @@ def probe_encoder(data: str, task: str, encoder: str, *, split_seed: int = 0, n_
         raise ValueError(f"--bootstrap must be >= 1, got {n_boot}")
     t0 = time.perf_counter()
     task_obj = get_task(task)
-    enc = load_encoder(encoder)
+    from mingle_bench.pipeline import effective_precision
+
+    enc = load_encoder(encoder, precision=effective_precision(precision, encoder))
     cohort = load_source(data, cache_dir=cache_dir, progress=False)
     vt = prepare_visits(cohort, task_obj, split_seed=split_seed)
     ts, samples = vt.task_samples, vt.samples
@@ -239,6 +242,7 @@ def probe_encoder(data: str, task: str, encoder: str, *, split_seed: int = 0, n_
               for s in ("train", "val", "test")}
     report: dict[str, Any] = {
         "source": data, "task": ts.task_name, "split_seed": int(split_seed), "n_boot": int(n_boot),
+        "precision": effective_precision(precision, encoder),
         "encoder": enc.describe(), "encoder_spec": encoder, "splits": counts,
         "index_visits_with_notes": int(has_np.sum()),
         "probe": label_probe(x_enc, y, split, ts.label_names, boots),

@@ -36,6 +36,7 @@ def test_probe_report_shape_and_ranges(probe_json):
     assert report["task"] == "mortality" and report["source"] == "synthetic:small"
     assert report["encoder"]["identity"].startswith("tfidf@fit:") and report["encoder"]["dim"] == 16
     assert report["encoder"]["train_texts"] > 0  # fitted, on the train split's texts
+    assert report["precision"] == "fp32"  # tfidf has no neural arithmetic
     s = report["splits"]
     assert s["test"]["samples"] > 0 and s["test"]["positives"] > 0 and s["train"]["samples"] > s["test"]["samples"]
     for block in (report["probe"], report["reference_tfidf"]):

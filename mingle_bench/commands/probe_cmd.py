@@ -23,6 +23,8 @@ def register(sub) -> None:
     pr.add_argument("--encoder", default="default",
                     help="encoder spec: default[?pooling=mean|max|cls&chunking=sentence] | hf:PATH[?...] | "
                          "openai:MODEL | tfidf[?dim=N&min_df=K&ngram=1|2] (default: default)")
+    pr.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                    help="encoder arithmetic, as in run (default fp32; bf16 reads a bf16 run's embedding cache)")
     pr.add_argument("--data", default="synthetic",
                     help="source: synthetic[:small|default|mimic], mimic3:DIR, mimic4:DIR, meds:DIR (default synthetic)")
     pr.add_argument("--split-seed", type=int, default=0, help="seed of the patient-level split (default 0, as in run)")
@@ -52,7 +54,8 @@ def _probe(args: argparse.Namespace) -> int:
     with shared(args.cache_dir):  # reads the cohort and embedding caches: no cache clear meanwhile
         report = probe_encoder(args.data, args.task, args.encoder, split_seed=args.split_seed,
                                n_boot=args.bootstrap, cache_dir=args.cache_dir, progress=not args.json,
-                               reference=not args.no_reference, latents=not args.no_latents)
+                               reference=not args.no_reference, latents=not args.no_latents,
+                               precision=args.precision)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0

@@ -55,7 +55,7 @@ class _LogBar:
 
     def __init__(self, console, description: str, total: int, unit: str, every: float):  # noqa: ANN001
         self._c, self._d, self._total, self._unit, self._every = console, description, total, unit, every
-        self._n, self._t0 = 0, time.monotonic()
+        self._n, self._skipped, self._t0 = 0, 0, time.monotonic()
         self._last = self._t0
 
     def advance(self, n: int = 1) -> None:
@@ -65,17 +65,26 @@ class _LogBar:
             self._last = now
             self.line()
 
+    def skip(self, n: int = 1) -> None:
+        """Items done without work (cache hits): counted, but not in the rate or the time left."""
+        self._skipped += n
+        self.advance(n)
+
     def line(self, end: bool = False) -> None:
         el = time.monotonic() - self._t0
-        rate = self._n / el if el > 0 else 0.0
+        rate = (self._n - self._skipped) / el if el > 0 else 0.0
         eta = f", about {_duration((self._total - self._n) / rate)} left" if rate > 0 and not end else ""
-        self._c.print(f"{self._d}: {self._n:,.0f}/{self._total:,} {self._unit} ({100 * self._n / self._total:.1f}%), "
+        cached = f", {self._skipped:,.0f} from the cache" if self._skipped else ""
+        self._c.print(f"{self._d}: {self._n:,.0f}/{self._total:,} {self._unit} ({100 * self._n / self._total:.1f}%){cached}, "
                       f"{rate:,.1f} {self._unit}/s, {_duration(el)} elapsed{eta}", highlight=False, markup=False,
                       soft_wrap=True)
 
 
 class _NullBar:
     def advance(self, n: int = 1) -> None:
+        pass
+
+    def skip(self, n: int = 1) -> None:
         pass
 
 
@@ -86,6 +95,9 @@ class _Bar:
     def advance(self, n: int = 1) -> None:
         self._p.advance(self._t, n)
 
+    def skip(self, n: int = 1) -> None:  # rich's speed is over its last 30 s: early cache hits leave it soon
+        self._p.advance(self._t, n)
+
 
 class _SharedBar:
     """A bar drawn as one more line of the run's live display (:class:`CellProgress`), so two live
@@ -93,12 +105,18 @@ class _SharedBar:
 
     def __init__(self, progress: Progress, task_id, unit: str):
         self._p, self._t, self._unit = progress, task_id, unit
-        self._n, self._t0 = 0, time.monotonic()
+        self._n, self._skipped, self._t0 = 0, 0, time.monotonic()
 
     def advance(self, n: int = 1) -> None:
         self._n += n
         el = time.monotonic() - self._t0
-        self._p.update(self._t, advance=n, info=f"{self._n / el:,.1f} {self._unit}/s" if el > 0 else "")
+        done = self._n - self._skipped
+        self._p.update(self._t, advance=n, info=f"{done / el:,.1f} {self._unit}/s" if el > 0 else "")
+
+    def skip(self, n: int = 1) -> None:
+        """Items done without work (cache hits): counted, not in the rate."""
+        self._skipped += n
+        self.advance(n)
 
 
 #: the live display of the :class:`CellProgress` now on screen (at most one), which bars join
@@ -107,7 +125,9 @@ _LIVE: list[Progress] = []
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, unit: str = "texts", enabled: bool = True) -> Iterator:
-    """Context manager yielding an object with ``advance(n)``; a no-op when disabled or total is 0.
+    """Context manager yielding an object with ``advance(n)`` and ``skip(n)`` (items done without
+    work, such as cache hits: counted, kept out of the rate and the time left); a no-op when
+    disabled or total is 0.
     Inside a run's live display the bar is one more line of it (removed when done)."""
     if not enabled or total <= 0:
         yield _NullBar()

@@ -16,6 +16,21 @@ def test_bar_prints_plain_lines_to_a_log(capsys, monkeypatch):
     assert "\x1b[" not in err  # no terminal escapes in a log
 
 
+def test_cache_hits_count_but_stay_out_of_the_rate_and_the_time_left(capsys, monkeypatch):
+    """A resumed embedding: 90 of 100 notes come from the cache at once; the rate and the time
+    left are those of the notes actually embedded, not 90 notes in no time."""
+    clock = iter([0.0, 0.0, 10.0, 10.0, 20.0, 20.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    with progress.progress_bar("notes · MiniLM", 100, unit="notes") as bar:
+        bar.skip(90)   # t = 10 s: nothing embedded yet
+        bar.advance(5)  # t = 20 s: 5 embedded in 20 s -> 0.25 notes/s, 5 left -> 20 s
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert "90 from the cache" in lines[0] and "0.0 notes/s" in lines[0] and "left" not in lines[0]
+    assert lines[1].startswith("notes · MiniLM: 95/100 notes (95.0%), 90 from the cache, 0.2 notes/s")
+    assert "about 0m20s left" in lines[1]
+
+
 def test_cells_print_start_progress_and_end_to_a_log(capsys, monkeypatch):
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
     with progress.CellProgress(True, 2, "aupr") as prog:

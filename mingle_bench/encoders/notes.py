@@ -307,7 +307,7 @@ def _embed_note_texts(encoder: Encoder, texts: list[str], content: int, overlap:
             vecs[hit] = torch.from_numpy(cached[hit])
             aux[hit] = cached_aux[hit] if cached_aux is not None else 0
             report["notes_cached"] += len(hit)
-            bar.advance(len(hit))
+            bar.skip(len(hit))
         todo = np.flatnonzero(~found).tolist()
 
     # identical texts within the batch are embedded once

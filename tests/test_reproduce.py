@@ -161,9 +161,9 @@ def test_each_encoder_keeps_its_folders_and_the_note_channel_table_sets_them_sid
     assert P.encoder_suffix("hf:/models/Bio_ClinicalBERT/?pooling=max") == "-enc-hf-bio-clinicalbert-pooling-max"
     kw = dict(data="synthetic:small", seeds=[0, 1], tasks=["cvd"], out=str(tmp_path), max_steps=2, eval_every=1,
               patience=2, n_boot=30, progress=False, reference=None)
-    models = ["retain", "mingle", "mingle-no-notes", "mingle-no-concept"]
+    models = ["retain", "hypehr", "mingle", "mingle-no-notes", "mingle-no-concept"]
     RP.reproduce(models=models, **kw)
-    res = RP.reproduce(models=models[1:], encoder="tfidf", **kw)
+    res = RP.reproduce(models=models[2:], encoder="tfidf", **kw)
     assert (tmp_path / "cvd" / "synthetic-small" / "config.json").is_file()
     assert json.loads((tmp_path / "cvd" / "synthetic-small-enc-tfidf" / "config.json").read_text())["encoder"] == "tfidf"
     assert res.folder == tmp_path / "paper" / "synthetic-small-enc-tfidf"
@@ -180,6 +180,9 @@ def test_each_encoder_keeps_its_folders_and_the_note_channel_table_sets_them_sid
     assert gap["n_seeds"] == 2 and gap["ci_low"] <= gap["diff"] <= gap["ci_high"]
     table = (tmp_path / "paper" / "synthetic-small" / "note_channel.md").read_text()
     assert "MINGLE [tfidf] − MINGLE [default]" in table and "what note semantics add" in table
+    # HypEHR reads no text vectors: the default folder's cells pair with MINGLE under every encoder
+    assert entries[1]["gaps"]["hypehr"]["b"] == "hypehr [default]" and entries[0]["gaps"]["hypehr"]["b"] == "hypehr"
+    assert "MINGLE − HypEHR [default] (what both semantic channels add)" in table
     assert r"\begin{tabular}" in (tmp_path / "paper" / "synthetic-small" / "note_channel.tex").read_text()
     # no MINGLE cell anywhere: no note-channel table
     RP.reproduce(data="synthetic:small", seeds=[0], tasks=["cvd"], models=["retain"], out=str(tmp_path / "other"),

@@ -9,7 +9,9 @@ configuration under every encoder (the default MiniLM folder first) and, from th
   hyperedges; ``mingle-no-concept``: no concept vectors on the nodes), mean ± std over seeds;
 * per encoder, the paired, patient-level bootstrap comparison of MINGLE with each ablation on the
   seeds both finished: ``MINGLE - w/o note semantics`` is what the note channel adds under that
-  encoder (:func:`mingle_bench.report.comparison.paired_comparison`);
+  encoder (:func:`mingle_bench.report.comparison.paired_comparison`), and ``MINGLE - HypEHR`` what
+  both channels add (HypEHR reads no text vectors: the default encoder's folder's cells serve every
+  encoder when a folder has none of its own);
 * MINGLE under each other encoder against MINGLE under the default one (the same test samples,
   checked by the labels' sha256), so a change of encoder is measured, not read off two means.
 
@@ -29,8 +31,11 @@ from mingle_bench import results as R
 
 #: MINGLE and the ablations that switch off one semantic channel
 CHANNEL_MODELS: tuple[str, ...] = ("mingle", "mingle-no-notes", "mingle-no-concept")
-#: what each ablation's gap measures
-GAP_LABELS: dict[str, str] = {"mingle-no-notes": "note semantics", "mingle-no-concept": "concept semantics"}
+#: the backbone without either channel: it reads no text vectors, so one encoder's folder serves all
+BACKBONE = "hypehr"
+#: what each gap measures
+GAP_LABELS: dict[str, str] = {"mingle-no-notes": "note semantics", "mingle-no-concept": "concept semantics",
+                              BACKBONE: "both semantic channels"}
 ENCODER_MARK = "-enc-"
 
 
@@ -70,26 +75,32 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
     for folder in encoder_folders(task_root, base_id):
         config = R.read_json_object(folder / R.CONFIG_FILE)
         records = [r for r in R.load_runs(folder)
-                   if r["model"] in CHANNEL_MODELS and R.preds_path(folder, r["model"], r["seed"]).exists()]
-        seeds = {m: sorted(r["seed"] for r in records if r["model"] == m) for m in CHANNEL_MODELS}
+                   if r["model"] in CHANNEL_MODELS + (BACKBONE,) and R.preds_path(folder, r["model"], r["seed"]).exists()]
+        seeds = {m: sorted(r["seed"] for r in records if r["model"] == m) for m in CHANNEL_MODELS + (BACKBONE,)}
         if not seeds["mingle"]:
             continue
         lab = R.load_array(R.labels_path(folder))
         y, groups = lab["y_true"], lab.get("patient_group")
         metrics = _metrics_for(y)
         mingle = _probs(folder, "mingle", seeds["mingle"])
+        labels_sha = R.array_sha256(y)
+        others = {m: (_probs(folder, m, seeds[m]), "") for m in CHANNEL_MODELS[1:] + (BACKBONE,) if seeds[m]}
+        if BACKBONE not in others and default is not None and default["labels_sha256"] == labels_sha \
+                and default["backbone"]:
+            others[BACKBONE] = (default["backbone"], f" [{default['encoder']}]")
         gaps = {}
-        for abl in CHANNEL_MODELS[1:]:
-            common = sorted(set(seeds["mingle"]) & set(seeds[abl]))
+        for other, (probs, where) in others.items():
+            common = sorted(set(seeds["mingle"]) & set(probs))
             if common:
-                comp = paired_comparison(y, {s: mingle[s] for s in common}, _probs(folder, abl, common),
+                comp = paired_comparison(y, {s: mingle[s] for s in common}, {s: probs[s] for s in common},
                                          groups=groups, metrics=metrics, n_boot=n_boot, seed=0)
-                gaps[abl] = {**comp, "a": "mingle", "b": abl}
+                gaps[other] = {**comp, "a": "mingle", "b": other + where}
         entry = {"encoder": config.get("encoder") or "default", "folder": str(folder),
-                 "rows": aggregate(records, order=CHANNEL_MODELS, folder=folder, split_seed=config.get("split_seed")),
-                 "gaps": gaps, "vs_default": None, "labels_sha256": R.array_sha256(y)}
+                 "rows": aggregate(records, order=CHANNEL_MODELS + (BACKBONE,), folder=folder,
+                                   split_seed=config.get("split_seed")),
+                 "gaps": gaps, "vs_default": None, "labels_sha256": labels_sha}
         if default is None:
-            default = {**entry, "probs": mingle, "y": y, "groups": groups}
+            default = {**entry, "probs": mingle, "backbone": others.get(BACKBONE, (None,))[0]}
         elif entry["labels_sha256"] == default["labels_sha256"]:
             common = sorted(set(mingle) & set(default["probs"]))
             if common:
@@ -122,8 +133,9 @@ def render_task(task: str, entries: list[dict], fmt: str) -> list[str]:
             rows_body.append([e["encoder"], display_name(r["model"]),
                               *(fmt_pct(r.get(f"{m}_mean", math.nan), r.get(f"{m}_std", math.nan)) for m in metrics),
                               str(r["n_seeds"])])
-        for abl, comp in e["gaps"].items():
-            gap_body.append([e["encoder"], f"MINGLE − {display_name(abl)} (what {GAP_LABELS[abl]} add)",
+        for other, comp in e["gaps"].items():
+            where = comp["b"][len(other):]  # " [default]" when another folder's cells served
+            gap_body.append([e["encoder"], f"MINGLE − {display_name(other)}{where} (what {GAP_LABELS[other]} add)",
                              *(_diff_cell(comp["metrics"].get(m)) for m in metrics)])
         if e["vs_default"]:
             gap_body.append([e["encoder"], f"MINGLE [{e['encoder']}] − MINGLE [{entries[0]['encoder']}]",

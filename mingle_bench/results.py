@@ -48,6 +48,8 @@ RUNS_FILE = "runs.jsonl"
 CONFIG_FILE = "config.json"
 SPLITS_FILE = "splits.json"
 COMPARISON_FILE = "comparison.json"
+#: each model's own patient-level bootstrap CI (:func:`mingle_bench.report.finalize.model_cis`)
+MODEL_CI_FILE = "model_ci.json"
 PREDS_DIR = "preds"
 LOCK_FILE = ".lock"
 

@@ -154,3 +154,36 @@ def test_macro_means_equal_sklearn_on_many_tied_random_cases():
         assert macro_auroc(y, p) == pytest.approx(np.mean([roc_auc_score(y[:, k], p[:, k]) for k in keep]), abs=1e-12)
         assert macro_aupr(y, p) == pytest.approx(np.mean([average_precision_score(y[:, k], p[:, k]) for k in keep]),
                                                  abs=1e-12)
+
+
+@pytest.mark.parametrize("n_labels", [1, 6])
+def test_weighted_bootstrap_metrics_equal_the_metrics_of_the_resampled_arrays(n_labels):
+    """boot_metric computes every resample from row multiplicities; it must give the values of
+    fast_metric on the resampled arrays themselves (ties, one-class resamples and all)."""
+    from mingle_bench.report.comparison import boot_counts, boot_metric, cluster_bootstrap, fast_metric
+
+    rng = np.random.default_rng(7)
+    n = 120
+    y = (rng.random((n, n_labels)) < 0.15).astype(float)
+    p = np.round(rng.random((n, n_labels)), 1)  # many ties
+    boots = cluster_bootstrap(rng.integers(0, 40, n), 60, seed=3)
+    counts = boot_counts(boots, n)
+    for m in ("acc", "auroc", "aupr", "f1", "brier", "ece", "auroc_macro", "aupr_macro"):
+        got = boot_metric(m, y, p, counts)
+        want = np.array([fast_metric(m, y[i], p[i]) for i in boots])
+        assert np.array_equal(np.isnan(got), np.isnan(want)), m
+        np.testing.assert_allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=0, atol=1e-12, err_msg=m)
+
+
+def test_model_ci_is_the_seed_mean_and_its_bootstrap_percentiles():
+    from mingle_bench.report.comparison import boot_counts, cluster_bootstrap, fast_metric, model_ci
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(200) < 0.3).astype(float)
+    probs = {s: np.clip(y * 0.3 + rng.random(200) * 0.7, 0, 1) for s in (0, 1)}
+    boots = cluster_bootstrap(np.arange(200), 200, seed=0)
+    ci = model_ci(y, probs, boot_counts(boots, 200), ("auroc",))["auroc"]
+    assert ci["value"] == pytest.approx(np.mean([fast_metric("auroc", y[:, None], p[:, None]) for p in probs.values()]))
+    draws = [np.mean([fast_metric("auroc", y[i][:, None], p[i][:, None]) for p in probs.values()]) for i in boots]
+    assert (ci["ci_low"], ci["ci_high"]) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
+    assert ci["ci_low"] < ci["value"] < ci["ci_high"] and ci["n_valid"] == 200

@@ -544,3 +544,36 @@ def test_fp32_and_bf16_runs_do_not_share_a_folder_or_hashes(fakes, tmp_path):
     runner.run_benchmark(_cfg(tmp_path))
     with pytest.raises(pipeline.RunError, match="precision: None -> 'bf16'"):
         runner.run_benchmark(_cfg(tmp_path, precision="bf16"))
+
+
+def test_each_model_gets_its_own_bootstrap_ci_computed_once_per_cell(fakes, tmp_path, monkeypatch):
+    """model_ci.json: every model's own patient-level 95% CI, in the tables; a resume that adds
+    cells recomputes only the models whose cells changed."""
+    import json
+
+    from mingle_bench.report import comparison
+
+    runner.run_benchmark(_cfg(tmp_path, seeds=[0]))
+    folder = tmp_path / "mortality" / "synthetic-small"
+    data = json.loads((folder / "model_ci.json").read_text())
+    assert data["metrics"] == ["auroc", "aupr"] and data["n_boot"] == 200
+    rows = {r["model"]: r for r in pipeline_rows(folder)}
+    for model, entry in data["models"].items():
+        ci = entry["ci"]["auroc"]
+        assert ci["value"] == pytest.approx(rows[model]["auroc_mean"])
+        assert ci["ci_low"] <= ci["value"] <= ci["ci_high"]
+    assert "| AUROC 95% CI " in (folder / "table.md").read_text() and "AUROC 95\\% CI" in (folder / "table.tex").read_text()
+    computed = []
+    real = comparison.model_ci
+    monkeypatch.setattr(comparison, "model_ci", lambda y, probs, *a, **k: computed.append(len(probs)) or real(y, probs, *a, **k))
+    runner.run_benchmark(_cfg(tmp_path, seeds=[0], models=["retain"]))  # nothing new: every entry reused
+    assert computed == []
+    runner.run_benchmark(_cfg(tmp_path, seeds=[0, 1], models=["retain"]))  # retain's new seed only
+    assert computed == [2]
+
+
+def pipeline_rows(folder):
+    from mingle_bench import results as R
+    from mingle_bench.report.tables import aggregate
+
+    return aggregate(R.load_runs(folder), folder=folder)

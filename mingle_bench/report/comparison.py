@@ -23,6 +23,7 @@ counted in ``n_valid``.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -88,6 +89,139 @@ def cluster_bootstrap(groups: Sequence, n_boot: int, seed: int = 0) -> list[np.n
     return [cluster_resample(members, rng) for _ in range(int(n_boot))]
 
 
+#: floats per weight matrix :func:`boot_metric` builds at once (resamples x cells; ~8 MB)
+BOOT_CELLS = 1_000_000
+
+
+def boot_counts(boots: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """``[B, n]``: how many times each test row appears in each resample (its weight)."""
+    return np.stack([np.bincount(np.asarray(b), minlength=n) for b in boots]).astype(np.float64) if len(boots) \
+        else np.zeros((0, n))
+
+
+def _groups(score: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The stable sort order of ``score`` and the start of each run of tied scores in it."""
+    order = np.argsort(-score if descending else score, kind="mergesort")
+    s = score[order]
+    return order, np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1]
+
+
+def _w_pos_neg(y: np.ndarray, W: np.ndarray, order: np.ndarray, starts: np.ndarray):
+    """Per resample and tie group: the weight of positives and of negatives, ``[B, G]`` each."""
+    ys = y[order]
+    Ws = W[:, order]
+    return np.add.reduceat(Ws * ys, starts, axis=1), np.add.reduceat(Ws * (1.0 - ys), starts, axis=1)
+
+
+def _w_auroc(y: np.ndarray, s: np.ndarray, W: np.ndarray, groups=None) -> np.ndarray:
+    """AUROC of each resample (rows weighted by ``W`` ``[B, m]``): the Mann-Whitney form of
+    :func:`~mingle_bench.metrics.auroc_mann_whitney`, ties counting 1/2; nan without both classes."""
+    order, starts = groups or _groups(s, descending=False)
+    P, N = _w_pos_neg(y, W, order, starts)
+    below = np.cumsum(N, axis=1) - N
+    tp, tn = P.sum(1), N.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (P * (below + 0.5 * N)).sum(1) / (tp * tn)
+    out[(tp == 0) | (tn == 0)] = np.nan
+    return out
+
+
+def _w_ap(y: np.ndarray, s: np.ndarray, W: np.ndarray, groups=None) -> np.ndarray:
+    """Average precision of each resample, over distinct thresholds as
+    :func:`~mingle_bench.metrics.average_precision`; nan without positives."""
+    order, starts = groups or _groups(s, descending=True)
+    P, N = _w_pos_neg(y, W, order, starts)
+    tp, fp = np.cumsum(P, axis=1), np.cumsum(N, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
+        out = (P * prec).sum(1) / P.sum(1)
+    out[P.sum(1) == 0] = np.nan
+    return out
+
+
+def _w_macro(fn, descending: bool, yt: np.ndarray, yp: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """The mean of ``fn`` over the label columns with both classes in each resample (nan if none)."""
+    vals = np.full((C.shape[0], yt.shape[1]), np.nan)
+    for col in range(yt.shape[1]):
+        y, s = yt[:, col], yp[:, col]
+        pos = C @ y
+        keep = (pos > 0) & (pos < C.sum(1))
+        if keep.any():
+            vals[keep, col] = fn(y, s, C[keep], _groups(s, descending))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(vals, axis=1)
+
+
+def boot_metric(name: str, yt: np.ndarray, yp: np.ndarray, counts: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """``fast_metric(name, yt[idx], yp[idx])`` for every resample at once, ``[B]``: a resample with
+    replacement is the test rows weighted by their multiplicities (``counts``, :func:`boot_counts`),
+    so each metric is computed from one sort of the scores and weighted sums (the same values as
+    on the resampled arrays, up to floating-point summation order; tested). ``yt``/``yp``: ``[n, L]``."""
+    yt = np.asarray(yt, dtype=np.float64)
+    yp = np.asarray(yp, dtype=np.float64)
+    if yt.ndim == 1:
+        yt, yp = yt[:, None], yp[:, None]
+    n, n_labels = yt.shape
+    out = np.empty(counts.shape[0])
+    flat_groups = None
+    if name in ("auroc", "aupr"):
+        ft, fp = yt.ravel(), yp.ravel()
+        order, starts = flat_groups = _groups(fp, descending=name == "aupr")
+        rows = np.arange(ft.size) // n_labels  # the test row of each flattened cell
+    chunk = max(1, BOOT_CELLS // (n * (n_labels if name in ("auroc", "aupr") else 1)))
+    for lo in range(0, counts.shape[0], chunk):
+        C = counts[lo:lo + chunk]
+        if name in ("auroc", "aupr"):
+            W = np.zeros((C.shape[0], ft.size))
+            W[:, order] = C[:, rows[order]]
+            out[lo:lo + len(C)] = (_w_auroc if name == "auroc" else _w_ap)(ft, fp, W, flat_groups)
+        elif name == "auroc_macro":
+            out[lo:lo + len(C)] = _w_macro(_w_auroc, False, yt, yp, C)
+        elif name == "aupr_macro":
+            out[lo:lo + len(C)] = _w_macro(_w_ap, True, yt, yp, C)
+        elif name == "acc":
+            out[lo:lo + len(C)] = (C @ (yt == (yp >= threshold)).sum(1)) / (C.sum(1) * n_labels)
+        elif name == "brier":
+            out[lo:lo + len(C)] = (C @ ((yp - yt) ** 2).sum(1)) / (C.sum(1) * n_labels)
+        elif name == "f1":
+            pred = (yp >= threshold).astype(np.float64)
+            t, q = (np.c_[yt, 1 - yt], np.c_[pred, 1 - pred]) if n_labels == 1 else (yt, pred)
+            tp, fp_, fn = C @ (t * q), C @ ((1 - t) * q), C @ (t * (1 - q))
+            denom = 2 * tp + fp_ + fn
+            f1 = np.divide(2 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
+            out[lo:lo + len(C)] = f1.mean(1)
+        else:  # any other metric: on the resampled arrays themselves
+            for k, c in enumerate(C):
+                idx = np.repeat(np.arange(n), c.astype(np.int64))
+                out[lo + k] = fast_metric(name, yt[idx], yp[idx], threshold)
+    return out
+
+
+def model_ci(y_true: np.ndarray, probs: dict[int, np.ndarray], counts: np.ndarray,
+             metrics: Sequence[str] = ("auroc", "aupr"), threshold: float = 0.5) -> dict:
+    """One model's own patient-level bootstrap CI: per metric ``{"value", "ci_low", "ci_high",
+    "n_valid"}``, where ``value`` is the mean over seeds of the metric (the table's mean) and the
+    CI the 2.5/97.5 percentiles of that seed mean over the resamples (``counts``: the same
+    resamples as the paired comparison's, :func:`boot_counts`); resamples where the metric is
+    undefined are dropped (``n_valid`` counts the rest)."""
+    def as2d(a):
+        a = np.asarray(a, dtype=np.float64)
+        return a[:, None] if a.ndim == 1 else a
+
+    yt, ps = as2d(y_true), [as2d(p) for p in probs.values()]
+    out = {}
+    for m in metrics:
+        per_seed = [v for v in (fast_metric(m, yt, p, threshold) for p in ps) if not math.isnan(v)]
+        boot = np.mean([boot_metric(m, yt, p, counts, threshold) for p in ps], axis=0) if len(counts) else np.array([])
+        boot = boot[~np.isnan(boot)]
+        out[m] = {"value": float(np.mean(per_seed)) if per_seed else math.nan,
+                  "ci_low": float(np.percentile(boot, 2.5)) if boot.size else math.nan,
+                  "ci_high": float(np.percentile(boot, 97.5)) if boot.size else math.nan,
+                  "n_valid": int(boot.size)}
+    return out
+
+
 def _better(metric: str, d: np.ndarray | float):
     return d > 0 if HIGHER_IS_BETTER[metric] else d < 0
 
@@ -133,8 +267,10 @@ def paired_comparison(
         for m in metrics
     }
 
-    # cluster bootstrap indices, drawn once and shared by all metrics (paired across metrics too)
+    # cluster bootstrap resamples, drawn once and shared by all metrics (paired across metrics too),
+    # as row multiplicities: every metric of every resample from one sort per seed (boot_metric)
     boots = cluster_bootstrap(np.arange(yt.shape[0]) if groups is None else groups, n_boot, seed) if n_boot > 0 else []
+    counts = boot_counts(boots, yt.shape[0])
 
     for m in metrics:
         d = per_seed[m]
@@ -147,18 +283,12 @@ def paired_comparison(
             "ci_low": math.nan, "ci_high": math.nan, "p_not_better": math.nan, "n_valid": 0,
         }
         if boots:
-            stats = []
-            for idx in boots:
-                ytb = yt[idx]
-                vals = [fast_metric(m, ytb, pa[s][idx], threshold) - fast_metric(m, ytb, pb[s][idx], threshold)
-                        for s in seeds]
-                v = float(np.mean(vals))
-                if not math.isnan(v):
-                    stats.append(v)
-            if stats:
-                arr = np.asarray(stats)
+            d_boot = np.mean([boot_metric(m, yt, pa[s], counts, threshold) - boot_metric(m, yt, pb[s], counts, threshold)
+                              for s in seeds], axis=0)
+            arr = d_boot[~np.isnan(d_boot)]
+            if arr.size:
                 res["ci_low"], res["ci_high"] = (float(x) for x in np.percentile(arr, [2.5, 97.5]))
                 res["p_not_better"] = float(np.mean(~_better(m, arr)))
-                res["n_valid"] = len(stats)
+                res["n_valid"] = int(arr.size)
         out["metrics"][m] = res
     return out

@@ -44,9 +44,10 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
     for r in records:
         probs.setdefault(r["model"], {})[r["seed"]] = R.load_array(R.preds_path(folder, r["model"], r["seed"]))["probs"]
     comp = None
+    multi = y_test.ndim == 2 and y_test.shape[1] > 1  # the macro means equal the plain ones on one label
+    model_cis(folder, records, probs, y_test, groups, n_boot)
     best = select_baseline(records, monitor, order)
     if "mingle" in probs and best is not None and set(probs["mingle"]) & set(probs[best]):
-        multi = y_test.ndim == 2 and y_test.shape[1] > 1  # the macro means equal the plain ones on one label
         comp = paired_comparison(y_test, probs["mingle"], probs[best], groups=groups, n_boot=n_boot, seed=0,
                                  metrics=PAPER_METRICS + (MACRO_METRICS if multi else ()))
         comp.update({"a": "mingle", "b": best, "selected_by": monitor,
@@ -81,6 +82,51 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
             order=names, names={m: display_name(m) for m in names}, max_steps=config.get("max_steps"))))
         files.append(write_report(folder))  # the tables and figures in one self-contained page
     return rows, comp, files
+
+
+#: the metrics of each model's own CI: AUROC and AUPR; on a multi-label task their macro means
+#: (the flattened ones' CIs are narrow and flatter every model, docs/runner.md)
+CI_METRICS: tuple[str, ...] = ("auroc", "aupr")
+CI_METRICS_MULTI: tuple[str, ...] = ("auroc_macro", "aupr_macro")
+
+
+def ci_metrics(y_test: np.ndarray) -> tuple[str, ...]:
+    return CI_METRICS_MULTI if y_test.ndim == 2 and y_test.shape[1] > 1 else CI_METRICS
+
+
+def model_cis(folder: Path, records: list[dict], probs: dict[str, dict[int, np.ndarray]], y_test: np.ndarray,
+              groups, n_boot: int) -> dict:
+    """Write ``model_ci.json``: each model's own patient-level bootstrap 95% CI of
+    :func:`ci_metrics` (mean over its seeds; :func:`mingle_bench.report.comparison.model_ci`, the
+    resamples of the paired comparison). A model whose cells (their ``preds_sha256``), resample
+    count and metrics are those of the file keeps its entry: the CIs of a long run are computed
+    once per new cell, not at every resume. ``n_boot`` 0 removes the file."""
+    from mingle_bench.report.comparison import boot_counts, cluster_bootstrap, model_ci
+
+    path = folder / R.MODEL_CI_FILE
+    if n_boot <= 0 or not probs:
+        path.unlink(missing_ok=True)
+        return {}
+    metrics = list(ci_metrics(y_test))
+    old = R.read_json_object(path) if path.exists() else {}
+    same = old.get("n_boot") == n_boot and old.get("metrics") == metrics
+    cells = {m: sorted(f"{r['seed']}:{r.get('preds_sha256')}" for r in records if r["model"] == m) for m in probs}
+    out = {"n_boot": int(n_boot), "metrics": metrics, "seed": 0,
+           "definition": "per model: the mean over its seeds of each metric, and the 2.5/97.5 percentiles of that "
+                         "mean over a patient-level (cluster) bootstrap of the test set, the paired comparison's "
+                         "resamples", "models": {}}
+    counts = None
+    for m in sorted(probs):
+        prev = (old.get("models") or {}).get(m) if same else None
+        if prev and prev.get("cells") == cells[m]:
+            out["models"][m] = prev
+            continue
+        if counts is None:
+            n = len(y_test)
+            counts = boot_counts(cluster_bootstrap(np.arange(n) if groups is None else groups, n_boot, 0), n)
+        out["models"][m] = {"cells": cells[m], "ci": model_ci(y_test, probs[m], counts, metrics)}
+    atomic_write_json(path, out)
+    return out
 
 
 def select_baseline(records: list[dict], monitor: str, order: Sequence[str] = ()) -> str | None:

@@ -173,12 +173,13 @@ def _task_notes(ctx: dict, models: Sequence[str], fmt: str) -> list[str]:
 def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_published: bool,
                 ctx: dict | None = None) -> str:
     from mingle_bench.metrics import METRIC_LABELS
-    from mingle_bench.report.tables import best_rows, display_name, fmt_pct, latex_escape, row_marks
+    from mingle_bench.report.tables import best_rows, ci_columns, display_name, fmt_pct, latex_escape, row_marks
 
     ctx = ctx or task_context(payload, task)
     metrics = ctx["metrics"]
     rows = [r for r in ctx["rows"] if r["model"] in models]
     rows.sort(key=lambda r: list(models).index(r["model"]))
+    ci_cols = ci_columns(ctx.get("folder"), rows)
     best = {m: best_rows(rows, m) for m in metrics}
     data = _data_cell(payload)
     body = []
@@ -191,6 +192,7 @@ def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_
             if r["model"] in best[m]:
                 c = f"**{c}**" if fmt == "md" else rf"\textbf{{{c}}}"
             cells.append(c)
+        cells += [r.get(key, "–") for _, key in ci_cols]
         cells.append(str(r["n_seeds"]))
         cells.append(r.get("stopped_at_budget", "–"))
         body.append(cells)
@@ -204,11 +206,12 @@ def _rows_block(payload: dict, task: str, models: Sequence[str], fmt: str, with_
                 p = mine.get(m)
                 cells.append("–" if p is None else ("≈" if p["approximate"] else "")
                              + (f"{p['value']:.0f}" if p["approximate"] else f"{p['value']:.2f}"))
-            cells += ["–", "–"]
+            cells += ["–"] * len(ci_cols) + ["–", "–"]
             body.append(cells)
     from mingle_bench.report.tables import spread_text
 
-    header = ["Model", "data"] + [METRIC_LABELS[m] for m in metrics] + [spread_text(rows)[1], "at budget"]
+    header = (["Model", "data"] + [METRIC_LABELS[m] for m in metrics] + [h for h, _ in ci_cols]
+              + [spread_text(rows)[1], "at budget"])
     if fmt == "latex":
         body = [[latex_escape(c) if i in (0, 1) else c.replace("≈", r"$\approx$").replace("–", "--")
                  for i, c in enumerate(row)] for row in body]

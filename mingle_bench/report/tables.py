@@ -40,8 +40,8 @@ from tabulate import tabulate
 
 from mingle_bench.metrics import HIGHER_IS_BETTER, MACRO_METRICS, METRIC_LABELS, METRIC_NAMES, predictions_constant
 from mingle_bench.io import atomic_write_text
-from mingle_bench.results import (COMPARISON_FILE, CONFIG_FILE, labels_path, load_array, load_runs, preds_path,
-                                  read_json, read_json_object)
+from mingle_bench.results import (COMPARISON_FILE, CONFIG_FILE, MODEL_CI_FILE, labels_path, load_array, load_runs,
+                                  preds_path, read_json, read_json_object)
 
 FORMATS = ("md", "latex", "csv")
 #: appended to a model's name when some of its seeds stopped at the step budget, not on a validation plateau
@@ -319,6 +319,24 @@ def protocol_line(config: dict) -> str:
     return "protocol default: every model with its own paper's default hyperparameters"
 
 
+def ci_columns(folder: str | os.PathLike | None, rows: list[dict]) -> list[tuple[str, str]]:
+    """Each model's own 95% patient-bootstrap CI from the folder's ``model_ci.json`` (written by
+    :func:`mingle_bench.report.finalize.model_cis`), set on ``rows`` as ``ci_<metric>`` text
+    (``[70.1, 74.3]``, in %); returns the ``(header, key)`` columns, none without the file."""
+    path = Path(folder) / MODEL_CI_FILE if folder is not None else None
+    if path is None or not path.exists():
+        return []
+    data = read_json_object(path)
+    models = data.get("models") or {}
+    for r in rows:
+        ci = (models.get(r["model"]) or {}).get("ci") or {}
+        for m in data.get("metrics", []):
+            c = ci.get(m) or {}
+            lo, hi = c.get("ci_low"), c.get("ci_high")
+            r[f"ci_{m}"] = "n/a" if _isnan(lo) or _isnan(hi) else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+    return [(f"{METRIC_LABELS.get(m, m)} 95% CI", f"ci_{m}") for m in data.get("metrics", [])]
+
+
 def encoder_line(config: dict) -> str:
     """Which text encoder made the concept and note vectors, at which arithmetic (stated in every
     table: bf16 vectors differ from fp32 ones in the last bits, and so may the cells trained on them)."""
@@ -485,6 +503,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   "ACC at 0.5; AUROC; AUPR; macro F1 over the two classes (binary task: the macro AUROC and AUPR in "
                   "runs.jsonl equal AUROC and AUPR)")
     footnotes = mark_notes(rows, monitor)
+    ci_cols = ci_columns(folder, rows)
     if fmt == "md":
         lines = [f"# {task} on {prov['data']}", ""]
         if info.get("underpowered"):
@@ -498,7 +517,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   f"- {visits_line(r['model'] for r in rows)}"]
         lines += [f"- {line}" for line in plines if not line.startswith("UNDERPOWERED")]
         lines += ["", metric_table(rows, metrics, "md", cells_label=cells_label,
-                                   extra_cols=[("best step: median (range)", "best_step"),
+                                   extra_cols=[*ci_cols, ("best step: median (range)", "best_step"),
                                                ("at budget", "stopped_at_budget"), ("impl", "impl"),
                                                ("device", "device")])]
         for note in footnotes:
@@ -517,7 +536,8 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
     if info.get("underpowered"):
         lines.append(f"% {print_under}")
     lines += [r"\begin{table}[t]", r"\centering", r"\small",
-              metric_table(rows, metrics, "latex", cells_label=cells_label), rf"\caption{{{caption}}}", r"\end{table}"]
+              metric_table(rows, metrics, "latex", cells_label=cells_label, extra_cols=ci_cols),
+              rf"\caption{{{caption}}}", r"\end{table}"]
     lines += comparison_lines(comp, "latex")
     return "\n".join(lines) + "\n"
 

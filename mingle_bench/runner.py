@@ -326,7 +326,7 @@ class LocalExecutor:
         for job in jobs:
             on_eval = progress.start_cell(job.model, job.seed, budget.max_steps)
             try:
-                out = P.train_cell(job.model, job.seed, data, job.hparams, device, budget, monitor, on_eval,
+                out = P.train_cell(job.model, job.seed, data, job.hparams, device, job.budget or budget, monitor, on_eval,
                                    return_state=getattr(self, "return_state", False))  # run --save-checkpoints
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -426,6 +426,10 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
 
             print(f"warning: --tuned {spec}: using {t['_path']} although it was tuned for another setup "
                   f"({'; '.join(diffs)}) (--tuned-anyway)", file=sys.stderr)
+        ev = t.get("eval_every")
+        if ev is not None and (isinstance(ev, bool) or not isinstance(ev, int) or not 1 <= ev <= cfg.max_steps):
+            raise RunError(f"--tuned {spec}: {t['_path']}: 'eval_every' must be an integer from 1 to --max-steps "
+                           f"({cfg.max_steps}), found {ev!r}")
         t["_mismatch"] = diffs
         tuned[t["model"]] = t
     # the hyperparameters every model trains with (its defaults, updated by a --tuned file) are
@@ -452,6 +456,12 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 hp.update(tuned[m]["best_params"])
             hp.update(cfg.hparam_overrides.get(m, {}))
             hparams[m] = hp
+        # a tuned eval_every is the cell's own budget; it enters the cell's identity only then, so
+        # every other input hash is unchanged
+        cell_budget = {m: P.make_budget(cfg.max_steps, tuned[m]["eval_every"], cfg.patience)
+                       for m in models if m in tuned and tuned[m].get("eval_every") not in (None, cfg.eval_every)}
+        hashed = {m: {**hparams[m], "eval_every": cell_budget[m].eval_every} if m in cell_budget else hparams[m]
+                  for m in models}
         # seed-major order: an interrupted run already holds every model for its first seeds
         cells = [(m, s) for s in seeds for m in models]
 
@@ -473,11 +483,12 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
             for line in label_warnings:
                 prog.log(f"[yellow]warning[/yellow]: {line}")
             digest = dict(getattr(data, "digest", None) or {})
-            keys = {(m, s): input_hash(m, s, hparams[m], run_cfg, source_id, digest) for m, s in cells}
+            keys = {(m, s): input_hash(m, s, hashed[m], run_cfg, source_id, digest) for m, s in cells}
             done = R.finished_cells(folder) if folder.exists() else {}
             if cfg.save_checkpoints:  # a finished cell without its checkpoint is trained again
                 done = {k: r for k, r in done.items() if CK.has_checkpoint(folder, r["model"], r["seed"])}
-            todo = [CellJob(m, s, hparams[m], keys[(m, s)]) for m, s in cells if keys[(m, s)] not in done]
+            todo = [CellJob(m, s, hparams[m], keys[(m, s)], cell_budget.get(m)) for m, s in cells
+                    if keys[(m, s)] not in done]
             skipped = [c for c in cells if keys[c] in done]
             if skipped:
                 prog.log(f"resuming {folder}: {len(skipped)} of {len(cells)} model x seed cells already finished "
@@ -493,6 +504,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 **run_cfg, "fingerprint": fingerprint, "models": models, "seeds": seeds, "device": device,
                 "source_id": source_id, "input_digest": digest, "tuned": {m: t["_path"] for m, t in tuned.items()},
                 "hparams": hparams, "command": cfg.command or P.command_line(), "machine": machine_description(device),
+                **({"tuned_eval_every": {m: b.eval_every for m, b in cell_budget.items()}} if cell_budget else {}),
                 "machine_info": machine_info(device),
                 "n_samples": {k: int(len(v)) for k, v in data.split_idx.items()}, "label_names": list(data.label_names),
                 "data_report": data.report if isinstance(getattr(data, "report", None), dict) else {},
@@ -517,7 +529,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                     "best_step": out.best_step, "max_steps": int(budget.max_steps), "stopped": out.stopped,
                     "curve": out.curve, "n_params": out.n_params,
                     "monitor_used": out.monitor_used or cfg.monitor, "flags": out.flags,
-                    "config": {**run_cfg, "hparams": job.hparams,
+                    "config": {**run_cfg, **(job.budget.as_dict() if job.budget else {}), "hparams": job.hparams,
                                "tuned_from": tuned[job.model]["_path"] if job.model in tuned else None},
                     "input_hash": job.input_hash, "preds_sha256": R.array_sha256(out.probs),
                     "machine_info": config["machine_info"],  # the driver's (a Ray worker's CPU is not sent back)

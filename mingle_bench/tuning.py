@@ -78,6 +78,7 @@ class TuneResult:
     monitor: str
     stale: dict | None = None  # what clean_stale_trials found at start (None: not run)
     workers: list | None = None  # --executor ray: one dict per Ray worker (worker_id, trials or error)
+    eval_every: int | None = None  # the best trial's validation interval (gradient-trained models)
 
 
 def stale_trial_retry_kwargs(max_retry: int = 3, storage_cls=None) -> dict:
@@ -513,6 +514,22 @@ def _quiet_optuna_on_interrupt() -> None:
         logger.addFilter(_NoInterruptTraceback())
 
 
+#: the budget key every gradient-trained model's study also searches: how often it validates, and so
+#: how long a plateau it waits (``patience`` evaluations); the step budget itself stays the run's
+EVAL_EVERY = "eval_every"
+EVAL_EVERY_CHOICES: tuple[int, ...] = (5, 10, 20)
+
+
+def eval_every_choices(model: str, budget) -> tuple[int, ...]:
+    """The ``eval_every`` values a study of ``model`` tries: :data:`EVAL_EVERY_CHOICES` up to the step
+    budget, and the run's own; none for a solver-fitted model (it takes no optimiser steps)."""
+    from mingle_bench.runner import solver_fitted
+
+    if solver_fitted([model]):
+        return ()
+    return tuple(sorted({c for c in EVAL_EVERY_CHOICES if c <= budget.max_steps} | {int(budget.eval_every)}))
+
+
 def _optimize(study, tdata, *, model: str, trials: int, timeout: float | None, device: str, budget, monitor: str,
               seed: int, worker_id: int, console) -> None:
     """This worker's trials: until the study holds ``trials`` finished ones (or ``timeout``)."""
@@ -522,10 +539,15 @@ def _optimize(study, tdata, *, model: str, trials: int, timeout: float | None, d
 
     defaults = P.model_defaults(model)
     study_name = study.study_name
+    eval_choices = eval_every_choices(model, budget)
 
     def objective(trial: optuna.Trial) -> float:
         hp = {**defaults, **P.search_space(model, trial)}
         trial.set_user_attr("worker_id", worker_id)
+        trial_budget = budget
+        if eval_choices:  # validation interval, and with it the plateau window (patience x eval_every)
+            trial_budget = P.make_budget(budget.max_steps, trial.suggest_categorical(EVAL_EVERY, eval_choices),
+                                         budget.patience)
 
         def on_eval(step: int, val_metrics: dict) -> None:
             v = val_metrics.get(monitor)
@@ -534,7 +556,7 @@ def _optimize(study, tdata, *, model: str, trials: int, timeout: float | None, d
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at step {step} ({monitor} {float(v):.4f})")
 
-        res = P.fit(model, tdata, hp, seed, device, budget, monitor, on_eval)
+        res = P.fit(model, tdata, hp, seed, device, trial_budget, monitor, on_eval)
         value = float(res.val_metrics.get(monitor, math.nan))
         trial.set_user_attr("best_step", int(res.best_step))
         trial.set_user_attr("stopped", str(res.stopped))
@@ -675,13 +697,16 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
     if not complete:
         return TuneResult(study.study_name, redact(storage_url), None, {}, dict(defaults), counts, None, monitor)
     best = study.best_trial
-    hparams = {**defaults, **best.params}
+    eval_every = best.params.get(EVAL_EVERY)  # a budget key, not a model hyperparameter
+    best_params = {k: v for k, v in best.params.items() if k != EVAL_EVERY}
+    hparams = {**defaults, **best_params}
     payload = {
         "study_name": study.study_name, "storage": redact(storage_url), "model": study.user_attrs.get("model"),
         "task": study.user_attrs.get("task"), "data": study.user_attrs.get("data"),
         "data_id": study.user_attrs.get("data_id"), "split_seed": study.user_attrs.get("split_seed"),
         "monitor": monitor, "direction": study.direction.name.lower(),
-        "best_value": best.value, "best_trial": best.number, "best_params": best.params, "hparams": hparams,
+        "best_value": best.value, "best_trial": best.number, "best_params": best_params, "hparams": hparams,
+        **({EVAL_EVERY: int(eval_every)} if eval_every is not None else {}),
         "counts": counts, "note": "validation metric only; the test split is never scored during tuning",
         "updated_at": P.utc_timestamp(), "command": command or P.command_line(),
     }
@@ -691,8 +716,8 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
         atomic_write_text(folder / f"{study.study_name}_trials.csv", df.to_csv(index=False))
     except Exception:  # pragma: no cover - the CSV is a convenience
         pass
-    return TuneResult(study.study_name, redact(storage_url), float(best.value), dict(best.params), hparams, counts,
-                      path, monitor)
+    return TuneResult(study.study_name, redact(storage_url), float(best.value), best_params, hparams, counts,
+                      path, monitor, eval_every=None if eval_every is None else int(eval_every))
 
 
 def _console(enabled: bool):
@@ -709,8 +734,9 @@ def summary_line(res: TuneResult) -> str:
     counts = f"{c.get('complete', 0)} complete, {c.get('pruned', 0)} pruned, {c.get('fail', 0)} failed"
     if res.path is None:
         return f"Study {res.study_name} ({res.storage}): {counts}; no completed trial yet, nothing saved"
+    ev = "" if res.eval_every is None else f" and eval_every {res.eval_every}"
     return (f"Study {res.study_name} ({res.storage}): {counts}; best validation {res.monitor} {res.best_value:.4f} "
-            f"with {res.best_params}; saved to {res.path} (use `mingle-bench run --tuned {res.study_name}`)")
+            f"with {res.best_params}{ev}; saved to {res.path} (use `mingle-bench run --tuned {res.study_name}`)")
 
 
 __all__ = ["tune", "tune_split_seeds", "default_study_name", "split_study_name", "TuneResult", "TuneError", "stale_trial_retry_kwargs", "make_storage", "save_best",

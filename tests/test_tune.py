@@ -214,3 +214,47 @@ def test_tune_with_the_meds_split(fakes, tmp_path, monkeypatch):
     study = optuna.load_study(study_name=res.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert study.user_attrs["split"] == "meds" and study.user_attrs["data_id"] == "meds-x-meds-split"
     assert _tune(tmp_path, trials=1, data="meds:x").study_name == "mortality-retain-meds-x"
+
+
+def test_every_gradient_trained_model_also_tunes_eval_every_and_run_trains_with_it(fakes, tmp_path, monkeypatch):
+    """The study searches eval_every (5, 10, 20 and the run's) beside the model's hyperparameters; the
+    saved file keeps it apart from best_params, and run --tuned trains that model's cells with it
+    (their own input hash); a solver-fitted model searches no eval_every."""
+    from mingle_bench import results as R
+    from mingle_bench import tuning
+
+    budgets = []
+    real_fit = fake_fit
+
+    def fit(model_name, data, hp, seed, device, budget, *a, **k):
+        budgets.append(budget.eval_every)
+        res = real_fit(model_name, data, hp, seed, device, budget, *a, **k)
+        res.val_metrics = {"aupr": 1.0 if budget.eval_every == 20 else 0.5, "auroc": 0.5}
+        return res
+
+    monkeypatch.setattr(pipeline, "fit", fit)
+    kw = dict(task="mortality", data="synthetic:small", out=str(tmp_path), max_steps=40, eval_every=10, patience=2,
+              progress=False)
+    res = tuning.tune(model="retain", trials=8, seed=1, **kw)
+    assert set(budgets) <= {5, 10, 20} and 20 in budgets
+    saved = json.loads(res.path.read_text())
+    assert saved["eval_every"] == 20 == res.eval_every and "eval_every" not in saved["best_params"]
+    assert "and eval_every 20" in tuning.summary_line(res)
+    assert tuning.eval_every_choices("logreg", pipeline.make_budget(40, 10, 2)) == ()
+    assert tuning.eval_every_choices("retain", pipeline.make_budget(8, 10 // 2, 2)) == (5,)
+    cfg = dict(task="mortality", data="synthetic:small", models=["retain"], seeds=[0], max_steps=40, eval_every=10,
+               patience=2, n_boot=0, progress=False, reference=None)
+    runner.run_benchmark(runner.RunConfig(**cfg, out=str(tmp_path / "plain")))
+    budgets.clear()
+    runner.run_benchmark(runner.RunConfig(**cfg, out=str(tmp_path), tuned=[str(res.path)]))
+    assert budgets == [20]
+    rec = R.load_runs(tmp_path / "mortality" / "synthetic-small")[0]
+    plain = R.load_runs(tmp_path / "plain" / "mortality" / "synthetic-small")[0]
+    assert rec["config"]["eval_every"] == 20 and plain["config"]["eval_every"] == 10
+    assert rec["input_hash"] != plain["input_hash"]
+    cfgjson = json.loads((tmp_path / "mortality" / "synthetic-small" / "config.json").read_text())
+    assert cfgjson["tuned_eval_every"] == {"retain": 20} and cfgjson["eval_every"] == 10
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**saved, "eval_every": 0}))
+    with pytest.raises(runner.RunError, match="'eval_every' must be an integer from 1 to --max-steps"):
+        runner.run_benchmark(runner.RunConfig(**cfg, out=str(tmp_path / "b"), tuned=[str(bad)]))

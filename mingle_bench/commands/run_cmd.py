@@ -202,7 +202,8 @@ def _tune(args) -> int:
             results = tuning.tune_split_seeds(split_seeds, **kw, progress=not args.quiet, command=command_of(args))
     if args.json:
         out = [{"study_name": res.study_name, "storage": res.storage, "monitor": res.monitor,
-                "best_value": res.best_value, "best_params": res.best_params, "hparams": res.hparams,
+                "best_value": res.best_value, "best_params": res.best_params, "eval_every": res.eval_every,
+                "hparams": res.hparams,
                 "trials": res.counts, "path": None if res.path is None else str(res.path)} for res in results]
         _print_json(out[0] if split_seeds is None else {"studies": out})
         return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import traceback
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from mingle_bench import pipeline as P
 from mingle_bench.distributed.cluster import ClusterError, cell_threads, connect, import_ray
@@ -39,6 +39,7 @@ class CellJob:
     seed: int
     hparams: dict
     input_hash: str
+    budget: Any = None  # this cell's own budget (a tuned eval_every), else the run's
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ class RayExecutor:
         data_ref = ray.put(data)  # once; every task reads the same object
         pending = {}
         for i, job in enumerate(jobs):
-            ref = task.remote(job.model, job.seed, data_ref, job.hparams, device, budget, monitor, threads, events, i)
+            ref = task.remote(job.model, job.seed, data_ref, job.hparams, device, job.budget or budget, monitor,
+                              threads, events, i)
             pending[ref] = i
         callbacks: dict[int, object] = {}
         concurrent = hasattr(progress, "finish_cell")

@@ -91,7 +91,8 @@ def protocol_text(payload: dict) -> str:
               f"steps, patience {payload.get('patience')} evaluations")
     if payload.get("protocol") == "tuned":
         how = (f"protocol **tuned**: every model got {payload.get('tuning_trials')} Optuna trials on the validation "
-               "split (same budget), then its best parameters were trained with every seed")
+               "split (same step budget; its hyperparameters and, for gradient-trained models, eval_every), then "
+               "its best parameters were trained with every seed")
     else:
         how = "protocol **default**: every model with its own paper's default hyperparameters, no tuning"
     return f"{how}; {budget}; note policy {payload.get('notes', 'default')}"

@@ -380,20 +380,16 @@ def bootstrap_cis(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, met
     fixed seed, every sample of a drawn patient taken; a metric undefined on a resample (one
     class) drops that resample. ``{metric: (low, high)}`` as fractions (NaN when no resample is
     defined)."""
-    from mingle_bench.report.comparison import cluster_members, cluster_resample, fast_metric
+    from mingle_bench.report.comparison import boot_counts, boot_metric, cluster_bootstrap
 
     yt, yp = np.asarray(y_true, np.float64), np.asarray(probs, np.float64)
-    rng = np.random.default_rng(seed)
-    members = cluster_members(groups)
-    stats: dict[str, list[float]] = {m: [] for m in metrics}
-    for _ in range(int(n_boot)):
-        idx = cluster_resample(members, rng)
-        for m in metrics:
-            v = fast_metric(m, yt[idx], yp[idx])
-            if not math.isnan(v):
-                stats[m].append(v)
-    return {m: ((float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (math.nan, math.nan))
-            for m, v in stats.items()}
+    counts = boot_counts(cluster_bootstrap(groups, n_boot, seed), len(yt))
+    out = {}
+    for m in metrics:
+        v = boot_metric(m, yt, yp, counts)
+        v = v[~np.isnan(v)]
+        out[m] = (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v.size else (math.nan, math.nan)
+    return out
 
 
 def evaluate_files(paths: Sequence[str | os.PathLike], n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> dict:

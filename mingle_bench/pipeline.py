@@ -229,9 +229,9 @@ def encoder_suffix(encoder: str | None) -> str:
     ``hf:/models/BioClinicalBERT?pooling=max`` -> ``-enc-hf-bioclinicalbert-pooling-max``: a local
     model's folder name, not its path). Runs (and tuning studies) with different encoders so keep their own
     folders, and the paper tables set them side by side (:mod:`mingle_bench.report.paper`)."""
-    if encoder in (None, "", "default"):
+    if encoder in ("", "default"):
         return ""
-    spec = str(encoder).strip()
+    spec = "none" if encoder is None else str(encoder).strip()  # None: no encoder, as everywhere
     base, _, query = spec.partition("?")
     kind, sep, rest = base.partition(":")
     if sep and kind in ("hf", "openai"):

@@ -134,7 +134,7 @@ MAX_SEEDS = 1000
 SEED_LIMIT = 2 ** 32
 
 
-def folder_id(data: str, split: str = P.DEFAULT_SPLIT, protocol: str = "default", encoder: str | None = None) -> str:
+def folder_id(data: str, split: str = P.DEFAULT_SPLIT, protocol: str = "default", encoder: str | None = "default") -> str:
     """``<data-id>[-<protocol>][-enc-<encoder>]``: the name a run's folders share under every task
     and under ``paper/`` (``-meds-split`` in the data id under ``--split meds``)."""
     name = P.results_data_id(data, split) + ("" if protocol == "default" else f"-{protocol}")

@@ -30,7 +30,7 @@ def test_the_custom_model_and_task_examples_run_through_the_cli(tmp_path):
     assert rc == 0, err
     assert sorted(map(tuple, doc["trained"])) == [("bag-mlp", 0), ("logreg", 0)] and doc["failed"] == []
     folder = Path(doc["folder"])
-    assert folder == tmp_path / "death-7d" / "synthetic-small"
+    assert folder == tmp_path / "death-7d" / "synthetic-small-enc-none"  # --encoder none: its own folders
     config = json.loads((folder / "config.json").read_text())
     assert config["task"] == "death-7d" and config["label_names"] == ["death_within_7d"]
     assert "--plugin examples/custom_model.py" in config["command"]

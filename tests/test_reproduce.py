@@ -156,7 +156,7 @@ def test_reproduce_with_the_meds_split(fakes, tmp_path):
 def test_each_encoder_keeps_its_folders_and_the_note_channel_table_sets_them_side_by_side(fakes, tmp_path):
     from mingle_bench import pipeline as P
 
-    assert P.encoder_suffix("default") == "" and P.encoder_suffix(None) == ""
+    assert P.encoder_suffix("default") == "" and P.encoder_suffix(None) == P.encoder_suffix("none") == "-enc-none"
     assert P.encoder_suffix("tfidf?dim=256") == "-enc-tfidf-dim-256"
     assert P.encoder_suffix("hf:/models/Bio_ClinicalBERT/?pooling=max") == "-enc-hf-bio-clinicalbert-pooling-max"
     kw = dict(data="synthetic:small", seeds=[0, 1], tasks=["cvd"], out=str(tmp_path), max_steps=2, eval_every=1,

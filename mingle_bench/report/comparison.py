@@ -93,6 +93,12 @@ def cluster_bootstrap(groups: Sequence, n_boot: int, seed: int = 0) -> list[np.n
 BOOT_CELLS = 1_000_000
 
 
+def _columns(a) -> np.ndarray:
+    """``a`` as float64 ``[n, L]`` (a 1-D ``[n]`` becomes one column)."""
+    a = np.asarray(a, dtype=np.float64)
+    return a[:, None] if a.ndim == 1 else a
+
+
 def boot_counts(boots: Sequence[np.ndarray], n: int) -> np.ndarray:
     """``[B, n]``: how many times each test row appears in each resample (its weight)."""
     return np.stack([np.bincount(np.asarray(b), minlength=n) for b in boots]).astype(np.float64) if len(boots) \
@@ -158,10 +164,7 @@ def boot_metric(name: str, yt: np.ndarray, yp: np.ndarray, counts: np.ndarray, t
     replacement is the test rows weighted by their multiplicities (``counts``, :func:`boot_counts`),
     so each metric is computed from one sort of the scores and weighted sums (the same values as
     on the resampled arrays, up to floating-point summation order; tested). ``yt``/``yp``: ``[n, L]``."""
-    yt = np.asarray(yt, dtype=np.float64)
-    yp = np.asarray(yp, dtype=np.float64)
-    if yt.ndim == 1:
-        yt, yp = yt[:, None], yp[:, None]
+    yt, yp = _columns(yt), _columns(yp)
     n, n_labels = yt.shape
     out = np.empty(counts.shape[0])
     flat_groups = None
@@ -205,11 +208,7 @@ def model_ci(y_true: np.ndarray, probs: dict[int, np.ndarray], counts: np.ndarra
     CI the 2.5/97.5 percentiles of that seed mean over the resamples (``counts``: the same
     resamples as the paired comparison's, :func:`boot_counts`); resamples where the metric is
     undefined are dropped (``n_valid`` counts the rest)."""
-    def as2d(a):
-        a = np.asarray(a, dtype=np.float64)
-        return a[:, None] if a.ndim == 1 else a
-
-    yt, ps = as2d(y_true), [as2d(p) for p in probs.values()]
+    yt, ps = _columns(y_true), [_columns(p) for p in probs.values()]
     out = {}
     for m in metrics:
         per_seed = [v for v in (fast_metric(m, yt, p, threshold) for p in ps) if not math.isnan(v)]
@@ -248,19 +247,13 @@ def paired_comparison(
         ``{"seeds": [...], "n_boot": .., "metrics": {m: {"diff", "per_seed", "a_better_seeds",
         "ci_low", "ci_high", "p_not_better", "n_valid"}}}``; differences are fractions.
     """
-    yt = np.asarray(y_true, dtype=np.float64)
-    if yt.ndim == 1:
-        yt = yt[:, None]
+    yt = _columns(y_true)
     seeds = sorted(set(probs_a) & set(probs_b))
     if not seeds:
         raise ValueError("paired comparison needs at least one seed finished by both models")
 
-    def as2d(p):
-        p = np.asarray(p, dtype=np.float64)
-        return p[:, None] if p.ndim == 1 else p
-
-    pa = {s: as2d(probs_a[s]) for s in seeds}
-    pb = {s: as2d(probs_b[s]) for s in seeds}
+    pa = {s: _columns(probs_a[s]) for s in seeds}
+    pb = {s: _columns(probs_b[s]) for s in seeds}
     out: dict = {"seeds": seeds, "n_boot": int(n_boot), "metrics": {}}
     per_seed = {
         m: [fast_metric(m, yt, pa[s], threshold) - fast_metric(m, yt, pb[s], threshold) for s in seeds]

@@ -234,6 +234,7 @@ def paired_comparison(
     n_boot: int = 1000,
     seed: int = 0,
     threshold: float = 0.5,
+    counts: np.ndarray | None = None,
 ) -> dict:
     """Compare A against B on the seeds both have; see the module docstring for definitions.
 
@@ -242,6 +243,8 @@ def paired_comparison(
         probs_a / probs_b: seed -> test probabilities, same shape as ``y_true``.
         groups: per test sample, the patient id (cluster bootstrap); ``None``: per sample.
         n_boot: bootstrap resamples (0 disables the CI).
+        counts: the resamples already drawn (:func:`boot_counts` of :func:`cluster_bootstrap`), for
+            a caller that compares several pairs on one test set; replaces ``groups``/``n_boot``/``seed``.
 
     Returns:
         ``{"seeds": [...], "n_boot": .., "metrics": {m: {"diff", "per_seed", "a_better_seeds",
@@ -254,16 +257,15 @@ def paired_comparison(
 
     pa = {s: _columns(probs_a[s]) for s in seeds}
     pb = {s: _columns(probs_b[s]) for s in seeds}
-    out: dict = {"seeds": seeds, "n_boot": int(n_boot), "metrics": {}}
+    if counts is None:  # drawn once, shared by all metrics (paired across metrics too)
+        boots = cluster_bootstrap(np.arange(yt.shape[0]) if groups is None else groups, n_boot, seed) if n_boot > 0 else []
+        counts = boot_counts(boots, yt.shape[0])
+    out: dict = {"seeds": seeds, "n_boot": int(len(counts)), "metrics": {}}
     per_seed = {
         m: [fast_metric(m, yt, pa[s], threshold) - fast_metric(m, yt, pb[s], threshold) for s in seeds]
         for m in metrics
     }
 
-    # cluster bootstrap resamples, drawn once and shared by all metrics (paired across metrics too),
-    # as row multiplicities: every metric of every resample from one sort per seed (boot_metric)
-    boots = cluster_bootstrap(np.arange(yt.shape[0]) if groups is None else groups, n_boot, seed) if n_boot > 0 else []
-    counts = boot_counts(boots, yt.shape[0])
 
     for m in metrics:
         d = per_seed[m]
@@ -275,7 +277,7 @@ def paired_comparison(
             "n_seeds": len(seeds),
             "ci_low": math.nan, "ci_high": math.nan, "p_not_better": math.nan, "n_valid": 0,
         }
-        if boots:
+        if len(counts):  # resamples as row multiplicities: every metric from one sort per seed (boot_metric)
             d_boot = np.mean([boot_metric(m, yt, pa[s], counts, threshold) - boot_metric(m, yt, pb[s], counts, threshold)
                               for s in seeds], axis=0)
             arr = d_boot[~np.isnan(d_boot)]

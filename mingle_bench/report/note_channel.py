@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from tabulate import tabulate
 
 from mingle_bench import results as R
@@ -67,7 +68,7 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
     ``{"encoder", "folder", "rows", "gaps": {ablation: comparison}, "vs_default": comparison | None}``
     (comparisons as :func:`~mingle_bench.report.comparison.paired_comparison` returns them, with
     ``a``/``b``); ``[]`` when no folder has one."""
-    from mingle_bench.report.comparison import paired_comparison
+    from mingle_bench.report.comparison import boot_counts, cluster_bootstrap, paired_comparison
     from mingle_bench.report.tables import aggregate
 
     entries: list[dict] = []
@@ -82,6 +83,10 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
         lab = R.load_array(R.labels_path(folder))
         y, groups = lab["y_true"], lab.get("patient_group")
         metrics = _metrics_for(y)
+        # one draw of the patient resamples per folder, shared by its comparisons (those of the
+        # seed-0 resampler every paired comparison uses)
+        counts = boot_counts(cluster_bootstrap(np.arange(len(y)) if groups is None else groups, n_boot, 0)
+                             if n_boot > 0 else [], len(y))
         mingle = _probs(folder, "mingle", seeds["mingle"])
         labels_sha = R.array_sha256(y)
         others = {m: (_probs(folder, m, seeds[m]), "") for m in CHANNEL_MODELS[1:] + (BACKBONE,) if seeds[m]}
@@ -93,7 +98,7 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
             common = sorted(set(seeds["mingle"]) & set(probs))
             if common:
                 comp = paired_comparison(y, {s: mingle[s] for s in common}, {s: probs[s] for s in common},
-                                         groups=groups, metrics=metrics, n_boot=n_boot, seed=0)
+                                         metrics=metrics, counts=counts)
                 gaps[other] = {**comp, "a": "mingle", "b": other + where}
         entry = {"encoder": config.get("encoder") or "default", "folder": str(folder),
                  "rows": aggregate(records, order=CHANNEL_MODELS + (BACKBONE,), folder=folder,
@@ -105,7 +110,7 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
             common = sorted(set(mingle) & set(default["probs"]))
             if common:
                 comp = paired_comparison(y, {s: mingle[s] for s in common}, {s: default["probs"][s] for s in common},
-                                         groups=groups, metrics=metrics, n_boot=n_boot, seed=0)
+                                         metrics=metrics, counts=counts)
                 entry["vs_default"] = {**comp, "a": f"mingle [{entry['encoder']}]", "b": f"mingle [{default['encoder']}]"}
         entries.append(entry)
     return entries

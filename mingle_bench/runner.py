@@ -150,8 +150,8 @@ def results_folder(cfg: RunConfig) -> Path:
     splits (``cfg.split_seeds``) split seed ``s`` > 0 writes to ``...-split<s>``, so split seed 0
     shares the single-split folder (and its finished cells and reference)."""
     name = _folder_name(cfg)
-    if cfg.split_seeds is not None and int(cfg.split_seed) != 0:
-        name += f"-split{int(cfg.split_seed)}"
+    if cfg.split_seeds is not None:
+        name = RS.split_name(name, cfg.split_seed)
     return Path(cfg.out) / cfg.task / name
 
 
@@ -243,10 +243,10 @@ def tuned_for_split(spec: str, split_seed: int) -> str:
     """The ``--tuned`` spec of split seed ``split_seed`` under repeated splits: the study name or
     JSON file of ``spec`` tuned on that split (``tune --split-seeds`` names them ``<study>-split<s>``,
     :func:`mingle_bench.tuning.split_study_name`); ``spec`` itself for split seed 0."""
-    if int(split_seed) == 0:
-        return spec
     p = Path(spec)
-    return str(p.with_name(f"{p.stem}-split{int(split_seed)}.json")) if p.suffix == ".json" else f"{spec}-split{int(split_seed)}"
+    if p.suffix != ".json":
+        return RS.split_name(spec, split_seed)
+    return str(p.with_name(RS.split_name(p.stem, split_seed) + ".json")) if int(split_seed) else spec
 
 
 def load_tuned(spec: str, out: str | os.PathLike) -> dict:

@@ -305,6 +305,12 @@ FIELDS: tuple[Field, ...] = (
 _BY_NAME = {f.name: f for f in FIELDS}
 #: config keys that define a run: a results folder holds runs of one such configuration, and
 #: every cell's input hash covers them (runner.input_hash)
+def split_name(name: str, split_seed: int) -> str:
+    """The name of ``name``'s study, tuned file or results folder for split seed ``split_seed`` under
+    repeated splits: ``name`` itself for split seed 0, ``<name>-split<s>`` otherwise."""
+    return name if int(split_seed) == 0 else f"{name}-split{int(split_seed)}"
+
+
 FINGERPRINT_KEYS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.fingerprint)
 #: study attributes a joining worker must match; those of NON_DEFAULT are absent at their default
 STUDY_ATTRS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.study == ALWAYS)

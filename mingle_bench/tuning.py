@@ -270,8 +270,8 @@ def default_study_name(task: str, model: str, data: str = "synthetic", split: st
 def split_study_name(name: str, split_seed: int) -> str:
     """The study (and the saved ``<out>/tuning/<study>.json``) of ``name`` tuned on split seed
     ``split_seed``: ``name`` itself for split seed 0, ``<name>-split<s>`` otherwise, as the results
-    folders of repeated splits are named (:func:`mingle_bench.runner.results_folder`)."""
-    return name if int(split_seed) == 0 else f"{name}-split{int(split_seed)}"
+    folders of repeated splits are named (:func:`mingle_bench.runspec.split_name`)."""
+    return RS.split_name(name, split_seed)
 
 
 def tune_split_seeds(split_seeds: Sequence[int] | str | int, *, task: str, model: str, data: str = "synthetic",

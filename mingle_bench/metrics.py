@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Sequence
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
@@ -71,6 +72,17 @@ METRIC_LABELS: dict[str, str] = {
     "auroc_macro": "AUROC macro", "aupr_macro": "AUPR macro", "loss": "loss",
 }
 ECE_BINS = 10
+
+
+def is_multi_label(y) -> bool:
+    """Whether labels ``y`` (``[n]`` or ``[n, n_labels]``) have more than one column: the tasks whose
+    macro means (:data:`MACRO_METRICS`) differ from the flattened metrics."""
+    return getattr(y, "ndim", 1) == 2 and y.shape[1] > 1
+
+
+def reported_metrics(y, base: Sequence[str]) -> tuple[str, ...]:
+    """``base`` plus :data:`MACRO_METRICS` on a multi-label task (:func:`is_multi_label`)."""
+    return tuple(base) + (MACRO_METRICS if is_multi_label(y) else ())
 
 
 def _as_2d(name: str, a) -> np.ndarray:

@@ -380,10 +380,10 @@ def bootstrap_cis(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, met
     fixed seed, every sample of a drawn patient taken; a metric undefined on a resample (one
     class) drops that resample. ``{metric: (low, high)}`` as fractions (NaN when no resample is
     defined)."""
-    from mingle_bench.report.comparison import boot_counts, boot_metric, cluster_bootstrap
+    from mingle_bench.report.comparison import boot_metric, resample_counts
 
     yt, yp = np.asarray(y_true, np.float64), np.asarray(probs, np.float64)
-    counts = boot_counts(cluster_bootstrap(groups, n_boot, seed), len(yt))
+    counts = resample_counts(len(yt), groups, n_boot, seed)
     out = {}
     for m in metrics:
         v = boot_metric(m, yt, yp, counts)
@@ -399,8 +399,8 @@ def evaluate_files(paths: Sequence[str | os.PathLike], n_boot: int = DEFAULT_BOO
     Returns ``{"files": [{"path", "n_samples", "n_subjects", "n_labels", "metrics", "ci"}],
     "comparisons": [{"a", "b", "comparison"}], "n_boot", "matched_by"}``; metric values are
     fractions, exactly :func:`mingle_bench.metrics.compute_metrics` of the stored probabilities."""
-    from mingle_bench.metrics import MACRO_METRICS, METRIC_NAMES, PAPER_METRICS, compute_metrics
-    from mingle_bench.report.comparison import paired_comparison
+    from mingle_bench.metrics import METRIC_NAMES, PAPER_METRICS, compute_metrics, reported_metrics
+    from mingle_bench.report.comparison import paired_comparison, resample_counts
 
     if not paths:
         raise PredictionsError("--preds: give at least one predictions file")
@@ -420,10 +420,10 @@ def evaluate_files(paths: Sequence[str | os.PathLike], n_boot: int = DEFAULT_BOO
             entry["ci"] = {m: list(v) for m, v in bootstrap_cis(f.y_true, f.probs, f.subjects, ci_metrics, n_boot,
                                                                 seed).items()}
         out["files"].append(entry)
-    compared = list(PAPER_METRICS) + (list(MACRO_METRICS) if files[0].y_true.shape[1] > 1 else []) + ["brier"]
+    compared = list(reported_metrics(files[0].y_true, PAPER_METRICS)) + ["brier"]
+    counts = resample_counts(len(files[0].y_true), files[0].subjects, n_boot, seed) if len(files) > 1 else None
     for f in files[1:]:
-        comp = paired_comparison(files[0].y_true, {0: f.probs}, {0: files[0].probs}, groups=files[0].subjects,
-                                 metrics=compared, n_boot=n_boot, seed=seed)
+        comp = paired_comparison(files[0].y_true, {0: f.probs}, {0: files[0].probs}, metrics=compared, counts=counts)
         out["comparisons"].append({"a": str(f.path), "b": str(files[0].path), "comparison": comp})
     return out
 

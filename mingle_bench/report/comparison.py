@@ -105,6 +105,15 @@ def boot_counts(boots: Sequence[np.ndarray], n: int) -> np.ndarray:
         else np.zeros((0, n))
 
 
+def resample_counts(n: int, groups: Sequence | None, n_boot: int, seed: int = 0) -> np.ndarray:
+    """The ``[B, n]`` row multiplicities (:func:`boot_counts`) of ``n_boot`` patient-level resamples
+    of ``n`` test rows (:func:`cluster_bootstrap` of ``groups``; each row its own cluster when
+    ``None``); ``[0, n]`` when ``n_boot`` is 0. Drawn once, they serve every paired comparison and
+    model CI of one test set, so all of them read the same resamples."""
+    boots = cluster_bootstrap(np.arange(n) if groups is None else groups, n_boot, seed) if n_boot > 0 else []
+    return boot_counts(boots, n)
+
+
 def _groups(score: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
     """The stable sort order of ``score`` and the start of each run of tied scores in it."""
     order = np.argsort(-score if descending else score, kind="mergesort")
@@ -258,8 +267,7 @@ def paired_comparison(
     pa = {s: _columns(probs_a[s]) for s in seeds}
     pb = {s: _columns(probs_b[s]) for s in seeds}
     if counts is None:  # drawn once, shared by all metrics (paired across metrics too)
-        boots = cluster_bootstrap(np.arange(yt.shape[0]) if groups is None else groups, n_boot, seed) if n_boot > 0 else []
-        counts = boot_counts(boots, yt.shape[0])
+        counts = resample_counts(yt.shape[0], groups, n_boot, seed)
     out: dict = {"seeds": seeds, "n_boot": int(len(counts)), "metrics": {}}
     per_seed = {
         m: [fast_metric(m, yt, pa[s], threshold) - fast_metric(m, yt, pb[s], threshold) for s in seeds]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -27,8 +27,8 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
     ``report.html`` (tables and figures in one self-contained page) of ``folder``; returns the aggregated rows, the comparison (or ``None``) and the files written.
     An underpowered folder (:func:`mingle_bench.report.power.underpowered_reasons`) gets one warning
     line on stderr; its tables carry the note."""
-    from mingle_bench.metrics import MACRO_METRICS, PAPER_METRICS
-    from mingle_bench.report.comparison import paired_comparison
+    from mingle_bench.metrics import PAPER_METRICS, reported_metrics
+    from mingle_bench.report.comparison import paired_comparison, resample_counts
     from mingle_bench.report.plots import plot_curves, plot_learning_curves
     from mingle_bench.report.html import write_report
     from mingle_bench.report.tables import SHARE_LABEL, aggregate, data_label, display_name, power_info, write_run_tables
@@ -44,12 +44,18 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
     for r in records:
         probs.setdefault(r["model"], {})[r["seed"]] = R.load_array(R.preds_path(folder, r["model"], r["seed"]))["probs"]
     comp = None
-    multi = y_test.ndim == 2 and y_test.shape[1] > 1  # the macro means equal the plain ones on one label
-    model_cis(folder, records, probs, y_test, groups, n_boot)
+    drawn: list[np.ndarray] = []
+
+    def counts() -> np.ndarray:  # the patient resamples, drawn at most once: the model CIs and the comparison share them
+        if not drawn:
+            drawn.append(resample_counts(len(y_test), groups, n_boot))
+        return drawn[0]
+
+    model_cis(folder, records, probs, y_test, n_boot, counts)
     best = select_baseline(records, monitor, order)
     if "mingle" in probs and best is not None and set(probs["mingle"]) & set(probs[best]):
-        comp = paired_comparison(y_test, probs["mingle"], probs[best], groups=groups, n_boot=n_boot, seed=0,
-                                 metrics=PAPER_METRICS + (MACRO_METRICS if multi else ()))
+        comp = paired_comparison(y_test, probs["mingle"], probs[best], counts=counts(),
+                                 metrics=reported_metrics(y_test, PAPER_METRICS))
         comp.update({"a": "mingle", "b": best, "selected_by": monitor,
                      "p_not_better_is": f"{SHARE_LABEL}: the share of bootstrap resamples in which MINGLE is not "
                                         "better than the baseline (diff <= 0; >= 0 for Brier and ECE); a descriptive "
@@ -91,17 +97,21 @@ CI_METRICS_MULTI: tuple[str, ...] = ("auroc_macro", "aupr_macro")
 
 
 def ci_metrics(y_test: np.ndarray) -> tuple[str, ...]:
-    return CI_METRICS_MULTI if y_test.ndim == 2 and y_test.shape[1] > 1 else CI_METRICS
+    from mingle_bench.metrics import is_multi_label
+
+    return CI_METRICS_MULTI if is_multi_label(y_test) else CI_METRICS
 
 
 def model_cis(folder: Path, records: list[dict], probs: dict[str, dict[int, np.ndarray]], y_test: np.ndarray,
-              groups, n_boot: int) -> dict:
+              n_boot: int, counts: Callable[[], np.ndarray]) -> dict:
     """Write ``model_ci.json``: each model's own patient-level bootstrap 95% CI of
     :func:`ci_metrics` (mean over its seeds; :func:`mingle_bench.report.comparison.model_ci`, the
     resamples of the paired comparison). A model whose cells (their ``preds_sha256``), resample
     count and metrics are those of the file keeps its entry: the CIs of a long run are computed
-    once per new cell, not at every resume. ``n_boot`` 0 removes the file."""
-    from mingle_bench.report.comparison import boot_counts, cluster_bootstrap, model_ci
+    once per new cell, not at every resume. ``n_boot`` 0 removes the file. ``counts`` returns the
+    ``n_boot`` patient resamples (:func:`mingle_bench.report.comparison.resample_counts`); it is
+    called only when an entry must be computed."""
+    from mingle_bench.report.comparison import model_ci
 
     path = folder / R.MODEL_CI_FILE
     if n_boot <= 0 or not probs:
@@ -115,16 +125,12 @@ def model_cis(folder: Path, records: list[dict], probs: dict[str, dict[int, np.n
            "definition": "per model: the mean over its seeds of each metric, and the 2.5/97.5 percentiles of that "
                          "mean over a patient-level (cluster) bootstrap of the test set, the paired comparison's "
                          "resamples", "models": {}}
-    counts = None
     for m in sorted(probs):
         prev = (old.get("models") or {}).get(m) if same else None
         if prev and prev.get("cells") == cells[m]:
             out["models"][m] = prev
             continue
-        if counts is None:
-            n = len(y_test)
-            counts = boot_counts(cluster_bootstrap(np.arange(n) if groups is None else groups, n_boot, 0), n)
-        out["models"][m] = {"cells": cells[m], "ci": model_ci(y_test, probs[m], counts, metrics)}
+        out["models"][m] = {"cells": cells[m], "ci": model_ci(y_test, probs[m], counts(), metrics)}
     atomic_write_json(path, out)
     return out
 

@@ -25,7 +25,6 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from tabulate import tabulate
 
 from mingle_bench import results as R
@@ -56,19 +55,13 @@ def _probs(folder: Path, model: str, seeds: Sequence[int]) -> dict[int, object]:
     return {s: R.load_array(R.preds_path(folder, model, s))["probs"] for s in seeds}
 
 
-def _metrics_for(y) -> tuple[str, ...]:
-    from mingle_bench.metrics import MACRO_METRICS
-
-    multi = getattr(y, "ndim", 1) == 2 and y.shape[1] > 1
-    return ("auroc", "aupr") + (MACRO_METRICS if multi else ())
-
-
 def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> list[dict]:
     """One entry per encoder folder of ``base_id`` that holds a finished MINGLE cell:
     ``{"encoder", "folder", "rows", "gaps": {ablation: comparison}, "vs_default": comparison | None}``
     (comparisons as :func:`~mingle_bench.report.comparison.paired_comparison` returns them, with
     ``a``/``b``); ``[]`` when no folder has one."""
-    from mingle_bench.report.comparison import boot_counts, cluster_bootstrap, paired_comparison
+    from mingle_bench.metrics import reported_metrics
+    from mingle_bench.report.comparison import paired_comparison, resample_counts
     from mingle_bench.report.tables import aggregate
 
     entries: list[dict] = []
@@ -82,11 +75,10 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
             continue
         lab = R.load_array(R.labels_path(folder))
         y, groups = lab["y_true"], lab.get("patient_group")
-        metrics = _metrics_for(y)
+        metrics = reported_metrics(y, ("auroc", "aupr"))
         # one draw of the patient resamples per folder, shared by its comparisons (those of the
         # seed-0 resampler every paired comparison uses)
-        counts = boot_counts(cluster_bootstrap(np.arange(len(y)) if groups is None else groups, n_boot, 0)
-                             if n_boot > 0 else [], len(y))
+        counts = resample_counts(len(y), groups, n_boot)
         mingle = _probs(folder, "mingle", seeds["mingle"])
         labels_sha = R.array_sha256(y)
         others = {m: (_probs(folder, m, seeds[m]), "") for m in CHANNEL_MODELS[1:] + (BACKBONE,) if seeds[m]}

@@ -29,6 +29,20 @@ from mingle_bench.cli import main
 TESTS_DIR = Path(__file__).resolve().parent
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT at its default, so Python installs its KeyboardInterrupt
+    handler even when the tests run as a background job (``cmd &``), which ignores SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_handled():
+    """The in-process tests see SIGINT as in a terminal, also when run as a background job."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 class Cli:
     """The CLI in a subprocess; stderr is collected line by line while it runs."""
 
@@ -39,7 +53,8 @@ class Cli:
         cmd = ([sys.executable, "-c", "import sys, pipeline_fakes; pipeline_fakes.install_fakes(); "
                 "from mingle_bench.cli import main; sys.exit(main(%r))" % (argv,)] if fakes
                else [sys.executable, "-m", "mingle_bench", *argv])
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_sigint_as_in_a_terminal)
         self.err: list[str] = []
         self._reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)
         self._reader.start()
@@ -138,7 +153,7 @@ def test_a_closed_stdout_pipe_ends_quietly():
 
 
 # -- in-process -------------------------------------------------------------------------------------
-def test_a_second_ctrl_c_stops_at_once(monkeypatch):
+def test_a_second_ctrl_c_stops_at_once(monkeypatch, sigint_handled):
     exits: list[int] = []
     monkeypatch.setattr(cli.os, "_exit", exits.append)
     before = signal.getsignal(signal.SIGINT)

@@ -140,6 +140,7 @@ def test_a_reader_waits_for_a_clear_in_progress(cache, tmp_path, monkeypatch):
     assert len(said) == 1 and f"released by pid {clear.pid}" in said[0]
 
 
+@pytest.mark.slow  # cross-process: a second process clears the cache during a run
 def test_run_holds_the_lock_while_it_reads(fakes, cache, tmp_path, monkeypatch):
     """``cli.main`` takes the shared lock for ``run``: a clear from another process during the run is
     refused naming this process and its command line; the run finishes normally."""

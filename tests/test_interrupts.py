@@ -84,6 +84,7 @@ def assert_interrupted(rc: int, err: str, command: str) -> str:
 
 
 # -- for real, in a subprocess -----------------------------------------------------------------------
+@pytest.mark.slow  # a subprocess end to end
 def test_ctrl_c_during_training_keeps_finished_cells(fakes, tmp_path, capsys):
     argv = ["run", "--task", "mortality", "--data", "synthetic:small", "--models", "mingle,retain", "--seeds", "3",
             "--max-steps", "6", "--eval-every", "1", "--out", tmp_path, "--quiet", "--bootstrap", "0",

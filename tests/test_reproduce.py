@@ -90,6 +90,7 @@ def test_tables_only_composes_finished_cells(fakes, tmp_path):
         RP.reproduce(data="synthetic:small", tasks=["los"], out=str(tmp_path), tables_only=True, progress=False)
 
 
+@pytest.mark.slow  # end to end: tunes every model, then trains
 def test_tuned_protocol_tunes_every_model_then_runs_into_its_own_folders(fakes, tmp_path, monkeypatch, capsys):
     import optuna
 

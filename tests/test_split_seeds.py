@@ -86,6 +86,7 @@ def test_cli_split_seeds(fakes, tmp_path, capsys):
     assert rc == 1 and "--split-seeds" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # end to end: tunes or trains every split
 def test_reproduce_with_split_seeds_appends_the_pooled_tables(fakes, tmp_path):
     from mingle_bench import reproduce as RP
 
@@ -99,6 +100,7 @@ def test_reproduce_with_split_seeds_appends_the_pooled_tables(fakes, tmp_path):
     assert res.task_folders["cvd"] == tmp_path / "cvd" / "synthetic-small"  # the paper rows: the first split
 
 
+@pytest.mark.slow  # end to end: tunes or trains every split
 def test_tuned_repeated_splits_tune_each_split_on_its_own_validation_patients(fakes, tmp_path, monkeypatch):
     """reproduce --protocol tuned --split-seeds: one study per split seed; every split's cells train
     with the parameters of the study tuned on that split."""

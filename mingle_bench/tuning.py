@@ -514,6 +514,67 @@ def _quiet_optuna_on_interrupt() -> None:
         logger.addFilter(_NoInterruptTraceback())
 
 
+class _InterruptsInsideTrials:
+    """Ctrl-C raised only where Optuna can unwind it: inside the objective (the trial fails and
+    ``optimize`` re-raises). One landing in Optuna's own bookkeeping (starting or stopping a
+    trial's heartbeat thread, a storage write) could leave the non-daemon heartbeat thread
+    running, and the process would hang at exit; there it is held and raised after the trial's
+    callbacks (or when the next objective starts, or after ``optimize`` returns).
+
+    The command's SIGINT handler (``cli.second_interrupt_aborts``) is called as usual, so a second
+    Ctrl-C still aborts at once. Off the main thread, or where SIGINT is not a Python handler (a
+    background job ignores it; a Ray worker), it changes nothing."""
+
+    def __init__(self) -> None:
+        self.inside = False
+        self.pending = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.inside:
+            self._previous(signum, frame)
+            raise KeyboardInterrupt
+        try:
+            self._previous(signum, frame)
+        except KeyboardInterrupt:
+            pass
+        self.pending = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        import signal
+        import threading
+
+        previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+        if not callable(previous):
+            yield self
+            return
+        self._previous = previous
+        signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield self
+            self.raise_pending()
+        finally:
+            if signal.getsignal(signal.SIGINT) == self._handler:
+                signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def trial(self):
+        """Around the objective: a held Ctrl-C is raised first, new ones are raised at once."""
+        self.raise_pending()
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+
+    def raise_pending(self, *_args) -> None:
+        """Raise a held Ctrl-C (also usable as an Optuna callback)."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 #: the budget key every gradient-trained model's study also searches: how often it validates, and so
 #: how long a plateau it waits (``patience`` evaluations); the step budget itself stays the run's
 EVAL_EVERY = "eval_every"
@@ -541,7 +602,13 @@ def _optimize(study, tdata, *, model: str, trials: int, timeout: float | None, d
     study_name = study.study_name
     eval_choices = eval_every_choices(model, budget)
 
+    interrupts = _InterruptsInsideTrials()
+
     def objective(trial: optuna.Trial) -> float:
+        with interrupts.trial():
+            return _objective(trial)
+
+    def _objective(trial: optuna.Trial) -> float:
         hp = {**defaults, **P.search_space(model, trial)}
         trial.set_user_attr("worker_id", worker_id)
         trial_budget = budget
@@ -578,8 +645,10 @@ def _optimize(study, tdata, *, model: str, trials: int, timeout: float | None, d
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     remaining = trials - len(finished)
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[cap, report],
-                       catch=(FloatingPointError,), gc_after_trial=True)
+        with interrupts.installed():
+            study.optimize(objective, n_trials=remaining, timeout=timeout,
+                           callbacks=[cap, report, interrupts.raise_pending], catch=(FloatingPointError,),
+                           gc_after_trial=True)
     else:
         console(f"[{study_name}] already has {len(finished)} finished trials (cap {trials}); nothing to run")
 

@@ -46,13 +46,15 @@ def sigint_handled():
 class Cli:
     """The CLI in a subprocess; stderr is collected line by line while it runs."""
 
-    def __init__(self, argv: list[str], *, fakes: bool, env: dict | None = None) -> None:
+    def __init__(self, argv: list[str], *, fakes: bool, env: dict | None = None, prelude: str = "") -> None:
+        """``fakes``: the fake pipeline (tests/pipeline_fakes.py); ``prelude``: Python run before the CLI."""
         env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH")) if p)
         argv = [str(a) for a in argv]
-        cmd = ([sys.executable, "-c", "import sys, pipeline_fakes; pipeline_fakes.install_fakes(); "
-                "from mingle_bench.cli import main; sys.exit(main(%r))" % (argv,)] if fakes
-               else [sys.executable, "-m", "mingle_bench", *argv])
+        if fakes:
+            prelude = "import pipeline_fakes; pipeline_fakes.install_fakes()\n" + prelude
+        cmd = ([sys.executable, "-c", prelude + "\nimport sys\nfrom mingle_bench.cli import main\nsys.exit(main(%r))" % (argv,)]
+               if prelude else [sys.executable, "-m", "mingle_bench", *argv])
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      preexec_fn=_sigint_as_in_a_terminal)
         self.err: list[str] = []
@@ -67,7 +69,11 @@ class Cli:
             assert time.monotonic() < deadline, "the command never reached the point to interrupt"
             time.sleep(0.02)
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never leave it running after a failed test
+            raise AssertionError("the command did not stop on SIGINT: " + "".join(self.err)) from None
         self._reader.join(timeout)
         return self.proc.returncode, "".join(self.err)
 
@@ -120,15 +126,36 @@ def test_ctrl_c_during_data_generation(tmp_path):
     assert "incomplete" in line
 
 
+#: Every CSV scan made to wait on a query that never ends, announced on stderr: the SIGINT is sure to
+#: land inside DuckDB (a real parse of a small cohort can finish before the signal arrives).
+_ENDLESS_PARSE = """
+import sys
+from mingle_bench.data import csvio
+_scan = csvio.CsvReader._scan_sql
+def _endless(self, path, name, cols):
+    print("parsing", path.name, file=sys.stderr, flush=True)
+    return ("(SELECT * FROM " + _scan(self, path, name, cols) + " WHERE "
+            "(SELECT count(*) FROM range(10000000000000) t(i) WHERE i % 7 = 3) >= 0)")
+csvio.CsvReader._scan_sql = _endless
+"""
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_the_duckdb_parse(tmp_path):
-    """DuckDB turns the SIGINT into `RuntimeError: Query interrupted`: still one line and 130."""
+    """DuckDB turns the SIGINT into `InterruptException` / `Query interrupted`: still one line and 130."""
     from mingle_bench.data.synthetic import generate
 
-    generate(tmp_path / "m3", patients=3000, seed=1)
-    info = Cli(["data", "info", "--data", f"mimic3:{tmp_path / 'm3'}", "--cache-dir", tmp_path / "cache"], fakes=False)
-    rc, err = info.interrupt_when(lambda: any(line.startswith("loading mimic3:") for line in info.err))
-    assert_interrupted(rc, err, "data")
+    generate(tmp_path / "m3", patients=300, seed=1)
+    info = Cli(["data", "info", "--data", f"mimic3:{tmp_path / 'm3'}", "--cache-dir", tmp_path / "cache"],
+               fakes=False, prelude=_ENDLESS_PARSE)
+    started: list[float] = []
+
+    def in_the_query() -> bool:  # a moment after the scan starts, so the signal finds the query running
+        if not started and any(line.startswith("parsing") for line in info.err):
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] > 0.3
+
+    assert_interrupted(*info.interrupt_when(in_the_query), "data")
     assert not list((tmp_path / "cache").glob("cohorts/[!.]*/meta.json"))  # no half-parsed cohort is kept
 
 
@@ -213,3 +240,70 @@ def test_tune_interrupted_in_process_saves_and_resumes(fakes, tmp_path, capsys, 
     assert main(argv) == 0  # the same command resumes the study up to 4 finished trials
     saved = json.loads((tmp_path / "tuning" / "mortality-retain-synthetic-small.json").read_text())
     assert saved["counts"]["complete"] + saved["counts"]["pruned"] == 4
+
+
+@pytest.mark.parametrize("where", ["heartbeat start", "heartbeat stop"])
+def test_ctrl_c_in_optunas_bookkeeping_is_raised_after_the_trial(fakes, tmp_path, capsys, monkeypatch,
+                                                                  sigint_handled, where):
+    """A Ctrl-C landing while Optuna starts or stops a trial's (non-daemon) heartbeat thread must not
+    leave that thread beating: the process would hang at exit. It is held until the trial is told."""
+    import threading
+
+    from optuna.storages import _heartbeat
+
+    real = {"start": _heartbeat.HeartbeatThread.start, "join": _heartbeat.HeartbeatThread.join}
+    method = "start" if where == "heartbeat start" else "join"
+    sent: list[int] = []
+
+    def with_ctrl_c(self):
+        if not sent:
+            sent.append(1)
+            if method == "start":
+                real[method](self)
+                signal.raise_signal(signal.SIGINT)
+            else:
+                signal.raise_signal(signal.SIGINT)
+                real[method](self)
+        else:
+            real[method](self)
+
+    monkeypatch.setattr(_heartbeat.HeartbeatThread, method, with_ctrl_c)
+    threads_before = set(threading.enumerate())
+    argv = ["tune", "--task", "mortality", "--data", "synthetic:small", "--model", "retain", "--trials", "4",
+            "--max-steps", "3", "--eval-every", "1", "--patience", "2", "--out", str(tmp_path), "--quiet"]
+    line = assert_interrupted(main(argv), capsys.readouterr().err, "tune")
+    assert sent
+    left = [t for t in set(threading.enumerate()) - threads_before if t.is_alive() and not t.daemon]
+    assert not left, f"threads still running after the interrupt: {left}"
+    import optuna
+
+    study = optuna.load_study(study_name="mortality-retain-synthetic-small", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    states = [t.state.name for t in study.trials]  # only the trial the Ctrl-C landed in ran
+    assert states == (["FAIL"] if method == "start" else ["COMPLETE"]), states
+    if method == "join":
+        assert "saved to" in line
+
+
+def test_interruptible_stops_a_running_duckdb_query(tmp_path, sigint_handled):
+    """DuckDB often loses a SIGINT that lands during a query on the main thread; ``interruptible``
+    keeps the main thread waiting, so Ctrl-C interrupts the query and the worker's cleanup runs."""
+    from mingle_bench.data import csvio
+
+    cleaned: list[str] = []
+
+    def endless() -> None:
+        con = csvio.connect(tmp_path / "scratch")
+        try:
+            con.execute("SELECT count(*) FROM range(10000000000000) t(i) WHERE i % 7 = 3")
+        finally:
+            cleaned.append("query ended")
+
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        csvio.interruptible(endless)
+    assert cleaned == ["query ended"] and time.monotonic() - t0 < 30
+    assert csvio.interruptible(lambda a, b=0: a + b, 2, b=3) == 5
+    with pytest.raises(ValueError, match="x.csv"):
+        csvio.interruptible(_raises(ValueError("x.csv: bad")))

@@ -341,7 +341,9 @@ def load_source(spec: str = "synthetic", cache_dir: str | os.PathLike | None = N
             from mingle_bench.data.mimic4 import load_mimic4 as loader
         else:
             from mingle_bench.data.mimic3 import load_mimic3 as loader
-        cohort = loader(directory, tmp, source=label, source_id=digest, progress=False)
+        from mingle_bench.data.csvio import interruptible
+
+        cohort = interruptible(loader, directory, tmp, source=label, source_id=digest, progress=False)
         cohort.save(tmp)
         if progress:
             from mingle_bench.data.report import LoadReport

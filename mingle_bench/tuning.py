@@ -779,7 +779,11 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
         "counts": counts, "note": "validation metric only; the test split is never scored during tuning",
         "updated_at": P.utc_timestamp(), "command": command or P.command_line(),
     }
-    path = atomic_write_json(folder / f"{study.study_name}.json", payload)
+    path = folder / f"{study.study_name}.json"
+    if _same_study_state(path, payload):  # nothing new (a finished study reused): the file keeps its date
+        return TuneResult(study.study_name, redact(storage_url), float(best.value), best_params, hparams, counts,
+                          path, monitor, eval_every=None if eval_every is None else int(eval_every))
+    atomic_write_json(path, payload)
     try:
         df = study.trials_dataframe()
         atomic_write_text(folder / f"{study.study_name}_trials.csv", df.to_csv(index=False))
@@ -787,6 +791,17 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
         pass
     return TuneResult(study.study_name, redact(storage_url), float(best.value), best_params, hparams, counts,
                       path, monitor, eval_every=None if eval_every is None else int(eval_every))
+
+
+def _same_study_state(path: Path, payload: dict) -> bool:
+    """Whether ``path`` already holds ``payload`` apart from when and by which command it was written."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    stamp = ("updated_at", "command")
+    return {k: v for k, v in old.items() if k not in stamp} == json.loads(json.dumps(
+        {k: v for k, v in payload.items() if k not in stamp}))
 
 
 def _console(enabled: bool):

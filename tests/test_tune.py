@@ -56,6 +56,11 @@ def test_tune_saves_best_params_from_validation_only(fakes, tmp_path, monkeypatc
     # resume: the study already holds 6 finished trials, raising the cap to 8 runs only 2 more
     res2 = _tune(tmp_path, trials=8)
     assert res2.counts["complete"] + res2.counts["pruned"] == 8
+    # a finished study tuned again (reproduce reuses it) leaves its committed file as it was
+    saved_file = tmp_path / "tuning" / "mortality-retain-synthetic-small.json"
+    before = saved_file.read_bytes()
+    assert _tune(tmp_path, trials=8).best_params == res2.best_params
+    assert saved_file.read_bytes() == before
     # run --tuned picks the saved params
     seen = {}
     monkeypatch.setattr(pipeline, "fit", lambda m, d, hp, *a, **k: seen.setdefault(m, hp) and real_fit(m, d, hp, *a, **k))

@@ -200,6 +200,18 @@ def test_auto_is_the_checkouts_results_folder():
     assert resolve_reference("some/where") == Path("some/where")
 
 
+def test_the_report_names_the_reference_without_this_machines_paths(fakes, tmp_path, monkeypatch):
+    """reference_check.json is committed beside results: the checkout's results are named relatively."""
+    from mingle_bench.report import reference
+
+    ref = tmp_path / "ref"
+    _run(ref, None)
+    monkeypatch.setattr(reference, "default_reference_root", lambda: ref)
+    s = _run(tmp_path / "b", "auto")
+    assert s.reference["reference"] == f"results/{FOLDER}" and s.reference["identical"] == 6
+    assert str(tmp_path) not in (s.folder / REFERENCE_FILE).read_text()
+
+
 def test_compare_cells_rules():
     run = [{"model": "retain", "seed": 0, "input_hash": "h0", "preds_sha256": "p0",
             "metrics": {"aupr": 0.5, "ece": None, "auroc_macro": 0.7}},  # a new metric the reference lacks

@@ -56,6 +56,13 @@ def resolve_reference(spec: str | os.PathLike | None) -> Path | None:
     return Path(spec)
 
 
+def _reference_label(spec: str | os.PathLike, folder: Path) -> str:
+    """Which reference folder was compared, without this machine's paths: ``results/<task>/<data-id>``
+    for the checkout's committed results, else the ``--reference`` path as given plus that folder."""
+    sub = f"{folder.parent.name}/{folder.name}"
+    return f"results/{sub}" if str(spec) == "auto" else str(Path(spec) / sub)
+
+
 def _cpu_key(info: dict | None) -> tuple | None:
     """What decides a CPU's floating-point code paths: vendor, family, model, name, torch's CPU
     capability and our kernel's ISA (``None`` when the machine was not recorded)."""
@@ -134,7 +141,9 @@ def check_reference(folder: str | os.PathLike, input_hashes: Sequence[str],
     cells = compare_cells(records, ref_records, TOLERANCE_POINTS, ref_cfg.get("machine_info") or ref_cfg.get("machine"))
     equivalent = [c for c in cells if c["status"] == "equivalent"]
     report = {
-        "reference": str(ref_folder), "reference_cells": len(ref_records), "cells": cells, "n": len(cells),
+        # no absolute path: the file is committed beside results and must not name the machine it ran on
+        "reference": _reference_label(reference, folder), "reference_cells": len(ref_records), "cells": cells,
+        "n": len(cells),
         "identical": sum(c["status"] == "identical" for c in cells),
         "equivalent": len(equivalent),
         "differs": sum(c["status"] == "differs" for c in cells),

@@ -185,6 +185,24 @@ def test_each_encoder_keeps_its_folders_and_the_note_channel_table_sets_them_sid
     assert entries[1]["gaps"]["hypehr"]["b"] == "hypehr [default]" and entries[0]["gaps"]["hypehr"]["b"] == "hypehr"
     assert "MINGLE − HypEHR [default] (what both semantic channels add)" in table
     assert r"\begin{tabular}" in (tmp_path / "paper" / "synthetic-small" / "note_channel.tex").read_text()
+    # the comparisons are kept per folder by their inputs: recomposing computes none again
+    from mingle_bench.report import comparison, note_channel as NC
+
+    calls = []
+    real = comparison.paired_comparison
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(comparison, "paired_comparison", counted)
+        again = NC.note_channel(tmp_path / "cvd", "synthetic-small", n_boot=30)
+        assert calls == [] and json.loads(json.dumps(again, default=str)) == json.loads(json.dumps(
+            [{k: v for k, v in e.items()} for e in entries], default=str))
+        assert (tmp_path / "cvd" / "synthetic-small-enc-tfidf" / NC.NOTE_CHANNEL_CACHE).is_file()
+        NC.note_channel(tmp_path / "cvd", "synthetic-small", n_boot=20)  # other inputs: computed anew
+        assert len(calls) == 7  # 3 gaps in the default folder, 3 gaps and vs_default in the tfidf one
     # no MINGLE cell anywhere: no note-channel table
     RP.reproduce(data="synthetic:small", seeds=[0], tasks=["cvd"], models=["retain"], out=str(tmp_path / "other"),
                  max_steps=2, eval_every=1, patience=2, n_boot=0, progress=False, reference=None)

@@ -21,13 +21,16 @@ fusion does not help" from "the channel holds nothing to fuse". Trains nothing.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tabulate import tabulate
 
 from mingle_bench import results as R
+from mingle_bench.io import atomic_write_text
 
 #: MINGLE and the ablations that switch off one semantic channel
 CHANNEL_MODELS: tuple[str, ...] = ("mingle", "mingle-no-notes", "mingle-no-concept")
@@ -37,6 +40,8 @@ BACKBONE = "hypehr"
 GAP_LABELS: dict[str, str] = {"mingle-no-notes": "note semantics", "mingle-no-concept": "concept semantics",
                               BACKBONE: "both semantic channels"}
 ENCODER_MARK = "-enc-"
+#: per encoder folder: the paired comparisons computed for the table, by their inputs' sha256
+NOTE_CHANNEL_CACHE = "note_channel_cache.json"
 
 
 def encoder_folders(task_root: str | Path, base_id: str) -> list[Path]:
@@ -49,6 +54,46 @@ def encoder_folders(task_root: str | Path, base_id: str) -> list[Path]:
     found = [root / base_id] + sorted(p for p in root.glob(f"{base_id}{ENCODER_MARK}*")
                                       if not p.name.endswith("-splits") and "-split" not in p.name[len(base_id):])
     return [p for p in found if (p / R.CONFIG_FILE).exists()]
+
+
+class _ComparisonCache:
+    """The paired comparisons of one folder, kept in ``<folder>/note_channel_cache.json`` by the
+    sha256 of what they were computed from (the cells' prediction hashes, the labels and patient
+    groups, the metrics and resample count): ``reproduce`` recomposes the tables on every call, and
+    the bootstrap of a large folder takes minutes. A comparison whose cells lack a prediction hash
+    is computed every time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / NOTE_CHANNEL_CACHE
+        try:
+            loaded = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        self.loaded: dict = loaded if isinstance(loaded, dict) else {}
+        self.entries: dict = dict(self.loaded)
+        self.used: dict = {}
+
+    def get(self, key: dict | None, compute: Callable[[], dict]) -> dict:
+        if key is None:
+            return compute()
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        if digest not in self.entries:
+            self.entries[digest] = compute()
+        self.used[digest] = self.entries[digest]
+        return self.entries[digest]
+
+    def save(self) -> None:
+        """Keep the comparisons this call used (and only those); write when that changes the file."""
+        if self.used != self.loaded:
+            atomic_write_text(self.path, json.dumps(self.used, sort_keys=True, indent=1) + "\n")
+
+
+def _comparison_key(base: dict, shas_a: dict[int, str | None], shas_b: dict[int, str | None],
+                    seeds: Sequence[int]) -> dict | None:
+    a, b = [shas_a.get(s) for s in seeds], [shas_b.get(s) for s in seeds]
+    if not all(a) or not all(b):
+        return None
+    return {**base, "seeds": list(seeds), "a": a, "b": b}
 
 
 def _probs(folder: Path, model: str, seeds: Sequence[int]) -> dict[int, object]:
@@ -77,33 +122,46 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
         y, groups = lab["y_true"], lab.get("patient_group")
         metrics = reported_metrics(y, ("auroc", "aupr"))
         # one draw of the patient resamples per folder, shared by its comparisons (those of the
-        # seed-0 resampler every paired comparison uses)
-        counts = resample_counts(len(y), groups, n_boot)
-        mingle = _probs(folder, "mingle", seeds["mingle"])
+        # seed-0 resampler every paired comparison uses), drawn only when a comparison is computed
+        drawn: list = []
+
+        def compare(pa: dict, pb: dict) -> dict:
+            if not drawn:
+                drawn.append(resample_counts(len(y), groups, n_boot))
+            return paired_comparison(y, pa, pb, metrics=metrics, counts=drawn[0])
+
+        cache = _ComparisonCache(folder)
         labels_sha = R.array_sha256(y)
-        others = {m: (_probs(folder, m, seeds[m]), "") for m in CHANNEL_MODELS[1:] + (BACKBONE,) if seeds[m]}
+        key_base = {"n_boot": n_boot, "metrics": list(metrics), "labels": labels_sha,
+                    "groups": None if groups is None else R.array_sha256(groups)}
+        shas = {m: {r["seed"]: r.get("preds_sha256") for r in records if r["model"] == m}
+                for m in CHANNEL_MODELS + (BACKBONE,)}
+        mingle = _probs(folder, "mingle", seeds["mingle"])
+        others = {m: (_probs(folder, m, seeds[m]), "", shas[m]) for m in CHANNEL_MODELS[1:] + (BACKBONE,) if seeds[m]}
         if BACKBONE not in others and default is not None and default["labels_sha256"] == labels_sha \
                 and default["backbone"]:
-            others[BACKBONE] = (default["backbone"], f" [{default['encoder']}]")
+            others[BACKBONE] = (default["backbone"], f" [{default['encoder']}]", default["shas"][BACKBONE])
         gaps = {}
-        for other, (probs, where) in others.items():
+        for other, (probs, where, other_shas) in others.items():
             common = sorted(set(seeds["mingle"]) & set(probs))
             if common:
-                comp = paired_comparison(y, {s: mingle[s] for s in common}, {s: probs[s] for s in common},
-                                         metrics=metrics, counts=counts)
+                comp = cache.get(_comparison_key(key_base, shas["mingle"], other_shas, common),
+                                 lambda: compare({s: mingle[s] for s in common}, {s: probs[s] for s in common}))
                 gaps[other] = {**comp, "a": "mingle", "b": other + where}
         entry = {"encoder": config.get("encoder") or "default", "folder": str(folder),
                  "rows": aggregate(records, order=CHANNEL_MODELS + (BACKBONE,), folder=folder,
                                    split_seed=config.get("split_seed")),
                  "gaps": gaps, "vs_default": None, "labels_sha256": labels_sha}
         if default is None:
-            default = {**entry, "probs": mingle, "backbone": others.get(BACKBONE, (None,))[0]}
+            default = {**entry, "probs": mingle, "backbone": others.get(BACKBONE, (None,))[0], "shas": shas}
         elif entry["labels_sha256"] == default["labels_sha256"]:
             common = sorted(set(mingle) & set(default["probs"]))
             if common:
-                comp = paired_comparison(y, {s: mingle[s] for s in common}, {s: default["probs"][s] for s in common},
-                                         metrics=metrics, counts=counts)
+                comp = cache.get(_comparison_key(key_base, shas["mingle"], default["shas"]["mingle"], common),
+                                 lambda: compare({s: mingle[s] for s in common},
+                                                 {s: default["probs"][s] for s in common}))
                 entry["vs_default"] = {**comp, "a": f"mingle [{entry['encoder']}]", "b": f"mingle [{default['encoder']}]"}
+        cache.save()
         entries.append(entry)
     return entries
 

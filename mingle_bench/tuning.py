@@ -52,7 +52,7 @@ from typing import Sequence
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
 from mingle_bench import runspec as RS
-from mingle_bench.io import atomic_write_json, atomic_write_text
+from mingle_bench.io import atomic_write_json, atomic_write_text, to_json
 
 log = logging.getLogger(__name__)
 
@@ -780,15 +780,13 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
         "updated_at": P.utc_timestamp(), "command": command or P.command_line(),
     }
     path = folder / f"{study.study_name}.json"
-    if _same_study_state(path, payload):  # nothing new (a finished study reused): the file keeps its date
-        return TuneResult(study.study_name, redact(storage_url), float(best.value), best_params, hparams, counts,
-                          path, monitor, eval_every=None if eval_every is None else int(eval_every))
-    atomic_write_json(path, payload)
-    try:
-        df = study.trials_dataframe()
-        atomic_write_text(folder / f"{study.study_name}_trials.csv", df.to_csv(index=False))
-    except Exception:  # pragma: no cover - the CSV is a convenience
-        pass
+    if not _same_study_state(path, payload):  # nothing new (a finished study reused): the files keep their date
+        atomic_write_json(path, payload)
+        try:
+            df = study.trials_dataframe()
+            atomic_write_text(folder / f"{study.study_name}_trials.csv", df.to_csv(index=False))
+        except Exception:  # pragma: no cover - the CSV is a convenience
+            pass
     return TuneResult(study.study_name, redact(storage_url), float(best.value), best_params, hparams, counts,
                       path, monitor, eval_every=None if eval_every is None else int(eval_every))
 
@@ -800,7 +798,8 @@ def _same_study_state(path: Path, payload: dict) -> bool:
     except (OSError, ValueError):
         return False
     stamp = ("updated_at", "command")
-    return {k: v for k, v in old.items() if k not in stamp} == json.loads(json.dumps(
+    # through the writer's own serialiser (nan -> null, numpy scalars), as atomic_write_json stored it
+    return {k: v for k, v in old.items() if k not in stamp} == json.loads(to_json(
         {k: v for k, v in payload.items() if k not in stamp}))
 
 

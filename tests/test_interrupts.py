@@ -126,16 +126,17 @@ def test_ctrl_c_during_data_generation(tmp_path):
     assert "incomplete" in line
 
 
-#: Every CSV scan made to wait on a query that never ends, announced on stderr: the SIGINT is sure to
-#: land inside DuckDB (a real parse of a small cohort can finish before the signal arrives).
-_ENDLESS_PARSE = """
+#: a DuckDB query that runs until it is interrupted
+_ENDLESS_QUERY = "SELECT count(*) FROM range(10000000000000) t(i) WHERE i % 7 = 3"
+#: Every CSV scan made to wait on that query, announced on stderr: the SIGINT is sure to land
+#: inside DuckDB (a real parse of a small cohort can finish before the signal arrives).
+_ENDLESS_PARSE = f"""
 import sys
 from mingle_bench.data import csvio
 _scan = csvio.CsvReader._scan_sql
 def _endless(self, path, name, cols):
     print("parsing", path.name, file=sys.stderr, flush=True)
-    return ("(SELECT * FROM " + _scan(self, path, name, cols) + " WHERE "
-            "(SELECT count(*) FROM range(10000000000000) t(i) WHERE i % 7 = 3) >= 0)")
+    return "(SELECT * FROM " + _scan(self, path, name, cols) + " WHERE ({_ENDLESS_QUERY}) >= 0)"
 csvio.CsvReader._scan_sql = _endless
 """
 
@@ -294,7 +295,7 @@ def test_interruptible_stops_a_running_duckdb_query(tmp_path, sigint_handled):
     def endless() -> None:
         con = csvio.connect(tmp_path / "scratch")
         try:
-            con.execute("SELECT count(*) FROM range(10000000000000) t(i) WHERE i % 7 = 3")
+            con.execute(_ENDLESS_QUERY)
         finally:
             cleaned.append("query ended")
 

@@ -198,8 +198,7 @@ def test_each_encoder_keeps_its_folders_and_the_note_channel_table_sets_them_sid
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(comparison, "paired_comparison", counted)
         again = NC.note_channel(tmp_path / "cvd", "synthetic-small", n_boot=30)
-        assert calls == [] and json.loads(json.dumps(again, default=str)) == json.loads(json.dumps(
-            [{k: v for k, v in e.items()} for e in entries], default=str))
+        assert calls == [] and json.loads(json.dumps(again, default=str)) == json.loads(json.dumps(entries, default=str))
         assert (tmp_path / "cvd" / "synthetic-small-enc-tfidf" / NC.NOTE_CHANNEL_CACHE).is_file()
         NC.note_channel(tmp_path / "cvd", "synthetic-small", n_boot=20)  # other inputs: computed anew
         assert len(calls) == 7  # 3 gaps in the default folder, 3 gaps and vs_default in the tfidf one

@@ -70,20 +70,19 @@ class _ComparisonCache:
         except (OSError, ValueError):
             loaded = {}
         self.loaded: dict = loaded if isinstance(loaded, dict) else {}
-        self.entries: dict = dict(self.loaded)
         self.used: dict = {}
 
     def get(self, key: dict | None, compute: Callable[[], dict]) -> dict:
         if key is None:
             return compute()
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        if digest not in self.entries:
-            self.entries[digest] = compute()
-        self.used[digest] = self.entries[digest]
-        return self.entries[digest]
+        if digest not in self.used:
+            self.used[digest] = self.loaded[digest] if digest in self.loaded else compute()
+        return self.used[digest]
 
     def save(self) -> None:
-        """Keep the comparisons this call used (and only those); write when that changes the file."""
+        """Keep the comparisons this call used (and only those); write when that changes the file.
+        Plain ``json.dumps``, not ``atomic_write_json``: NaN must come back as NaN, not null."""
         if self.used != self.loaded:
             atomic_write_text(self.path, json.dumps(self.used, sort_keys=True, indent=1) + "\n")
 

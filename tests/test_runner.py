@@ -308,9 +308,12 @@ def test_resume_keys_on_the_input_hash(fakes, tmp_path, monkeypatch):
     runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1]))
     folder = tmp_path / "mortality" / "synthetic-small"
     first = _records(folder)
-    # same everything: all four resumed, nothing trained
+    kept = {f: (folder / f).read_bytes() for f in ("config.json", "timings.json")}
+    # same everything: all four resumed, nothing trained; the run's config and timings (those of
+    # the invocation that trained the cells) stay as they were, byte for byte
     s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1]))
     assert not s.trained and len(s.skipped) == 4
+    assert {f: (folder / f).read_bytes() for f in kept} == kept
     # a hyperparameter override: only that model's cells retrain, with a new hash
     s = runner.run_benchmark(_cfg(tmp_path, models=["mingle", "retain"], seeds=[0, 1],
                                   hparam_overrides={"retain": {"lr": 5e-4}}))

@@ -12,6 +12,9 @@
 #
 #   nohup bash scripts/reproduce_large.sh > reproduce_large.log 2>&1 &
 #
+# STAGES sets the seed counts of the stages (default "1 3 5"): STAGES="4 5" adds seed 3, composes the
+# tables, then adds seed 4, so a session of about 1.5 h leaves the tables of one more whole seed.
+#
 # Order inside a stage: the references first (seconds each), then the sequence models, MINGLE and
 # its ablations and HypEHR; then MINGLE and its ablations with the tfidf encoder at 256 dimensions
 # (their own folders, `<data-id>-enc-tfidf-dim-256`: the setting whose note vectors kept DNR, smoking

@@ -147,6 +147,20 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, to_json(obj) + "\n")
 
 
+def stored_json_equals(path: str | os.PathLike, obj: dict, ignore: tuple[str, ...] = ()) -> bool:
+    """Whether the JSON object at ``path`` is ``obj`` as :func:`atomic_write_json` would store it
+    (nan -> null, numpy scalars as Python), apart from the top-level keys ``ignore``; ``False`` when
+    the file is missing, unreadable or not an object. Lets a writer leave an unchanged file alone."""
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(old, dict):
+        return False
+    strip = lambda d: {k: v for k, v in d.items() if k not in ignore}  # noqa: E731
+    return strip(old) == json.loads(to_json(strip(obj)))
+
+
 @contextlib.contextmanager
 def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a new empty folder beside ``final``; on success it is renamed to ``final``.

@@ -48,7 +48,8 @@ from mingle_bench import results as R
 from mingle_bench import runspec as RS
 from mingle_bench import tracking as TR
 from mingle_bench.distributed import cells as _cells
-from mingle_bench.io import atomic_write_json, atomic_write_text, machine_description, machine_info, peak_rss_mb, to_json
+from mingle_bench.io import (atomic_write_json, atomic_write_text, machine_description, machine_info, peak_rss_mb,
+                             stored_json_equals)
 from mingle_bench.pipeline import RunError
 from mingle_bench.report.finalize import DEFAULT_BOOTSTRAP, LEARNING_CURVES_FILE, finalize
 
@@ -511,7 +512,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                 "label_warnings": label_warnings,
                 "updated_at": P.utc_timestamp(),
             }
-            if todo or not _same_run_config(folder / R.CONFIG_FILE, config):
+            # a resume that trains nothing leaves the config of the run that trained its cells
+            if todo or not stored_json_equals(folder / R.CONFIG_FILE, config, ignore=_VOLATILE_CONFIG):
                 atomic_write_json(folder / R.CONFIG_FILE, config)
 
             for job, out in executor.run(todo, data, device=device, budget=budget, monitor=cfg.monitor,
@@ -567,7 +569,7 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
         # this invocation's wall times and memory (they vary run to run, so they stay out of
         # config.json and the records); `scripts/scale_report.py` reads them. An invocation that
         # trained nothing keeps those of the one that did.
-        if todo or failed or not (folder / TIMINGS_FILE).exists():
+        if todo or not (folder / TIMINGS_FILE).exists():
             atomic_write_json(folder / TIMINGS_FILE, {
                 "command": config["command"], "machine": config["machine"], "executor": executor.name,
                 "stage_seconds": prep.seconds, "cells": cell_times, "cells_resumed": len(skipped),
@@ -580,19 +582,8 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
 # the results folder
 
 
-# what differs between two invocations of the same run without changing what it trained
+#: what differs between two invocations of the same run without changing what it trained
 _VOLATILE_CONFIG = ("updated_at", "command", "data_report", "machine", "machine_info")
-
-
-def _same_run_config(path: Path, config: dict) -> bool:
-    """Whether config.json at ``path`` describes the same run as ``config`` up to the fields that
-    change with every invocation (time, command line, machine, load timings): a resume that trains
-    nothing then leaves the file of the run that trained its cells as it is."""
-    if not path.exists():
-        return False
-    old = R.read_json_object(path)
-    strip = lambda d: {k: v for k, v in d.items() if k not in _VOLATILE_CONFIG}  # noqa: E731
-    return strip(old) == json.loads(to_json(strip(config)))  # as stored: nan -> null, numpy -> Python
 
 
 def _check_folder(folder: Path, run_cfg: dict, fingerprint: str, fresh: bool) -> None:

@@ -52,7 +52,7 @@ from typing import Sequence
 from mingle_bench import pipeline as P
 from mingle_bench import results as R
 from mingle_bench import runspec as RS
-from mingle_bench.io import atomic_write_json, atomic_write_text, to_json
+from mingle_bench.io import atomic_write_json, atomic_write_text, stored_json_equals
 
 log = logging.getLogger(__name__)
 
@@ -780,7 +780,8 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
         "updated_at": P.utc_timestamp(), "command": command or P.command_line(),
     }
     path = folder / f"{study.study_name}.json"
-    if not _same_study_state(path, payload):  # nothing new (a finished study reused): the files keep their date
+    # nothing new (a finished study reused): the files keep their date
+    if not stored_json_equals(path, payload, ignore=("updated_at", "command")):
         atomic_write_json(path, payload)
         try:
             df = study.trials_dataframe()
@@ -791,16 +792,6 @@ def save_best(study, out: str | Path, storage_url: str, defaults: dict, monitor:
                       path, monitor, eval_every=None if eval_every is None else int(eval_every))
 
 
-def _same_study_state(path: Path, payload: dict) -> bool:
-    """Whether ``path`` already holds ``payload`` apart from when and by which command it was written."""
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    stamp = ("updated_at", "command")
-    # through the writer's own serialiser (nan -> null, numpy scalars), as atomic_write_json stored it
-    return {k: v for k, v in old.items() if k not in stamp} == json.loads(to_json(
-        {k: v for k, v in payload.items() if k not in stamp}))
 
 
 def _console(enabled: bool):

@@ -580,3 +580,23 @@ def pipeline_rows(folder):
     from mingle_bench.report.tables import aggregate
 
     return aggregate(R.load_runs(folder), folder=folder)
+
+
+def test_stored_json_equals_compares_as_atomic_write_json_stores(tmp_path):
+    """The check behind "a resume that trains nothing leaves config.json alone" (and save_best's
+    unchanged study file): nan and numpy scalars compare as stored, ignored keys do not count, and
+    a missing, broken or non-object file is never equal."""
+    from mingle_bench.io import atomic_write_json, stored_json_equals
+
+    path = tmp_path / "c.json"
+    obj = {"a": float("nan"), "b": np.float32(0.5), "n": np.int64(3), "updated_at": "t0"}
+    assert not stored_json_equals(path, obj)
+    atomic_write_json(path, obj)
+    assert stored_json_equals(path, obj)
+    assert not stored_json_equals(path, {**obj, "updated_at": "t1"})
+    assert stored_json_equals(path, {**obj, "updated_at": "t1"}, ignore=("updated_at",))
+    assert not stored_json_equals(path, {**obj, "n": 4}, ignore=("updated_at",))
+    path.write_text("[1, 2]")
+    assert not stored_json_equals(path, obj)
+    path.write_text("{broken")
+    assert not stored_json_equals(path, obj)

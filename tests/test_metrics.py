@@ -176,14 +176,53 @@ def test_weighted_bootstrap_metrics_equal_the_metrics_of_the_resampled_arrays(n_
 
 
 def test_model_ci_is_the_seed_mean_and_its_bootstrap_percentiles():
-    from mingle_bench.report.comparison import boot_counts, cluster_bootstrap, fast_metric, model_ci
+    from mingle_bench.report.comparison import boot_counts, cluster_bootstrap, fast_metric, model_ci, seed_draws
 
     rng = np.random.default_rng(0)
     y = (rng.random(200) < 0.3).astype(float)
-    probs = {s: np.clip(y * 0.3 + rng.random(200) * 0.7, 0, 1) for s in (0, 1)}
+    probs = {s: np.clip(y * 0.3 * (s + 1) + rng.random(200) * 0.7, 0, 1) for s in (0, 1, 2)}
     boots = cluster_bootstrap(np.arange(200), 200, seed=0)
-    ci = model_ci(y, probs, boot_counts(boots, 200), ("auroc",))["auroc"]
+    counts = boot_counts(boots, 200)
+    ci = model_ci(y, probs, counts, ("auroc",))["auroc"]
     assert ci["value"] == pytest.approx(np.mean([fast_metric("auroc", y[:, None], p[:, None]) for p in probs.values()]))
-    draws = [np.mean([fast_metric("auroc", y[i][:, None], p[i][:, None]) for p in probs.values()]) for i in boots]
+    # two levels: per draw, the seeds drawn with replacement, then the patient resample
+    picks = seed_draws(200, 3, 0)
+    draws = [np.mean([fast_metric("auroc", y[i][:, None], probs[k][i][:, None]) for k in pick])
+             for i, pick in zip(boots, picks)]
     assert (ci["ci_low"], ci["ci_high"]) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
     assert ci["ci_low"] < ci["value"] < ci["ci_high"] and ci["n_valid"] == 200
+    # the patient level alone: the seed mean on each resample
+    fixed = model_ci(y, probs, counts, ("auroc",), resample_seeds=False)["auroc"]
+    draws = [np.mean([fast_metric("auroc", y[i][:, None], p[i][:, None]) for p in probs.values()]) for i in boots]
+    assert (fixed["ci_low"], fixed["ci_high"]) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
+    assert ci["ci_high"] - ci["ci_low"] > fixed["ci_high"] - fixed["ci_low"]  # the seeds differ a lot here
+
+
+def test_paired_ci_covers_the_training_seeds_not_only_the_patients():
+    """Seed 0 of A is far better than B, seed 1 far worse: the patient-only CI (seeds fixed) sits
+    tightly around the mean difference, the two-level CI spans both seeds' differences. With one
+    seed the two CIs agree."""
+    from mingle_bench.report.comparison import RESAMPLE_PATIENTS, RESAMPLE_SEEDS_PATIENTS, paired_comparison
+
+    rng = np.random.default_rng(1)
+    n = 600
+    y = (rng.random(n) < 0.3).astype(float)
+    noise = rng.random(n)
+    good, bad, mid = (np.clip(y * w + noise * (1 - w), 0, 1) for w in (0.6, 0.05, 0.3))
+    comp = paired_comparison(y, {0: good, 1: bad}, {0: mid, 1: mid}, groups=np.arange(n), metrics=("auroc",),
+                             n_boot=400)
+    res = comp["metrics"]["auroc"]
+    assert comp["resample"] == RESAMPLE_SEEDS_PATIENTS
+    d0, d1 = res["per_seed"]["0"], res["per_seed"]["1"]
+    assert d0 > 0.05 and d1 < -0.05
+    lo_p, hi_p = res["ci_patients"]
+    assert lo_p <= res["diff"] <= hi_p and hi_p - lo_p < 0.5 * (d0 - d1)
+    assert res["ci_low"] < lo_p and res["ci_high"] > hi_p
+    assert res["ci_low"] <= d1 + 0.02 and res["ci_high"] >= d0 - 0.02
+    fixed = paired_comparison(y, {0: good, 1: bad}, {0: mid, 1: mid}, groups=np.arange(n), metrics=("auroc",),
+                              n_boot=400, resample_seeds=False)
+    assert fixed["resample"] == RESAMPLE_PATIENTS
+    assert [fixed["metrics"]["auroc"]["ci_low"], fixed["metrics"]["auroc"]["ci_high"]] == pytest.approx([lo_p, hi_p])
+    one = paired_comparison(y, {0: good}, {0: mid}, groups=np.arange(n), metrics=("auroc",), n_boot=200)
+    r1 = one["metrics"]["auroc"]
+    assert one["resample"] == RESAMPLE_PATIENTS and [r1["ci_low"], r1["ci_high"]] == pytest.approx(r1["ci_patients"])

@@ -62,7 +62,9 @@ def finalize(folder: Path, monitor: str = "aupr", n_boot: int = DEFAULT_BOOTSTRA
                                         "share, not a p-value",
                      "baseline_selected_by": f"validation {monitor}",
                      "definition": "diff = mean over seeds of metric(MINGLE) - metric(baseline); "
-                                   "CI: 2.5/97.5 percentiles of a patient-level bootstrap of the test set; "
+                                   "CI: 2.5/97.5 percentiles of a two-level bootstrap (the training seeds "
+                                   "with replacement, then the test set by patient; ci_patients: the seeds "
+                                   "held fixed); "
                                    "the baseline is the one with the best mean validation "
                                    f"{monitor} (the test set plays no part in choosing it)"})
     if comp:
@@ -104,14 +106,14 @@ def ci_metrics(y_test: np.ndarray) -> tuple[str, ...]:
 
 def model_cis(folder: Path, records: list[dict], probs: dict[str, dict[int, np.ndarray]], y_test: np.ndarray,
               n_boot: int, counts: Callable[[], np.ndarray]) -> dict:
-    """Write ``model_ci.json``: each model's own patient-level bootstrap 95% CI of
+    """Write ``model_ci.json``: each model's own bootstrap 95% CI (training seeds, then patients) of
     :func:`ci_metrics` (mean over its seeds; :func:`mingle_bench.report.comparison.model_ci`, the
     resamples of the paired comparison). A model whose cells (their ``preds_sha256``), resample
     count and metrics are those of the file keeps its entry: the CIs of a long run are computed
     once per new cell, not at every resume. ``n_boot`` 0 removes the file. ``counts`` returns the
     ``n_boot`` patient resamples (:func:`mingle_bench.report.comparison.resample_counts`); it is
     called only when an entry must be computed."""
-    from mingle_bench.report.comparison import model_ci
+    from mingle_bench.report.comparison import RESAMPLE_SEEDS_PATIENTS, model_ci
 
     path = folder / R.MODEL_CI_FILE
     if n_boot <= 0 or not probs:
@@ -119,12 +121,13 @@ def model_cis(folder: Path, records: list[dict], probs: dict[str, dict[int, np.n
         return {}
     metrics = list(ci_metrics(y_test))
     old = R.read_json_object(path) if path.exists() else {}
-    same = old.get("n_boot") == n_boot and old.get("metrics") == metrics
+    same = old.get("n_boot") == n_boot and old.get("metrics") == metrics and old.get("resample") == RESAMPLE_SEEDS_PATIENTS
     cells = {m: sorted(f"{r['seed']}:{r.get('preds_sha256')}" for r in records if r["model"] == m) for m in probs}
-    out = {"n_boot": int(n_boot), "metrics": metrics, "seed": 0,
+    out = {"n_boot": int(n_boot), "metrics": metrics, "seed": 0, "resample": RESAMPLE_SEEDS_PATIENTS,
            "definition": "per model: the mean over its seeds of each metric, and the 2.5/97.5 percentiles of that "
-                         "mean over a patient-level (cluster) bootstrap of the test set, the paired comparison's "
-                         "resamples", "models": {}}
+                         "mean over a two-level bootstrap: its training seeds with replacement, then a "
+                         "patient-level (cluster) bootstrap of the test set, the paired comparison's resamples",
+           "models": {}}
     for m in sorted(probs):
         prev = (old.get("models") or {}).get(m) if same else None
         if prev and prev.get("cells") == cells[m]:

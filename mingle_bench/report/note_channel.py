@@ -7,7 +7,7 @@ configuration under every encoder (the default MiniLM folder first) and, from th
 
 * the rows of MINGLE and its two semantic ablations (``mingle-no-notes``: no note vectors on the
   hyperedges; ``mingle-no-concept``: no concept vectors on the nodes), mean ± std over seeds;
-* per encoder, the paired, patient-level bootstrap comparison of MINGLE with each ablation on the
+* per encoder, the paired comparison (two-level bootstrap over training seeds and test patients) of MINGLE with each ablation on the
   seeds both finished: ``MINGLE - w/o note semantics`` is what the note channel adds under that
   encoder (:func:`mingle_bench.report.comparison.paired_comparison`), and ``MINGLE - HypEHR`` what
   both channels add (HypEHR reads no text vectors: the default encoder's folder's cells serve every
@@ -105,7 +105,7 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
     (comparisons as :func:`~mingle_bench.report.comparison.paired_comparison` returns them, with
     ``a``/``b``); ``[]`` when no folder has one."""
     from mingle_bench.metrics import reported_metrics
-    from mingle_bench.report.comparison import paired_comparison, resample_counts
+    from mingle_bench.report.comparison import RESAMPLE_SEEDS_PATIENTS, paired_comparison, resample_counts
     from mingle_bench.report.tables import aggregate
 
     entries: list[dict] = []
@@ -131,7 +131,7 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
 
         cache = _ComparisonCache(folder)
         labels_sha = R.array_sha256(y)
-        key_base = {"n_boot": n_boot, "metrics": list(metrics), "labels": labels_sha,
+        key_base = {"n_boot": n_boot, "metrics": list(metrics), "labels": labels_sha, "resample": RESAMPLE_SEEDS_PATIENTS,
                     "groups": None if groups is None else R.array_sha256(groups)}
         shas = {m: {r["seed"]: r.get("preds_sha256") for r in records if r["model"] == m}
                 for m in CHANNEL_MODELS + (BACKBONE,)}
@@ -176,6 +176,7 @@ def _diff_cell(res: dict | None) -> str:
 def render_task(task: str, entries: list[dict], fmt: str) -> list[str]:
     """The note-channel block of one task: the rows per encoder, then the paired gaps."""
     from mingle_bench.metrics import METRIC_LABELS
+    from mingle_bench.report.comparison import RESAMPLE_PATIENTS
     from mingle_bench.report.tables import display_name, fmt_pct, latex_escape
 
     if not entries:
@@ -197,10 +198,10 @@ def render_task(task: str, entries: list[dict], fmt: str) -> list[str]:
     labels = [METRIC_LABELS.get(m, m) for m in metrics]
     rows_header = ["encoder", "Model", *labels, "seeds"]
     gap_header = ["encoder", "paired difference", *(f"Δ {x}" for x in labels)]
-    n_boot = next((c["n_boot"] for e in entries for c in e["gaps"].values()), 0)
-    caption = (f"{task}: the note channel per text encoder. Differences in points (x100) with the 95% patient-level "
-               f"bootstrap CI ({n_boot} resamples) and the seeds where the first model is better; paired on the "
-               "seeds both finished.")
+    first = next((c for e in entries for c in e["gaps"].values()), {})
+    caption = (f"{task}: the note channel per text encoder. Differences in points (x100) with the 95% bootstrap CI "
+               f"({first.get('n_boot', 0)} draws resampling {first.get('resample', RESAMPLE_PATIENTS)}) and the seeds "
+               "where the first model is better; paired on the seeds both finished.")
     if fmt == "latex":
         esc = [[latex_escape(c).replace("±", r"$\pm$") for c in row] for row in rows_body]
         gaps = [[latex_escape(c) for c in row] for row in gap_body]

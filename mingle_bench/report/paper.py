@@ -152,10 +152,11 @@ def task_context(payload: dict, task: str, paper_folder: str | os.PathLike | Non
 
 def _task_notes(ctx: dict, models: Sequence[str], fmt: str) -> list[str]:
     """The task's power lines (UNDERPOWERED first, as a quote) and the notes of its marks."""
-    from mingle_bench.report.tables import latex_escape, mark_notes, power_lines
+    from mingle_bench.report.tables import ci_note, latex_escape, mark_notes, power_lines
 
     rows = [r for r in ctx["rows"] if r["model"] in models]
     lines = power_lines(ctx["info"], ctx["monitor"]) if ctx["info"] else []
+    lines += [ci_note(ctx.get("folder"))] if ci_note(ctx.get("folder")) else []
     footnotes = mark_notes(rows, ctx["monitor"])
     if fmt != "md":
         return [latex_escape(x) for x in lines + footnotes]

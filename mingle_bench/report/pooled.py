@@ -9,13 +9,16 @@ For split :math:`j = 1..J` with test set :math:`T_j` and training seeds :math:`s
 has test metric :math:`M_{j,s}(m)`.
 
 * **Mean ± std** over all :math:`J \times S` cells (sample std, ``ddof=1``).
-* **Hierarchical bootstrap CI** (two levels, Davison & Hinkley's nested resampling): draw :math:`J`
-  splits with replacement, then, inside each drawn split, its test patients with replacement (all
-  samples of a drawn patient together); the statistic is the mean over the drawn splits of the
-  seed-mean metric on the resampled test set. 2.5/97.5 percentiles over ``n_boot`` draws (a fixed
-  seed). *Assumption*: splits are exchangeable draws of the split procedure and patients are
-  independent within a test set. With few splits (J < 5) the split level is coarse: the
-  interval is then driven by the patient level, which is the variance that is sampled.
+* **Hierarchical bootstrap CI** (three levels, Davison & Hinkley's nested resampling): draw :math:`J`
+  splits with replacement; inside each drawn split, its training seeds with replacement (seed
+  :math:`s` of two models stays paired) and its test patients with replacement (all samples of a
+  drawn patient together); the statistic is the mean over the drawn splits of the mean over the
+  drawn seeds of the metric on the resampled test set (the single-split tables' two-level
+  bootstrap, :mod:`mingle_bench.report.comparison`, with the split level above it). 2.5/97.5
+  percentiles over ``n_boot`` draws (a fixed seed). *Assumption*: splits are exchangeable draws of
+  the split procedure, seeds of the training randomness, and patients are independent within a
+  test set. With few splits (J < 5) or seeds the upper levels are coarse: the interval is then
+  driven by the patient level, which is the variance that is sampled.
 * **Paired comparison** of MINGLE with the baseline of best mean *validation* ``monitor`` over all
   cells (:func:`mingle_bench.report.finalize.select_baseline`): per split :math:`d_j = \text{mean}_s
   [M_{j,s}(A) - M_{j,s}(B)]`; the same hierarchical bootstrap (both models on the same draws) gives
@@ -45,10 +48,10 @@ from mingle_bench.report.comparison import cluster_members, cluster_resample
 POOLED_FILE = "pooled.json"
 #: the metrics pooled (CIs and comparison): the ranking metrics the tables lead with
 POOLED_METRICS: tuple[str, ...] = ("auroc", "aupr")
-METHOD = ("hierarchical bootstrap (splits with replacement, then test patients with replacement within each "
-          "split); comparison also by the corrected resampled t-test (Nadeau & Bengio 2003, df = J - 1)")
-ASSUMPTION = ("splits are exchangeable draws of the seeded 7:1:2 patient split and patients are independent within "
-              "a test set; the t-test's correction n_test/n_train models the overlap of the training sets")
+METHOD = ("hierarchical bootstrap (splits with replacement, then training seeds and test patients with replacement "
+          "within each split); comparison also by the corrected resampled t-test (Nadeau & Bengio 2003, df = J - 1)")
+ASSUMPTION = ("splits are exchangeable draws of the seeded 7:1:2 patient split, training seeds of the training "
+              "randomness, and patients are independent within a test set; the t-test's correction n_test/n_train models the overlap of the training sets")
 
 
 def _load_split(folder: Path) -> dict:
@@ -69,13 +72,20 @@ def _load_split(folder: Path) -> dict:
             "n_test": int(n.get("test", len(y)) or len(y)), "n_val": int(n.get("val", 0) or 0)}
 
 
-def _seed_mean(split: dict, model: str, metric: str, idx: np.ndarray | None = None) -> float:
+def _seed_mean(split: dict, model: str, metric: str, idx: np.ndarray | None = None,
+               u: np.ndarray | None = None) -> float:
+    """The mean over ``model``'s seeds in ``split`` of ``metric`` on the test rows ``idx`` (all when
+    ``None``); with ``u`` (uniforms in [0, 1), one per seed slot) over the seeds drawn with
+    replacement, position ``floor(u_k * S)`` of the sorted seed list for k < S: models with the same
+    seeds draw the same ones."""
     from mingle_bench.report.comparison import fast_metric
 
+    seeds = sorted(s for (m, s) in split["preds"] if m == model)
+    if u is not None and seeds:
+        seeds = [seeds[int(x * len(seeds))] for x in u[:len(seeds)]]
     vals = []
-    for (m, _), p in split["preds"].items():
-        if m != model:
-            continue
+    for s in seeds:
+        p = split["preds"][(model, s)]
         y, q = (split["y"], p) if idx is None else (split["y"][idx], p[idx])
         v = fast_metric(metric, y, q)
         if not math.isnan(v):
@@ -83,14 +93,16 @@ def _seed_mean(split: dict, model: str, metric: str, idx: np.ndarray | None = No
     return float(np.mean(vals)) if vals else math.nan
 
 
-def _draws(splits: list[dict], n_boot: int, seed: int) -> list[list[tuple[int, np.ndarray]]]:
-    """``n_boot`` hierarchical draws: per draw, J (split index, resampled test rows) pairs."""
+def _draws(splits: list[dict], n_boot: int, seed: int) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
+    """``n_boot`` hierarchical draws: per draw, J (split index, resampled test rows, seed-slot
+    uniforms) triples."""
     rng = np.random.default_rng(seed)
+    n_slots = max([sum(1 for k in s["preds"] if k[0] == m) for s in splits for m in {k[0] for k in s["preds"]}] or [1])
     out = []
     for _ in range(n_boot):
         draw = []
         for j in rng.integers(0, len(splits), size=len(splits)):
-            draw.append((int(j), cluster_resample(splits[j]["members"], rng)))
+            draw.append((int(j), cluster_resample(splits[j]["members"], rng), rng.random(n_slots)))
         out.append(draw)
     return out
 
@@ -144,7 +156,7 @@ def pool(folders: Sequence[str | os.PathLike], monitor: str = "aupr", n_boot: in
             row[f"{metric}_mean"] = float(vals.mean()) if vals.size else math.nan
             row[f"{metric}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else math.nan
         for metric in POOLED_METRICS:
-            boot = [float(np.nanmean([_seed_mean(splits[j], m, metric, idx) for j, idx in draw])) for draw in draws]
+            boot = [float(np.nanmean([_seed_mean(splits[j], m, metric, idx, u) for j, idx, u in draw])) for draw in draws]
             row[f"{metric}_ci"] = list(_percentiles(boot)[:2])
         rows.append(row)
 
@@ -160,8 +172,8 @@ def pool(folders: Sequence[str | os.PathLike], monitor: str = "aupr", n_boot: in
         n_train = float(np.mean([s["n_train"] for s in splits])) or 1.0
         for metric in POOLED_METRICS:
             d = [_seed_mean(s, a, metric) - _seed_mean(s, b, metric) for s in splits]
-            boot = [float(np.nanmean([_seed_mean(splits[j], a, metric, idx) - _seed_mean(splits[j], b, metric, idx)
-                                      for j, idx in draw])) for draw in draws]
+            boot = [float(np.nanmean([_seed_mean(splits[j], a, metric, idx, u) - _seed_mean(splits[j], b, metric, idx, u)
+                                      for j, idx, u in draw])) for draw in draws]
             lo, hi, n_valid = _percentiles(boot)
             good = (lambda x: x > 0) if HIGHER_IS_BETTER[metric] else (lambda x: x < 0)
             comparison["metrics"][metric] = {

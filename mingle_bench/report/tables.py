@@ -39,6 +39,7 @@ import numpy as np
 from tabulate import tabulate
 
 from mingle_bench.metrics import HIGHER_IS_BETTER, MACRO_METRICS, METRIC_LABELS, METRIC_NAMES, predictions_constant
+from mingle_bench.report.comparison import RESAMPLE_PATIENTS, RESAMPLE_SEEDS_PATIENTS
 from mingle_bench.io import atomic_write_text
 from mingle_bench.results import (COMPARISON_FILE, CONFIG_FILE, MODEL_CI_FILE, labels_path, load_array, load_runs,
                                   preds_path, read_json, read_json_object)
@@ -281,28 +282,37 @@ def comparison_lines(comp: dict | None, fmt: str) -> list[str]:
     if not comp:
         return []
     a, b = display_name(comp["a"]), display_name(comp["b"])
+    two_level = comp.get("resample") == RESAMPLE_SEEDS_PATIENTS
     chosen = comp.get("baseline_selected_by") or f"mean {comp['selected_by']}"
     chosen = " ".join(METRIC_LABELS.get(w, w) for w in chosen.split(" "))
     title = (f"Paired comparison: {a} vs the best baseline {b} (chosen by {chosen} over seeds; the test set plays no "
              f"part in the choice); "
-             f"difference in points (x100), 95% patient-level bootstrap CI ({comp['n_boot']} resamples), "
-             f"seeds where {a} is better; {SHARE_LABEL}: the share of bootstrap resamples in which {a} is not better "
+             f"difference in points (x100), 95% bootstrap CI ({comp['n_boot']} draws) resampling "
+             f"{comp.get('resample', RESAMPLE_PATIENTS)}"
+             + (", beside the CI with the seeds held fixed" if two_level else "") +
+             f"; seeds where {a} is better; {SHARE_LABEL}: the share of bootstrap draws in which {a} is not better "
              f"(Δ ≤ 0; Δ ≥ 0 for Brier and ECE), a descriptive share, not a p-value.")
-    header = ["Metric", f"Δ ({a} − {b})", "95% CI", f"seeds {a} better", SHARE_LABEL]
+    header = (["Metric", f"Δ ({a} − {b})", "95% CI"] + (["95% CI, seeds fixed"] if two_level else [])
+              + [f"seeds {a} better", SHARE_LABEL])
     body = []
     for m, res in comp["metrics"].items():
         diff = res["diff"]
-        ci = (f"[{100 * res['ci_low']:+.2f}, {100 * res['ci_high']:+.2f}]"
-              if res.get("ci_low") is not None and not _isnan(res["ci_low"]) else "n/a")
         p = res.get("p_not_better")
-        body.append([METRIC_LABELS.get(m, m), "n/a" if _isnan(diff) else f"{100 * diff:+.2f}", ci,
-                     f"{res['a_better_seeds']}/{res['n_seeds']}", "n/a" if _isnan(p) else f"{p:.3f}"])
+        body.append([METRIC_LABELS.get(m, m), "n/a" if _isnan(diff) else f"{100 * diff:+.2f}",
+                     ci_text(res.get("ci_low"), res.get("ci_high"))]
+                    + ([ci_text(*(res.get("ci_patients") or [None, None]))] if two_level else [])
+                    + [f"{res['a_better_seeds']}/{res['n_seeds']}", "n/a" if _isnan(p) else f"{p:.3f}"])
     if fmt == "latex":
         body = [[latex_escape(c) for c in row] for row in body]
         tab = tabulate(body, [latex_escape(h) for h in header], tablefmt="latex_raw", disable_numparse=True)
         return ["", r"\begin{table}[t]", r"\centering", tab,
                 rf"\caption{{{latex_escape(title)}}}", r"\end{table}"]
     return ["", title, "", tabulate(body, header, tablefmt="github", disable_numparse=True)]
+
+
+def ci_text(lo, hi) -> str:
+    """A difference's CI in points, ``[+1.23, +4.56]``; ``n/a`` when undefined."""
+    return "n/a" if _isnan(lo) or _isnan(hi) else f"[{100 * lo:+.2f}, {100 * hi:+.2f}]"
 
 
 def _isnan(x) -> bool:
@@ -335,6 +345,16 @@ def ci_columns(folder: str | os.PathLike | None, rows: list[dict]) -> list[tuple
             lo, hi = c.get("ci_low"), c.get("ci_high")
             r[f"ci_{m}"] = "n/a" if _isnan(lo) or _isnan(hi) else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
     return [(f"{METRIC_LABELS.get(m, m)} 95% CI", f"ci_{m}") for m in data.get("metrics", [])]
+
+
+def ci_note(folder: str | os.PathLike | None) -> str:
+    """What the model CI columns of :func:`ci_columns` resample ("" without ``model_ci.json``)."""
+    path = Path(folder) / MODEL_CI_FILE if folder is not None else None
+    if path is None or not path.exists():
+        return ""
+    data = read_json_object(path)
+    return (f"95% CI columns: each model's own CI of its seed-mean metric, {data.get('n_boot')} bootstrap draws "
+            f"resampling {data.get('resample', RESAMPLE_PATIENTS)}")
 
 
 def encoder_line(config: dict) -> str:
@@ -504,6 +524,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   "runs.jsonl equal AUROC and AUPR)")
     footnotes = mark_notes(rows, monitor)
     ci_cols = ci_columns(folder, rows)
+    cnote = ci_note(folder)
     if fmt == "md":
         lines = [f"# {task} on {prov['data']}", ""]
         if info.get("underpowered"):
@@ -516,6 +537,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                   f"- {encoder_line(config)}",
                   f"- {visits_line(r['model'] for r in rows)}"]
         lines += [f"- {line}" for line in plines if not line.startswith("UNDERPOWERED")]
+        lines += [f"- {cnote}"] if cnote else []
         lines += ["", metric_table(rows, metrics, "md", cells_label=cells_label,
                                    extra_cols=[*ci_cols, ("best step: median (range)", "best_step"),
                                                ("at budget", "stopped_at_budget"), ("impl", "impl"),
@@ -530,6 +552,7 @@ def render_run(folder: str | os.PathLike, fmt: str = "md") -> str:
                + (f"\\textbf{{UNDERPOWERED}}: {latex_escape(print_under[len('UNDERPOWERED: '):])} " if info.get("underpowered") else "")
                + " ".join(latex_escape(x[0].upper() + x[1:] + ".") for x in plines if not x.startswith("UNDERPOWERED"))
                + (f" {extra}" if extra else "")
+               + (f" {latex_escape(cnote[0].upper() + cnote[1:])}." if cnote else "")
                + " V" + latex_escape(visits_line(r["model"] for r in rows)[1:] + ".")
                + f" Command: \\texttt{{{latex_escape(prov['command'])}}}. Machine: {latex_escape(prov['machine'])}.")
     lines = [f"% {task} on {prov['data']}", f"% command: {prov['command']}", f"% machine: {prov['machine']}"]

@@ -163,3 +163,24 @@ def test_cli_reproduce_accepts_split_seeds():
 
     args = build_parser().parse_args(["reproduce", "--split-seeds", "3"])
     assert args.split_seeds == "3"
+
+
+def test_pooled_bootstrap_resamples_the_training_seeds_within_a_split():
+    """The pooled CI's middle level: per drawn split, the seeds drawn with replacement (the same
+    positions for every model with as many seeds, so a comparison stays seed-paired)."""
+    from mingle_bench.report.comparison import fast_metric
+    from mingle_bench.report.pooled import _seed_mean
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((80, 1)) < 0.4).astype(float)
+    preds = {("m", s): np.clip(y * w + rng.random((80, 1)) * (1 - w), 0, 1) for s, w in ((0, 0.6), (1, 0.1), (2, 0.3))}
+    split = {"y": y, "preds": preds}
+    per_seed = [fast_metric("auroc", y, preds[("m", s)]) for s in (0, 1, 2)]
+    assert _seed_mean(split, "m", "auroc") == pytest.approx(np.mean(per_seed))
+    # u in [0, 1): position floor(u * S); slots beyond the model's seed count are unused
+    assert _seed_mean(split, "m", "auroc", u=np.array([0.0, 0.1, 0.5, 0.9])) == \
+        pytest.approx(np.mean([per_seed[0], per_seed[0], per_seed[1]]))
+    assert _seed_mean(split, "m", "auroc", u=np.array([0.99, 0.99, 0.99])) == pytest.approx(per_seed[2])
+    idx = np.arange(40)
+    assert _seed_mean(split, "m", "auroc", idx, np.array([0.7, 0.7, 0.7])) == \
+        pytest.approx(fast_metric("auroc", y[idx], preds[("m", 2)][idx]))

@@ -156,7 +156,8 @@ def _task_notes(ctx: dict, models: Sequence[str], fmt: str) -> list[str]:
 
     rows = [r for r in ctx["rows"] if r["model"] in models]
     lines = power_lines(ctx["info"], ctx["monitor"]) if ctx["info"] else []
-    lines += [ci_note(ctx.get("folder"))] if ci_note(ctx.get("folder")) else []
+    cnote = ci_note(ctx.get("folder"))
+    lines += [cnote] if cnote else []
     footnotes = mark_notes(rows, ctx["monitor"])
     if fmt != "md":
         return [latex_escape(x) for x in lines + footnotes]

@@ -206,7 +206,7 @@ def render_pooled(p: dict, command: str = "") -> str:
     """The pooled summary as markdown."""
     from tabulate import tabulate
 
-    from mingle_bench.report.tables import data_label, display_name
+    from mingle_bench.report.tables import ci_text, data_label, display_name
 
     J = len(p["splits"])
     lines = [f"# {p['task']} on {data_label(p.get('data') or '?', p.get('data_id'))}: {J} repeated splits pooled", ""]
@@ -249,7 +249,7 @@ def render_pooled(p: dict, command: str = "") -> str:
         for metric, res in comp["metrics"].items():
             t = res["t_test"]
             rows.append([metric.upper(), f"{100 * res['diff']:+.2f}" if not math.isnan(res["diff"]) else "n/a",
-                         "n/a" if math.isnan(res["ci_low"]) else f"[{100 * res['ci_low']:+.2f}, {100 * res['ci_high']:+.2f}]",
+                         ci_text(res["ci_low"], res["ci_high"]),
                          f"{res['a_better_splits']}/{len(res['per_split'])}",
                          "n/a (needs 2 splits)" if math.isnan(t["t"]) else f"t = {t['t']:.2f}, df {t['df']}, p = {t['p']:.3f}"])
         lines.append(tabulate(rows, ["Metric", f"Δ ({a} − {b})", "95% CI (hierarchical bootstrap)",

@@ -535,6 +535,9 @@ def run_benchmark(cfg: RunConfig, executor=None) -> RunSummary:
                     "config": {**run_cfg, **(job.budget.as_dict() if job.budget else {}), "hparams": job.hparams,
                                "tuned_from": tuned[job.model]["_path"] if job.model in tuned else None},
                     "input_hash": job.input_hash, "preds_sha256": R.array_sha256(out.probs),
+                    # the last bits of the embeddings it read (not in input_hash; the reference check's diagnosis)
+                    "computed_sha256": (data.computed_sha256(P.model_fields(job.model))
+                                        if hasattr(data, "computed_sha256") else {}),
                     "machine_info": config["machine_info"],  # the driver's (a Ray worker's CPU is not sent back)
                     "finished_at": P.utc_timestamp(),
                 }

@@ -8,10 +8,15 @@ Every fitted piece (vocabulary, DeepWalk, projections) was fitted on the train s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 import torch
+
+
+#: TaskData fields whose float values are computed at run time (embeddings, DeepWalk) and can
+#: differ in their last bits between machines or cache histories (:meth:`TaskData.computed_sha256`)
+COMPUTED_FIELDS = ("concept_emb", "visit_note_emb", "structural")
 
 
 @dataclass
@@ -54,6 +59,31 @@ class TaskData:
         if extras is not None and name in extras:
             return extras[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def computed_sha256(self, fields: Iterable[str] | None = None) -> dict[str, str]:
+        """sha256 (dtype, shape and bytes) of the float inputs computed on this machine, per field
+        of :data:`COMPUTED_FIELDS` that is present (of ``fields`` only, when given).
+
+        These are the values a cell reads beyond what ``input_hash`` names: the input hash
+        fixes the encoder, its settings and the texts, not the last bits of the vectors, which
+        depend on the CPU and, for a batched encoder, on the texts padded into the same batch.
+        The reference check compares them to say why a cell with the same inputs is not
+        bit-identical. Memoised per instance.
+        """
+        from mingle_bench.results import array_sha256
+
+        memo = self.__dict__.setdefault("_computed_sha256", {})
+        out = {}
+        for name in COMPUTED_FIELDS:
+            if fields is not None and name not in fields:
+                continue
+            value = getattr(self, name, None)
+            if not isinstance(value, torch.Tensor):
+                continue
+            if name not in memo:
+                memo[name] = array_sha256(value.detach().cpu().contiguous().numpy())
+            out[name] = memo[name]
+        return out
 
     @property
     def n_labels(self) -> int:

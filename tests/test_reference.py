@@ -98,11 +98,14 @@ def test_tampered_reference_cells_are_equivalent_or_differ(fakes, tmp_path):
     assert lines[0] == (f"reference check: 3/6 cells identical, 2 equivalent (max |Δ| 0.30 points, same CPU), "
                         f"1 beyond 2 points (the committed reference ({ref / FOLDER}))")
     assert lines[1].startswith("  this run's CPU: ") and "the reference's: " in lines[1]
-    assert "floating-point variation across CPUs" in lines[2]
+    assert "floating-point variation, not a broken install" in lines[2]
+    # every cell recorded the (here: no) embeddings it read, all the same as the reference's
+    assert lines[3].startswith("  cause: every embedding these cells read is bit-identical to the reference run's; "
+                               "same CPU")
     assert "  equivalent: mingle seed 0 (auroc +0.30 points)" in lines
     assert "  equivalent: hypehr seed 1 (predictions differ, metrics equal)" in lines
     assert "  differs: retain seed 0 (same inputs; aupr -3.00 points; more than 2 points)" in lines
-    assert len(lines) == 6
+    assert len(lines) == 7
     # the run's own records are never replaced by the reference's
     assert (tmp_path / "b" / FOLDER / R.RUNS_FILE).read_text() == mine_before
 
@@ -232,6 +235,41 @@ def test_compare_cells_rules():
     assert [c["status"] for c in compare_cells(run[3:4], ref[3:4], tolerance=0.5)] == ["differs"]
 
 
+def test_the_check_names_embeddings_whose_last_bits_differ():
+    """Same inputs, other bits: the cells record the sha256 of the embeddings they read, and the
+    check says which ones differ from the reference run's (the fresh-cache case), or that none do."""
+    cpu = {"cpu": {"vendor": "AuthenticAMD", "family": 25, "model": 17, "model_name": "AMD EPYC"},
+           "torch_cpu_capability": "AVX2", "kernel_isa": "avx2"}
+
+    def cell(model, sha, computed, **extra):
+        return {"model": model, "seed": 0, "input_hash": f"h-{model}", "preds_sha256": sha, "machine_info": cpu,
+                "metrics": {"aupr": 0.5}, **({"computed_sha256": computed} if computed is not None else {}), **extra}
+
+    run = [cell("mingle", "a", {"concept_emb": "c1", "visit_note_emb": "n2"}), cell("note-mlp", "b", {"visit_note_emb": "n2"}),
+           cell("logreg", "c", {})]
+    ref = [cell("mingle", "x", {"concept_emb": "c1", "visit_note_emb": "n1"}), cell("note-mlp", "y", {"visit_note_emb": "n1"}),
+           cell("logreg", "c", {})]
+    out = compare_cells(run, ref)
+    assert [c["status"] for c in out] == ["equivalent", "equivalent", "identical"]
+    assert out[0]["other_computed_inputs"] == out[1]["other_computed_inputs"] == ["visit_note_emb"]
+    rep = {"n": 3, "identical": 1, "equivalent": 2, "differs": 0, "no_reference": 0, "reference_cells": 3,
+           "reference": "results/mortality/synthetic-default", "cells": out, "max_abs_diff_points": 0.0}
+    cause = [line for line in reference_lines(rep) if line.startswith("  cause: ")]
+    assert len(cause) == 1 and cause[0].startswith("  cause: 2 of these 2 cells read note vectors whose last bits differ")
+    # the same vectors on both sides: the cause is elsewhere, and the line says so
+    run[0]["computed_sha256"] = ref[0]["computed_sha256"]
+    out = compare_cells(run[:1], ref[:1])
+    assert out[0]["other_computed_inputs"] == []
+    rep.update(n=1, identical=0, equivalent=1, cells=out)
+    assert any(line.startswith("  cause: every embedding these cells read is bit-identical") and "same CPU" in line
+               for line in reference_lines(rep))
+    # a reference cell written before cells recorded their embeddings: no diagnosis, no claim
+    out = compare_cells(run[:1], [cell("mingle", "x", None)])
+    assert out[0]["other_computed_inputs"] is None
+    rep.update(cells=out)
+    assert not any(line.startswith("  cause: ") for line in reference_lines(rep))
+
+
 def test_machine_info_records_what_changes_low_bits():
     from mingle_bench.io import _CPUINFO_KEYS, _parse_cpu_fields, kernel_isa, machine_description, machine_info, torch_blas
 
@@ -323,18 +361,22 @@ def test_real_pipeline_with_an_encoder_resumes_and_matches_its_reference(small_c
     """Task samples, features and note/concept embeddings built twice from the same cohort are
     the same inputs: the rerun resumes every cell and another folder matches it bit for bit.
     (The input digest must not depend on the embedding cache's state or on timings.)"""
-    kw = dict(task="readmission", models=["logreg", "retain"], seeds=[0], max_steps=3,
+    kw = dict(task="readmission", models=["logreg", "retain", "note-mlp"], seeds=[0], max_steps=3,
               hparam_overrides={"retain": RETAIN_TINY})
     ref = tmp_path / "ref"
     _run(ref, None, **kw)
     cfg1 = json.loads((ref / "readmission" / "synthetic-small" / "config.json").read_text())
     assert cfg1["input_digest"]["encoder"] and cfg1["data_report"]["visits_with_input_notes"] > 0
+    # each cell records the sha256 of the embeddings it read (the note vectors for note-mlp only)
+    computed = {r["model"]: r["computed_sha256"] for r in R.load_runs(ref / "readmission" / "synthetic-small")}
+    assert computed["logreg"] == computed["retain"] == {} and set(computed["note-mlp"]) == {"visit_note_emb"}
     s = _run(ref, None, **kw)  # the same command again
     cfg2 = json.loads((ref / "readmission" / "synthetic-small" / "config.json").read_text())
     assert cfg2["input_digest"] == cfg1["input_digest"]
-    assert not s.trained and len(s.skipped) == 2
-    rep = _run(tmp_path / "b", ref, **kw).reference
-    assert (rep["identical"], rep["n"]) == (2, 2), rep
+    assert not s.trained and len(s.skipped) == 3
+    s = _run(tmp_path / "b", ref, **kw)
+    assert (s.reference["identical"], s.reference["n"]) == (3, 3), s.reference
+    assert R.load_runs(s.folder)[2]["computed_sha256"] == computed["note-mlp"]
 
 
 def test_kernel_isa_is_what_the_op_dispatches_to(tmp_path):

@@ -16,7 +16,12 @@ Outcomes per cell, written to ``<run folder>/reference_check.json``:
   the order of sums, and training carries the last bits on; so does ``--math native`` against
   ``reproducible``, :mod:`mingle_bench.mathmode`); each cell names both CPUs
   (:func:`mingle_bench.io.machine_info`, recorded with every cell), so that a difference on the
-  *same* CPU stands out;
+  *same* CPU stands out. A third source is the embeddings themselves: ``input_hash`` names the
+  encoder and the texts, not the last bits of the vectors, and a batched encoder's vector of a
+  text depends on the texts padded into its batch, so a cache filled by other commands holds
+  other bits. Every cell records the sha256 of the embeddings it read (``computed_sha256``,
+  :meth:`mingle_bench.taskdata.TaskData.computed_sha256`) and the check names the ones that
+  differ (``other_computed_inputs``);
 * ``differs``: same inputs, and some metric further apart than the tolerance (or defined in one
   cell only): more than floating-point variation; look at the install;
 * ``no reference``: the reference holds no cell of that model and seed with the same inputs
@@ -77,6 +82,15 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
+def _computed_diff(mine: Any, theirs: Any) -> list[str] | None:
+    """The computed inputs (:meth:`mingle_bench.taskdata.TaskData.computed_sha256`) both cells
+    recorded whose values differ (``[]`` also for a model that reads none); ``None`` when either
+    cell predates the record."""
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return None
+    return sorted(k for k in mine if k in theirs and mine[k] != theirs[k])
+
+
 def compare_cells(run_records: Sequence[dict], ref_records: Sequence[dict], tolerance: float = TOLERANCE_POINTS,
                   ref_machine: dict | str | None = None) -> list[dict[str, Any]]:
     """One outcome per run record (see the module docstring), in the run's order.
@@ -115,6 +129,7 @@ def compare_cells(run_records: Sequence[dict], ref_records: Sequence[dict], tole
                                          else str(ref_info) if ref_info else "not recorded")
             a, b = _cpu_key(info), _cpu_key(ref_info)
             cell["other_cpu"] = None if a is None or b is None else a != b
+            cell["other_computed_inputs"] = _computed_diff(r.get("computed_sha256"), other.get("computed_sha256"))
         out.append(cell)
     return out
 
@@ -152,7 +167,8 @@ def check_reference(folder: str | os.PathLike, input_hashes: Sequence[str],
         "max_abs_diff_points": max((c["max_abs_diff_points"] for c in equivalent), default=0.0),
         "definition": ("identical: same inputs, same sha256 of the test probabilities; equivalent: same inputs, "
                        f"every test metric within {TOLERANCE_POINTS:g} point (x100) of the reference's, the "
-                       "floating-point variation across CPUs; differs: same inputs, a larger difference; "
+                       "floating-point variation of another CPU, math mode or embedding bits (other_computed_inputs: "
+                       "the embeddings whose recorded sha256 differs; null: not recorded); differs: same inputs, a larger difference; "
                        "no reference: no committed cell with the same inputs"),
     }
     atomic_write_json(folder / REFERENCE_FILE, report)
@@ -176,6 +192,32 @@ def _cpu_phrase(cells: list[dict]) -> str:
     if kinds == {None}:
         return "reference CPU not recorded"
     return "other CPU in some cells"
+
+
+_FIELD_WORDS = {"concept_emb": "concept vectors", "visit_note_emb": "note vectors", "structural": "DeepWalk vectors"}
+
+
+def _cause_lines(cells: list[dict]) -> list[str]:
+    """Why cells with the same inputs are not bit-identical, as far as the records tell: the
+    embeddings they read (recorded sha256s) and the CPUs."""
+    if not cells:
+        return []
+    computed = [c.get("other_computed_inputs") for c in cells]
+    moved = sorted({f for d in computed if d for f in d})
+    if moved:
+        what = ", ".join(_FIELD_WORDS.get(f, f) for f in moved)
+        n = sum(1 for d in computed if d)
+        return [f"  cause: {n} of these {len(cells)} cells read {what} whose last bits differ from the reference "
+                "run's (the vectors depend on the CPU and on which texts shared a padded batch, so a cache filled "
+                "by other commands gives other bits); trained on the same vectors, a cell on the same CPU and math "
+                "mode is identical (docs/reproducibility.md)"]
+    if all(d == [] for d in computed):
+        cpu = _cpu_phrase(cells)
+        why = ("the CPUs differ" if cpu == "other CPU" else
+               "same CPU: look at the math mode (--math) and the torch build" if cpu == "same CPU" else
+               "compare the two CPUs above")
+        return [f"  cause: every embedding these cells read is bit-identical to the reference run's; {why}"]
+    return []
 
 
 def reference_lines(report: dict[str, Any] | None) -> list[str]:
@@ -210,7 +252,8 @@ def reference_lines(report: dict[str, Any] | None) -> list[str]:
             lines.append(f"  this run's CPU: {shown['machine']}; the reference's: {shown['reference_machine']}")
         if equiv:
             lines.append(f"  equivalent: same inputs, every test metric within {tol:g} point{'s' if tol != 1 else ''} "
-                         "of the reference: floating-point variation across CPUs or math modes, not a broken install")
+                         "of the reference: floating-point variation, not a broken install")
+        lines.extend(_cause_lines([c for c in report["cells"] if c["status"] in ("equivalent", "differs")]))
     for c in report["cells"]:
         if c["status"] == "equivalent":
             lines.append(f"  equivalent: {c['model']} seed {c['seed']} ({_diffs_text(c)})")

@@ -212,10 +212,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:  # before anything imports torch: the math mode pins the CPU kernels (mingle_bench/mathmode.py)
         mode, argv = mathmode.take_from_argv(list(sys.argv[1:] if argv is None else argv))
+        mathmode.apply(mode)
     except mathmode.MathModeError as exc:
         print(f"mingle-bench: error: {exc}", file=sys.stderr)
         return 2
-    mathmode.apply(mode)
     try:  # --plugin modules register their names before the parsers list the registries' choices
         plugins, argv = take_plugin_args(argv)
         for spec in plugins:

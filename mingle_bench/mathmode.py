@@ -18,8 +18,17 @@ but which kernels run depends on the CPU, and the hypergraph models' low bits de
   but the op dispatches its AVX2+FMA kernels on every CPU that has them, whatever else the CPU
   has, so on AVX2 machines they are already the same everywhere.
 
+* **the thread count** (measured, docs/reproducibility.md): ATen splits a reduction over more
+  than 32,768 elements into one chunk per intra-op thread, so a loss mean over a large batch,
+  BatchNorm's statistics and the gradient-norm clip change their low bits with
+  ``torch.get_num_threads()``; MINGLE, HypEHR and HyperGAT trained with 1 and with 2 threads give
+  other predictions (RETAIN, GRAM and the references do not). MKL's strict CNR GEMMs, our op,
+  index_add/scatter_add, softmax and layer norm gave the same bits with 1 and 2 threads.
+
 ``reproducible`` therefore pins ``ATEN_CPU_CAPABILITY=avx2`` and ``MKL_CBWR=AVX2,STRICT``
-(:data:`PINNED_ENV`) before torch is imported, so the same inputs run the same kernels on every
+(:data:`PINNED_ENV`) and the intra-op thread count (``OMP_NUM_THREADS``: :data:`PINNED_THREADS`,
+the count the committed references were trained with, or ``$MINGLE_THREADS``; more threads are
+faster on a large cohort and give ``equivalent``, not ``identical``, cells) before torch is imported, so the same inputs run the same kernels on every
 x86-64 CPU with AVX2 (Intel since Haswell, AMD since Zen). It cannot be switched on after torch
 has been imported in the process (both settings are read once); :func:`status` says whether it is
 in effect, and every results config and cell records it. A CPU without AVX2 falls back to ATen's
@@ -44,6 +53,9 @@ ENV_VAR = "MINGLE_MATH"
 FLAG = "--math"
 #: what ``reproducible`` sets before torch is imported
 PINNED_ENV: dict[str, str] = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT"}
+#: the intra-op thread count ``reproducible`` runs torch with unless ``$MINGLE_THREADS`` says otherwise
+PINNED_THREADS = 2
+THREADS_VAR = "MINGLE_THREADS"
 
 _applied: dict[str, Any] = {"mode": None, "applied": False, "reason": ""}
 
@@ -83,11 +95,29 @@ def take_from_argv(argv: list[str]) -> tuple[str, list[str]]:
     return mode, rest
 
 
+def pinned_threads() -> int:
+    """The thread count ``reproducible`` pins: ``$MINGLE_THREADS`` (a positive integer) or
+    :data:`PINNED_THREADS`."""
+    raw = os.environ.get(THREADS_VAR, "").strip()
+    if not raw:
+        return PINNED_THREADS
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise MathModeError(f"${THREADS_VAR} must be a positive integer, got {raw!r}")
+    return n
+
+
 def apply(mode: str = DEFAULT_MODE) -> dict[str, Any]:
-    """Put ``mode`` in effect for this process: for ``reproducible``, set :data:`PINNED_ENV` (also
-    inherited by worker processes started from here, local Ray workers included). It takes effect
-    only if torch has not been imported yet; otherwise nothing is changed and the reason is kept."""
+    """Put ``mode`` in effect for this process: for ``reproducible``, set :data:`PINNED_ENV` and
+    ``OMP_NUM_THREADS`` (:func:`pinned_threads`; also inherited by worker processes started from
+    here, local Ray workers included). It takes effect only if torch has not been imported yet;
+    otherwise nothing is changed and the reason is kept. A bad ``$MINGLE_THREADS`` raises
+    :class:`MathModeError`."""
     _check(mode, "math mode")
+    threads = pinned_threads() if mode == "reproducible" else None
     _applied.update(mode=mode, applied=False, reason="")
     if mode == "native":
         _applied["applied"] = True
@@ -96,6 +126,7 @@ def apply(mode: str = DEFAULT_MODE) -> dict[str, Any]:
         _applied["reason"] = "torch was imported before the math mode could be set"
         return dict(_applied)
     os.environ.update(PINNED_ENV)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     _applied["applied"] = True
     return dict(_applied)
 
@@ -112,7 +143,8 @@ def status() -> dict[str, Any]:
     cbwr = os.environ.get("MKL_CBWR", "")
     pinned = cap == "AVX2" and (not uses_mkl or cbwr.split(",")[0].upper() == "AVX2")
     out: dict[str, Any] = {"requested": _applied["mode"], "mode": "reproducible" if pinned else "native",
-                           "torch_cpu_capability": cap, "mkl_cbwr": cbwr or None}
+                           "torch_cpu_capability": cap, "mkl_cbwr": cbwr or None,
+                           "threads": int(torch.get_num_threads())}
     if _applied["mode"] == "reproducible" and not pinned:
         out["reason"] = _applied["reason"] or (
             "this CPU has no AVX2 (ATen runs its DEFAULT kernels)" if cap == "DEFAULT" else
@@ -121,8 +153,9 @@ def status() -> dict[str, Any]:
 
 
 def describe(st: dict[str, Any] | None = None) -> str:
-    """One line, e.g. ``math reproducible (ATen AVX2, MKL_CBWR AVX2,STRICT)``."""
+    """One line, e.g. ``math reproducible (ATen AVX2, MKL_CBWR AVX2,STRICT, 2 threads)``."""
     st = st or status()
-    return (f"math {st['mode']} (ATen {st['torch_cpu_capability']}, MKL_CBWR {st['mkl_cbwr'] or 'unset'})"
+    threads = f", {st['threads']} threads" if st.get("threads") else ""
+    return (f"math {st['mode']} (ATen {st['torch_cpu_capability']}, MKL_CBWR {st['mkl_cbwr'] or 'unset'}{threads})"
             + (f"; {st['reason']}" if st.get("reason") else ""))
 

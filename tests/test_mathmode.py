@@ -47,6 +47,22 @@ def test_bad_mode_is_one_line(capsys):
     assert err.strip().splitlines() == ["mingle-bench: error: --math must be one of reproducible, native, got 'fast'"]
 
 
+def test_pinned_threads(monkeypatch, capsys):
+    monkeypatch.delenv("MINGLE_THREADS", raising=False)
+    assert mathmode.pinned_threads() == mathmode.PINNED_THREADS == 2
+    monkeypatch.setenv("MINGLE_THREADS", "8")
+    assert mathmode.pinned_threads() == 8
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv("MINGLE_THREADS", bad)
+        with pytest.raises(mathmode.MathModeError, match=rf"\$MINGLE_THREADS must be a positive integer, got '{bad}'"):
+            mathmode.pinned_threads()
+    from mingle_bench.cli import main
+
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "mingle-bench: error: $MINGLE_THREADS must be a positive integer, got 'two'"]
+
+
 def test_too_late_in_a_process_that_imported_torch():
     import torch  # noqa: F401  (the test process has imported it)
 
@@ -70,11 +86,13 @@ def _fresh(code: str, env_extra: dict | None = None) -> dict:
 @pytest.mark.slow  # a subprocess end to end: the slow run (CI) keeps it
 @pytest.mark.skipif(not _has_avx2(), reason="this CPU has no AVX2: the reproducible mode falls back to DEFAULT kernels")
 def test_reproducible_mode_pins_the_kernels_in_a_fresh_process():
-    st = _fresh("import json; from mingle_bench.cli import main; import contextlib, io\n"
-                "with contextlib.redirect_stdout(io.StringIO()): main(['models'])\n"
-                "from mingle_bench import mathmode; print(json.dumps(mathmode.status()))")
+    code = ("import json; from mingle_bench.cli import main; import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['models'])\n"
+            "from mingle_bench import mathmode; print(json.dumps(mathmode.status()))")
+    st = _fresh(code, {"OMP_NUM_THREADS": "1"})  # the pinned count wins over the machine's default
     assert st == {"requested": "reproducible", "mode": "reproducible", "torch_cpu_capability": "AVX2",
-                  "mkl_cbwr": "AVX2,STRICT"}
+                  "mkl_cbwr": "AVX2,STRICT", "threads": mathmode.PINNED_THREADS}
+    assert _fresh(code, {"MINGLE_THREADS": "1"})["threads"] == 1
     native = _fresh("import json; from mingle_bench import mathmode; mathmode.apply('native'); import torch\n"
                     "print(json.dumps(mathmode.status()))")
     assert native["requested"] == "native" and native["mkl_cbwr"] is None

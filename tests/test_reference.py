@@ -239,7 +239,7 @@ def test_the_check_names_embeddings_whose_last_bits_differ():
     """Same inputs, other bits: the cells record the sha256 of the embeddings they read, and the
     check says which ones differ from the reference run's (the fresh-cache case), or that none do."""
     cpu = {"cpu": {"vendor": "AuthenticAMD", "family": 25, "model": 17, "model_name": "AMD EPYC"},
-           "torch_cpu_capability": "AVX2", "kernel_isa": "avx2"}
+           "torch_cpu_capability": "AVX2", "kernel_isa": "avx2", "torch_threads": 2}
 
     def cell(model, sha, computed, **extra):
         return {"model": model, "seed": 0, "input_hash": f"h-{model}", "preds_sha256": sha, "machine_info": cpu,
@@ -263,6 +263,13 @@ def test_the_check_names_embeddings_whose_last_bits_differ():
     rep.update(n=1, identical=0, equivalent=1, cells=out)
     assert any(line.startswith("  cause: every embedding these cells read is bit-identical") and "same CPU" in line
                for line in reference_lines(rep))
+    # the same vectors, another thread count: that is the cause named
+    out = compare_cells(run[:1], [{**ref[0], "machine_info": {**cpu, "torch_threads": 8}}])
+    rep.update(cells=out)
+    assert out[0]["other_threads"] is True and out[0]["other_cpu"] is False
+    cause = [line for line in reference_lines(rep) if line.startswith("  cause: ")]
+    assert cause == ["  cause: other torch thread count (2 here, 8 in the reference): ATen splits large reductions "
+                     "into one chunk per thread; --math reproducible pins 2 unless $MINGLE_THREADS says otherwise"]
     # a reference cell written before cells recorded their embeddings: no diagnosis, no claim
     out = compare_cells(run[:1], [cell("mingle", "x", None)])
     assert out[0]["other_computed_inputs"] is None

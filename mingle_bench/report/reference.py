@@ -21,7 +21,8 @@ Outcomes per cell, written to ``<run folder>/reference_check.json``:
   text depends on the texts padded into its batch, so a cache filled by other commands holds
   other bits. Every cell records the sha256 of the embeddings it read (``computed_sha256``,
   :meth:`mingle_bench.taskdata.TaskData.computed_sha256`) and the check names the ones that
-  differ (``other_computed_inputs``);
+  differ (``other_computed_inputs``). A fourth is torch's thread count (``other_threads``; the
+  reproducible math mode pins it, :mod:`mingle_bench.mathmode`);
 * ``differs``: same inputs, and some metric further apart than the tolerance (or defined in one
   cell only): more than floating-point variation; look at the install;
 * ``no reference``: the reference holds no cell of that model and seed with the same inputs
@@ -82,6 +83,12 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
+def _threads(info: Any) -> int | None:
+    """torch's intra-op thread count a cell trained with (``None`` when not recorded)."""
+    n = info.get("torch_threads") if isinstance(info, dict) else None
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) else None
+
+
 def _computed_diff(mine: Any, theirs: Any) -> list[str] | None:
     """The computed inputs (:meth:`mingle_bench.taskdata.TaskData.computed_sha256`) both cells
     recorded whose values differ (``[]`` also for a model that reads none); ``None`` when either
@@ -129,6 +136,9 @@ def compare_cells(run_records: Sequence[dict], ref_records: Sequence[dict], tole
                                          else str(ref_info) if ref_info else "not recorded")
             a, b = _cpu_key(info), _cpu_key(ref_info)
             cell["other_cpu"] = None if a is None or b is None else a != b
+            cell["threads"], cell["reference_threads"] = _threads(info), _threads(ref_info)
+            cell["other_threads"] = (None if cell["threads"] is None or cell["reference_threads"] is None
+                                     else cell["threads"] != cell["reference_threads"])
             cell["other_computed_inputs"] = _computed_diff(r.get("computed_sha256"), other.get("computed_sha256"))
         out.append(cell)
     return out
@@ -199,25 +209,31 @@ _FIELD_WORDS = {"concept_emb": "concept vectors", "visit_note_emb": "note vector
 
 def _cause_lines(cells: list[dict]) -> list[str]:
     """Why cells with the same inputs are not bit-identical, as far as the records tell: the
-    embeddings they read (recorded sha256s) and the CPUs."""
+    embeddings they read (recorded sha256s), the thread counts and the CPUs."""
     if not cells:
         return []
+    lines = []
     computed = [c.get("other_computed_inputs") for c in cells]
     moved = sorted({f for d in computed if d for f in d})
     if moved:
         what = ", ".join(_FIELD_WORDS.get(f, f) for f in moved)
         n = sum(1 for d in computed if d)
-        return [f"  cause: {n} of these {len(cells)} cells read {what} whose last bits differ from the reference "
-                "run's (the vectors depend on the CPU and on which texts shared a padded batch, so a cache filled "
-                "by other commands gives other bits); trained on the same vectors, a cell on the same CPU and math "
-                "mode is identical (docs/reproducibility.md)"]
-    if all(d == [] for d in computed):
+        lines.append(f"  cause: {n} of these {len(cells)} cells read {what} whose last bits differ from the reference "
+                     "run's (the vectors depend on the CPU and on which texts shared a padded batch, so a cache filled "
+                     "by other commands gives other bits); trained on the same vectors, a cell on the same CPU, math "
+                     "mode and thread count is identical (docs/reproducibility.md)")
+    counts = sorted({(c["threads"], c["reference_threads"]) for c in cells if c.get("other_threads")})
+    if counts:
+        pairs = ", ".join(f"{a} here, {b} in the reference" for a, b in counts)
+        lines.append(f"  cause: other torch thread count ({pairs}): ATen splits large reductions into one chunk per "
+                     "thread; --math reproducible pins 2 unless $MINGLE_THREADS says otherwise")
+    if not lines and all(d == [] for d in computed):
         cpu = _cpu_phrase(cells)
         why = ("the CPUs differ" if cpu == "other CPU" else
-               "same CPU: look at the math mode (--math) and the torch build" if cpu == "same CPU" else
-               "compare the two CPUs above")
-        return [f"  cause: every embedding these cells read is bit-identical to the reference run's; {why}"]
-    return []
+               "same CPU and thread count: look at the math mode (--math) and the torch build" if cpu == "same CPU"
+               else "compare the two CPUs above")
+        lines.append(f"  cause: every embedding these cells read is bit-identical to the reference run's; {why}")
+    return lines
 
 
 def reference_lines(report: dict[str, Any] | None) -> list[str]:

@@ -51,6 +51,7 @@ import torch
 from mingle_bench.data.cohort import Cohort
 from mingle_bench.deepwalk import DeepWalkParams, deepwalk_embeddings
 from mingle_bench.hypergraph import EHRHypergraph
+from mingle_bench.mathmode import encoding_threads
 from mingle_bench.splits import SPLIT_MODES, SPLITS, SplitManifest, split_patients
 from mingle_bench.taskdata import TaskData
 from mingle_bench.vocab import CodeVocab
@@ -384,7 +385,8 @@ def concept_view(ctx: ViewContext) -> dict[str, Any]:
 
     enc = ctx.open_encoder()
     t0 = time.perf_counter()
-    emb = embed_texts(enc, ctx.vt.vocab.texts, cache=EmbeddingCache(ctx.root / "embeddings"), progress=ctx.progress)
+    with encoding_threads():
+        emb = embed_texts(enc, ctx.vt.vocab.texts, cache=EmbeddingCache(ctx.root / "embeddings"), progress=ctx.progress)
     ctx.report.setdefault("notes", {})["concept_seconds"] = round(time.perf_counter() - t0, 3)
     return {"concept_emb": emb.to(torch.float32)}
 
@@ -400,9 +402,10 @@ def note_view(ctx: ViewContext) -> dict[str, Any]:
     n_visits = len(ctx.vt.visit_hadm)
     report: dict[str, Any] = {}
     if any(ctx.visit_note_ids):
-        emb, has, report = embed_visit_notes(
-            enc, ctx.visit_note_ids, ctx.cohort.read_note_texts, max_notes_per_visit=ctx.max_notes_per_visit,
-            max_tokens=ctx.max_tokens, cache=EmbeddingCache(ctx.root / "embeddings"), progress=ctx.progress)
+        with encoding_threads():
+            emb, has, report = embed_visit_notes(
+                enc, ctx.visit_note_ids, ctx.cohort.read_note_texts, max_notes_per_visit=ctx.max_notes_per_visit,
+                max_tokens=ctx.max_tokens, cache=EmbeddingCache(ctx.root / "embeddings"), progress=ctx.progress)
     else:
         emb = torch.zeros(n_visits, enc.dim, dtype=torch.float32)
         has = torch.zeros(n_visits, dtype=torch.bool)

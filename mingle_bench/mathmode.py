@@ -43,9 +43,10 @@ Bottom module: the standard library only (torch is imported lazily by :func:`sta
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 MODES: tuple[str, ...] = ("reproducible", "native")
 DEFAULT_MODE = "reproducible"
@@ -129,6 +130,41 @@ def apply(mode: str = DEFAULT_MODE) -> dict[str, Any]:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     _applied["applied"] = True
     return dict(_applied)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def encoding_threads() -> Iterator[int | None]:
+    """Run the block (text encoding) with every available CPU while the reproducible mode's thread
+    pin is in effect, then restore the pinned count; yields the count used (``None``: unchanged).
+
+    The pin exists for training (large reductions change bits with the thread count). The text
+    encoder's vectors did not: all-MiniLM-L6-v2's output in this mode was bit-identical with 1, 2
+    and 3 threads (MKL's strict-CNR GEMMs, row-wise layer norm and softmax, per-text pooling), so
+    encoding need not run on 2 threads on a machine with more cores. A vector that did move would
+    show in the cells' ``computed_sha256`` and the reference check's cause line."""
+    if _applied["mode"] != "reproducible" or not _applied["applied"] or "torch" not in sys.modules:
+        yield None
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    n = max(before, available_cpus())
+    if n == before:
+        yield None
+        return
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 def status() -> dict[str, Any]:

@@ -207,6 +207,7 @@ def probe_encoder(data: str, task: str, encoder: str, *, split_seed: int = 0, n_
     """
     from mingle_bench.data.sources import load_source, parse_spec
     from mingle_bench.encoders import EmbeddingCache, embed_visit_notes, load_encoder
+    from mingle_bench.mathmode import encoding_threads
     from mingle_bench.features import encoder_fit_texts, prepare_visits, sample_note_texts
     from mingle_bench.io import cache_root
     from mingle_bench.tasks import get_task
@@ -228,8 +229,9 @@ def probe_encoder(data: str, task: str, encoder: str, *, split_seed: int = 0, n_
     hadm = samples["hadm_id"].to_numpy(dtype=np.int64)
     index_notes = [ts.input_note_ids.get(int(h), []) for h in hadm]
     t1 = time.perf_counter()
-    z, has, note_report = embed_visit_notes(enc, index_notes, cohort.read_note_texts,
-                                            cache=EmbeddingCache(root / "embeddings"), progress=progress)
+    with encoding_threads():
+        z, has, note_report = embed_visit_notes(enc, index_notes, cohort.read_note_texts,
+                                                cache=EmbeddingCache(root / "embeddings"), progress=progress)
     embed_s = time.perf_counter() - t1
     split = samples["split"].to_numpy(dtype=object)
     groups = samples["patient_id"].to_numpy()

@@ -68,6 +68,22 @@ def test_batch_composition_does_not_change_embeddings(minilm):
     assert torch.allclose(together, alone, atol=1e-5)
 
 
+def test_thread_count_does_not_change_the_vectors(minilm):
+    """What lets text encoding use every CPU while training keeps the reproducible mode's 2 threads
+    (mathmode.encoding_threads): the same batches give bit-identical vectors with 1 and 2 threads."""
+    texts = ["heart failure", "a much longer description of a chronic kidney disease stage " * 12, "cough",
+             "Patient is DNR/DNI, lactate 4.1 mmol/L, HbA1c 9.2%. " * 20]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = minilm.encode(texts)
+        torch.set_num_threads(2)
+        two = minilm.encode(texts)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+
+
 def test_real_notes_chunked_pooled_and_cached(minilm, tmp_path):
     cardiac = ("Patient admitted with crushing chest pain radiating to the left arm, troponin elevated, "
                "ST elevations on ECG, taken for emergent cardiac catheterization. ") * 12

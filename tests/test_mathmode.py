@@ -63,6 +63,26 @@ def test_pinned_threads(monkeypatch, capsys):
         "mingle-bench: error: $MINGLE_THREADS must be a positive integer, got 'two'"]
 
 
+def test_encoding_threads_lifts_the_pin_for_the_block_only(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(mathmode, "available_cpus", lambda: before + 1)
+    monkeypatch.setitem(mathmode._applied, "mode", "native")
+    with mathmode.encoding_threads() as n:  # native: torch's own choice stands
+        assert n is None and torch.get_num_threads() == before
+    monkeypatch.setitem(mathmode._applied, "mode", "reproducible")
+    monkeypatch.setitem(mathmode._applied, "applied", True)
+    with pytest.raises(RuntimeError, match="inside"):
+        with mathmode.encoding_threads() as n:
+            assert n == before + 1 == torch.get_num_threads()
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before  # restored, also after an error
+    monkeypatch.setattr(mathmode, "available_cpus", lambda: 1)
+    with mathmode.encoding_threads() as n:  # never fewer than the pinned count
+        assert n is None and torch.get_num_threads() == before
+
+
 def test_too_late_in_a_process_that_imported_torch():
     import torch  # noqa: F401  (the test process has imported it)
 

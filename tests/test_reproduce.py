@@ -199,6 +199,11 @@ def test_each_encoder_keeps_its_folders_and_the_note_channel_table_sets_them_sid
         mp.setattr(comparison, "paired_comparison", counted)
         again = NC.note_channel(tmp_path / "cvd", "synthetic-small", n_boot=30)
         assert calls == [] and json.loads(json.dumps(again, default=str)) == json.loads(json.dumps(entries, default=str))
+        # read back from the cache, the table is the same text (columns in the reported metrics' order)
+        assert NC.render_task("cvd", again, "md") == NC.render_task("cvd", entries, "md")
+        assert entries[0]["metrics"] == ["auroc", "aupr"]
+        header = next(line for line in NC.render_task("cvd", again, "md") if line.startswith("| encoder"))
+        assert header.index("AUROC") < header.index("AUPR")
         assert (tmp_path / "cvd" / "synthetic-small-enc-tfidf" / NC.NOTE_CHANNEL_CACHE).is_file()
         NC.note_channel(tmp_path / "cvd", "synthetic-small", n_boot=20)  # other inputs: computed anew
         assert len(calls) == 7  # 3 gaps in the default folder, 3 gaps and vs_default in the tfidf one

@@ -150,7 +150,7 @@ def note_channel(task_root: str | Path, base_id: str, n_boot: int = 1000) -> lis
         entry = {"encoder": config.get("encoder") or "default", "folder": str(folder),
                  "rows": aggregate(records, order=CHANNEL_MODELS + (BACKBONE,), folder=folder,
                                    split_seed=config.get("split_seed")),
-                 "gaps": gaps, "vs_default": None, "labels_sha256": labels_sha}
+                 "gaps": gaps, "vs_default": None, "labels_sha256": labels_sha, "metrics": list(metrics)}
         if default is None:
             default = {**entry, "probs": mingle, "backbone": others.get(BACKBONE, (None,))[0], "shas": shas}
         elif entry["labels_sha256"] == default["labels_sha256"]:
@@ -181,7 +181,9 @@ def render_task(task: str, entries: list[dict], fmt: str) -> list[str]:
 
     if not entries:
         return []
-    metrics = next((tuple(c["metrics"]) for e in entries for c in e["gaps"].values()), ("auroc", "aupr"))
+    # the folder's reported metrics, in their order (a comparison read back from its JSON cache has
+    # its metric keys sorted, so the gaps' keys cannot set the column order)
+    metrics = tuple(entries[0].get("metrics") or ("auroc", "aupr"))
     rows_body, gap_body = [], []
     for e in entries:
         for r in e["rows"]:

@@ -24,7 +24,11 @@ Outcomes per cell, written to ``<run folder>/reference_check.json``:
   differ (``other_computed_inputs``). A fourth is torch's thread count (``other_threads``; the
   reproducible math mode pins it, :mod:`mingle_bench.mathmode`);
 * ``differs``: same inputs, and some metric further apart than the tolerance (or defined in one
-  cell only): more than floating-point variation; look at the install;
+  cell only). With the same embedding bits, CPU, math mode and thread count, look at the install;
+  with other embedding bits or threads (the cause line says which), it measures how far training
+  carries a last-bit difference: on the default cohort's mortality task, note vectors differing by
+  about 2e-7 moved single MINGLE cells by up to 20 AUROC points (best steps chosen among a few
+  evaluations on 28 validation deaths; results/README.md);
 * ``no reference``: the reference holds no cell of that model and seed with the same inputs
   (other data, hyperparameters, budget or pipeline version).
 """

@@ -101,7 +101,7 @@ def test_tampered_reference_cells_are_equivalent_or_differ(fakes, tmp_path):
     assert "floating-point variation, not a broken install" in lines[2]
     # every cell recorded the (here: no) embeddings it read, all the same as the reference's
     assert lines[3].startswith("  cause: every embedding these cells read is bit-identical to the reference run's; "
-                               "same CPU")
+                               "same CPU, thread count and math mode")
     assert "  equivalent: mingle seed 0 (auroc +0.30 points)" in lines
     assert "  equivalent: hypehr seed 1 (predictions differ, metrics equal)" in lines
     assert "  differs: retain seed 0 (same inputs; aupr -3.00 points; more than 2 points)" in lines
@@ -270,6 +270,14 @@ def test_the_check_names_embeddings_whose_last_bits_differ():
     cause = [line for line in reference_lines(rep) if line.startswith("  cause: ")]
     assert cause == ["  cause: other torch thread count (2 here, 8 in the reference): ATen splits large reductions "
                      "into one chunk per thread; --math reproducible pins 2 unless $MINGLE_THREADS says otherwise"]
+    # the same vectors and threads, another math mode: named too
+    native = {**cpu, "math": {"mode": "native"}}
+    out = compare_cells([{**run[0], "machine_info": {**cpu, "math": {"mode": "reproducible"}}}],
+                        [{**ref[0], "machine_info": native}])
+    rep.update(cells=out)
+    cause = [line for line in reference_lines(rep) if line.startswith("  cause: ")]
+    assert cause == ["  cause: other math mode (reproducible here, native in the reference): the CPU kernels differ "
+                     "(--math, docs/reproducibility.md)"]
     # a reference cell written before cells recorded their embeddings: no diagnosis, no claim
     out = compare_cells(run[:1], [cell("mingle", "x", None)])
     assert out[0]["other_computed_inputs"] is None

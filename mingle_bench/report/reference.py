@@ -93,6 +93,13 @@ def _threads(info: Any) -> int | None:
     return int(n) if isinstance(n, int) and not isinstance(n, bool) else None
 
 
+def _math_mode(info: Any) -> str | None:
+    """The math mode a cell trained in (``machine_info.math.mode``; ``None`` when not recorded)."""
+    math_ = info.get("math") if isinstance(info, dict) else None
+    mode = math_.get("mode") if isinstance(math_, dict) else None
+    return str(mode) if mode else None
+
+
 def _computed_diff(mine: Any, theirs: Any) -> list[str] | None:
     """The computed inputs (:meth:`mingle_bench.taskdata.TaskData.computed_sha256`) both cells
     recorded whose values differ (``[]`` also for a model that reads none); ``None`` when either
@@ -143,6 +150,9 @@ def compare_cells(run_records: Sequence[dict], ref_records: Sequence[dict], tole
             cell["threads"], cell["reference_threads"] = _threads(info), _threads(ref_info)
             cell["other_threads"] = (None if cell["threads"] is None or cell["reference_threads"] is None
                                      else cell["threads"] != cell["reference_threads"])
+            cell["math"], cell["reference_math"] = _math_mode(info), _math_mode(ref_info)
+            cell["other_math"] = (None if cell["math"] is None or cell["reference_math"] is None
+                                  else cell["math"] != cell["reference_math"])
             cell["other_computed_inputs"] = _computed_diff(r.get("computed_sha256"), other.get("computed_sha256"))
         out.append(cell)
     return out
@@ -213,7 +223,7 @@ _FIELD_WORDS = {"concept_emb": "concept vectors", "visit_note_emb": "note vector
 
 def _cause_lines(cells: list[dict]) -> list[str]:
     """Why cells with the same inputs are not bit-identical, as far as the records tell: the
-    embeddings they read (recorded sha256s), the thread counts and the CPUs."""
+    embeddings they read (recorded sha256s), the thread counts, the math modes and the CPUs."""
     if not cells:
         return []
     lines = []
@@ -231,10 +241,14 @@ def _cause_lines(cells: list[dict]) -> list[str]:
         pairs = ", ".join(f"{a} here, {b} in the reference" for a, b in counts)
         lines.append(f"  cause: other torch thread count ({pairs}): ATen splits large reductions into one chunk per "
                      "thread; --math reproducible pins 2 unless $MINGLE_THREADS says otherwise")
+    modes = sorted({(c["math"], c["reference_math"]) for c in cells if c.get("other_math")})
+    if modes:
+        pairs = ", ".join(f"{a} here, {b} in the reference" for a, b in modes)
+        lines.append(f"  cause: other math mode ({pairs}): the CPU kernels differ (--math, docs/reproducibility.md)")
     if not lines and all(d == [] for d in computed):
         cpu = _cpu_phrase(cells)
         why = ("the CPUs differ" if cpu == "other CPU" else
-               "same CPU and thread count: look at the math mode (--math) and the torch build" if cpu == "same CPU"
+               "same CPU, thread count and math mode: look at the torch and MKL builds" if cpu == "same CPU"
                else "compare the two CPUs above")
         lines.append(f"  cause: every embedding these cells read is bit-identical to the reference run's; {why}")
     return lines

@@ -28,9 +28,10 @@ but which kernels run depends on the CPU, and the hypergraph models' low bits de
 ``reproducible`` therefore pins ``ATEN_CPU_CAPABILITY=avx2`` and ``MKL_CBWR=AVX2,STRICT``
 (:data:`PINNED_ENV`) and the intra-op thread count (``OMP_NUM_THREADS``: :data:`PINNED_THREADS`,
 the count the committed references were trained with, or ``$MINGLE_THREADS``; more threads are
-faster on a large cohort and give ``equivalent``, not ``identical``, cells) before torch is imported, so the same inputs run the same kernels on every
-x86-64 CPU with AVX2 (Intel since Haswell, AMD since Zen). It cannot be switched on after torch
-has been imported in the process (both settings are read once); :func:`status` says whether it is
+faster on a large cohort and give ``equivalent``, not ``identical``, cells) before torch is
+imported, so the same inputs run the same kernels with the same work split on every x86-64 CPU
+with AVX2 (Intel since Haswell, AMD since Zen). It cannot be switched on after torch has been
+imported in the process (the settings are read once); :func:`status` says whether it is
 in effect, and every results config and cell records it. A CPU without AVX2 falls back to ATen's
 ``DEFAULT`` kernels and is reported as such. ``native`` leaves torch and MKL to choose.
 

@@ -61,7 +61,8 @@ def register(sub) -> None:
     prof.add_argument("--notes", dest="n_notes", type=int, default=64, help="notes to embed (default 64)")
     prof.add_argument("--note-words", type=int, default=200, help="words per note (default 200)")
     prof.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (default 3)")
-    prof.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    prof.add_argument("--threads", type=int, help="torch intra-op threads (default: the math mode's: 2 under "
+                      "--math reproducible, torch's choice under native)")
     prof.add_argument("--device", help="auto | cpu | cuda (local encoders)")
     prof.add_argument("--batch-tokens", type=int, help="padded tokens per forward batch")
     prof.add_argument("--precision", default="fp32", metavar="P[,P...]",

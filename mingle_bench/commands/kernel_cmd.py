@@ -26,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--out", default=DEFAULT_OUT,
                    help=f"output folder (default {DEFAULT_OUT}; `--out results/kernel` regenerates the committed reference)")
     p.add_argument("--name", default=None, help="file stem (default kernel-<device>)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU; default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU; default: the math "
+                   "mode's: 2 under --math reproducible, torch's under native)")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per arm, interleaved (default 5)")
     p.add_argument("--arms", default="fused,reference,sparse", help="comma-separated subset of fused,reference,sparse")
     p.add_argument("--passes", default="fwd,fwdbwd", help="comma-separated subset of fwd,fwdbwd")

@@ -191,8 +191,9 @@ def check_reference(folder: str | os.PathLike, input_hashes: Sequence[str],
         "max_abs_diff_points": max((c["max_abs_diff_points"] for c in equivalent), default=0.0),
         "definition": ("identical: same inputs, same sha256 of the test probabilities; equivalent: same inputs, "
                        f"every test metric within {TOLERANCE_POINTS:g} point (x100) of the reference's, the "
-                       "floating-point variation of another CPU, math mode or embedding bits (other_computed_inputs: "
-                       "the embeddings whose recorded sha256 differs; null: not recorded); differs: same inputs, a larger difference; "
+                       "floating-point variation of another CPU, math mode, thread count or embedding bits "
+                       "(other_computed_inputs: the embeddings whose recorded sha256 differs; null: not recorded); "
+                       "differs: same inputs, a larger difference; "
                        "no reference: no committed cell with the same inputs"),
     }
     atomic_write_json(folder / REFERENCE_FILE, report)

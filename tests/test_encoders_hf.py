@@ -84,6 +84,22 @@ def test_thread_count_does_not_change_the_vectors(minilm):
     assert torch.equal(one, two)
 
 
+def test_exact_batching_makes_a_vector_independent_of_its_batch_and_the_cache(tmp_path):
+    """``batching=exact``: only equal-length texts share a forward pass, so a text's vector is the
+    one it gets alone, whatever else is embedded and whichever texts the cache already held. The
+    default padded batching is what the committed results used (its own params, its own cache)."""
+    enc = load_encoder("default?batching=exact")
+    assert enc.params["batching"] == "exact" and "batching" not in load_encoder("default").params
+    texts = ["heart failure", "a much longer description of a chronic kidney disease stage", "cough",
+             "acute kidney injury", "type 2 diabetes mellitus without complications", "sepsis " * 40]
+    alone = torch.cat([enc.encode([t]) for t in texts])
+    assert torch.equal(enc.encode(texts), alone)
+    cache = EmbeddingCache(tmp_path / "emb")
+    embed_texts(enc, texts[::2], cache=cache, progress=False)  # a cache that holds half of them
+    assert torch.equal(embed_texts(enc, texts, cache=cache, progress=False), alone)
+    assert torch.equal(embed_texts(enc, texts[::-1], cache=None, progress=False), alone.flip(0))
+
+
 def test_real_notes_chunked_pooled_and_cached(minilm, tmp_path):
     cardiac = ("Patient admitted with crushing chest pain radiating to the left arm, troponin elevated, "
                "ST elevations on ECG, taken for emergent cardiac catheterization. ") * 12

@@ -124,12 +124,14 @@ def test_spec_parsing_of_the_new_options():
     assert parse_spec("default?pooling=max") == ("default", "", {"pooling": "max"})
     assert parse_spec("minilm?chunking=sentence&pooling=cls") == ("default", "", {"chunking": "sentence", "pooling": "cls"})
     assert parse_spec("hf:/m/x?pooling=max&chunking=sentence")[2] == {"pooling": "max", "chunking": "sentence"}
+    assert parse_spec("default?batching=exact") == ("default", "", {"batching": "exact"})
 
 
 @pytest.mark.parametrize("spec,culprit", [
     ("tfidf?ngram=3", "ngram=3"), ("tfidf?dim=0", "dim=0"), ("tfidf?dim=x", "dim='x'"),
     ("tfidf?pooling=max", "'pooling'"), ("default?pooling=median", "pooling='median'"),
     ("default?chunking=words", "chunking='words'"), ("hf:/m/x?pooling=avg", "pooling='avg'"),
+    ("default?batching=sorted", "batching='sorted'"),
     ("tfidf?", "key=value"),
 ])
 def test_bad_spec_values_are_one_line(spec, culprit):

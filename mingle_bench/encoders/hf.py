@@ -77,6 +77,9 @@ DEFAULT_MODEL_SHA256 = {
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 POOLINGS = ("mean", "max", "cls")
 CHUNKINGS = ("tokens", "sentence")
+#: how a forward batch is composed: ``padded`` (length-sorted texts padded to the batch's longest,
+#: the default) or ``exact`` (only texts of the same token length share a forward pass)
+BATCHINGS = ("padded", "exact")
 #: compute precisions an encoder accepts (``auto`` resolves to one of the other two)
 #: /proc/cpuinfo flags of CPUs with native bf16 arithmetic
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -276,12 +279,19 @@ class HFEncoder(Encoder):
             resolved value.
         chunking: ``"tokens"`` (default: notes cut into token windows) or ``"sentence"`` (each
             sentence of a note embedded alone, then pooled per note).
+        batching: ``"padded"`` (default) or ``"exact"``: every batch a caller hands to
+            :meth:`encode_tokens` is split into runs of texts of one token length, so no text is
+            padded and its vector does not depend on the texts embedded beside it, nor on which
+            of them a cache already held (bit-identical to embedding it alone; measured and
+            tested on the CPU in fp32). Not the default yet: it changes the low bits of every
+            vector that padding touched, so it waits for a pipeline version whose committed
+            results are regenerated with it (docs/reproducibility.md).
     """
 
     def __init__(self, path: str | os.PathLike, pooling: str | None = None, max_length: int | None = None,
                  device: str | torch.device | None = "auto", dtype: str = "auto", name: str | None = None,
                  expected_sha256: dict[str, str] | None = None, batch_tokens: int | None = None,
-                 precision: str | None = DEFAULT_PRECISION, chunking: str = "tokens"):
+                 precision: str | None = DEFAULT_PRECISION, chunking: str = "tokens", batching: str = "padded"):
         from transformers import AutoModel, AutoTokenizer
 
         folder = check_model_folder(path)
@@ -296,6 +306,9 @@ class HFEncoder(Encoder):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if chunking not in CHUNKINGS:
             raise ValueError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")
+        if batching not in BATCHINGS:
+            raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+        self.batching = batching
         self.path = folder
         self.pooling = pooling
         self.chunking = chunking
@@ -375,6 +388,8 @@ class HFEncoder(Encoder):
             params["autocast"] = "bfloat16"
         if self.chunking != "tokens":  # likewise: only a non-default chunking adds a key
             params["chunking"] = self.chunking
+        if self.batching != "padded":
+            params["batching"] = self.batching
         return params
 
     def _autocast(self):
@@ -432,7 +447,19 @@ class HFEncoder(Encoder):
         for i, t in enumerate(token_lists):
             if len(t) > limit:
                 raise ValueError(f"token_lists[{i}] has {len(t)} tokens, more than max_input_tokens={limit}")
+        if self.batching == "exact":
+            return self._forward_by_length(token_lists)
         return self._forward(token_lists)
+
+    def _forward_by_length(self, token_lists: Sequence[Sequence[int]]) -> torch.Tensor:
+        """:meth:`_forward` on each run of equal-length inputs, rows back in the caller's order."""
+        groups: dict[int, list[int]] = {}
+        for i, t in enumerate(token_lists):
+            groups.setdefault(len(t), []).append(i)
+        out = torch.empty(len(token_lists), self.dim, dtype=torch.float32)
+        for rows in groups.values():
+            out[rows] = self._forward([token_lists[i] for i in rows])
+        return out
 
     def _forward(self, token_lists: Sequence[Sequence[int]]) -> torch.Tensor:
         seqs = [self._prefix + list(t) + self._suffix for t in token_lists]

@@ -3,14 +3,17 @@
 Spec grammar::
 
     default                                   bundled all-MiniLM-L6-v2 (alias: minilm)
-    hf:PATH[?pooling=mean|max|cls&chunking=tokens|sentence&max_length=N&device=D&dtype=T&batch_tokens=N&precision=P]
+    hf:PATH[?pooling=mean|max|cls&chunking=tokens|sentence&batching=padded|exact&max_length=N&device=D&dtype=T&batch_tokens=N&precision=P]
     openai:MODEL[?dimensions=N&batch_size=N&max_length=N&max_retries=N&backoff_s=F]
     tfidf[?dim=N&min_df=K&ngram=1|2&max_features=N]   TF-IDF + SVD, fitted on the train split's texts
 
 ``default`` takes the ``hf`` options too (e.g. ``default?pooling=max``). ``pooling``: mean over
 the tokens (the default), element-wise max over the tokens (new), or the first token;
 ``chunking=sentence`` embeds each sentence of a note and pools them per note (default
-``tokens``: fixed token windows). Both are part of the encoder's params, so of the cache key.
+``tokens``: fixed token windows). ``batching=exact`` lets only texts of one token length share a
+forward pass, so a text's vector does not depend on what else is embedded with it or on the
+cache's history (default ``padded``; :class:`~mingle_bench.encoders.hf.HFEncoder`). All three are
+part of the encoder's params, so of the cache key.
 ``tfidf`` must be fitted before it encodes (:mod:`mingle_bench.encoders.tfidf`).
 
 Options may also be given as keyword arguments (they override the query string).
@@ -35,11 +38,11 @@ from mingle_bench.encoders.precision import PRECISIONS
 from mingle_bench.plugins import load_group
 
 _HF_OPTIONS = {"pooling": str, "max_length": int, "device": str, "dtype": str, "batch_tokens": int,
-               "precision": str, "chunking": str}
+               "precision": str, "chunking": str, "batching": str}
 _TFIDF_OPTIONS = {"dim": int, "min_df": int, "ngram": int, "max_features": int}
 #: options with a closed set of values, checked when the spec is parsed
 _CHOICES = {"pooling": ("mean", "max", "cls"), "chunking": ("tokens", "sentence"), "precision": PRECISIONS,
-            "ngram": (1, 2)}
+            "batching": ("padded", "exact"), "ngram": (1, 2)}
 #: integer options that must be >= 1
 _POSITIVE = ("dim", "min_df", "max_features", "max_length", "batch_tokens", "dimensions", "batch_size")
 _OPENAI_OPTIONS = {"dimensions": int, "batch_size": int, "max_length": int, "max_retries": int,
@@ -87,7 +90,7 @@ def list_backends() -> list[str]:
 
 
 register_backend("default", options=_HF_OPTIONS, target=False, builtin=True,
-                 usage="default[?pooling=mean|max|cls&chunking=sentence]")
+                 usage="default[?pooling=mean|max|cls&chunking=sentence&batching=exact]")
 register_backend("hf", options=_HF_OPTIONS, builtin=True, usage="hf:PATH[?...]")
 register_backend("openai", options=_OPENAI_OPTIONS, builtin=True, usage="openai:MODEL")
 register_backend("tfidf", options=_TFIDF_OPTIONS, target=False, builtin=True, usage="tfidf[?dim=N&min_df=K&ngram=1|2]")

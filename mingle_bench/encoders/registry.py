@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mingle_bench.encoders.base import Encoder
+from mingle_bench.encoders.hf import BATCHINGS, CHUNKINGS, POOLINGS
 from mingle_bench.encoders.precision import PRECISIONS
 from mingle_bench.plugins import load_group
 
@@ -41,8 +42,8 @@ _HF_OPTIONS = {"pooling": str, "max_length": int, "device": str, "dtype": str, "
                "precision": str, "chunking": str, "batching": str}
 _TFIDF_OPTIONS = {"dim": int, "min_df": int, "ngram": int, "max_features": int}
 #: options with a closed set of values, checked when the spec is parsed
-_CHOICES = {"pooling": ("mean", "max", "cls"), "chunking": ("tokens", "sentence"), "precision": PRECISIONS,
-            "batching": ("padded", "exact"), "ngram": (1, 2)}
+_CHOICES = {"pooling": POOLINGS, "chunking": CHUNKINGS, "batching": BATCHINGS, "precision": PRECISIONS,
+            "ngram": (1, 2)}
 #: integer options that must be >= 1
 _POSITIVE = ("dim", "min_df", "max_features", "max_length", "batch_tokens", "dimensions", "batch_size")
 _OPENAI_OPTIONS = {"dimensions": int, "batch_size": int, "max_length": int, "max_retries": int,

@@ -100,6 +100,15 @@ def _math_mode(info: Any) -> str | None:
     return str(mode) if mode else None
 
 
+#: settings recorded in ``machine_info`` that change a cell's low bits: cell key -> (reader, what
+#: the cause line calls it, why it matters)
+_SETTINGS = {
+    "threads": (_threads, "other torch thread count", "ATen splits large reductions into one chunk per thread; "
+                "--math reproducible pins 2 unless $MINGLE_THREADS says otherwise"),
+    "math": (_math_mode, "other math mode", "the CPU kernels differ (--math, docs/reproducibility.md)"),
+}
+
+
 def _computed_diff(mine: Any, theirs: Any) -> list[str] | None:
     """The computed inputs (:meth:`mingle_bench.taskdata.TaskData.computed_sha256`) both cells
     recorded whose values differ (``[]`` also for a model that reads none); ``None`` when either
@@ -147,12 +156,10 @@ def compare_cells(run_records: Sequence[dict], ref_records: Sequence[dict], tole
                                          else str(ref_info) if ref_info else "not recorded")
             a, b = _cpu_key(info), _cpu_key(ref_info)
             cell["other_cpu"] = None if a is None or b is None else a != b
-            cell["threads"], cell["reference_threads"] = _threads(info), _threads(ref_info)
-            cell["other_threads"] = (None if cell["threads"] is None or cell["reference_threads"] is None
-                                     else cell["threads"] != cell["reference_threads"])
-            cell["math"], cell["reference_math"] = _math_mode(info), _math_mode(ref_info)
-            cell["other_math"] = (None if cell["math"] is None or cell["reference_math"] is None
-                                  else cell["math"] != cell["reference_math"])
+            for key, (read, _what, _why) in _SETTINGS.items():
+                mine, theirs = read(info), read(ref_info)
+                cell[key], cell[f"reference_{key}"] = mine, theirs
+                cell[f"other_{key}"] = None if mine is None or theirs is None else mine != theirs
             cell["other_computed_inputs"] = _computed_diff(r.get("computed_sha256"), other.get("computed_sha256"))
         out.append(cell)
     return out
@@ -237,15 +244,11 @@ def _cause_lines(cells: list[dict]) -> list[str]:
                      "run's (the vectors depend on the CPU and on which texts shared a padded batch, so a cache filled "
                      "by other commands gives other bits); trained on the same vectors, a cell on the same CPU, math "
                      "mode and thread count is identical (docs/reproducibility.md)")
-    counts = sorted({(c["threads"], c["reference_threads"]) for c in cells if c.get("other_threads")})
-    if counts:
-        pairs = ", ".join(f"{a} here, {b} in the reference" for a, b in counts)
-        lines.append(f"  cause: other torch thread count ({pairs}): ATen splits large reductions into one chunk per "
-                     "thread; --math reproducible pins 2 unless $MINGLE_THREADS says otherwise")
-    modes = sorted({(c["math"], c["reference_math"]) for c in cells if c.get("other_math")})
-    if modes:
-        pairs = ", ".join(f"{a} here, {b} in the reference" for a, b in modes)
-        lines.append(f"  cause: other math mode ({pairs}): the CPU kernels differ (--math, docs/reproducibility.md)")
+    for key, (_read, what, why) in _SETTINGS.items():
+        seen = sorted({(c[key], c[f"reference_{key}"]) for c in cells if c.get(f"other_{key}")})
+        if seen:
+            pairs = ", ".join(f"{a} here, {b} in the reference" for a, b in seen)
+            lines.append(f"  cause: {what} ({pairs}): {why}")
     if not lines and all(d == [] for d in computed):
         cpu = _cpu_phrase(cells)
         why = ("the CPUs differ" if cpu == "other CPU" else
